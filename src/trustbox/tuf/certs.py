@@ -1,0 +1,101 @@
+"""Root certificates as notary makes and checks them (CN = GUN, self-signed, 10 years)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from trustbox.errors import RootError, UnsupportedKeyError
+from trustbox.tuf.keys import MIN_RSA_BITS, PrivateKey, PublicKey
+
+ROOT_CERT_VALIDITY = timedelta(days=3650)
+
+_PRINTABLE = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 '()+,-./:=?")
+
+
+def _cn_attribute(gun: str) -> x509.NameAttribute[str]:
+    # Go's asn1 writes a PrintableString when every character allows it, else UTF8String.
+    if gun and all(c in _PRINTABLE for c in gun):
+        return x509.NameAttribute(NameOID.COMMON_NAME, gun, _type=x509.name._ASN1Type.PrintableString)
+    return x509.NameAttribute(NameOID.COMMON_NAME, gun)
+
+
+def make_root_certificate(
+    key: PrivateKey, gun: str, now: datetime, validity: timedelta = ROOT_CERT_VALIDITY
+) -> x509.Certificate:
+    """A self-signed root certificate for ``gun`` as ``notary init`` makes it."""
+    k = key.key
+    if not isinstance(k, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+        raise UnsupportedKeyError("root keys must be ECDSA or RSA (notary puts them in x509 certificates)")
+    name = x509.Name([_cn_attribute(gun)])
+    start = now.replace(microsecond=0)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(k.public_key())
+        .serial_number(secrets.randbits(127) | 1)
+        .not_valid_before(start)
+        .not_valid_after(start + validity)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=True,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    )
+    return builder.sign(k, hashes.SHA256())
+
+
+def make_root_public_key(key: PrivateKey, gun: str, now: datetime) -> PublicKey:
+    """The ``ecdsa-x509``/``rsa-x509`` public key that goes into root.json for ``key``."""
+    return PublicKey.from_certificate(make_root_certificate(key, gun, now))
+
+
+def certificate_cn(cert: x509.Certificate) -> str | None:
+    """The subject common name of a certificate, if exactly one is present."""
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(cns) != 1:
+        return None
+    value = cns[0].value
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+def check_root_certificate(key: PublicKey, gun: str, now: datetime | None) -> None:
+    """Raise RootError unless ``key`` is a usable root certificate for ``gun``.
+
+    Checks what notary's trust pinning checks for a leaf: CN equals the GUN, not SHA-1
+    signed, RSA at least 2048 bits, and (when ``now`` is given) inside its validity window.
+    """
+    if not key.is_x509:
+        raise RootError(f"root key {key.keyid} is a bare {key.keytype} key, not a certificate")
+    cert = key.certificate()
+    cn = certificate_cn(cert)
+    if cn != gun:
+        raise RootError(f"root certificate {key.keyid[:12]} is for {cn!r}, not for {gun!r}")
+    algo = cert.signature_hash_algorithm
+    if algo is not None and isinstance(algo, hashes.SHA1):
+        raise RootError(f"root certificate {key.keyid[:12]} is signed with SHA-1")
+    pub = cert.public_key()
+    if isinstance(pub, rsa.RSAPublicKey) and pub.key_size < MIN_RSA_BITS:
+        raise RootError(f"root certificate {key.keyid[:12]} has an RSA key shorter than {MIN_RSA_BITS} bits")
+    if now is not None:
+        if now < cert.not_valid_before_utc:
+            raise RootError(f"root certificate {key.keyid[:12]} is not valid before {cert.not_valid_before_utc}")
+        if now > cert.not_valid_after_utc:
+            raise RootError(f"root certificate {key.keyid[:12]} expired at {cert.not_valid_after_utc}")

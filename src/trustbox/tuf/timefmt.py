@@ -1,0 +1,55 @@
+"""Go ``time.Time`` JSON timestamps (RFC 3339 with up to nine fractional digits)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+
+from trustbox.errors import FormatError
+
+_RFC3339 = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$"
+)
+
+
+def parse_time(text: object, what: str = "expires") -> datetime:
+    """Parse an RFC 3339 timestamp into an aware UTC datetime (fraction cut to microseconds)."""
+    if not isinstance(text, str):
+        raise FormatError(f"{what} must be an RFC 3339 timestamp string")
+    m = _RFC3339.match(text)
+    if not m:
+        raise FormatError(f"{what} {text!r} is not an RFC 3339 timestamp")
+    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
+    frac = m.group(7) or ""
+    micro = int((frac + "000000")[:6]) if frac else 0
+    if m.group(8):
+        tz = UTC
+    else:
+        sign = 1 if m.group(9) == "+" else -1
+        tz = timezone(sign * timedelta(hours=int(m.group(10)), minutes=int(m.group(11))))
+    try:
+        dt = datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
+    except ValueError as exc:
+        raise FormatError(f"{what} {text!r} is not a valid date: {exc}") from exc
+    return dt.astimezone(UTC)
+
+
+def format_time(dt: datetime) -> str:
+    """Format like Go's RFC3339Nano in UTC: ``2036-11-19T06:32:05.880994Z``, no trailing zeros."""
+    if dt.tzinfo is None:
+        raise ValueError("naive datetime")
+    dt = dt.astimezone(UTC)
+    base = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    if dt.microsecond:
+        base += "." + f"{dt.microsecond:06d}".rstrip("0")
+    return base + "Z"
+
+
+def format_http_date(dt: datetime) -> str:
+    """Go's RFC1123 layout with a literal ``UTC`` zone, as notary-server's Last-Modified."""
+    return dt.astimezone(UTC).strftime("%a, %d %b %Y %H:%M:%S UTC")
+
+
+def utcnow() -> datetime:
+    """The current time (for I/O layers only: the core takes time as a parameter)."""
+    return datetime.now(UTC)
