@@ -126,6 +126,17 @@ def audit(files: dict[str, bytes], now: datetime, trusted_root: bytes | None = N
         if e.ok:
             e.ok, e.message = False, msg
 
+    def record(path: str, md: Metadata[Any], keys: dict[str, PublicKey]) -> None:
+        # An audit is stricter than a client: every signature present must verify with a
+        # key trusted for the role, even when the threshold is met without it.
+        good = valid_signers(md, keys)
+        entries[path].signers = _short(good)
+        for sig in md.signatures:
+            if sig.keyid not in good:
+                known = "a key trusted for" if sig.keyid in keys else "an unknown key for"
+                fail(path, f"signature by {sig.keyid[:12]} ({known} {entries[path].role}) does not verify")
+                break
+
     # --- the root chain -------------------------------------------------------------------
     roots = {p: md for p, md in parsed.items() if entries[p].role == ROOT}
     by_version: dict[int, list[str]] = {}
@@ -156,7 +167,7 @@ def audit(files: dict[str, bytes], now: datetime, trusted_root: bytes | None = N
                 for p in paths:
                     try:
                         verify_root_self(roots[p], resolved_gun, None)
-                        entries[p].signers = _short(valid_signers(roots[p], roots[p].signed.role_keys(ROOT)[0]))
+                        record(p, roots[p], roots[p].signed.keys)
                     except TrustboxError as exc:
                         fail(p, str(exc))
                 continue
@@ -171,7 +182,7 @@ def audit(files: dict[str, bytes], now: datetime, trusted_root: bytes | None = N
                         verify_root_rotation(current, md, resolved_gun, now)
                     else:
                         raise RootError(f"root version {v} does not follow version {current.signed.version}")
-                    entries[p].signers = _short(valid_signers(md, {**current.signed.keys, **md.signed.keys}))
+                    record(p, md, {**current.signed.keys, **md.signed.keys})
                 except TrustboxError as exc:
                     fail(p, str(exc))
             good = [roots[p] for p in paths if entries[p].ok]
@@ -210,7 +221,7 @@ def audit(files: dict[str, bytes], now: datetime, trusted_root: bytes | None = N
                     else:
                         md = tc.update_targets(files[path])
                         keys = tc.root.signed.role_keys(TARGETS)[0]
-                    entries[path].signers = _short(valid_signers(md, keys))
+                    record(path, md, keys)
                 except TrustboxError as exc:
                     fail(path, str(exc))
                     break
@@ -229,7 +240,7 @@ def audit(files: dict[str, bytes], now: datetime, trusted_root: bytes | None = N
                         continue
                     try:
                         md = tc.update_delegation(role, files[path])
-                        entries[path].signers = _short(valid_signers(md, tc.parent_of(role)[0].signed.delegations.role_keys(role)[0]))
+                        record(path, md, tc.parent_of(role)[0].signed.delegations.role_keys(role)[0])
                         queue.extend(tc.delegated_roles(role))
                     except TrustboxError as exc:
                         fail(path, str(exc))
@@ -255,15 +266,15 @@ def audit(files: dict[str, bytes], now: datetime, trusted_root: bytes | None = N
             for pd in parents:
                 if pd.signed.delegations.get(role) is not None:
                     candidates.append(pd.signed.delegations.role_keys(role))
-        best: list[str] = []
-        ok = False
+        # the key set (of any trusted version) under which most signatures verify
+        best: dict[str, PublicKey] | None = None
+        best_count = -1
         for keys, threshold in candidates:
-            signers = valid_signers(md, keys)
-            if len(signers) >= threshold:
-                ok, best = True, signers
-                break
-        if ok:
-            entries[path].signers = _short(best)
+            count = len(valid_signers(md, keys))
+            if count >= threshold and count > best_count:
+                best, best_count = keys, count
+        if best is not None:
+            record(path, md, best)
             if path == role + ".json":
                 try:
                     check_expiry(md, now, role)
