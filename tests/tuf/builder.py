@@ -43,7 +43,7 @@ class RepoBuilder:
 
     def root(self, signers: list[tuple[PrivateKey, PublicKey]] | None = None) -> bytes:
         keys = {pub.keyid: pub for _k, pub in self.root_keys}
-        for r, k in self.keys.items():
+        for k in self.keys.values():
             keys[k.keyid] = k.public_key()
         body = Root(self.root_version, self.now + self.expiry["root"], keys=keys, roles={
             "root": RoleKeys([p.keyid for _k, p in self.root_keys], self.root_threshold),
