@@ -6,7 +6,8 @@ Pure functions, no I/O. Writing reproduces notary's ``tuf/utils/pkcs8.go`` byte 
   omitted default PRF, 32-byte derived key) + AES-256-CBC (16-byte IV, PKCS#7 padding);
 * inner ``PrivateKeyInfo``: ECDSA with version 1 and a full SEC1 ``ECPrivateKey`` ([0] curve and
   [1] public key), RSA with version 0 and PKCS#1 (algorithm without NULL parameters, as Go writes
-  it), Ed25519 with OID 1.3.6.1.4.1.11591.15.1 and the 64-byte ``seed || public`` private key.
+  it), Ed25519 with OID 1.3.6.1.4.1.11591.15.1 and the 96-byte ``public || seed || public`` private
+  key (notary's TUF serialisation: public key, then Go's 64-byte private key).
 
 Reading also accepts openssl's forms: standard PKCS#8 (incl. Ed25519 1.3.101.112), PBES2 with
 HMAC-SHA2 PRFs and AES-128/192/256-CBC, ``EC PRIVATE KEY`` (SEC1), ``RSA PRIVATE KEY`` (PKCS#1),
@@ -115,7 +116,8 @@ def encode_pkcs8(key: PrivateKey) -> bytes:
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
     )
     public = k.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return der.seq(der.integer(0), der.seq(der.oid(OID_ED25519_NOTARY)), der.octets(seed + public))
+    # notary serialises ed25519 as public || Go private key (seed || public): 96 bytes.
+    return der.seq(der.integer(0), der.seq(der.oid(OID_ED25519_NOTARY)), der.octets(public + seed + public))
 
 
 def _ec_from_sec1(sec1: bytes, curve_oid: str | None) -> PrivateKey:
@@ -160,15 +162,22 @@ def _rsa_from_pkcs1(pkcs1: bytes) -> PrivateKey:
     return PrivateKey(key)
 
 
-def _ed25519_from_go(raw: bytes) -> PrivateKey:
-    """Go's ed25519 private key: 64 bytes ``seed || public`` (a bare 32-byte seed is accepted)."""
-    if len(raw) not in (32, 64):
-        raise FormatError(f"ed25519 private key must be 64 bytes, got {len(raw)}")
-    key = ed25519.Ed25519PrivateKey.from_private_bytes(raw[:32])
-    if len(raw) == 64:
-        public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        if public != raw[32:]:
-            raise FormatError("ed25519 private key does not match its public half")
+def _ed25519_from_notary(raw: bytes) -> PrivateKey:
+    """notary's ed25519 private bytes: ``public || seed || public`` (96 bytes, see
+    ``tuf/utils/x509.go`` GenerateED25519Key); Go's 64-byte ``seed || public`` and a bare
+    32-byte seed are accepted too."""
+    if len(raw) == 96:
+        seed, publics = raw[32:64], (raw[:32], raw[64:])
+    elif len(raw) == 64:
+        seed, publics = raw[:32], (raw[32:],)
+    elif len(raw) == 32:
+        seed, publics = raw, ()
+    else:
+        raise FormatError(f"ed25519 private key must be 96 bytes, got {len(raw)}")
+    key = ed25519.Ed25519PrivateKey.from_private_bytes(seed)
+    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    if any(p != public for p in publics):
+        raise FormatError("ed25519 private key does not match its public half")
     return PrivateKey(key)
 
 
@@ -190,7 +199,7 @@ def decode_pkcs8(data: bytes) -> PrivateKey:
     if alg_oid == OID_RSA:
         return _rsa_from_pkcs1(private)
     if alg_oid == OID_ED25519_NOTARY:
-        return _ed25519_from_go(private)
+        return _ed25519_from_notary(private)
     if alg_oid == OID_ED25519:
         seed = der.parse_one(private).as_octets()
         if len(seed) != 32:
@@ -384,7 +393,7 @@ def decode_block(block: PEMBlock, passphrase: str | None = None) -> PrivateKey:
         return _ec_from_sec1(block.der, None)
     if block.type == "RSA PRIVATE KEY":
         return _rsa_from_pkcs1(block.der)
-    return _ed25519_from_go(block.der)
+    return _ed25519_from_notary(block.der)
 
 
 def decode_key_file(data: bytes, passphrase: str | None = None) -> tuple[PrivateKey, dict[str, str]]:
