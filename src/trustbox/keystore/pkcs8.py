@@ -166,6 +166,7 @@ def _ed25519_from_notary(raw: bytes) -> PrivateKey:
     """notary's ed25519 private bytes: ``public || seed || public`` (96 bytes, see
     ``tuf/utils/x509.go`` GenerateED25519Key); Go's 64-byte ``seed || public`` and a bare
     32-byte seed are accepted too."""
+    publics: tuple[bytes, ...]
     if len(raw) == 96:
         seed, publics = raw[32:64], (raw[:32], raw[64:])
     elif len(raw) == 64:
