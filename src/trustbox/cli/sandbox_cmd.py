@@ -1,0 +1,140 @@
+"""``trustbox sandbox ...``: a whole local content-trust environment in one command."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from pathlib import Path
+
+import click
+
+from trustbox.errors import ConfigError
+from trustbox.sandbox.sandbox import (
+    DEFAULT_REGISTRY_PORT,
+    DEFAULT_TRUST_PORT,
+    Sandbox,
+    SandboxState,
+    default_dir,
+)
+
+_dir_option = click.option(
+    "--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Sandbox folder (default: $TRUSTBOX_SANDBOX_DIR or ~/.trustbox/sandbox).",
+)
+
+
+def _sandbox(directory: Path | None) -> Sandbox:
+    return Sandbox(directory or default_dir())
+
+
+def _print_exports(sb: Sandbox, state: SandboxState) -> None:
+    for name, value in sb.exports(state):
+        click.echo(f"export {name}={shlex.quote(value)}")
+
+
+def _require(sb: Sandbox) -> SandboxState:
+    state = sb.load()
+    if state is None:
+        raise ConfigError(f"no sandbox in {sb.dir}", hint="start one with 'trustbox sandbox up'")
+    return state
+
+
+@click.group("sandbox")
+def sandbox_group() -> None:
+    """A local registry + trust server with a fresh CA and TLS."""
+
+
+@sandbox_group.command("up")
+@_dir_option
+@click.option("--trust-port", type=click.IntRange(1, 65535), default=DEFAULT_TRUST_PORT, show_default=True)
+@click.option("--registry-port", type=click.IntRange(1, 65535), default=DEFAULT_REGISTRY_PORT, show_default=True)
+@click.option("--docker-config", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also install the CA under DIR/tls/<host:port>/ca.crt for the docker CLI.")
+def up_cmd(directory: Path | None, trust_port: int, registry_port: int, docker_config: Path | None) -> None:
+    """Start the sandbox (a no-op that prints the exports if it is already running)."""
+    sb = _sandbox(directory)
+    t0 = time.monotonic()
+    state, started = sb.up(trust_port, registry_port, docker_config=docker_config)
+    if started:
+        click.echo(f"# trustbox sandbox is up in {sb.dir} ({time.monotonic() - t0:.1f}s)", err=True)
+        click.echo(f"#   trust server: {state.trust.url()}   registry: localhost:{state.registry.port}", err=True)
+        click.echo("# paste these lines (or run: eval \"$(trustbox sandbox env)\"):", err=True)
+    _print_exports(sb, state)
+
+
+@sandbox_group.command("env")
+@_dir_option
+def env_cmd(directory: Path | None) -> None:
+    """Print the exports for a running sandbox."""
+    sb = _sandbox(directory)
+    _print_exports(sb, _require(sb))
+
+
+@sandbox_group.command("status")
+@_dir_option
+def status_cmd(directory: Path | None) -> None:
+    """Show whether each sandbox server is running."""
+    sb = _sandbox(directory)
+    state = _require(sb)
+    alive = sb.running(state)
+    for s in (state.trust, state.registry):
+        click.echo(f"{s.name:<9} {'running' if alive[s.name] else 'stopped':<8} pid {s.pid or '-':<7} {s.url()}")
+    if not all(alive.values()):
+        raise click.exceptions.Exit(1)
+
+
+@sandbox_group.command("logs")
+@_dir_option
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines.")
+@click.argument("service", type=click.Choice(["trust", "registry", "all"]), default="all")
+def logs_cmd(directory: Path | None, follow: bool, service: str) -> None:
+    """Print the servers' logs."""
+    sb = _sandbox(directory)
+    _require(sb)
+    names = ["trust", "registry"] if service == "all" else [service]
+    offsets: dict[str, int] = {}
+    for n in names:
+        p = sb.log_file(n)
+        data = p.read_bytes() if p.exists() else b""
+        for line in data.decode(errors="replace").splitlines():
+            click.echo(f"{n}: {line}" if len(names) > 1 else line)
+        offsets[n] = len(data)
+    while follow:
+        time.sleep(0.3)
+        for n in names:
+            p = sb.log_file(n)
+            if not p.exists():
+                continue
+            with p.open("rb") as f:
+                f.seek(offsets[n])
+                chunk = f.read()
+            offsets[n] += len(chunk)
+            for line in chunk.decode(errors="replace").splitlines():
+                click.echo(f"{n}: {line}" if len(names) > 1 else line)
+
+
+@sandbox_group.command("down")
+@_dir_option
+@click.option("-v", "--volumes", "remove", is_flag=True, help="Also remove keys, data and certificates.")
+def down_cmd(directory: Path | None, remove: bool) -> None:
+    """Stop the sandbox (with -v, remove everything it created)."""
+    sb = _sandbox(directory)
+    if not sb.down(remove=remove):
+        click.echo(f"no sandbox in {sb.dir}", err=True)
+        return
+    click.echo(f"sandbox in {sb.dir} {'removed' if remove else 'stopped'}", err=True)
+
+
+@sandbox_group.command("sample-image")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def sample_image_cmd(directory: Path) -> None:
+    """Write a small sample image (an OCI layout) to DIRECTORY, for the tutorial."""
+    from trustbox.client.oci_sample import write_sample_image
+
+    write_sample_image(directory)
+    click.echo(f"wrote a sample image to oci:{directory}:latest", err=True)
+
+
+def register(cli: click.Group, serve: click.Group) -> None:
+    """Add the ``sandbox`` command family."""
+    cli.add_command(sandbox_group)
