@@ -163,9 +163,8 @@ def pem_public_key_id(pem_path: Path) -> str:
     """Notary key ID of a ``-----BEGIN PUBLIC KEY-----`` file (ecdsa, DER SPKI)."""
     lines = Path(pem_path).read_text().splitlines()
     b64 = "".join(ln for ln in lines if ln and not ln.startswith("-----") and ":" not in ln)
-    canon = '{"keytype":"ecdsa","keyval":{"private":null,"public":"%s"}}' % base64.b64encode(
-        base64.b64decode(b64)
-    ).decode()
+    public = base64.b64encode(base64.b64decode(b64)).decode()
+    canon = '{"keytype":"ecdsa","keyval":{"private":null,"public":"' + public + '"}}'
     return hashlib.sha256(canon.encode()).hexdigest()
 
 

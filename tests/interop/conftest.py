@@ -19,7 +19,16 @@ from typing import Any
 
 import pytest
 
-from .servers import NOTARY, VARIANTS, ServerHandle, TLSFiles, make_tls, pg_reachable, start_variant, upstream_available
+from .servers import (
+    NOTARY,
+    VARIANTS,
+    ServerHandle,
+    TLSFiles,
+    make_tls,
+    pg_reachable,
+    start_variant,
+    upstream_available,
+)
 
 
 class ServerPool:
