@@ -273,3 +273,20 @@ def assert_same_transcript(reference: Transcript, actual: Transcript) -> None:
         f"({len(diffs)} of {len(ref)} steps differ):\n" + "\n".join(diffs)
     )
     assert len(got) == len(ref), f"upstream ran {len(ref)} steps, {actual.server} {len(got)}"
+
+
+def check_against_upstream(trust_server, upstream_server, pool, workdir: Path, key: str, runner) -> None:
+    """Run ``runner(server, dir)`` (returns an object with ``transcript`` and ``problems``) on
+    ``trust_server``; its own checks must pass, and unless it is upstream itself, its transcript must
+    equal the one of the same scenario run on upstream in this session (computed once)."""
+    result = runner(trust_server, workdir / "run")
+    if trust_server.name == "upstream":
+        pool.references.setdefault(key, result)
+    assert not result.problems, f"{trust_server.name}: {len(result.problems)} problem(s):\n" + "\n\n".join(
+        result.problems
+    )
+    if trust_server.name == "upstream":
+        return
+    ref = pool.reference(key, lambda: runner(upstream_server, pool.root / f"ref-{key}"))
+    assert not ref.problems, f"the reference run on upstream notary-server failed, cannot compare: {ref.problems}"
+    assert_same_transcript(ref.transcript, result.transcript)

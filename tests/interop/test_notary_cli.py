@@ -21,7 +21,7 @@ from .clitools import (
     Result,
     Transcript,
     add_path_header,
-    assert_same_transcript,
+    check_against_upstream,
     parse_list,
     pem_public_key_id,
     sha256_file,
@@ -249,24 +249,9 @@ def run_rejected(server: ServerHandle, root: Path) -> Scenario:
     return sc
 
 
-def _report(sc: Scenario) -> str:
-    return f"{sc.server.name}: {len(sc.problems)} problem(s):\n" + "\n\n".join(sc.problems)
-
-
-def _scenario_test(trust_server, upstream_server, server_pool, workdir, runner, key):
-    sc = runner(trust_server, workdir / "run")
-    assert not sc.problems, _report(sc)
-    if trust_server.name == "upstream":
-        server_pool.references.setdefault(key, sc.transcript)
-        return
-    ref_dir = server_pool.root / f"ref-{key}"
-    ref = server_pool.reference(key, lambda: runner(upstream_server, ref_dir).transcript)
-    assert_same_transcript(ref, sc.transcript)
-
-
 def test_notary_lifecycle(trust_server, upstream_server, server_pool, workdir, notary_bin):
-    _scenario_test(trust_server, upstream_server, server_pool, workdir, run_lifecycle, "notary-lifecycle")
+    check_against_upstream(trust_server, upstream_server, server_pool, workdir, "notary-lifecycle", run_lifecycle)
 
 
 def test_notary_rejected_publishes(trust_server, upstream_server, server_pool, workdir, notary_bin):
-    _scenario_test(trust_server, upstream_server, server_pool, workdir, run_rejected, "notary-rejected")
+    check_against_upstream(trust_server, upstream_server, server_pool, workdir, "notary-rejected", run_rejected)
