@@ -1,0 +1,625 @@
+"""Image transfer with content trust: push, pull and verify.
+
+This module joins the registry client, the local image transports and the trust client. The
+trust client is reached only through :class:`TrustAdapter` (``NotaryTrust`` by default), so the
+rest of the code does not depend on its exact API.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from trustbox.client.oci import (
+    Descriptor,
+    DigestMismatchError,
+    ImageError,
+    Manifest,
+    short_id,
+)
+from trustbox.client.oci_layout import (
+    ImageDestination,
+    ImageSource,
+    Progress,
+    open_destination,
+    open_source,
+    parse_local_ref,
+)
+from trustbox.client.oci_ref import ImageRef, parse_image_ref
+from trustbox.client.registry import RegistryClient, RegistryOptions
+from trustbox.errors import (
+    ConfigError,
+    ExpiredError,
+    HashMismatchError,
+    KeyStoreError,
+    NetworkError,
+    NotFoundError,
+    PassphraseError,
+    RollbackError,
+    SignatureError,
+    ThresholdError,
+    TrustboxError,
+    VerificationError,
+)
+
+# --- DOCKER_CONTENT_TRUST ---------------------------------------------------------------
+
+
+def content_trust_enabled(environ: dict[str, str] | None = None) -> bool:
+    """docker's rule: any non-empty ``DOCKER_CONTENT_TRUST`` that is not a false boolean enables it."""
+    value = (os.environ if environ is None else environ).get("DOCKER_CONTENT_TRUST", "")
+    if not value:
+        return False
+    return value not in ("0", "f", "F", "false", "FALSE", "False")
+
+
+# --- errors with docker's wording -------------------------------------------------------
+
+
+class TrustError(TrustboxError):
+    """A content-trust failure; ``message`` is the complete line docker prints."""
+
+    def __init__(self, message: str, kind: str = "untrusted") -> None:
+        super().__init__(message)
+        self.kind = kind  # "untrusted" (exit 1) or "network" (exit 3)
+
+
+class TrustUnavailableError(ConfigError):
+    """The trust client is not part of this build yet."""
+
+
+def notary_error(gun: str, exc: BaseException) -> TrustError:
+    """Translate a trust-client error into docker's ``trust.NotaryError`` wording."""
+    name = type(exc).__name__
+    msg = str(exc)
+    if isinstance(exc, TrustError):
+        return exc
+    if msg.startswith(("Error: ", "Warning: ", "No valid trust data", "No trust data")):
+        return TrustError(msg)
+    if name in ("RepositoryNotExistError", "ErrRepositoryNotExist"):
+        return TrustError(f"Error: remote trust data does not exist for {gun}: {msg}")
+    if name in ("NoSuchTargetError",):
+        return TrustError(msg)
+    if name in ("MetaNotFoundError",):
+        return TrustError(f"Error: trust data missing for remote repository {gun} or remote repository not found: {msg}")
+    if name in ("NotNotaryServerError",):
+        return TrustError(
+            f"Error: no trust data available for remote repository {gun}. Try running notary server and setting "
+            "DOCKER_CONTENT_TRUST_SERVER to its HTTPS address?"
+        )
+    if isinstance(exc, ExpiredError):
+        return TrustError(f"Error: remote repository {gun} out-of-date: {msg}")
+    if isinstance(exc, RollbackError):
+        return TrustError(f"Warning: potential malicious behavior - trust data version is lower than expected for remote repository {gun}: {msg}")
+    if isinstance(exc, ThresholdError):
+        return TrustError(f"Warning: potential malicious behavior - trust data has insufficient signatures for remote repository {gun}: {msg}")
+    if isinstance(exc, (SignatureError, VerificationError)) and not isinstance(exc, HashMismatchError):
+        return TrustError(f"Warning: potential malicious behavior - trust data mismatch for remote repository {gun}: {msg}")
+    if isinstance(exc, HashMismatchError):
+        return TrustError(f"Warning: potential malicious behavior - trust data mismatch for remote repository {gun}: {msg}")
+    if isinstance(exc, PassphraseError | KeyStoreError):
+        return TrustError(f"Error: could not find signing keys for remote repository {gun}, or could not decrypt signing key: {msg}")
+    if isinstance(exc, NetworkError):
+        return TrustError(f"Error: error contacting notary server: {msg}", kind="network")
+    if isinstance(exc, ConfigError):
+        return TrustError(msg, kind="config")
+    return TrustError(f"Error: {msg}")
+
+
+# --- the trust adapter ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrustedTarget:
+    """A signed tag: what the trust data says the tag's manifest is."""
+
+    tag: str
+    digest: str  # "sha256:<hex>"
+    length: int
+    role: str
+    signers: tuple[str, ...] = ()
+
+
+class TrustAdapter(Protocol):
+    """What image commands need from content trust."""
+
+    def lookup(self, ref: ImageRef, tag: str) -> TrustedTarget:
+        """The signed target for ``tag`` (roles ``targets/releases`` then ``targets``)."""
+        ...
+
+    def list_targets(self, ref: ImageRef) -> list[TrustedTarget]:
+        """All signed tags of the repository."""
+        ...
+
+    def sign(self, ref: ImageRef, tag: str, digest: str, length: int) -> None:
+        """Sign ``tag`` → (``digest``, ``length``), initialising the repository if needed."""
+        ...
+
+
+def _find_factory() -> Callable[..., Any]:
+    candidates = ("trustbox.client", "trustbox.client.trust", "trustbox.client.repository", "trustbox.client.client")
+    for modname in candidates:
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError:
+            continue
+        f = getattr(mod, "trust_client_for", None)
+        if callable(f):
+            return f  # type: ignore[no-any-return]
+    raise TrustUnavailableError("the content trust client is not available in this build of trustbox")
+
+
+def _to_target(tag: str, t: Any) -> TrustedTarget:
+    hexd = str(getattr(t, "sha256_hex", "") or "")
+    return TrustedTarget(
+        tag=str(getattr(t, "name", tag) or tag),
+        digest=f"sha256:{hexd}",
+        length=int(getattr(t, "length", 0)),
+        role=str(getattr(t, "role", "")),
+        signers=tuple(str(s) for s in (getattr(t, "signers", None) or ())),
+    )
+
+
+class NotaryTrust:
+    """The TrustAdapter over trustbox's own ``TrustClient`` (``trust_client_for``)."""
+
+    def __init__(self, **opts: Any) -> None:
+        self.opts = opts
+
+    def _client(self, ref: ImageRef) -> Any:
+        factory = _find_factory()
+        try:
+            params = inspect.signature(factory).parameters
+            has_var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+            opts = {k: v for k, v in self.opts.items() if v is not None and (has_var_kw or k in params)}
+        except (TypeError, ValueError):
+            opts = {}
+        try:
+            return factory(ref.name, **opts)
+        except TrustboxError as exc:
+            raise notary_error(ref.name, exc) from None
+
+    def lookup(self, ref: ImageRef, tag: str) -> TrustedTarget:
+        """Update the trust data and resolve ``tag``."""
+        client = self._client(ref)
+        try:
+            client.update()
+            t = client.get_signed_target(tag)
+        except TrustboxError as exc:
+            raise notary_error(ref.name, exc) from None
+        finally:
+            _close(client)
+        if t is None:
+            raise TrustError(f"No valid trust data for {tag}")
+        target = _to_target(tag, t)
+        if len(target.digest) != len("sha256:") + 64:
+            raise TrustError(f"No valid trust data for {tag}")
+        return target
+
+    def list_targets(self, ref: ImageRef) -> list[TrustedTarget]:
+        """All tags in ``targets/releases`` / ``targets``."""
+        client = self._client(ref)
+        try:
+            client.update()
+            ts = client.list_signed_targets()
+        except TrustboxError as exc:
+            raise notary_error(ref.name, exc) from None
+        finally:
+            _close(client)
+        return [_to_target(str(getattr(t, "name", "")), t) for t in ts]
+
+    def sign(self, ref: ImageRef, tag: str, digest: str, length: int) -> None:
+        """Sign the pushed manifest under ``tag``."""
+        client = self._client(ref)
+        try:
+            client.sign_target(tag, digest.split(":", 1)[1], length)
+        except TrustboxError as exc:
+            raise notary_error(ref.name, exc) from None
+        finally:
+            _close(client)
+
+
+def _close(client: Any) -> None:
+    close = getattr(client, "close", None)
+    if callable(close):
+        close()
+
+
+# --- reporting ----------------------------------------------------------------------------
+
+
+class Reporter:
+    """Where transfer messages go. The base class is silent except for ``info`` lines."""
+
+    def __init__(self, out: Callable[[str], None] | None = None, quiet: bool = False) -> None:
+        self._out = out
+        self.quiet = quiet
+
+    def info(self, line: str) -> None:
+        """A docker-style status line (suppressed with ``quiet``)."""
+        if self._out is not None and not self.quiet:
+            self._out(line)
+
+    def always(self, line: str) -> None:
+        """A line printed even with ``quiet`` (results scripts rely on)."""
+        if self._out is not None:
+            self._out(line)
+
+    @contextmanager
+    def transfer(self, label: str, total: int) -> Iterator[Progress | None]:
+        """A progress callback for one blob (None when there is nothing to show)."""
+        yield None
+
+
+# --- registry as source / destination ---------------------------------------------------
+
+
+class RegistrySource:
+    """Read an image from a registry; ``expected`` pins the top manifest's digest and size."""
+
+    def __init__(self, client: RegistryClient, repo: str, reference: str, expected: Descriptor | None = None) -> None:
+        self.client = client
+        self.repo = repo
+        self.reference = reference
+        self.expected = expected
+
+    def describe(self) -> str:
+        """``host/repo:ref``."""
+        sep = "@" if self.reference.startswith("sha256:") else ":"
+        return f"{self.client.host}/{self.repo}{sep}{self.reference}"
+
+    def top(self) -> Manifest:
+        """The top manifest, verified against the reference / expected descriptor."""
+        return self.client.get_manifest(self.repo, self.reference, self.expected)
+
+    def manifest(self, desc: Descriptor) -> Manifest:
+        """A child manifest by digest, verified against its descriptor."""
+        return self.client.get_manifest(self.repo, desc.digest, desc)
+
+    def open_blob(self, desc: Descriptor) -> AbstractContextManager[Iterator[bytes]]:
+        """A verified blob stream."""
+        return self.client.open_blob(self.repo, desc)
+
+    def close(self) -> None:
+        """The client is owned by the caller."""
+
+
+class RegistryDestination:
+    """Write an image into a registry repository under ``tag`` (or only by digest)."""
+
+    def __init__(self, client: RegistryClient, repo: str, tag: str | None, mount_from: Iterable[str] = ()) -> None:
+        self.client = client
+        self.repo = repo
+        self.tag = tag
+        self.mount_from = tuple(mount_from)
+        self.pushed_digest: str | None = None
+        self.pushed_size: int | None = None
+        client.prepare(repo, push=True)
+
+    def describe(self) -> str:
+        """``host/repo[:tag]``."""
+        return f"{self.client.host}/{self.repo}" + (f":{self.tag}" if self.tag else "")
+
+    def has_blob(self, desc: Descriptor) -> bool:
+        """True if the repository already has the blob (or it could be mounted from another repo)."""
+        size = self.client.blob_size(self.repo, desc.digest, push=True)
+        if size is not None:
+            return True
+        for other in self.mount_from:
+            if other != self.repo and self.client.mount_blob(self.repo, desc.digest, other):
+                return True
+        return False
+
+    def put_blob(self, desc: Descriptor, chunks: Iterable[bytes], progress: Progress | None = None) -> None:
+        """Upload a blob."""
+        self.client.upload_blob(self.repo, desc, chunks, progress)
+
+    def put_manifest(self, m: Manifest, top: bool) -> None:
+        """Children by digest; the top manifest under the tag (or its digest)."""
+        ref = self.tag if (top and self.tag) else m.digest
+        self.client.put_manifest(self.repo, ref, m)
+        if top:
+            self.pushed_digest, self.pushed_size = m.digest, m.size
+
+    def commit(self) -> None:
+        """Nothing to do: the manifest PUT made the image visible."""
+
+    def abort(self) -> None:
+        """Uploaded blobs stay (unreferenced blobs are garbage-collected by the registry)."""
+
+
+# --- copying ------------------------------------------------------------------------------
+
+
+@dataclass
+class CopyResult:
+    """What a copy moved."""
+
+    top: Manifest
+    children: list[Manifest] = field(default_factory=list)
+    blobs_copied: int = 0
+    blobs_skipped: int = 0
+
+
+def copy_image(
+    src: ImageSource,
+    dest: ImageDestination,
+    reporter: Reporter,
+    top: Manifest | None = None,
+    verb: str = "Pushed",
+) -> CopyResult:
+    """Copy an image (a manifest, or an index with its child manifests) from ``src`` to ``dest``.
+
+    Children and blobs go first, the top manifest last; on any error ``dest.abort()`` runs.
+    """
+    try:
+        top = top or src.top()
+        result = CopyResult(top)
+        seen: set[str] = set()
+
+        def copy_blobs(m: Manifest) -> None:
+            for desc in m.blobs():
+                if desc.digest in seen:
+                    continue
+                seen.add(desc.digest)
+                if dest.has_blob(desc):
+                    result.blobs_skipped += 1
+                    reporter.info(f"{short_id(desc.digest)}: {'Layer already exists' if verb == 'Pushed' else 'Already exists'}")
+                    continue
+                with reporter.transfer(short_id(desc.digest), desc.size) as progress, src.open_blob(desc) as chunks:
+                    dest.put_blob(desc, chunks, progress)
+                result.blobs_copied += 1
+                reporter.info(f"{short_id(desc.digest)}: {verb if verb == 'Pushed' else 'Pull complete'}")
+
+        def copy_manifest(m: Manifest, depth: int) -> None:
+            if m.is_index:
+                if depth > 2:
+                    raise ImageError("image indexes nested too deeply")
+                for child_desc in m.manifests:
+                    child = src.manifest(child_desc)
+                    copy_manifest(child, depth + 1)
+                    result.children.append(child)
+                    dest.put_manifest(child, top=False)
+            else:
+                copy_blobs(m)
+
+        copy_manifest(top, 0)
+        dest.put_manifest(top, top=True)
+        dest.commit()
+        return result
+    except BaseException:
+        dest.abort()
+        raise
+
+
+def verify_image_blobs(src: ImageSource, top: Manifest, reporter: Reporter) -> int:
+    """Download and verify every manifest and blob of an image without storing it; return the count."""
+    count = 0
+
+    def walk(m: Manifest, depth: int) -> None:
+        nonlocal count
+        if m.is_index:
+            if depth > 2:
+                raise ImageError("image indexes nested too deeply")
+            for d in m.manifests:
+                walk(src.manifest(d), depth + 1)
+                count += 1
+            return
+        for desc in m.blobs():
+            with reporter.transfer(short_id(desc.digest), desc.size) as progress, src.open_blob(desc) as chunks:
+                for b in chunks:
+                    if progress is not None:
+                        progress(len(b))
+            count += 1
+
+    walk(top, 0)
+    return count
+
+
+# --- high-level operations ----------------------------------------------------------------
+
+
+@dataclass
+class TransferOptions:
+    """Options shared by push, pull and verify."""
+
+    registry: RegistryOptions = field(default_factory=RegistryOptions)
+    trust: TrustAdapter | None = None
+
+
+def _trust(opts: TransferOptions) -> TrustAdapter:
+    return opts.trust if opts.trust is not None else NotaryTrust()
+
+
+def push_image(
+    source: str,
+    target: str,
+    *,
+    sign: bool,
+    opts: TransferOptions,
+    reporter: Reporter,
+) -> tuple[ImageRef, Manifest]:
+    """``trustbox push``: copy a local image to ``IMAGE:TAG`` and, with ``sign``, sign the tag."""
+    ref = parse_image_ref(target)
+    if ref.digest:
+        raise ConfigError(f"cannot push to a digest reference {target!r}; name a tag")
+    assert ref.tag is not None
+    if sign:
+        # Fail before uploading anything when trust cannot work at all.
+        _find_factory()
+    src = open_source(source)
+    try:
+        with RegistryClient(ref.api_host, opts.registry) as client:
+            reporter.info(f"The push refers to repository [{ref.name}]")
+            dest = RegistryDestination(client, ref.path, ref.tag)
+            result = copy_image(src, dest, reporter)
+    finally:
+        src.close()
+    top = result.top
+    reporter.info(f"{ref.tag}: digest: {top.digest} size: {top.size}")
+    if sign:
+        reporter.always("Signing and pushing trust metadata")
+        _trust(opts).sign(ref, ref.tag, top.digest, top.size)
+        reporter.always(f"Successfully signed {ref.name}:{ref.tag}")
+    return ref, top
+
+
+def resolve_trusted(ref: ImageRef, opts: TransferOptions) -> TrustedTarget:
+    """Resolve a tag through the trust data (docker's ``TrustedReference``)."""
+    assert ref.tag is not None
+    return _trust(opts).lookup(ref, ref.tag)
+
+
+def pull_image(
+    image: str,
+    destination: str,
+    *,
+    trusted: bool,
+    opts: TransferOptions,
+    reporter: Reporter,
+) -> tuple[ImageRef, Manifest]:
+    """``trustbox pull``: resolve (through trust unless disabled or pinned by digest), download,
+    verify everything while it streams, and write ``destination`` atomically."""
+    ref = parse_image_ref(image)
+    if parse_local_ref(destination) is None:
+        raise ConfigError(f"destination {destination!r} must be oci:DIR[:REF] or oci-archive:FILE[:REF]")
+    expected: Descriptor | None = None
+    reference = ref.reference
+    if ref.digest is None and trusted:
+        target = resolve_trusted(ref, opts)
+        reporter.always(f"Pull (1 of 1): {ref.familiar_name}:{ref.tag}@{target.digest}")
+        expected = Descriptor("", target.digest, target.length)
+        reference = target.digest
+    elif ref.digest is not None:
+        expected = None  # the digest itself pins the content (checked in get_manifest)
+    with RegistryClient(ref.api_host, opts.registry) as client:
+        src = RegistrySource(client, ref.path, reference, expected)
+        top = src.top()
+        reporter.info(f"{reference}: Pulling from {ref.path}")
+        dest = open_destination(destination)
+        copy_image(src, dest, reporter, top=top, verb="Pulled")
+    reporter.info(f"Digest: {top.digest}")
+    reporter.info(f"Status: Downloaded {ref.familiar_name}@{top.digest} to {destination}")
+    return ref, top
+
+
+# --- verify -------------------------------------------------------------------------------
+
+EXIT_OK = 0
+EXIT_UNTRUSTED = 1
+EXIT_USAGE = 2
+EXIT_NETWORK = 3
+
+
+@dataclass
+class Verdict:
+    """The result of ``trustbox verify``."""
+
+    image: str
+    gun: str = ""
+    tag: str = ""
+    verified: bool = False
+    exit_code: int = EXIT_UNTRUSTED
+    reason: str = ""
+    signed_digest: str | None = None
+    signed_size: int | None = None
+    role: str | None = None
+    signers: list[str] = field(default_factory=list)
+    required_signers: list[str] = field(default_factory=list)
+    registry_digest: str | None = None
+    registry_size: int | None = None
+    media_type: str | None = None
+    platforms: list[str] = field(default_factory=list)
+    blobs_verified: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A machine-readable verdict."""
+        return {
+            "image": self.image,
+            "gun": self.gun,
+            "tag": self.tag,
+            "verified": self.verified,
+            "exit_code": self.exit_code,
+            "reason": self.reason,
+            "signed": {"digest": self.signed_digest, "size": self.signed_size, "role": self.role, "signers": self.signers}
+            if self.signed_digest
+            else None,
+            "required_signers": self.required_signers,
+            "registry": {"digest": self.registry_digest, "size": self.registry_size, "media_type": self.media_type}
+            if self.registry_digest
+            else None,
+            "platforms": self.platforms,
+            "blobs_verified": self.blobs_verified,
+        }
+
+
+def verify_image(
+    image: str,
+    *,
+    signers: Iterable[str] = (),
+    deep: bool = False,
+    opts: TransferOptions,
+    reporter: Reporter,
+) -> Verdict:
+    """``trustbox verify``: is ``IMAGE:TAG`` signed (by ``signers``) and does the registry serve
+    exactly the signed manifest? Never raises for a negative answer; see ``Verdict.exit_code``."""
+    v = Verdict(image=image, required_signers=sorted(set(signers)))
+    try:
+        ref = parse_image_ref(image, default_tag=True)
+    except ConfigError as exc:
+        v.exit_code, v.reason = EXIT_USAGE, exc.message
+        return v
+    if ref.digest:
+        v.exit_code, v.reason = EXIT_USAGE, "verify needs IMAGE:TAG, not a digest reference"
+        return v
+    assert ref.tag is not None
+    v.gun, v.tag = ref.name, ref.tag
+    try:
+        target = resolve_trusted(ref, opts)
+    except TrustError as exc:
+        v.exit_code = EXIT_NETWORK if exc.kind == "network" else (EXIT_USAGE if exc.kind == "config" else EXIT_UNTRUSTED)
+        v.reason = exc.message
+        return v
+    except TrustUnavailableError as exc:
+        v.exit_code, v.reason = EXIT_USAGE, exc.message
+        return v
+    v.signed_digest, v.signed_size, v.role, v.signers = target.digest, target.length, target.role, sorted(target.signers)
+    missing = [s for s in v.required_signers if s not in target.signers]
+    if missing:
+        v.reason = f"{ref.name}:{ref.tag} is not signed by {', '.join(missing)} (signed by {', '.join(v.signers) or 'nobody'})"
+        return v
+    try:
+        with RegistryClient(ref.api_host, opts.registry) as client:
+            current = client.get_manifest(ref.path, ref.tag)
+            v.registry_digest, v.registry_size, v.media_type = current.digest, current.size, current.media_type
+            if current.digest != target.digest or current.size != target.length:
+                v.reason = (
+                    f"registry serves {current.digest} ({current.size} bytes) for {ref.tag} but the signed manifest is "
+                    f"{target.digest} ({target.length} bytes)"
+                )
+                return v
+            v.platforms = [d.platform_string() for d in current.manifests]
+            if deep:
+                src = RegistrySource(client, ref.path, target.digest, Descriptor("", target.digest, target.length))
+                v.blobs_verified = verify_image_blobs(src, current, reporter)
+    except (DigestMismatchError, HashMismatchError) as exc:
+        v.reason = exc.message
+        return v
+    except NotFoundError as exc:
+        v.reason = exc.message
+        return v
+    except NetworkError as exc:
+        v.exit_code, v.reason = EXIT_NETWORK, exc.message
+        return v
+    except TrustboxError as exc:
+        v.reason = exc.message
+        return v
+    v.verified, v.exit_code = True, EXIT_OK
+    who = ", ".join(v.signers) or target.role
+    v.reason = f"{ref.name}:{ref.tag} is signed ({who}) and the registry serves the signed manifest {target.digest}"
+    return v

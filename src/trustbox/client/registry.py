@@ -1,0 +1,609 @@
+"""An OCI distribution (registry v2) client on httpx.
+
+* Scheme: ``https`` always first. Loopback registries (``localhost``, 127.0.0.0/8, ``::1``) and
+  registries listed as insecure (``--insecure-registry`` / ``TRUSTBOX_INSECURE_REGISTRIES``) are
+  treated like docker treats insecure registries: TLS is not verified and plain HTTP is tried when
+  HTTPS does not answer. Every other registry needs verified TLS.
+* CAs: ``$DOCKER_CONFIG/tls/<host:port>/*.crt`` and ``/etc/docker/certs.d/<host:port>/*.crt``
+  (``*.cert`` + ``*.key`` = client certificate), plus ``--ca-cert`` files.
+* Auth: ``WWW-Authenticate`` Bearer (token service, scope ``repository:<name>:pull[,push]``) and
+  Basic, with credentials from ``$DOCKER_CONFIG/config.json`` ``auths`` (``auth`` base64 or
+  ``username``/``password``).
+* Blobs and manifests are verified while they stream (sha256 and size) and written to temporary
+  files; nothing partial is ever left behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import ssl
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urljoin
+
+import httpx
+
+from trustbox.client.oci import (
+    MANIFEST_TYPES,
+    MAX_MANIFEST_BYTES,
+    Descriptor,
+    DigestMismatchError,
+    Manifest,
+    check_digest,
+    copy_verified,
+    parse_manifest,
+    sha256_digest,
+    verify_chunks,
+)
+from trustbox.client.oci_ref import DOCKER_HUB_API, is_loopback
+from trustbox.errors import ConfigError, NetworkError, NotFoundError, TrustboxError
+
+USER_AGENT = "trustbox (registry client)"
+DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
+DEFAULT_MONOLITHIC_LIMIT = 8 * 1024 * 1024
+DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
+
+Progress = Callable[[int], None]
+
+
+class RegistryAuthError(TrustboxError):
+    """The registry refused our credentials (or we have none)."""
+
+
+class RegistryResponseError(TrustboxError):
+    """The registry answered with an error status."""
+
+    def __init__(self, message: str, status: int, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def docker_config_dir() -> Path:
+    """``$DOCKER_CONFIG`` or ``~/.docker``."""
+    env = os.environ.get("DOCKER_CONFIG")
+    return Path(env) if env else Path.home() / ".docker"
+
+
+def insecure_registries_from_env() -> tuple[str, ...]:
+    """Hosts listed in ``TRUSTBOX_INSECURE_REGISTRIES`` (comma-separated)."""
+    raw = os.environ.get("TRUSTBOX_INSECURE_REGISTRIES", "")
+    return tuple(h.strip() for h in raw.split(",") if h.strip())
+
+
+def load_credentials(host: str, config_dir: Path | None = None) -> tuple[str, str] | None:
+    """Username and password for ``host`` from docker's ``config.json`` ``auths``, if any."""
+    path = (config_dir or docker_config_dir()) / "config.json"
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    auths = doc.get("auths") if isinstance(doc, dict) else None
+    if not isinstance(auths, dict):
+        return None
+    wanted = {host}
+    if host in (DOCKER_HUB_API, "docker.io", "index.docker.io"):
+        wanted |= {DOCKER_HUB_AUTH_KEY, "docker.io", "index.docker.io", DOCKER_HUB_API}
+    for key, entry in auths.items():
+        k = re.sub(r"^https?://", "", str(key)).rstrip("/")
+        if key not in wanted and k not in wanted and k.split("/", 1)[0] not in wanted:
+            continue
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("auth"):
+            try:
+                user, _, password = base64.b64decode(str(entry["auth"])).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                raise ConfigError(f"{path}: invalid base64 'auth' for {key}") from None
+            return user, password
+        if entry.get("username"):
+            return str(entry["username"]), str(entry.get("password", ""))
+    return None
+
+
+@dataclass
+class RegistryOptions:
+    """How to reach registries: TLS trust, insecure hosts, credentials, transfer sizes."""
+
+    insecure_registries: tuple[str, ...] = ()
+    ca_certs: tuple[Path, ...] = ()
+    docker_config: Path | None = None
+    certs_d: tuple[Path, ...] = (Path("/etc/docker/certs.d"),)
+    timeout: float = 60.0
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    monolithic_limit: int = DEFAULT_MONOLITHIC_LIMIT
+    transport: httpx.BaseTransport | None = None
+    credentials: tuple[str, str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, insecure: Iterable[str] = (), ca_certs: Iterable[str | Path] = ()) -> RegistryOptions:
+        """Options from the environment plus command-line values."""
+        return cls(
+            insecure_registries=tuple(insecure) + insecure_registries_from_env(),
+            ca_certs=tuple(Path(p) for p in ca_certs),
+        )
+
+
+def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    scheme, _, rest = header.strip().partition(" ")
+    params = {m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
+              for m in re.finditer(r'([A-Za-z_]+)=(?:"([^"]*)"|([^,\s]*))', rest)}
+    return scheme.lower(), params
+
+
+def _error_text(resp: httpx.Response) -> tuple[str, str | None]:
+    """A short message and the first error code from a registry error body."""
+    try:
+        body = resp.read()
+        doc = json.loads(body[:65536])
+        errs = doc.get("errors") if isinstance(doc, dict) else None
+        if isinstance(errs, list) and errs and isinstance(errs[0], dict):
+            code = str(errs[0].get("code", ""))
+            msg = str(errs[0].get("message", ""))
+            return f"{code}: {msg}" if code else msg, code or None
+    except (ValueError, httpx.HTTPError):
+        pass
+    return f"HTTP {resp.status_code} {resp.reason_phrase}", None
+
+
+class RegistryClient:
+    """A client for one registry host (``host[:port]``)."""
+
+    def __init__(self, host: str, options: RegistryOptions | None = None) -> None:
+        self.host = host
+        self.options = options or RegistryOptions()
+        self.insecure = is_loopback(host) or host in self.options.insecure_registries
+        self._base: str | None = None
+        self._clients: dict[str, httpx.Client] = {}
+        self._tokens: dict[str, str] = {}
+        self._basic: str | None = None
+        self._challenge: tuple[str, dict[str, str]] | None = None
+        self._creds = self.options.credentials or load_credentials(host, self.options.docker_config)
+
+    # -- connection --------------------------------------------------------------------
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        dirs = [(self.options.docker_config or docker_config_dir()) / "tls" / self.host]
+        dirs += [d / self.host for d in self.options.certs_d]
+        for d in dirs:
+            if not d.is_dir():
+                continue
+            for f in sorted(d.iterdir()):
+                if f.suffix == ".crt":
+                    ctx.load_verify_locations(cafile=str(f))
+                elif f.suffix == ".cert" and f.with_suffix(".key").exists():
+                    ctx.load_cert_chain(str(f), str(f.with_suffix(".key")))
+        for ca in self.options.ca_certs:
+            try:
+                ctx.load_verify_locations(cafile=str(ca))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load CA certificate {ca}: {exc}") from None
+        if self.insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+    def _client(self, scheme: str) -> httpx.Client:
+        c = self._clients.get(scheme)
+        if c is None:
+            kwargs: dict[str, Any] = {
+                "timeout": httpx.Timeout(self.options.timeout, connect=10.0),
+                "headers": {"User-Agent": USER_AGENT},
+                "follow_redirects": False,
+            }
+            if self.options.transport is not None:
+                kwargs["transport"] = self.options.transport
+            elif scheme == "https":
+                kwargs["verify"] = self._ssl_context()
+            c = httpx.Client(**kwargs)
+            self._clients[scheme] = c
+        return c
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        for c in self._clients.values():
+            c.close()
+        self._clients.clear()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def ping(self) -> str:
+        """Find the base URL (``https://host`` or, for insecure hosts, ``http://host``) via ``GET /v2/``."""
+        if self._base is not None:
+            return self._base
+        schemes = ["https", "http"] if self.insecure else ["https"]
+        last: Exception | None = None
+        for scheme in schemes:
+            base = f"{scheme}://{self.host}"
+            try:
+                resp = self._client(scheme).get(f"{base}/v2/")
+            except httpx.HTTPError as exc:
+                last = exc
+                continue
+            if resp.status_code in (200, 401):
+                if resp.status_code == 401:
+                    self._remember_challenge(resp)
+                self._base = base
+                return base
+            last = NetworkError(f"{base}/v2/ answered HTTP {resp.status_code}; is {self.host} a registry?")
+        if isinstance(last, TrustboxError):
+            raise last
+        hint = None
+        if not self.insecure:
+            hint = f"if {self.host} only speaks plain HTTP or has a self-signed certificate, use --insecure-registry {self.host} or --ca-cert"
+        raise NetworkError(f"cannot reach registry {self.host}: {last}", hint=hint)
+
+    # -- auth --------------------------------------------------------------------------
+
+    def _remember_challenge(self, resp: httpx.Response) -> None:
+        header = resp.headers.get("www-authenticate")
+        if header:
+            self._challenge = _parse_challenge(header)
+
+    def _scope_key(self, repo: str | None, push: bool) -> str:
+        return f"repository:{repo}:{'pull,push' if push else 'pull'}" if repo else ""
+
+    def _authorize(self, scope: str) -> None:
+        if self._challenge is None:
+            raise RegistryAuthError(f"registry {self.host} requires authentication but sent no challenge")
+        scheme, params = self._challenge
+        if scheme == "basic":
+            if self._creds is None:
+                raise RegistryAuthError(
+                    f"registry {self.host} requires a username and password",
+                    hint=f"add credentials for {self.host} to $DOCKER_CONFIG/config.json (docker login)",
+                )
+            user, pw = self._creds
+            self._basic = "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()
+            return
+        if scheme != "bearer" or "realm" not in params:
+            raise RegistryAuthError(f"registry {self.host}: unsupported authentication challenge {scheme!r}")
+        query = {"service": params["service"]} if "service" in params else {}
+        if scope:
+            query["scope"] = scope
+        url = params["realm"] + ("&" if "?" in params["realm"] else "?") + urlencode(query)
+        auth = httpx.BasicAuth(*self._creds) if self._creds else None
+        scheme_of_realm = "https" if url.startswith("https:") else "http"
+        try:
+            resp = self._client(scheme_of_realm).get(url, auth=auth)
+        except httpx.HTTPError as exc:
+            raise NetworkError(f"cannot reach the token service of {self.host}: {exc}") from None
+        if resp.status_code in (401, 403):
+            raise RegistryAuthError(f"registry {self.host} refused the credentials for {scope or 'access'}")
+        if resp.status_code != 200:
+            raise NetworkError(f"token service of {self.host} answered HTTP {resp.status_code}")
+        try:
+            doc = resp.json()
+            token = doc.get("token") or doc.get("access_token")
+        except ValueError:
+            token = None
+        if not token:
+            raise NetworkError(f"token service of {self.host} returned no token")
+        self._tokens[scope] = str(token)
+
+    def _auth_header(self, scope: str) -> dict[str, str]:
+        if scope in self._tokens:
+            return {"Authorization": f"Bearer {self._tokens[scope]}"}
+        if self._basic:
+            return {"Authorization": self._basic}
+        return {}
+
+    def _url(self, path_or_url: str) -> str:
+        base = self.ping()
+        return urljoin(base + "/", path_or_url) if not path_or_url.startswith(("http://", "https://")) else path_or_url
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        repo: str | None,
+        push: bool = False,
+        *,
+        headers: dict[str, str] | None = None,
+        content: bytes | Iterable[bytes] | None = None,
+        stream: bool = False,
+        retry_auth: bool = True,
+        follow: bool = False,
+    ) -> httpx.Response:
+        """Send a request, answering one auth challenge (only for replayable bodies)."""
+        full = self._url(url)
+        scope = self._scope_key(repo, push)
+        scheme = "https" if full.startswith("https:") else "http"
+        for attempt in (0, 1):
+            h = {**(headers or {}), **self._auth_header(scope)}
+            req = self._client(scheme).build_request(method, full, headers=h, content=content)
+            try:
+                resp = self._client(scheme).send(req, stream=stream, follow_redirects=follow)
+            except httpx.HTTPError as exc:
+                raise NetworkError(f"error talking to registry {self.host}: {exc}") from None
+            if resp.status_code == 401 and attempt == 0 and retry_auth:
+                resp.read()
+                resp.close()
+                self._remember_challenge(resp)
+                self._tokens.pop(scope, None)
+                self._authorize(scope)
+                continue
+            if resp.status_code == 401:
+                resp.read()
+                resp.close()
+                raise RegistryAuthError(f"registry {self.host} denied access to {repo or '/v2/'}")
+            return resp
+        raise AssertionError("unreachable")
+
+    def prepare(self, repo: str, push: bool = False) -> None:
+        """Authenticate for ``repo`` up front (so streamed uploads never meet a challenge)."""
+        resp = self._send("GET", f"/v2/{repo}/tags/list?n=1", repo, push)
+        resp.read()
+
+    # -- blobs -------------------------------------------------------------------------
+
+    def blob_size(self, repo: str, digest: str, push: bool = False) -> int | None:
+        """Size of a blob if the repository has it (``HEAD``), else None."""
+        check_digest(digest)
+        resp = self._send("HEAD", f"/v2/{repo}/blobs/{digest}", repo, push, follow=True)
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise RegistryResponseError(f"HEAD blob {digest} in {self.host}/{repo}: HTTP {resp.status_code}", resp.status_code)
+        try:
+            return int(resp.headers.get("content-length", "-1"))
+        except ValueError:
+            return -1
+
+    def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
+        """Ask the registry to mount ``digest`` from ``from_repo`` (no upload); True if it did."""
+        q = urlencode({"mount": digest, "from": from_repo})
+        resp = self._send("POST", f"/v2/{repo}/blobs/uploads/?{q}", repo, True, headers={"Content-Length": "0"})
+        resp.read()
+        if resp.status_code == 201:
+            return True
+        if resp.status_code == 202 and resp.headers.get("location"):
+            # An upload session was opened instead; cancel it politely.
+            try:
+                self._send("DELETE", resp.headers["location"], repo, True).read()
+            except TrustboxError:
+                pass
+            return False
+        return False
+
+    def _start_upload(self, repo: str) -> str:
+        resp = self._send("POST", f"/v2/{repo}/blobs/uploads/", repo, True, headers={"Content-Length": "0"})
+        resp.read()
+        if resp.status_code != 202 or not resp.headers.get("location"):
+            msg, code = _error_text(resp)
+            raise RegistryResponseError(f"cannot start blob upload to {self.host}/{repo}: {msg}", resp.status_code, code)
+        return self._url_from_location(resp.headers["location"])
+
+    def _url_from_location(self, loc: str) -> str:
+        return urljoin(self.ping() + "/", loc)
+
+    @staticmethod
+    def _with_digest(location: str, digest: str) -> str:
+        return location + ("&" if "?" in location else "?") + urlencode({"digest": digest})
+
+    def upload_blob(
+        self,
+        repo: str,
+        desc: Descriptor,
+        chunks: Iterable[bytes],
+        progress: Progress | None = None,
+    ) -> None:
+        """Upload a blob: one ``PUT`` when small, ``PATCH`` chunks then ``PUT`` when large.
+
+        ``chunks`` is verified against ``desc`` while it is sent; a mismatch aborts the upload.
+        """
+        location = self._start_upload(repo)
+        verified = verify_chunks(chunks, desc)
+
+        def counted(it: Iterable[bytes]) -> Iterator[bytes]:
+            for b in it:
+                if progress is not None:
+                    progress(len(b))
+                yield b
+
+        try:
+            if desc.size <= self.options.monolithic_limit:
+                resp = self._send(
+                    "PUT",
+                    self._with_digest(location, desc.digest),
+                    repo,
+                    True,
+                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)},
+                    content=counted(verified),
+                    retry_auth=False,
+                )
+                self._check_blob_created(resp, repo, desc)
+                return
+            offset = 0
+            for piece in _rechunk(verified, self.options.chunk_size):
+                end = offset + len(piece) - 1
+                resp = self._send(
+                    "PATCH",
+                    location,
+                    repo,
+                    True,
+                    headers={
+                        "Content-Type": "application/octet-stream",
+                        "Content-Length": str(len(piece)),
+                        "Content-Range": f"{offset}-{end}",
+                    },
+                    content=piece,
+                    retry_auth=False,
+                )
+                resp.read()
+                if resp.status_code != 202:
+                    msg, code = _error_text(resp)
+                    raise RegistryResponseError(f"blob upload chunk to {self.host}/{repo} failed: {msg}", resp.status_code, code)
+                if progress is not None:
+                    progress(len(piece))
+                offset += len(piece)
+                if resp.headers.get("location"):
+                    location = self._url_from_location(resp.headers["location"])
+            resp = self._send(
+                "PUT", self._with_digest(location, desc.digest), repo, True, headers={"Content-Length": "0"}, retry_auth=False
+            )
+            self._check_blob_created(resp, repo, desc)
+        except (DigestMismatchError, RegistryResponseError, NetworkError):
+            try:
+                self._send("DELETE", location, repo, True, retry_auth=False).read()
+            except TrustboxError:
+                pass
+            raise
+
+    def _check_blob_created(self, resp: httpx.Response, repo: str, desc: Descriptor) -> None:
+        resp.read()
+        if resp.status_code != 201:
+            msg, code = _error_text(resp)
+            raise RegistryResponseError(f"upload of blob {desc.digest} to {self.host}/{repo} failed: {msg}", resp.status_code, code)
+        got = resp.headers.get("docker-content-digest")
+        if got and got != desc.digest:
+            raise DigestMismatchError(f"registry stored blob {desc.digest} under a different digest {got}")
+
+    @contextmanager
+    def open_blob(self, repo: str, desc: Descriptor) -> Iterator[Iterator[bytes]]:
+        """Stream a blob; the chunks are verified against ``desc`` (raises on mismatch)."""
+        check_digest(desc.digest)
+        resp = self._send("GET", f"/v2/{repo}/blobs/{desc.digest}", repo, stream=True, follow=True)
+        try:
+            if resp.status_code == 404:
+                raise NotFoundError(f"blob {desc.digest} not found in {self.host}/{repo}")
+            if resp.status_code != 200:
+                resp.read()
+                msg, code = _error_text(resp)
+                raise RegistryResponseError(f"GET blob {desc.digest} from {self.host}/{repo}: {msg}", resp.status_code, code)
+
+            def chunks() -> Iterator[bytes]:
+                try:
+                    yield from resp.iter_bytes(1024 * 1024)
+                except httpx.HTTPError as exc:
+                    raise NetworkError(f"download of blob {desc.digest} from {self.host} failed: {exc}") from None
+
+            yield verify_chunks(chunks(), desc)
+        finally:
+            resp.close()
+
+    def download_blob(self, repo: str, desc: Descriptor, dest: Path, progress: Progress | None = None) -> Path:
+        """Download a blob to ``dest`` atomically, verifying digest and size while it streams."""
+        with self.open_blob(repo, desc) as chunks:
+            return copy_verified(chunks, desc, dest, "blob", progress)
+
+    # -- manifests ---------------------------------------------------------------------
+
+    def get_manifest(self, repo: str, reference: str, expected: Descriptor | None = None) -> Manifest:
+        """Fetch a manifest by tag or digest and verify it (digest reference, ``expected``
+        descriptor, and the ``Docker-Content-Digest`` header all have to agree)."""
+        accept = ", ".join(MANIFEST_TYPES)
+        resp = self._send("GET", f"/v2/{repo}/manifests/{reference}", repo, headers={"Accept": accept}, stream=True, follow=True)
+        try:
+            if resp.status_code == 404:
+                raise NotFoundError(f"manifest unknown: {self.host}/{repo}:{reference} not found")
+            if resp.status_code != 200:
+                resp.read()
+                msg, code = _error_text(resp)
+                raise RegistryResponseError(f"GET manifest {self.host}/{repo}:{reference}: {msg}", resp.status_code, code)
+            limit = expected.size if expected is not None else MAX_MANIFEST_BYTES
+            buf = bytearray()
+            try:
+                for b in resp.iter_bytes():
+                    buf += b
+                    if len(buf) > limit:
+                        what = expected.digest if expected is not None else reference
+                        raise DigestMismatchError(f"manifest {what}: larger than the expected {limit} bytes")
+            except httpx.HTTPError as exc:
+                raise NetworkError(f"download of manifest {reference} from {self.host} failed: {exc}") from None
+            raw = bytes(buf)
+            media_type = resp.headers.get("content-type", "").split(";")[0].strip()
+            header_digest = resp.headers.get("docker-content-digest")
+        finally:
+            resp.close()
+        digest = sha256_digest(raw)
+        if reference.startswith("sha256:") and digest != reference:
+            raise DigestMismatchError(f"manifest {reference}: digest mismatch: content hashes to {digest}")
+        if expected is not None:
+            if len(raw) != expected.size:
+                raise DigestMismatchError(f"manifest {expected.digest}: size mismatch: expected {expected.size} bytes, got {len(raw)}")
+            if digest != expected.digest:
+                raise DigestMismatchError(f"manifest {expected.digest}: digest mismatch: content hashes to {digest}")
+        if header_digest and header_digest.startswith("sha256:") and header_digest != digest:
+            raise DigestMismatchError(f"manifest {reference}: registry says {header_digest} but content hashes to {digest}")
+        return parse_manifest(raw, media_type)
+
+    def put_manifest(self, repo: str, reference: str, manifest: Manifest) -> str:
+        """Upload a manifest under a tag or its digest; return the digest the registry reports."""
+        resp = self._send(
+            "PUT",
+            f"/v2/{repo}/manifests/{reference}",
+            repo,
+            True,
+            headers={"Content-Type": manifest.media_type},
+            content=manifest.raw,
+        )
+        resp.read()
+        if resp.status_code not in (200, 201):
+            msg, code = _error_text(resp)
+            raise RegistryResponseError(f"upload of manifest {reference} to {self.host}/{repo} failed: {msg}", resp.status_code, code)
+        got = str(resp.headers.get("docker-content-digest", manifest.digest))
+        if got != manifest.digest:
+            raise DigestMismatchError(f"registry stored manifest {manifest.digest} under a different digest {got}")
+        return got
+
+    def head_manifest(self, repo: str, reference: str) -> Descriptor | None:
+        """Digest, size and media type of a manifest without downloading it (None if absent)."""
+        resp = self._send("HEAD", f"/v2/{repo}/manifests/{reference}", repo, headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200 or not resp.headers.get("docker-content-digest"):
+            return None
+        try:
+            size = int(resp.headers.get("content-length", "-1"))
+        except ValueError:
+            size = -1
+        return Descriptor(resp.headers.get("content-type", ""), resp.headers["docker-content-digest"], max(size, 0))
+
+    def list_tags(self, repo: str) -> list[str]:
+        """All tags of a repository (following ``Link`` pagination)."""
+        tags: list[str] = []
+        url: str | None = f"/v2/{repo}/tags/list"
+        while url:
+            resp = self._send("GET", url, repo)
+            resp.read()
+            if resp.status_code == 404:
+                raise NotFoundError(f"repository {self.host}/{repo} not found")
+            if resp.status_code != 200:
+                msg, code = _error_text(resp)
+                raise RegistryResponseError(f"tags list of {self.host}/{repo}: {msg}", resp.status_code, code)
+            try:
+                doc = resp.json()
+            except ValueError:
+                raise NetworkError(f"tags list of {self.host}/{repo} is not JSON") from None
+            tags.extend(str(t) for t in (doc.get("tags") or []))
+            link = resp.headers.get("link", "")
+            m = re.match(r"\s*<([^>]+)>\s*;\s*rel=\"?next\"?", link)
+            url = m.group(1) if m else None
+        return tags
+
+
+def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """Regroup a stream into pieces of exactly ``size`` bytes (the last may be shorter)."""
+    buf = bytearray()
+    for b in chunks:
+        buf += b
+        while len(buf) >= size:
+            yield bytes(buf[:size])
+            del buf[:size]
+    if buf:
+        yield bytes(buf)
