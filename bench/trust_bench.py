@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: trustbox's trust server vs upstream notary-server 0.7.
+
+Both servers run on this machine at the same time (TLS, same throw-away CA); measurements are taken
+one server after the other with the same tools:
+
+* GET timestamp.json and targets.json (repository with 50 targets) with wrk at 1, 16, 64 connections
+* ``notary publish`` of 1, 100 and 10,000 staged targets (the staging is done by writing the notary
+  client's changelist files directly; only the publish command is timed; median of --repeat runs
+  for the small sizes)
+* a fresh ``notary list`` of the 10,000-target repository
+* peak RSS (VmHWM) of each server: largest process and sum over its process tree
+
+Output: ``name value unit`` lines, then ``ratio.*`` lines (trustbox / upstream) and the targets.
+Usage: ``python3 bench/trust_bench.py [--duration 5] [--db sqlite|postgres]``. Never run by pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Report, peak_rss_mib, run_wrk, timed  # noqa: E402
+
+from interop.clitools import NotaryClient, parse_list  # noqa: E402
+from interop.servers import (  # noqa: E402
+    ServerHandle,
+    create_pg_database,
+    make_tls,
+    start_trustbox,
+    start_upstream,
+)
+
+GET_GUN = "bench.example.test/get"
+
+
+def stage_targets(client: NotaryClient, gun: str, names: list[str]) -> None:
+    """Write notary changelist entries for ``names`` (what ``notary addhash`` would write)."""
+    cl = client.trust_dir / "tuf" / gun / "changelist"
+    cl.mkdir(parents=True, exist_ok=True)
+    base = time.time_ns()
+    for i, name in enumerate(names):
+        payload = f"payload of {gun} {name}".encode()
+        meta = {
+            "length": len(payload),
+            "hashes": {
+                "sha256": base64.b64encode(hashlib.sha256(payload).digest()).decode(),
+                "sha512": base64.b64encode(hashlib.sha512(payload).digest()).decode(),
+            },
+        }
+        change = {
+            "action": "create",
+            "role": "targets",
+            "type": "target",
+            "path": name,
+            "data": base64.b64encode(json.dumps(meta, separators=(",", ":")).encode()).decode(),
+        }
+        (cl / f"{base + i:020d}_{uuid.uuid4()}.change").write_text(json.dumps(change))
+
+
+def must(res, what: str):
+    if res.rc != 0:
+        raise SystemExit(f"{what} failed:\n{res.describe()}")
+    return res
+
+
+def new_repo(client: NotaryClient, gun: str) -> None:
+    must(client.run("init", "init", gun), f"notary init {gun}")
+    must(client.run("publish", "publish", gun), f"first publish of {gun}")
+
+
+def bench_server(name: str, server: ServerHandle, work: Path, rep: Report, args) -> None:
+    owner = NotaryClient(work / f"{name}-owner", server)
+
+    # GET throughput on a repository with 50 targets
+    new_repo(owner, GET_GUN)
+    stage_targets(owner, GET_GUN, [f"t{i:03d}" for i in range(50)])
+    must(owner.run("publish 50", "publish", GET_GUN), "publish of the 50-target repository")
+    for role in ("timestamp", "targets"):
+        url = f"{server.url}/v2/{GET_GUN}/_trust/tuf/{role}.json"
+        run_wrk(url, 16, 1)  # warm-up
+        for conns in args.connections:
+            res = run_wrk(url, conns, args.duration)
+            rep.add(f"{name}.get_{role}.c{conns}", res.requests_per_sec, "req/s")
+            rep.add(f"{name}.get_{role}.c{conns}.latency_avg", res.latency_avg_ms, "ms")
+            if res.non_2xx or res.socket_errors or res.requests == 0:
+                rep.add(f"{name}.get_{role}.c{conns}.errors", res.non_2xx + res.socket_errors, "responses")
+
+    # publish of N targets (only `notary publish` is timed)
+    for size in args.sizes:
+        gun = f"bench.example.test/publish-{size}"
+        new_repo(owner, gun)
+        runs = 1 if size >= 1000 else args.repeat
+        times = []
+        for r in range(runs):
+            stage_targets(owner, gun, [f"r{r}-t{i:05d}" for i in range(size)])
+            dt, res = timed(lambda g=gun: owner.run("publish", "publish", g))
+            must(res, f"publish of {size} targets")
+            times.append(dt)
+        rep.add(f"{name}.publish_{size}", statistics.median(times) * 1000, "ms")
+        fresh = NotaryClient(work / f"{name}-fresh-{size}", server)
+        dt, res = timed(lambda g=gun, f=fresh: f.run("list", "list", g))
+        must(res, f"fresh list of {gun}")
+        count = len(parse_list(res.out))
+        if count != size * runs:
+            raise SystemExit(f"{name}: fresh list of {gun} shows {count} targets, expected {size * runs}")
+        if size == max(args.sizes):
+            rep.add(f"{name}.fresh_list_{size}", dt * 1000, "ms")
+
+    main, total = peak_rss_mib(server.proc.pid)
+    rep.add(f"{name}.rss_peak_largest_process", main, "MiB")
+    rep.add(f"{name}.rss_peak_process_tree", total, "MiB")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run (default 5)")
+    ap.add_argument("--connections", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64])
+    ap.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 100, 10000])
+    ap.add_argument("--repeat", type=int, default=3, help="publish runs for sizes < 1000 (median)")
+    ap.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite", help="trustbox storage")
+    ap.add_argument("--servers", default="upstream,trustbox", help="comma list: upstream,trustbox")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="tb-trust-bench-"))
+    tls = make_tls(work / "tls")
+    servers: dict[str, ServerHandle] = {}
+    rep = Report()
+    wanted = args.servers.split(",")
+    try:
+        if "upstream" in wanted:
+            servers["upstream"] = start_upstream(work / "upstream", tls)
+        if "trustbox" in wanted:
+            if args.db == "sqlite":
+                db = f"sqlite:///{work / 'trustbox' / 'trust.db'}"
+                (work / "trustbox").mkdir()
+            else:
+                db, drop = create_pg_database()
+            servers["trustbox"] = start_trustbox(work / "trustbox", tls, db)
+            if args.db == "postgres":
+                servers["trustbox"].cleanups.append(drop)
+        print(f"# trust_bench: {', '.join(f'{n} {s.url}' for n, s in servers.items())}; db={args.db}; "
+              f"wrk {args.duration:g}s per run; {os.cpu_count()} CPUs", flush=True)
+        for name, server in servers.items():
+            bench_server(name, server, work, rep, args)
+
+        if {"upstream", "trustbox"} <= servers.keys():
+            print("# ratios trustbox/upstream (throughput: higher is better; times and RSS: lower is better)")
+            for key in list(rep.values):
+                if key.startswith("upstream.") and not key.endswith((".latency_avg", ".errors")):
+                    metric = key.removeprefix("upstream.")
+                    up, tb = rep.get(key), rep.get(f"trustbox.{metric}")
+                    if up and tb is not None:
+                        rep.add(f"ratio.{metric}", tb / up, "x")
+            print("# targets")
+            checks = [
+                ("get_timestamp.c16 >= 1.5x upstream", (rep.get("ratio.get_timestamp.c16") or 0) >= 1.5),
+                ("get_targets.c16 >= 1.5x upstream", (rep.get("ratio.get_targets.c16") or 0) >= 1.5),
+            ]
+            for size in args.sizes:
+                r = rep.get(f"ratio.publish_{size}")
+                checks.append((f"publish_{size} <= upstream", r is not None and r <= 1.0))
+            rss = rep.get("trustbox.rss_peak_process_tree")
+            checks.append(("trustbox RSS (process tree) < 150 MiB", rss is not None and rss < 150))
+            for label, ok in checks:
+                print(f"target {label}: {'PASS' if ok else 'FAIL'}")
+    finally:
+        for s in servers.values():
+            s.stop()
+        if args.keep:
+            print(f"# work directory kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
