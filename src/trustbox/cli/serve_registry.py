@@ -1,0 +1,58 @@
+"""``trustbox serve registry``: the OCI distribution registry."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from trustbox.registry.config import load_config
+
+
+@click.command("registry")
+@click.option("--listen", envvar="TRUSTBOX_LISTEN", help="HOST:PORT to listen on [127.0.0.1:5000].")
+@click.option("--tls-cert", envvar="TRUSTBOX_TLS_CERT", type=click.Path(dir_okay=False), help="PEM certificate (enables HTTPS).")
+@click.option("--tls-key", envvar="TRUSTBOX_TLS_KEY", type=click.Path(dir_okay=False), help="PEM private key.")
+@click.option("--storage", envvar="TRUSTBOX_STORAGE", help="Directory, or s3://BUCKET/PREFIX [./registry-data].")
+@click.option("--config", "config_file", envvar="TRUSTBOX_CONFIG", type=click.Path(dir_okay=False, exists=True),
+              help="TOML (.toml) or JSON (.json) file with any of these options.")
+@click.option("--verify-blobs", envvar="TRUSTBOX_VERIFY_BLOBS", type=click.Choice(["always", "first", "never"]),
+              help="Re-hash stored blobs on read [always].")
+@click.option("--htpasswd", envvar="TRUSTBOX_HTPASSWD", type=click.Path(dir_okay=False),
+              help="htpasswd file (bcrypt) enabling basic auth.")
+@click.option("--workers", envvar="TRUSTBOX_WORKERS", type=int, help="Worker processes [1].")
+@click.option("--read-only/--read-write", "read_only", default=None, envvar="TRUSTBOX_READ_ONLY",
+              help="Refuse every write with DENIED.")
+@click.option("--delete/--no-delete", "delete_enabled", default=None, envvar="TRUSTBOX_DELETE_ENABLED",
+              help="Allow DELETE of blobs, manifests and tags [on].")
+@click.option("--s3-endpoint-url", envvar="TRUSTBOX_S3_ENDPOINT_URL", help="S3 endpoint (MinIO, moto...).")
+@click.option("--server", type=click.Choice(["granian", "uvicorn"]), default="granian", show_default=True,
+              envvar="TRUSTBOX_SERVER", help="ASGI server.")
+@click.option("--log-level", envvar="TRUSTBOX_LOG_LEVEL", type=click.Choice(["debug", "info", "warning", "error"]))
+def serve_registry(config_file: str | None, server: str, **options: Any) -> None:
+    """Serve the OCI distribution API v1.1 (a registry:2 replacement that verifies every digest)."""
+    from trustbox.registry.app import CONFIG_ENV, create_app_from_env
+    from trustbox.serving import run_asgi
+
+    config = load_config(Path(config_file) if config_file else None, options, dict(os.environ))
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # Validate storage now so a bad path or bucket fails here, with a clear message.
+    from trustbox.registry.app import create_app
+
+    create_app(config)
+    os.environ[CONFIG_ENV] = config.to_json()
+    host, port = config.host_port()
+    scheme = "https" if config.tls_cert else "http"
+    click.echo(f"trustbox registry on {scheme}://{host}:{port} (storage {config.storage})", err=True)
+    run_asgi(
+        create_app_from_env, host, port, config.tls_cert, config.tls_key, config.workers,
+        factory=True, server=server, log_level="warning" if config.log_level == "info" else config.log_level,
+    )
+
+
+def register(cli: click.Group, serve: click.Group) -> None:
+    """Add ``trustbox serve registry``."""
+    serve.add_command(serve_registry)

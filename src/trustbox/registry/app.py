@@ -1,0 +1,486 @@
+"""The registry's HTTP API (OCI distribution v1.1) as a Starlette application."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from trustbox.registry import layout
+from trustbox.registry.auth import Htpasswd
+from trustbox.registry.blobs import BlobInfo, BlobStore, VerifyPolicy
+from trustbox.registry.config import RegistryConfig
+from trustbox.registry.digests import Digest, parse_digest
+from trustbox.registry.errors import (
+    BlobUnknown,
+    BlobUploadInvalid,
+    Denied,
+    DigestInvalid,
+    NameUnknown,
+    NotFound,
+    PaginationInvalid,
+    RangeInvalid,
+    RegistryError,
+    StorageFailure,
+    TooLarge,
+    Unsupported,
+)
+from trustbox.registry.manifests import ManifestStore
+from trustbox.registry.mediatypes import OCI_INDEX
+from trustbox.registry.names import check_name
+from trustbox.registry.ranges import parse_byte_range, parse_content_range
+from trustbox.registry.storage import StorageDriver, open_storage
+from trustbox.registry.uploads import Upload, UploadStore
+
+log = logging.getLogger("trustbox.registry")
+
+API_VERSION = ("Docker-Distribution-API-Version", "registry/2.0")
+_ROUTE = re.compile(
+    r"^/v2/(?P<name>.+?)/(?P<kind>blobs/uploads|blobs|manifests|tags/list|referrers)(?:/(?P<ref>[^/]*))?$"
+)
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CONFIG_ENV = "TRUSTBOX_REGISTRY_CONFIG_JSON"
+
+Handler = Callable[[Request, str, str | None], Awaitable[Response]]
+
+
+def error_response(err: RegistryError, head: bool = False) -> Response:
+    """The spec's JSON error body with the error's status and headers."""
+    body = b"" if head else json.dumps(err.body()).encode()
+    headers = {API_VERSION[0]: API_VERSION[1], **err.headers}
+    if head:
+        headers["Content-Length"] = "0"
+    return Response(body, status_code=err.status, media_type="application/json", headers=headers)
+
+
+def _headers(**extra: str) -> dict[str, str]:
+    h = {API_VERSION[0]: API_VERSION[1]}
+    for k, v in extra.items():
+        h[k.replace("_", "-")] = v
+    return h
+
+
+class Registry:
+    """Request handlers over the blob, upload and manifest stores."""
+
+    def __init__(self, config: RegistryConfig, driver: StorageDriver | None = None) -> None:
+        self.config = config
+        if driver is None:
+            driver = open_storage(
+                config.storage,
+                s3_endpoint_url=config.s3_endpoint_url,
+                s3_region=config.s3_region,
+                spool_dir=Path(config.spool_dir) if config.spool_dir else None,
+            )
+        self.driver = driver
+        self.blobs = BlobStore(driver, VerifyPolicy(config.verify_blobs))
+        self.uploads = UploadStore(self.blobs)
+        self.manifests = ManifestStore(self.blobs)
+        self.auth = Htpasswd(Path(config.htpasswd)) if config.htpasswd else None
+        self._routes: dict[tuple[str, str], Handler] = {
+            ("blobs/uploads", "POST"): self.upload_start,
+            ("blobs/uploads", "GET"): self.upload_status,
+            ("blobs/uploads", "PATCH"): self.upload_patch,
+            ("blobs/uploads", "PUT"): self.upload_put,
+            ("blobs/uploads", "DELETE"): self.upload_cancel,
+            ("blobs", "GET"): self.blob_get,
+            ("blobs", "HEAD"): self.blob_get,
+            ("blobs", "DELETE"): self.blob_delete,
+            ("manifests", "GET"): self.manifest_get,
+            ("manifests", "HEAD"): self.manifest_get,
+            ("manifests", "PUT"): self.manifest_put,
+            ("manifests", "DELETE"): self.manifest_delete,
+            ("tags/list", "GET"): self.tags_list,
+            ("referrers", "GET"): self.referrers,
+        }
+
+    # --- dispatch -----------------------------------------------------------------------
+
+    async def dispatch(self, request: Request) -> Response:
+        """Route a request, turning every error into the spec's JSON error response."""
+        method = request.method
+        head = method == "HEAD"
+        try:
+            if self.auth is not None:
+                self.auth.check(request.headers.get("authorization"))
+            if self.config.read_only and method in _WRITE_METHODS:
+                raise Denied("the registry is read-only")
+            return await self._route(request, method)
+        except RegistryError as err:
+            return error_response(err, head)
+        except ClientDisconnect:
+            return Response(b"", status_code=400, headers=_headers())
+        except OSError as exc:
+            log.error("storage error on %s %s: %s", method, request.url.path, exc)
+            return error_response(StorageFailure(f"storage error: {exc.strerror or exc}"), head)
+        except Exception:
+            log.exception("unexpected error on %s %s", method, request.url.path)
+            return error_response(StorageFailure("internal error"), head)
+
+    async def _route(self, request: Request, method: str) -> Response:
+        path = request.url.path
+        if path in ("/v2", "/v2/"):
+            if method not in ("GET", "HEAD"):
+                raise Unsupported(headers={"Allow": "GET, HEAD"})
+            return Response(b"{}", media_type="application/json", headers=_headers())
+        if path == "/v2/_catalog":
+            if method not in ("GET", "HEAD"):
+                raise Unsupported(headers={"Allow": "GET, HEAD"})
+            return await self.catalog(request)
+        m = _ROUTE.match(path)
+        if m is None:
+            raise NotFound(detail={"path": path[:300]})
+        name, kind, ref = m.group("name"), m.group("kind"), m.group("ref")
+        check_name(name)
+        if kind in ("tags/list",) and ref is not None:
+            raise NotFound(detail={"path": path[:300]})
+        handler = self._routes.get((kind, method))
+        if handler is None:
+            allowed = sorted(meth for (k, meth) in self._routes if k == kind)
+            raise Unsupported(f"method {method} not allowed here", headers={"Allow": ", ".join(allowed)})
+        if kind in ("blobs", "manifests", "referrers") and not ref:
+            raise NotFound(detail={"path": path[:300]})
+        return await handler(request, name, ref)
+
+    def _check_delete(self) -> None:
+        if not self.config.delete_enabled:
+            raise Unsupported("deletes are disabled on this registry")
+
+    # --- ping / catalog / tags ----------------------------------------------------------
+
+    @staticmethod
+    def _page(items: list[str], request: Request, base: str) -> tuple[list[str], dict[str, str]]:
+        q = request.query_params
+        last = q.get("last")
+        if last:
+            items = [i for i in items if i > last]
+        n_text = q.get("n")
+        headers = _headers()
+        if n_text is None or n_text == "":
+            return items, headers
+        try:
+            n = int(n_text)
+        except ValueError:
+            raise PaginationInvalid(detail={"n": n_text[:50]}) from None
+        if n < 0:
+            raise PaginationInvalid(detail={"n": n})
+        page = items[:n]
+        if n > 0 and len(items) > n:
+            headers["Link"] = f'<{base}?n={n}&last={quote(page[-1], safe="")}>; rel="next"'
+        return page, headers
+
+    async def catalog(self, request: Request) -> Response:
+        """GET /v2/_catalog with ``n`` / ``last`` pagination."""
+        repos = await anyio.to_thread.run_sync(self.manifests.repositories_sync)
+        page, headers = self._page(repos, request, "/v2/_catalog")
+        return Response(json.dumps({"repositories": page}).encode(), media_type="application/json", headers=headers)
+
+    async def tags_list(self, request: Request, name: str, _ref: str | None) -> Response:
+        """GET /v2/<name>/tags/list with ``n`` / ``last`` pagination."""
+        tags = await self.manifests.tags(name)
+        if not tags and not await self.manifests.repo_exists(name):
+            raise NameUnknown(detail={"name": name})
+        page, headers = self._page(tags, request, f"/v2/{name}/tags/list")
+        body = json.dumps({"name": name, "tags": page}).encode()
+        return Response(body, media_type="application/json", headers=headers)
+
+    # --- blobs --------------------------------------------------------------------------
+
+    async def _visible_blob(self, name: str, ref: str) -> BlobInfo:
+        d = parse_digest(ref)
+        blob = await self.blobs.stat(name, d)
+        if blob is None:
+            raise BlobUnknown(detail={"digest": str(d)})
+        return blob
+
+    async def _checked(self, blob: BlobInfo, full_read: bool) -> None:
+        if self.blobs.needs_check(blob, full_read) and not await self.blobs.verify(blob):
+            raise BlobUnknown(
+                "blob content in storage does not match its digest (corrupted or tampered); "
+                "it has been quarantined, push it again",
+                detail={"digest": str(blob.digest), "reason": "verification failed"},
+            )
+
+    async def blob_get(self, request: Request, name: str, ref: str | None) -> Response:
+        """GET/HEAD /v2/<name>/blobs/<digest>, with single ``Range`` support."""
+        assert ref is not None
+        blob = await self._visible_blob(name, ref)
+        headers = _headers(
+            Docker_Content_Digest=str(blob.digest),
+            ETag=f'"{blob.digest}"',
+            Accept_Ranges="bytes",
+            Cache_Control="max-age=31536000",
+        )
+        rng = request.headers.get("range")
+        span = parse_byte_range(rng, blob.size) if rng else None
+        if request.method == "HEAD":
+            await self._checked(blob, full_read=False)
+            headers["Content-Length"] = str(blob.size)
+            return Response(b"", media_type="application/octet-stream", headers=headers)
+        key = layout.blob_key(blob.digest)
+        if span is not None:
+            await self._checked(blob, full_read=False)
+            start, length = span
+            headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{blob.size}"
+            headers["Content-Length"] = str(length)
+            return StreamingResponse(
+                self._iterate(key, start, length), status_code=206,
+                media_type="application/octet-stream", headers=headers,
+            )
+        await self._checked(blob, full_read=True)
+        path = self.driver.local_path(key)
+        if path is not None:
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                raise BlobUnknown(detail={"digest": str(blob.digest)}) from None
+            return _BlobFileResponse(path, stat_result=st, media_type="application/octet-stream", headers=headers)
+        headers["Content-Length"] = str(blob.size)
+        return StreamingResponse(
+            self._iterate(key, 0, blob.size), media_type="application/octet-stream", headers=headers
+        )
+
+    async def _iterate(self, key: str, start: int, length: int) -> AsyncIterator[bytes]:
+        it = self.driver.iter_range(key, start, length)
+        sentinel = b""
+        while True:
+            chunk = await anyio.to_thread.run_sync(next, it, sentinel)
+            if not chunk:
+                break
+            yield chunk
+
+    async def blob_delete(self, request: Request, name: str, ref: str | None) -> Response:
+        """DELETE /v2/<name>/blobs/<digest>: unlink from the repository (202)."""
+        assert ref is not None
+        self._check_delete()
+        d = parse_digest(ref)
+        if not await self.blobs.unlink(name, d):
+            raise BlobUnknown(detail={"digest": str(d)})
+        return Response(b"", status_code=202, headers=_headers(Content_Length="0", Docker_Content_Digest=str(d)))
+
+    # --- uploads ------------------------------------------------------------------------
+
+    def _upload_headers(self, up: Upload, status: int = 202) -> Response:
+        end = up.size - 1 if up.size > 0 else 0
+        return Response(
+            b"",
+            status_code=status,
+            headers=_headers(
+                Location=f"/v2/{up.repo}/blobs/uploads/{up.id}",
+                Range=f"0-{end}",
+                Docker_Upload_UUID=up.id,
+                Content_Length="0",
+            ),
+        )
+
+    def _created(self, name: str, d: Digest) -> Response:
+        return Response(
+            b"",
+            status_code=201,
+            headers=_headers(Location=f"/v2/{name}/blobs/{d}", Docker_Content_Digest=str(d), Content_Length="0"),
+        )
+
+    async def upload_start(self, request: Request, name: str, ref: str | None) -> Response:
+        """POST /v2/<name>/blobs/uploads/: start, monolithic (``digest``) or mount (``mount``)."""
+        if ref:
+            raise NotFound(detail={"path": request.url.path[:300]})
+        q = request.query_params
+        mount = q.get("mount")
+        if mount:
+            d = parse_digest(mount)
+            source = q.get("from")
+            if source:
+                try:
+                    check_name(source)
+                    linked = await self.blobs.stat(source, d)
+                except RegistryError:
+                    linked = None
+            else:
+                linked = await self.blobs.stat_global(d)
+            if linked is not None:
+                await self.blobs.link(name, d)
+                return self._created(name, d)
+        digest_param = q.get("digest")
+        want = parse_digest(digest_param) if digest_param else None
+        up = self.uploads.create(name)
+        if want is None:
+            return self._upload_headers(up)
+        async with self.uploads.lock(up.id):
+            try:
+                up = await self.uploads.append(up, request.stream(), self._declared_length(request))
+            except BaseException:
+                self.uploads.cancel(up)
+                raise
+            await self.uploads.commit(up, want)
+        return self._created(name, want)
+
+    @staticmethod
+    def _declared_length(request: Request) -> int | None:
+        cl = request.headers.get("content-length")
+        if cl is None:
+            return None
+        try:
+            value = int(cl)
+        except ValueError:
+            raise BlobUploadInvalid(f"invalid Content-Length {cl[:50]!r}") from None
+        if value < 0:
+            raise BlobUploadInvalid(f"invalid Content-Length {cl[:50]!r}")
+        return value
+
+    def _chunk_length(self, request: Request, up: Upload) -> int | None:
+        cr = request.headers.get("content-range")
+        if cr is None:
+            return None
+        start, end = parse_content_range(cr)
+        if start != up.size:
+            raise RangeInvalid(
+                f"chunk starts at {start} but the upload has {up.size} bytes",
+                detail={"start": start, "size": up.size},
+                headers={
+                    "Location": f"/v2/{up.repo}/blobs/uploads/{up.id}",
+                    "Range": f"0-{max(up.size - 1, 0)}",
+                    "Docker-Upload-UUID": up.id,
+                },
+            )
+        return end - start + 1
+
+    async def upload_status(self, request: Request, name: str, ref: str | None) -> Response:
+        """GET /v2/<name>/blobs/uploads/<uuid>: progress (204 with ``Range``)."""
+        up = self.uploads.get(name, ref or "")
+        return self._upload_headers(up, status=204)
+
+    async def upload_patch(self, request: Request, name: str, ref: str | None) -> Response:
+        """PATCH /v2/<name>/blobs/uploads/<uuid>: append a chunk (in-order ``Content-Range``)."""
+        up = self.uploads.get(name, ref or "")
+        async with self.uploads.lock(up.id):
+            up = self.uploads.get(name, up.id)
+            expected = self._chunk_length(request, up)
+            up = await self.uploads.append(up, request.stream(), expected)
+        return self._upload_headers(up)
+
+    async def upload_put(self, request: Request, name: str, ref: str | None) -> Response:
+        """PUT /v2/<name>/blobs/uploads/<uuid>?digest=: optional last chunk, then commit (201)."""
+        up = self.uploads.get(name, ref or "")
+        digest_param = request.query_params.get("digest")
+        if not digest_param:
+            raise DigestInvalid("digest parameter missing", detail={"digest": ""})
+        want = parse_digest(digest_param)
+        async with self.uploads.lock(up.id):
+            up = self.uploads.get(name, up.id)
+            expected = self._chunk_length(request, up)
+            if expected is None:
+                expected = self._declared_length(request)
+            up = await self.uploads.append(up, request.stream(), expected)
+            await self.uploads.commit(up, want)
+        return self._created(name, want)
+
+    async def upload_cancel(self, request: Request, name: str, ref: str | None) -> Response:
+        """DELETE /v2/<name>/blobs/uploads/<uuid>: cancel (204)."""
+        up = self.uploads.get(name, ref or "")
+        self.uploads.cancel(up)
+        return Response(b"", status_code=204, headers=_headers())
+
+    # --- manifests ----------------------------------------------------------------------
+
+    async def manifest_get(self, request: Request, name: str, ref: str | None) -> Response:
+        """GET/HEAD /v2/<name>/manifests/<reference>: served in its own media type."""
+        assert ref is not None
+        m = await self.manifests.get(name, ref)
+        headers = _headers(Docker_Content_Digest=str(m.digest), ETag=f'"{m.digest}"')
+        if request.method == "HEAD":
+            headers["Content-Length"] = str(len(m.body))
+            return Response(b"", media_type=m.media_type, headers=headers)
+        return Response(m.body, media_type=m.media_type, headers=headers)
+
+    async def _read_manifest_body(self, request: Request) -> bytes:
+        limit = self.config.max_manifest_size
+        cl = request.headers.get("content-length")
+        if cl is not None and cl.isdigit() and int(cl) > limit:
+            raise TooLarge(f"manifest is larger than {limit} bytes", detail={"limit": limit})
+        buf = bytearray()
+        async for chunk in request.stream():
+            buf += chunk
+            if len(buf) > limit:
+                raise TooLarge(f"manifest is larger than {limit} bytes", detail={"limit": limit})
+        return bytes(buf)
+
+    async def manifest_put(self, request: Request, name: str, ref: str | None) -> Response:
+        """PUT /v2/<name>/manifests/<reference>[?tag=..]: validate, check references, store (201)."""
+        assert ref is not None
+        body = await self._read_manifest_body(request)
+        extra_tags = request.query_params.getlist("tag") if ":" in ref else []
+        d, parsed = await self.manifests.put(name, ref, body, request.headers.get("content-type"), extra_tags)
+        headers = _headers(
+            Location=f"/v2/{name}/manifests/{d}", Docker_Content_Digest=str(d), Content_Length="0"
+        )
+        if parsed.subject is not None:
+            headers["OCI-Subject"] = str(parsed.subject.digest)
+        if extra_tags:
+            headers["OCI-Tag"] = ", ".join(extra_tags)
+        return Response(b"", status_code=201, headers=headers)
+
+    async def manifest_delete(self, request: Request, name: str, ref: str | None) -> Response:
+        """DELETE /v2/<name>/manifests/<reference>: by digest, or untag by tag (202)."""
+        assert ref is not None
+        self._check_delete()
+        await self.manifests.delete(name, ref)
+        return Response(b"", status_code=202, headers=_headers(Content_Length="0"))
+
+    # --- referrers ----------------------------------------------------------------------
+
+    async def referrers(self, request: Request, name: str, ref: str | None) -> Response:
+        """GET /v2/<name>/referrers/<digest>[?artifactType=]: an OCI image index."""
+        assert ref is not None
+        subject = parse_digest(ref)
+        artifact_type = request.query_params.get("artifactType") or None
+        entries = await self.manifests.referrers(name, subject, artifact_type)
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+        headers = _headers()
+        if artifact_type is not None:
+            headers["OCI-Filters-Applied"] = "artifactType"
+        return Response(json.dumps(index).encode(), media_type=OCI_INDEX, headers=headers)
+
+
+class _BlobFileResponse(FileResponse):
+    """FileResponse without Starlette's own Range handling (ranges are handled before)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        headers = [(k, v) for (k, v) in scope.get("headers", []) if k != b"range"]
+        await super().__call__({**scope, "headers": headers}, receive, send)
+
+
+def create_app(config: RegistryConfig, driver: StorageDriver | None = None) -> Starlette:
+    """The registry ASGI application for ``config`` (optionally on an explicit driver)."""
+    registry = Registry(config, driver)
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+    async def not_found(request: Request) -> Response:
+        return error_response(NotFound(detail={"path": request.url.path[:300]}), request.method == "HEAD")
+
+    app = Starlette(
+        routes=[
+            Route("/v2", registry.dispatch, methods=methods),
+            Route("/v2/{rest:path}", registry.dispatch, methods=methods),
+            Route("/{rest:path}", not_found, methods=methods),
+        ]
+    )
+    app.state.registry = registry
+    return app
+
+
+def create_app_from_env() -> Starlette:
+    """App factory for worker processes: the config comes as JSON in TRUSTBOX_REGISTRY_CONFIG_JSON."""
+    text = os.environ.get(CONFIG_ENV)
+    config = RegistryConfig.from_json(text) if text else RegistryConfig()
+    return create_app(config)

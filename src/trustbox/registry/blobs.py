@@ -1,0 +1,120 @@
+"""Blobs: content-addressed storage, per-repository links, verification on read."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+
+from trustbox.registry import layout
+from trustbox.registry.aio import in_thread, run_io
+from trustbox.registry.digests import Digest
+from trustbox.registry.storage.base import ObjectInfo, StorageDriver
+
+log = logging.getLogger("trustbox.registry")
+
+HASH_CHUNK = 1 << 20
+
+
+class VerifyPolicy(StrEnum):
+    """When stored blobs are re-hashed on read."""
+
+    ALWAYS = "always"
+    FIRST = "first"
+    NEVER = "never"
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    """A blob as stored: digest, size, identity of its stored object."""
+
+    digest: Digest
+    size: int
+    info: ObjectInfo
+
+
+class BlobStore:
+    """Blob content plus the links that scope blobs to repositories."""
+
+    def __init__(self, driver: StorageDriver, policy: VerifyPolicy = VerifyPolicy.ALWAYS) -> None:
+        self.driver = driver
+        self.policy = policy
+        # digest string -> identity of the stored object when it last verified
+        self._verified: dict[str, tuple[object, ...]] = {}
+
+    async def stat_global(self, d: Digest) -> BlobInfo | None:
+        """The blob's content, whatever repository links it."""
+        info = await run_io(self.driver, self.driver.stat, layout.blob_key(d))
+        return BlobInfo(d, info.size, info) if info is not None else None
+
+    async def is_linked(self, name: str, d: Digest) -> bool:
+        """True if the blob is linked into repository ``name``."""
+        return await run_io(self.driver, self.driver.stat, layout.layer_link(name, d)) is not None
+
+    async def stat(self, name: str, d: Digest) -> BlobInfo | None:
+        """The blob as visible from repository ``name`` (linked and present), or None."""
+        if not await self.is_linked(name, d):
+            return None
+        return await self.stat_global(d)
+
+    async def link(self, name: str, d: Digest) -> None:
+        """Make the blob visible in repository ``name``."""
+        key = layout.layer_link(name, d)
+        if await run_io(self.driver, self.driver.stat, key) is None:
+            await run_io(self.driver, self.driver.write, key, str(d).encode())
+
+    async def unlink(self, name: str, d: Digest) -> bool:
+        """Remove the blob from repository ``name`` (content stays until garbage collection)."""
+        return await run_io(self.driver, self.driver.delete, layout.layer_link(name, d))
+
+    def mark_verified(self, d: Digest, info: ObjectInfo) -> None:
+        """Remember that the stored object with this identity has the right content."""
+        self._verified[str(d)] = info.identity
+
+    def needs_check(self, blob: BlobInfo, full_read: bool) -> bool:
+        """Whether this read must re-hash the blob under the configured policy."""
+        if self.policy is VerifyPolicy.NEVER:
+            return False
+        if self.policy is VerifyPolicy.ALWAYS and full_read:
+            return True
+        return self._verified.get(str(blob.digest)) != blob.info.identity
+
+    def _hash_stored(self, d: Digest, size: int) -> str:
+        h = d.hasher()
+        path = self.driver.local_path(layout.blob_key(d))
+        if path is not None:
+            buf = bytearray(HASH_CHUNK * 4)
+            view = memoryview(buf)
+            with open(path, "rb", buffering=0) as f:
+                while True:
+                    n = f.readinto(buf)
+                    if not n:
+                        break
+                    h.update(view[:n])
+        else:
+            for chunk in self.driver.iter_range(layout.blob_key(d), 0, size, HASH_CHUNK * 4):
+                h.update(chunk)
+        return str(h.hexdigest())
+
+    async def verify(self, blob: BlobInfo) -> bool:
+        """Re-hash the stored blob; on mismatch quarantine it, log, and return False."""
+        try:
+            actual = await in_thread(self._hash_stored, blob.digest, blob.size)
+        except FileNotFoundError:
+            return False
+        if actual == blob.digest.hex:
+            self.mark_verified(blob.digest, blob.info)
+            return True
+        self._verified.pop(str(blob.digest), None)
+        stamp = int(time.time())
+        log.error(
+            "blob %s failed verification on read (content hashes to %s:%s); moved to quarantine",
+            blob.digest, blob.digest.algorithm, actual,
+        )
+        try:
+            await run_io(self.driver, self.driver.move, layout.blob_key(blob.digest),
+                         layout.quarantine_key(blob.digest, stamp))
+        except Exception as exc:  # pragma: no cover - quarantine is best effort
+            log.error("could not quarantine %s: %s", blob.digest, exc)
+        return False

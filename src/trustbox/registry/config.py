@@ -1,0 +1,129 @@
+"""Registry configuration: defaults < config file (TOML or JSON) < environment < command line."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from trustbox.errors import ConfigError
+from trustbox.registry.blobs import VerifyPolicy
+
+ENV_PREFIX = "TRUSTBOX_"
+
+
+@dataclass
+class RegistryConfig:
+    """Everything ``trustbox serve registry`` can be told."""
+
+    listen: str = "127.0.0.1:5000"
+    storage: str = "./registry-data"
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    verify_blobs: str = VerifyPolicy.ALWAYS.value
+    htpasswd: str | None = None
+    delete_enabled: bool = True
+    read_only: bool = False
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    spool_dir: str | None = None
+    workers: int = 1
+    max_manifest_size: int = 4 << 20
+    log_level: str = "info"
+
+    def host_port(self) -> tuple[str, int]:
+        """Split ``listen`` into host and port."""
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ConfigError(f"invalid listen address {self.listen!r}", hint="use HOST:PORT, e.g. 127.0.0.1:5000")
+        return host.strip("[]") or "0.0.0.0", int(port)
+
+    def validate(self) -> RegistryConfig:
+        """Check values; raise ConfigError with a hint on anything wrong."""
+        self.host_port()
+        try:
+            VerifyPolicy(self.verify_blobs)
+        except ValueError:
+            raise ConfigError(
+                f"invalid verify_blobs {self.verify_blobs!r}", hint="use always, first or never"
+            ) from None
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("TLS needs both a certificate and a key", hint="give --tls-cert and --tls-key")
+        for f in (self.tls_cert, self.tls_key, self.htpasswd):
+            if f and not Path(f).is_file():
+                raise ConfigError(f"file not found: {f}")
+        if self.workers < 1:
+            raise ConfigError("workers must be at least 1")
+        return self
+
+    def to_json(self) -> str:
+        """Serialised form (handed to worker processes)."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> RegistryConfig:
+        """Inverse of to_json."""
+        return cls(**json.loads(text))
+
+
+def _coerce(name: str, value: Any, kind: Any) -> Any:
+    if value is None:
+        return None
+    if kind in (bool, "bool"):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}: expected true or false, got {value!r}")
+    if kind in (int, "int"):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+    return str(value)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML (``.toml``) or JSON config file; keys as in RegistryConfig (``-`` or ``_``)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"invalid config file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a table/object")
+    if isinstance(data.get("registry"), dict):
+        data = data["registry"]
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def load_config(config_file: Path | None, overrides: dict[str, Any], env: dict[str, str]) -> RegistryConfig:
+    """Merge defaults, the config file, ``TRUSTBOX_*`` variables and explicit overrides."""
+    known = {f.name: f.type for f in fields(RegistryConfig)}
+    merged: dict[str, Any] = {}
+    if config_file is not None:
+        for k, v in read_config_file(config_file).items():
+            if k not in known:
+                raise ConfigError(f"unknown option {k!r} in {config_file}")
+            merged[k] = v
+    for k in known:
+        ev = env.get(ENV_PREFIX + k.upper())
+        if ev is not None and ev != "":
+            merged[k] = ev
+    for k, v in overrides.items():
+        if v is not None:
+            merged[k] = v
+    typed = {}
+    for k, v in merged.items():
+        kind = known[k]
+        base = "bool" if "bool" in str(kind) else "int" if "int" in str(kind) else "str"
+        typed[k] = _coerce(k, v, base)
+    return RegistryConfig(**typed).validate()

@@ -1,0 +1,109 @@
+"""Garbage collection: delete blobs that no repository references any more.
+
+A blob is kept when any repository links it (``_layers``), holds it as a manifest revision,
+or when a stored manifest references it. Blobs younger than ``min_age`` are kept too, so a
+push in flight (blob uploaded, manifest not yet) is never broken. Stale upload sessions are
+removed as well.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from trustbox.registry import layout
+from trustbox.registry.digests import Digest, parse_digest
+from trustbox.registry.errors import RegistryError
+from trustbox.registry.mediatypes import parse_manifest
+from trustbox.registry.storage.base import StorageDriver
+
+
+@dataclass
+class GCReport:
+    """What a collection found and (unless dry-run) removed."""
+
+    kept: int = 0
+    removed: list[str] = field(default_factory=list)
+    removed_bytes: int = 0
+    young: int = 0
+    uploads_removed: list[str] = field(default_factory=list)
+
+
+def _digest_from_link(key: str) -> Digest | None:
+    parts = key.split("/")
+    try:
+        return parse_digest(f"{parts[-2]}:{parts[-1]}")
+    except (RegistryError, IndexError):
+        return None
+
+
+def mark(driver: StorageDriver) -> set[str]:
+    """Digests (as strings) reachable from any repository."""
+    live: set[str] = set()
+    manifests: list[Digest] = []
+    for key, _info in driver.walk(layout.REPOS):
+        if "/_layers/" in key:
+            d = _digest_from_link(key)
+            if d is not None:
+                live.add(str(d))
+        elif "/_manifests/revisions/" in key:
+            d = _digest_from_link(key)
+            if d is not None:
+                live.add(str(d))
+                manifests.append(d)
+        elif "/_manifests/tags/" in key:
+            raw = driver.read(key)
+            if raw:
+                try:
+                    live.add(str(parse_digest(raw.decode())))
+                except (RegistryError, UnicodeDecodeError):
+                    pass
+    for d in manifests:
+        body = driver.read(layout.blob_key(d))
+        if body is None:
+            continue
+        try:
+            parsed = parse_manifest(body, None)
+        except (RegistryError, json.JSONDecodeError):
+            continue
+        for desc in parsed.blobs + parsed.children:
+            live.add(str(desc.digest))
+    return live
+
+
+def collect(driver: StorageDriver, *, dry_run: bool = False, min_age: float = 3600.0,
+            upload_max_age: float = 86400.0) -> GCReport:
+    """Mark, then sweep unreferenced blobs older than ``min_age`` seconds."""
+    report = GCReport()
+    live = mark(driver)
+    now = time.time()
+    for key, info in list(driver.walk(layout.BLOBS)):
+        parts = key.split("/")
+        if len(parts) != 4:
+            continue
+        ref = f"{parts[1]}:{parts[3]}"
+        if ref in live:
+            report.kept += 1
+            continue
+        if now - info.mtime < min_age:
+            report.young += 1
+            continue
+        report.removed.append(ref)
+        report.removed_bytes += info.size
+        if not dry_run:
+            driver.delete(key)
+    spool = driver.spool_dir
+    if spool.is_dir():
+        for entry in spool.iterdir():
+            try:
+                mtime = max((p.stat().st_mtime for p in entry.iterdir()), default=entry.stat().st_mtime)
+            except FileNotFoundError:
+                continue
+            if now - mtime > upload_max_age:
+                report.uploads_removed.append(entry.name)
+                if not dry_run:
+                    import shutil
+
+                    shutil.rmtree(entry, ignore_errors=True)
+    return report

@@ -1,0 +1,222 @@
+"""Manifests, tags and referrers of repositories."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from trustbox.registry import layout
+from trustbox.registry.aio import run_io
+from trustbox.registry.blobs import BlobStore
+from trustbox.registry.digests import Digest, digest_bytes, parse_digest
+from trustbox.registry.errors import (
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestUnknown,
+)
+from trustbox.registry.mediatypes import ParsedManifest, parse_manifest, referrer_descriptor
+from trustbox.registry.names import check_tag
+
+log = logging.getLogger("trustbox.registry")
+
+CACHE_ENTRIES = 4096
+CACHE_MAX_ITEM = 256 << 10
+
+
+@dataclass(frozen=True, slots=True)
+class StoredManifest:
+    """A manifest as served: its bytes, media type and digest."""
+
+    body: bytes
+    media_type: str
+    digest: Digest
+
+
+class ManifestStore:
+    """Manifest content lives in blob storage; repositories hold revision links and tags."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self.blobs = blobs
+        self.driver = blobs.driver
+        # verified manifest bytes by digest: content-addressed, so never stale
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
+
+    # --- reading ------------------------------------------------------------------------
+
+    async def resolve(self, name: str, reference: str) -> Digest:
+        """Digest for a tag or digest reference; ManifestUnknown if the tag does not exist."""
+        if ":" in reference:
+            return parse_digest(reference)
+        check_tag(reference)
+        raw = await run_io(self.driver, self.driver.read, layout.tag_key(name, reference))
+        if raw is None:
+            raise ManifestUnknown(f"manifest tagged {reference!r} not found", detail={"tag": reference})
+        return parse_digest(raw.decode())
+
+    async def _content(self, d: Digest) -> bytes | None:
+        key = str(d)
+        body = self._cache.get(key)
+        if body is not None:
+            self._cache.move_to_end(key)
+            return body
+        body = await run_io(self.driver, self.driver.read, layout.blob_key(d))
+        if body is None:
+            return None
+        if digest_bytes(body, d.algorithm) != d:
+            log.error("manifest %s failed verification on read; refusing to serve it", d)
+            return None
+        if len(body) <= CACHE_MAX_ITEM:
+            self._cache[key] = body
+            if len(self._cache) > CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+        return body
+
+    async def get(self, name: str, reference: str) -> StoredManifest:
+        """The manifest ``reference`` (tag or digest) of ``name``; ManifestUnknown if absent."""
+        d = await self.resolve(name, reference)
+        media = await run_io(self.driver, self.driver.read, layout.revision_link(name, d))
+        if media is None:
+            raise ManifestUnknown(detail={"name": name, "reference": reference})
+        body = await self._content(d)
+        if body is None:
+            raise ManifestUnknown(
+                "manifest content missing or corrupted in storage", detail={"digest": str(d)}
+            )
+        return StoredManifest(body, media.decode(), d)
+
+    async def exists(self, name: str, d: Digest) -> bool:
+        """True if the manifest ``d`` is in repository ``name``."""
+        return await run_io(self.driver, self.driver.stat, layout.revision_link(name, d)) is not None
+
+    # --- writing ------------------------------------------------------------------------
+
+    async def _check_references(self, name: str, parsed: ParsedManifest) -> None:
+        for desc in parsed.blobs:
+            if desc.urls:
+                continue  # foreign / non-distributable layer: fetched from its URLs
+            blob = await self.blobs.stat(name, desc.digest)
+            if blob is None:
+                raise ManifestBlobUnknown(
+                    f"blob {desc.digest} referenced by the manifest is unknown", detail={"digest": str(desc.digest)}
+                )
+            if blob.size != desc.size:
+                raise ManifestInvalid(
+                    f"descriptor size {desc.size} of {desc.digest} does not match the stored size {blob.size}",
+                    detail={"digest": str(desc.digest), "size": desc.size, "stored": blob.size},
+                )
+        for desc in parsed.children:
+            if not await self.exists(name, desc.digest):
+                raise ManifestBlobUnknown(
+                    f"manifest {desc.digest} referenced by the index is unknown",
+                    detail={"digest": str(desc.digest)},
+                )
+
+    async def put(
+        self, name: str, reference: str, body: bytes, content_type: str | None, extra_tags: list[str]
+    ) -> tuple[Digest, ParsedManifest]:
+        """Validate and store a manifest under a tag or digest reference (plus ``?tag=`` tags)."""
+        tags: list[str] = []
+        if ":" in reference:
+            want = parse_digest(reference)
+            d = digest_bytes(body, want.algorithm)
+            if d != want:
+                raise DigestInvalid(
+                    "manifest digest does not match the reference",
+                    detail={"reference": str(want), "actual": str(d)},
+                )
+        else:
+            tags.append(check_tag(reference))
+            d = digest_bytes(body)
+        for t in extra_tags:
+            tags.append(check_tag(t))
+        parsed = parse_manifest(body, content_type)
+        await self._check_references(name, parsed)
+
+        key = layout.blob_key(d)
+        existing = await run_io(self.driver, self.driver.read, key)
+        if existing != body:
+            await run_io(self.driver, self.driver.write, key, body)
+        await run_io(self.driver, self.driver.write, layout.revision_link(name, d), parsed.media_type.encode())
+        if parsed.subject is not None:
+            desc = referrer_descriptor(parsed, d, len(body))
+            await run_io(
+                self.driver, self.driver.write,
+                layout.referrer_key(name, parsed.subject.digest, d),
+                json.dumps(desc, sort_keys=True).encode(),
+            )
+        for t in tags:
+            await run_io(self.driver, self.driver.write, layout.tag_key(name, t), str(d).encode())
+        return d, parsed
+
+    async def delete(self, name: str, reference: str) -> None:
+        """Delete a tag, or a manifest by digest (with the tags that point at it)."""
+        if ":" not in reference:
+            check_tag(reference)
+            if not await run_io(self.driver, self.driver.delete, layout.tag_key(name, reference)):
+                raise ManifestUnknown(f"tag {reference!r} not found", detail={"tag": reference})
+            return
+        d = parse_digest(reference)
+        link = layout.revision_link(name, d)
+        if await run_io(self.driver, self.driver.stat, link) is None:
+            raise ManifestUnknown(detail={"digest": str(d)})
+        body = await self._content(d)
+        for tag in await self.tags(name):
+            raw = await run_io(self.driver, self.driver.read, layout.tag_key(name, tag))
+            if raw is not None and raw.decode() == str(d):
+                await run_io(self.driver, self.driver.delete, layout.tag_key(name, tag))
+        if body is not None:
+            try:
+                parsed = parse_manifest(body, None)
+            except ManifestInvalid:
+                parsed = None
+            if parsed is not None and parsed.subject is not None:
+                await run_io(
+                    self.driver, self.driver.delete, layout.referrer_key(name, parsed.subject.digest, d)
+                )
+        await run_io(self.driver, self.driver.delete, link)
+
+    # --- listing ------------------------------------------------------------------------
+
+    async def tags(self, name: str) -> list[str]:
+        """All tags of ``name``, sorted."""
+        return sorted(await run_io(self.driver, self.driver.list_dir, layout.tags_prefix(name)))
+
+    async def repo_exists(self, name: str) -> bool:
+        """True if anything was ever pushed to ``name``."""
+        children = await run_io(self.driver, self.driver.list_dir, layout.repo_prefix(name))
+        return any(c.startswith("_") for c in children)
+
+    async def referrers(self, name: str, subject: Digest, artifact_type: str | None) -> list[dict[str, Any]]:
+        """Descriptors of the manifests whose subject is ``subject``."""
+        prefix = layout.referrers_prefix(name, subject)
+        out: list[dict[str, Any]] = []
+        for entry in sorted(await run_io(self.driver, self.driver.list_dir, prefix)):
+            raw = await run_io(self.driver, self.driver.read, f"{prefix}/{entry}")
+            if raw is None:
+                continue
+            try:
+                desc = json.loads(raw)
+            except ValueError:
+                continue
+            if artifact_type is not None and desc.get("artifactType") != artifact_type:
+                continue
+            out.append(desc)
+        return out
+
+    def _walk_repos(self, prefix: str, name: str, out: list[str]) -> None:
+        children = self.driver.list_dir(prefix)
+        if any(c in ("_manifests", "_layers") for c in children):
+            out.append(name)
+        for c in children:
+            if not c.startswith("_"):
+                self._walk_repos(f"{prefix}/{c}", f"{name}/{c}" if name else c, out)
+
+    def repositories_sync(self) -> list[str]:
+        """All repository names, sorted."""
+        out: list[str] = []
+        self._walk_repos(layout.REPOS, "", out)
+        return sorted(out)

@@ -1,0 +1,147 @@
+"""S3-compatible object storage via boto3 (tested against moto's ThreadedMotoServer)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from trustbox.registry.storage.base import ObjectInfo
+
+
+class S3Driver:
+    """Keys are objects under ``prefix`` in ``bucket``; S3 PUTs are atomic by nature."""
+
+    name = "s3"
+    cheap_io = False
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        spool_dir: Path | None = None,
+        client: Any = None,
+    ) -> None:
+        import boto3
+        from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        if client is None:
+            client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
+        self.client = client
+        self._transfer = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20)
+        base = spool_dir or Path(tempfile.gettempdir()) / f"trustbox-registry-spool-{bucket}"
+        self._spool = Path(base) / "uploads"
+        self._spool.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def spool_dir(self) -> Path:
+        """Local staging directory for uploads."""
+        return self._spool
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _is_missing(self, exc: Exception) -> bool:
+        from botocore.exceptions import ClientError
+
+        if isinstance(exc, ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            return code in ("404", "NoSuchKey", "NotFound")
+        return False
+
+    def read(self, key: str) -> bytes | None:
+        """GET the whole object."""
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:
+            if self._is_missing(exc):
+                return None
+            raise
+        data: bytes = resp["Body"].read()
+        return data
+
+    def write(self, key: str, data: bytes) -> None:
+        """PUT the object (atomic)."""
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def put_file(self, key: str, path: Path) -> None:
+        """Upload a local file (multipart for big ones; the object appears only when complete)."""
+        try:
+            self.client.upload_file(str(path), self.bucket, self._key(key), Config=self._transfer)
+        finally:
+            Path(path).unlink(missing_ok=True)
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        """HEAD the object: ETag and LastModified are its identity."""
+        try:
+            resp = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:
+            if self._is_missing(exc):
+                return None
+            raise
+        modified = resp.get("LastModified")
+        mtime = modified.timestamp() if modified is not None else 0.0
+        return ObjectInfo(int(resp["ContentLength"]), (resp.get("ETag"), mtime), mtime)
+
+    def delete(self, key: str) -> bool:
+        """DELETE the object; False if it was not there."""
+        if self.stat(key) is None:
+            return False
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        return True
+
+    def list_dir(self, prefix: str) -> list[str]:
+        """Children via a delimited listing."""
+        full = self._key(prefix).rstrip("/") + "/"
+        names: list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
+            for cp in page.get("CommonPrefixes", []):
+                names.append(cp["Prefix"][len(full):].rstrip("/"))
+            for obj in page.get("Contents", []):
+                names.append(obj["Key"][len(full):])
+        return [n for n in names if n]
+
+    def walk(self, prefix: str) -> Iterator[tuple[str, ObjectInfo]]:
+        """Every object under ``prefix``."""
+        full = self._key(prefix).rstrip("/") + "/"
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
+            for obj in page.get("Contents", []):
+                mtime = obj["LastModified"].timestamp()
+                yield obj["Key"][strip:], ObjectInfo(int(obj["Size"]), (obj.get("ETag"), mtime), mtime)
+
+    def local_path(self, key: str) -> Path | None:
+        """Remote: no local file."""
+        return None
+
+    def iter_range(self, key: str, start: int, length: int, chunk: int = 1 << 20) -> Iterator[bytes]:
+        """Ranged GET, streamed."""
+        if length <= 0:
+            return
+        resp = self.client.get_object(
+            Bucket=self.bucket, Key=self._key(key), Range=f"bytes={start}-{start + length - 1}"
+        )
+        body = resp["Body"]
+        try:
+            while True:
+                data = body.read(chunk)
+                if not data:
+                    break
+                yield data
+        finally:
+            body.close()
+
+    def move(self, src: str, dst: str) -> None:
+        """Server-side copy then delete."""
+        self.client.copy_object(
+            Bucket=self.bucket, Key=self._key(dst), CopySource={"Bucket": self.bucket, "Key": self._key(src)}
+        )
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(src))

@@ -1,0 +1,225 @@
+"""Blob uploads: a local spool file per session, hashed while it streams in.
+
+An upload lives in ``<spool>/<uuid>/`` (``data`` plus ``repo``). Chunks are appended with the
+running sha256 kept in memory; if the in-memory state is missing or stale (another worker
+process took a chunk, or a restart) the hash is recomputed from the file. A failed or
+interrupted chunk is cut off again, so the session stays at its last good offset. Committing
+fsyncs the file, checks the digest, then renames it into blob storage: nothing partial is
+ever visible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trustbox.registry import layout
+from trustbox.registry.aio import in_thread
+from trustbox.registry.blobs import BlobStore
+from trustbox.registry.digests import Digest
+from trustbox.registry.errors import BlobUploadUnknown, DigestInvalid, SizeInvalid
+
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+WRITE_BATCH = 4 << 20
+
+
+@dataclass
+class _HashState:
+    offset: int
+    hasher: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """An open upload session."""
+
+    id: str
+    repo: str
+    directory: Path
+    size: int
+
+    @property
+    def data(self) -> Path:
+        """The spool file."""
+        return self.directory / "data"
+
+
+class UploadStore:
+    """Create, append to, inspect, commit and cancel uploads."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self.blobs = blobs
+        self.spool = blobs.driver.spool_dir
+        self._hashes: dict[str, _HashState] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def lock(self, upload_id: str) -> asyncio.Lock:
+        """A per-session lock serialising chunks of one upload within this process."""
+        lk = self._locks.get(upload_id)
+        if lk is None:
+            lk = self._locks[upload_id] = asyncio.Lock()
+        return lk
+
+    def create(self, repo: str) -> Upload:
+        """Start a new session for ``repo``."""
+        upload_id = str(uuid.uuid4())
+        d = self.spool / upload_id
+        d.mkdir(parents=True)
+        (d / "data").touch()
+        (d / "repo").write_text(repo)
+        self._hashes[upload_id] = _HashState(0, hashlib.sha256())
+        return Upload(upload_id, repo, d, 0)
+
+    def get(self, repo: str, upload_id: str) -> Upload:
+        """The session ``upload_id`` of ``repo``; BlobUploadUnknown otherwise."""
+        if not _UUID_RE.match(upload_id):
+            raise BlobUploadUnknown(detail={"uuid": upload_id[:100]})
+        d = self.spool / upload_id
+        try:
+            owner = (d / "repo").read_text()
+            size = (d / "data").stat().st_size
+        except (FileNotFoundError, NotADirectoryError):
+            raise BlobUploadUnknown(detail={"uuid": upload_id}) from None
+        if owner != repo:
+            raise BlobUploadUnknown(detail={"uuid": upload_id})
+        return Upload(upload_id, repo, d, size)
+
+    def _state(self, up: Upload) -> _HashState:
+        st = self._hashes.get(up.id)
+        if st is None or st.offset != up.size:
+            h = hashlib.sha256()
+            with open(up.data, "rb") as f:
+                while chunk := f.read(4 << 20):
+                    h.update(chunk)
+            st = self._hashes[up.id] = _HashState(up.size, h)
+        return st
+
+    async def append(self, up: Upload, stream: AsyncIterator[bytes], expected: int | None = None) -> Upload:
+        """Append a request body to the session; on any failure the chunk is cut off again.
+
+        ``expected`` is the chunk length announced by Content-Range/Content-Length; a body of a
+        different length is refused (SizeInvalid) and discarded.
+        """
+        state = await in_thread(self._state, up)
+        saved = state.hasher.copy()
+        start = up.size
+        f = open(up.data, "r+b", buffering=0)  # noqa: SIM115 - closed in finally
+        written = 0
+        pending: asyncio.Future[None] | None = None
+        loop = asyncio.get_running_loop()
+        hasher = state.hasher
+
+        def write(buf: bytes | bytearray) -> None:
+            hasher.update(buf)
+            f.write(buf)
+
+        ok = False
+        try:
+            f.seek(start)
+            buf = bytearray()
+            async for chunk in stream:
+                if not chunk:
+                    continue
+                buf += chunk
+                written += len(chunk)
+                if len(buf) >= WRITE_BATCH:
+                    if pending is not None:
+                        await pending
+                    pending = loop.run_in_executor(None, write, buf)
+                    buf = bytearray()
+            if pending is not None:
+                await pending
+                pending = None
+            if buf:
+                write(buf)
+            if expected is not None and written != expected:
+                raise SizeInvalid(
+                    f"chunk length {written} does not match the declared length {expected}",
+                    detail={"declared": expected, "received": written},
+                )
+            ok = True
+        finally:
+            if pending is not None:
+                try:
+                    await pending
+                except Exception:  # pragma: no cover - we are already failing
+                    pass
+            if not ok:
+                f.truncate(start)
+                state.hasher = saved
+                state.offset = start
+            else:
+                state.offset = start + written
+            f.close()
+        return Upload(up.id, up.repo, up.directory, start + written)
+
+    def _final_digest(self, up: Upload, algorithm: str) -> str:
+        if algorithm == "sha256":
+            return str(self._state(up).hasher.hexdigest())
+        h = hashlib.new(algorithm)
+        with open(up.data, "rb") as f:
+            while chunk := f.read(4 << 20):
+                h.update(chunk)
+        return h.hexdigest()
+
+    def _fsync(self, path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    async def commit(self, up: Upload, d: Digest) -> int:
+        """Check the digest, move the data into blob storage, link it; return its size.
+
+        On a digest mismatch the session is deleted and DigestInvalid raised.
+        """
+        actual = await in_thread(self._final_digest, up, d.algorithm)
+        if actual != d.hex:
+            self.cancel(up)
+            raise DigestInvalid(
+                "provided digest did not match uploaded content",
+                detail={"expected": str(d), "actual": f"{d.algorithm}:{actual}"},
+            )
+        await in_thread(self._fsync, up.data)
+        driver = self.blobs.driver
+        key = layout.blob_key(d)
+        await in_thread(driver.put_file, key, up.data)
+        info = await in_thread(driver.stat, key)
+        if info is not None:
+            self.blobs.mark_verified(d, info)
+        await self.blobs.link(up.repo, d)
+        self.cancel(up)
+        return up.size
+
+    def cancel(self, up: Upload) -> None:
+        """Forget the session and remove its files."""
+        self._hashes.pop(up.id, None)
+        self._locks.pop(up.id, None)
+        shutil.rmtree(up.directory, ignore_errors=True)
+
+    def purge_older_than(self, seconds: float) -> list[str]:
+        """Remove sessions untouched for ``seconds``; return their ids."""
+        removed: list[str] = []
+        now = time.time()
+        if not self.spool.is_dir():
+            return removed
+        for entry in self.spool.iterdir():
+            data = entry / "data"
+            try:
+                mtime = data.stat().st_mtime
+            except FileNotFoundError:
+                mtime = entry.stat().st_mtime
+            if now - mtime > seconds:
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry.name)
+        return removed

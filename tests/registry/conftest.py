@@ -1,0 +1,141 @@
+"""Fixtures: a registry app on the filesystem driver and on S3 (moto's ThreadedMotoServer)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+warnings.filterwarnings("ignore", message=".*httpx.*")
+
+from starlette.testclient import TestClient  # noqa: E402
+
+from trustbox.registry.app import create_app  # noqa: E402
+from trustbox.registry.config import RegistryConfig  # noqa: E402
+from trustbox.registry.storage import FilesystemDriver, StorageDriver  # noqa: E402
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+EMPTY_JSON = "application/vnd.oci.empty.v1+json"
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """An S3 endpoint served by moto's ThreadedMotoServer for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def make_bucket(endpoint: str) -> str:
+    """Create a fresh bucket on the moto server."""
+    import boto3
+
+    name = f"reg-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(params=["fs", "s3"])
+def storage_spec(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """Config fragments for a fresh filesystem root or a fresh S3 bucket."""
+    if request.param == "fs":
+        return {"storage": str(tmp_path / "store")}
+    endpoint = request.getfixturevalue("moto_endpoint")
+    bucket = make_bucket(endpoint)
+    return {"storage": f"s3://{bucket}/reg", "s3_endpoint_url": endpoint, "spool_dir": str(tmp_path / "spool")}
+
+
+class Reg:
+    """A TestClient with helpers to push blobs and manifests."""
+
+    def __init__(self, client: TestClient, driver: StorageDriver) -> None:
+        self.c = client
+        self.driver = driver
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self.c, item)
+
+    def push_blob(self, repo: str, data: bytes, alg: str = "sha256") -> str:
+        d = f"{alg}:{hashlib.new(alg, data).hexdigest()}"
+        r = self.c.post(f"/v2/{repo}/blobs/uploads/?digest={d}", content=data)
+        assert r.status_code == 201, r.text
+        return d
+
+    def push_manifest(self, repo: str, ref: str, doc: dict[str, Any] | bytes,
+                      media_type: str | None = None) -> Any:
+        body = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+        mt = media_type or (doc.get("mediaType") if isinstance(doc, dict) else None) or OCI_MANIFEST
+        return self.c.put(f"/v2/{repo}/manifests/{ref}", content=body, headers={"Content-Type": mt})
+
+    def image(self, repo: str, layers: int = 1, tag: str | None = None, extra: dict[str, Any] | None = None,
+              media_type: str = OCI_MANIFEST) -> tuple[str, bytes, dict[str, Any]]:
+        """Push config + layers + manifest; return (digest, manifest bytes, manifest doc)."""
+        cfg = json.dumps({"architecture": "amd64", "os": "linux", "n": uuid.uuid4().hex}).encode()
+        cd = self.push_blob(repo, cfg)
+        descs = []
+        for _ in range(layers):
+            data = os.urandom(600)
+            descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                          "digest": self.push_blob(repo, data), "size": len(data)})
+        doc: dict[str, Any] = {
+            "schemaVersion": 2, "mediaType": media_type,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": len(cfg)},
+            "layers": descs,
+        }
+        doc.update(extra or {})
+        body = json.dumps(doc).encode()
+        d = "sha256:" + hashlib.sha256(body).hexdigest()
+        r = self.push_manifest(repo, tag or d, body, media_type)
+        assert r.status_code == 201, r.text
+        return d, body, doc
+
+
+def build_reg(spec: dict[str, Any], **overrides: Any) -> Reg:
+    """A Reg over a new app for ``spec`` plus config overrides."""
+    config = RegistryConfig(**{**spec, **overrides})
+    app = create_app(config)
+    return Reg(TestClient(app), app.state.registry.driver)
+
+
+@pytest.fixture
+def reg(storage_spec: dict[str, Any]) -> Reg:
+    """A registry on the parametrised storage driver."""
+    return build_reg(storage_spec)
+
+
+@pytest.fixture
+def fsreg(tmp_path: Path) -> Reg:
+    """A registry on the filesystem driver only (for tests that touch files on disk)."""
+    r = build_reg({"storage": str(tmp_path / "store")})
+    assert isinstance(r.driver, FilesystemDriver)
+    return r
+
+
+def error_code(resp: Any) -> str:
+    """The first error code of a JSON error response."""
+    return str(resp.json()["errors"][0]["code"])
