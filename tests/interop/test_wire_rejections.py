@@ -8,6 +8,7 @@ must leave the repository unchanged (the current targets.json bytes and a fresh 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import secrets
 import ssl
@@ -39,6 +40,16 @@ def http(server: ServerHandle, method: str, path: str, body: bytes | None = None
         return err.code, err.read()
 
 
+def http_full(server: ServerHandle, method: str, path: str):
+    ctx = ssl.create_default_context(cafile=str(server.ca_path))
+    req = urllib.request.Request(server.url + path, method=method)
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers, err.read()
+
+
 def multipart(parts: list[tuple[str, bytes]]) -> tuple[bytes, str]:
     boundary = secrets.token_hex(16)
     out = b""
@@ -59,8 +70,6 @@ def canonical(obj: object) -> bytes:
 def sign_with_new_key(signed: dict) -> bytes:
     key = ec.generate_private_key(ec.SECP256R1())
     pub = base64.b64encode(key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).decode()
-    import hashlib
-
     keyid = hashlib.sha256(canonical({"keytype": "ecdsa", "keyval": {"private": None, "public": pub}})).hexdigest()
     r, s = decode_dss_signature(key.sign(canonical(signed), ec.ECDSA(hashes.SHA256())))
     sig = base64.b64encode(r.to_bytes(32, "big") + s.to_bytes(32, "big")).decode()
@@ -109,6 +118,29 @@ def run_wire(server: ServerHandle, root: Path) -> WireRun:
     _, old_snapshot = http(server, "GET", f"{tuf}/2.snapshot.json")
     _, root_json = http(server, "GET", f"{tuf}/1.root.json")
 
+    # reads: status, Cache-Control, and the body where it is deterministic
+    targets_sha = hashlib.sha256(current_targets).hexdigest()
+    for label, path in [
+        ("ping", "/v2/"),
+        ("current timestamp", f"{tuf}/timestamp.json"),
+        ("current targets", f"{tuf}/targets.json"),
+        ("versioned targets", f"{tuf}/2.targets.json"),
+        ("checksummed targets", f"{tuf}/targets.{targets_sha}.json"),
+        ("timestamp.key", f"{tuf}/timestamp.key"),
+        ("targets.key is not a route", f"{tuf}/targets.key"),
+    ]:
+        status, headers, body = http_full(server, "GET", path)
+        shown = ""
+        if label == "ping":
+            shown = body.decode(errors="replace")
+        elif label == "timestamp.key" and status == 200:
+            shown = "keytype=" + str(json.loads(body).get("keytype"))
+        elif label == "checksummed targets":
+            w.check(body == current_targets, "targets.<sha256>.json must serve the same bytes as targets.json")
+        elif status >= 400:
+            shown = json.dumps(json.loads(body), sort_keys=True)
+        w.transcript.add(Result(label, ["GET", path], status, shown, f"Cache-Control: {headers.get('Cache-Control')}"))
+
     w.request("unknown repository root", "GET", "/v2/example.test/interop/none/_trust/tuf/root.json")
     w.request("unknown version", "GET", f"{tuf}/99.targets.json")
 
@@ -135,6 +167,7 @@ def run_wire(server: ServerHandle, root: Path) -> WireRun:
     res = w.request("not multipart", "POST", f"{tuf}/", b"{}", "application/json")
     w.check(res.rc == 400, "a non-multipart update must be refused", res)
 
+    w.request("delete unknown repository", "DELETE", "/v2/example.test/interop/none/_trust/tuf/")
     status, after = http(server, "GET", f"{tuf}/targets.json")
     w.check(status == 200 and after == current_targets, "refused updates changed targets.json")
     res = NotaryClient(root / "fresh", server).run("fresh list", "list", GUN)
