@@ -1,0 +1,122 @@
+"""Where the docker CLI finds its trust settings: config dir, trust dir, trust server, TLS files, auth.
+
+* config dir: ``$DOCKER_CONFIG`` or ``~/.docker``; trust dir: ``<config dir>/trust``;
+* trust server: ``$DOCKER_CONTENT_TRUST_SERVER`` (must be https), ``https://notary.docker.io`` for
+  Docker Hub, else ``https://<registry host[:port]>``;
+* TLS: ``<config dir>/tls/<server host:port>/``: ``*.crt`` CA roots, ``*.cert`` + ``*.key`` client pairs;
+* credentials: ``auths`` of ``<config dir>/config.json``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from trustbox.client.errors import TrustServerURLError
+from trustbox.client.reference import ImageRef
+
+NOTARY_SERVER = "https://notary.docker.io"
+DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
+TRUST_SERVER_ENV = "DOCKER_CONTENT_TRUST_SERVER"
+
+
+def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if environ is None else environ
+
+
+def config_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """``$DOCKER_CONFIG`` or ``~/.docker``."""
+    value = _env(environ).get("DOCKER_CONFIG", "")
+    return Path(value) if value else Path.home() / ".docker"
+
+
+def trust_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The docker trust directory, ``<config dir>/trust``."""
+    return config_dir(environ) / "trust"
+
+
+def trust_server(ref: ImageRef, environ: Mapping[str, str] | None = None) -> str:
+    """The trust server URL for an image, as docker's ``trust.Server`` computes it."""
+    value = _env(environ).get(TRUST_SERVER_ENV, "")
+    if value:
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.netloc:
+            raise TrustServerURLError(value)
+        return value
+    if ref.official:
+        return NOTARY_SERVER
+    return "https://" + ref.domain
+
+
+def server_hostport(server_url: str) -> str:
+    """``host[:port]`` of a server URL as it names the TLS directory."""
+    return urlsplit(server_url).netloc
+
+
+@dataclass
+class TLSFiles:
+    """Extra CA files and client certificate pairs for one server."""
+
+    ca_files: list[Path] = field(default_factory=list)
+    client_pairs: list[tuple[Path, Path]] = field(default_factory=list)
+
+
+def tls_files(server_url: str, environ: Mapping[str, str] | None = None, extra_cas: Sequence[Path] = ()) -> TLSFiles:
+    """CA roots and client pairs from ``<config dir>/tls/<host:port>/`` plus ``extra_cas``."""
+    out = TLSFiles(ca_files=[Path(p) for p in extra_cas])
+    d = config_dir(environ) / "tls" / server_hostport(server_url)
+    if d.is_dir():
+        for f in sorted(d.iterdir()):
+            if f.suffix == ".crt":
+                out.ca_files.append(f)
+            elif f.suffix == ".cert":
+                key = f.with_suffix(".key")
+                if key.exists():
+                    out.client_pairs.append((f, key))
+    return out
+
+
+@dataclass
+class Credentials:
+    """Username/password (or an identity token) for a registry."""
+
+    username: str = ""
+    password: str = ""
+    identity_token: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.username or self.identity_token)
+
+
+def registry_credentials(ref: ImageRef, environ: Mapping[str, str] | None = None) -> Credentials:
+    """Credentials stored in ``config.json`` ``auths`` for the image's registry (no credential helpers)."""
+    path = config_dir(environ) / "config.json"
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return Credentials()
+    auths = cfg.get("auths") if isinstance(cfg, dict) else None
+    if not isinstance(auths, dict):
+        return Credentials()
+    keys = [DOCKER_HUB_AUTH_KEY] if ref.official else [ref.domain, "https://" + ref.domain, "http://" + ref.domain]
+    for key in keys:
+        entry = auths.get(key)
+        if not isinstance(entry, dict):
+            continue
+        creds = Credentials(
+            str(entry.get("username", "")), str(entry.get("password", "")), str(entry.get("identitytoken", ""))
+        )
+        auth = entry.get("auth")
+        if isinstance(auth, str) and auth:
+            try:
+                user, _, pw = base64.b64decode(auth).decode().partition(":")
+                creds.username, creds.password = user, pw
+            except (ValueError, UnicodeDecodeError):
+                pass
+        return creds
+    return Credentials()

@@ -1,0 +1,276 @@
+"""HTTP access to a notary trust server: TLS, the ``/v2/`` ping, token/basic auth, size limits.
+
+Mirrors notary's ``storage/httpstore.go`` plus docker's auth transport: every download is
+capped (the referencing metadata's length, 1 MiB for timestamps, 100 MiB for roots) and the
+transfer is aborted as soon as the cap is passed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import ssl
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from trustbox import __version__
+from trustbox.client.config import Credentials
+from trustbox.client.errors import (
+    BadResponseError,
+    MetaNotFoundError,
+    ServerRejectedError,
+    UnauthorizedError,
+)
+from trustbox.errors import FormatError, NetworkError
+from trustbox.tuf.canonical import loads
+from trustbox.tuf.keys import PublicKey
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"trustbox/{__version__}"
+MAX_KEY_SIZE = 64 * 1024
+PING_TIMEOUT = 5.0
+DEFAULT_TIMEOUT = 30.0
+PULL = ("pull",)
+PUSH_PULL = ("pull", "push")
+
+
+def ssl_context(ca_files: Sequence[Path] = (), client_pairs: Sequence[tuple[Path, Path]] = ()) -> ssl.SSLContext:
+    """System trust roots plus ``ca_files``; the first client certificate pair if any."""
+    ctx = ssl.create_default_context()
+    for ca in ca_files:
+        try:
+            ctx.load_verify_locations(cafile=str(ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise NetworkError(f"cannot load CA certificate {ca}: {exc}") from exc
+    for cert, key in client_pairs[:1]:
+        try:
+            ctx.load_cert_chain(str(cert), str(key))
+        except (OSError, ssl.SSLError) as exc:
+            raise NetworkError(f"cannot load client certificate {cert}: {exc}") from exc
+    return ctx
+
+
+def make_http_client(
+    ca_files: Sequence[Path] = (),
+    client_pairs: Sequence[tuple[Path, Path]] = (),
+    *,
+    insecure_skip_verify: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> httpx.Client:
+    """An httpx client with the TLS configuration docker would use for a trust server."""
+    verify: ssl.SSLContext | bool = False if insecure_skip_verify else ssl_context(ca_files, client_pairs)
+    return httpx.Client(verify=verify, timeout=timeout, headers={"User-Agent": USER_AGENT}, follow_redirects=False)
+
+
+def basic_auth_header(username: str, password: str) -> str:
+    """``Basic <base64(user:password)>``."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """Split ``Bearer realm="..",service=".."`` into the scheme and its parameters."""
+    scheme, _, rest = header.strip().partition(" ")
+    params: dict[str, str] = {}
+    i = 0
+    while i < len(rest):
+        while i < len(rest) and rest[i] in " ,":
+            i += 1
+        eq = rest.find("=", i)
+        if eq < 0:
+            break
+        key = rest[i:eq].strip().lower()
+        i = eq + 1
+        if i < len(rest) and rest[i] == '"':
+            j = i + 1
+            value = []
+            while j < len(rest) and rest[j] != '"':
+                if rest[j] == "\\" and j + 1 < len(rest):
+                    j += 1
+                value.append(rest[j])
+                j += 1
+            params[key] = "".join(value)
+            i = j + 1
+        else:
+            j = rest.find(",", i)
+            j = len(rest) if j < 0 else j
+            params[key] = rest[i:j].strip()
+            i = j
+    return scheme.lower(), params
+
+
+def _error_summary(resp: httpx.Response) -> str:
+    try:
+        body = json.loads(resp.content)
+        errs = body.get("errors") or []
+        parts = []
+        for e in errs:
+            msg = str(e.get("message", ""))
+            detail = e.get("detail")
+            if isinstance(detail, dict):
+                inner = detail.get("Error")
+                if isinstance(inner, dict) and inner.get("Msg"):
+                    msg += f" {inner['Msg']}"
+            parts.append(msg)
+        return "; ".join(p for p in parts if p)
+    except (ValueError, AttributeError, TypeError):
+        return ""
+
+
+class RemoteStore:
+    """The notary HTTP API of one GUN on one trust server."""
+
+    def __init__(
+        self,
+        server_url: str,
+        gun: str,
+        *,
+        http: httpx.Client | None = None,
+        ca_files: Sequence[Path] = (),
+        client_pairs: Sequence[tuple[Path, Path]] = (),
+        credentials: Credentials | None = None,
+        actions: Sequence[str] = PULL,
+        insecure_skip_verify: bool = False,
+    ) -> None:
+        self.server_url = server_url.rstrip("/")
+        self.gun = gun
+        self.host = httpx.URL(self.server_url).netloc.decode("ascii")
+        self._own_client = http is None
+        self.http = http or make_http_client(ca_files, client_pairs, insecure_skip_verify=insecure_skip_verify)
+        self.credentials = credentials or Credentials()
+        self.actions = tuple(actions)
+        self._pinged = False
+        self._auth: str | None = None
+        self._challenge: tuple[str, dict[str, str]] | None = None
+
+    def close(self) -> None:
+        """Close the HTTP client if this store created it."""
+        if self._own_client:
+            self.http.close()
+
+    # -- auth --------------------------------------------------------------------------------
+
+    def base_url(self) -> str:
+        """``<server>/v2/<gun>/_trust/tuf/``."""
+        return f"{self.server_url}/v2/{self.gun}/_trust/tuf/"
+
+    def ping(self) -> None:
+        """``GET /v2/`` once, remembering any auth challenge (failures are ignored, like docker)."""
+        if self._pinged:
+            return
+        self._pinged = True
+        try:
+            resp = self.http.get(self.server_url + "/v2/", timeout=PING_TIMEOUT)
+        except httpx.HTTPError as exc:
+            log.debug("ping of %s failed: %s", self.server_url, exc)
+            return
+        if resp.status_code == 401:
+            header = resp.headers.get("www-authenticate", "")
+            if header:
+                self._challenge = parse_challenge(header)
+
+    def use_actions(self, actions: Sequence[str]) -> None:
+        """Switch the token scope (e.g. to ``pull,push`` before publishing)."""
+        if tuple(actions) != self.actions:
+            self.actions = tuple(actions)
+            self._auth = None
+
+    def _authorize(self) -> None:
+        if self._auth is not None or self._challenge is None:
+            return
+        scheme, params = self._challenge
+        if scheme == "basic":
+            if self.credentials.username:
+                self._auth = basic_auth_header(self.credentials.username, self.credentials.password)
+            return
+        if scheme != "bearer" or "realm" not in params:
+            return
+        query: dict[str, str] = {"scope": f"repository:{self.gun}:{','.join(self.actions)}"}
+        if params.get("service"):
+            query["service"] = params["service"]
+        auth = None
+        if self.credentials.username:
+            auth = httpx.BasicAuth(self.credentials.username, self.credentials.password)
+        try:
+            resp = self.http.get(params["realm"], params=query, auth=auth, timeout=PING_TIMEOUT * 2)
+        except httpx.HTTPError as exc:
+            raise NetworkError(f"error contacting token server {params['realm']}: {exc}") from exc
+        if resp.status_code != 200:
+            raise UnauthorizedError()
+        try:
+            body = resp.json()
+            token = body.get("token") or body.get("access_token")
+        except (ValueError, AttributeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            raise UnauthorizedError()
+        self._auth = f"Bearer {token}"
+
+    def _headers(self) -> dict[str, str]:
+        self.ping()
+        self._authorize()
+        return {"Authorization": self._auth} if self._auth else {}
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _check_status(self, resp: httpx.Response, resource: str) -> None:
+        code = resp.status_code
+        if code == 200:
+            return
+        if code == 404:
+            raise MetaNotFoundError(resource)
+        if code == 401:
+            raise UnauthorizedError()
+        if code == 400:
+            summary = _error_summary(resp)
+            raise ServerRejectedError("trust server rejected operation" + (f": {summary}" if summary else ""))
+        raise NetworkError(f"unable to reach trust server at this time: {code}.")
+
+    def get_sized(self, name: str, limit: int) -> bytes:
+        """Download ``<name>.json`` (e.g. ``timestamp``, ``snapshot.<sha256>``, ``3.root``), at most ``limit`` bytes."""
+        url = self.base_url() + name + ".json"
+        try:
+            with self.http.stream("GET", url, headers=self._headers()) as resp:
+                if resp.status_code != 200:
+                    resp.read()
+                    self._check_status(resp, name)
+                cl = resp.headers.get("content-length")
+                if cl is not None and cl.isdigit() and int(cl) > limit:
+                    raise BadResponseError(f"{name}: {cl} bytes announced, limit {limit}")
+                buf = bytearray()
+                for chunk in resp.iter_bytes():
+                    buf += chunk
+                    if len(buf) > limit:
+                        raise BadResponseError(f"{name}: more than {limit} bytes")
+                return bytes(buf)
+        except httpx.HTTPError as exc:
+            raise NetworkError(f"error contacting notary server: {exc}") from exc
+
+    def get_key(self, role: str) -> PublicKey:
+        """``GET <role>.key``: the server-held public key for timestamp or snapshot."""
+        url = self.base_url() + role + ".key"
+        try:
+            resp = self.http.get(url, headers=self._headers())
+        except httpx.HTTPError as exc:
+            raise NetworkError(f"error contacting notary server: {exc}") from exc
+        self._check_status(resp, f"{role}.key")
+        if len(resp.content) > MAX_KEY_SIZE:
+            raise BadResponseError(f"{role}.key")
+        value: Any = loads(resp.content)
+        try:
+            return PublicKey.from_dict(value)
+        except FormatError as exc:
+            raise FormatError(f"server returned an invalid {role} key: {exc.message}") from exc
+
+    def post_update(self, parts: Sequence[tuple[str, bytes]]) -> None:
+        """One multipart POST of signed documents: field ``files``, filename = role."""
+        files = [("files", (role, data, "application/octet-stream")) for role, data in parts]
+        try:
+            resp = self.http.post(self.base_url(), files=files, headers=self._headers())
+        except httpx.HTTPError as exc:
+            raise NetworkError(f"error contacting notary server: {exc}") from exc
+        self._check_status(resp, "update")

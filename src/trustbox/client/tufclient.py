@@ -1,0 +1,293 @@
+"""The notary client update workflow (notary ``client/tufclient.go``), on top of :class:`TrustedCollection`.
+
+1. root: the cached root (pinned on first use) or, on first contact, ``root.json`` checked
+   against the trust pinning configuration (TOFU by default);
+2. ``timestamp.json`` (1 MiB cap; the cached copy if the server cannot be reached);
+3. ``snapshot.<sha256>.json`` and 4. ``targets.<sha256>.json``, each capped at and checked
+   against the length and hashes of the referencing document (cached copies used when they match);
+5. delegations breadth first (expired or under-signed ones are skipped, like notary; anything
+   else is fatal);
+6. if anything fails (or the snapshot lists another root) the newest root is fetched and the
+   chain ``<v>.root.json`` is walked from the trusted version, then 2-5 are retried once;
+7. everything verified goes to the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from trustbox.client.cache import MetadataCache
+from trustbox.client.errors import MetaNotFoundError, RepositoryNotExistError
+from trustbox.client.http import RemoteStore
+from trustbox.errors import (
+    ExpiredError,
+    FormatError,
+    HashMismatchError,
+    NetworkError,
+    NotFoundError,
+    RollbackError,
+    RootError,
+    ThresholdError,
+    TrustboxError,
+    VerificationError,
+)
+from trustbox.tuf.keys import PublicKey
+from trustbox.tuf.metadata import ROOT, SNAPSHOT, TARGETS, TIMESTAMP, FileMeta, Metadata, Root
+from trustbox.tuf.verify import MAX_ROOT_SIZE, MAX_TIMESTAMP_SIZE, TrustedCollection, verify_threshold
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrustPinning:
+    """Notary's ``trust_pinning``: certificate IDs per GUN, CA files per GUN prefix, TOFU switch."""
+
+    certs: dict[str, list[str]] = field(default_factory=dict)
+    ca: dict[str, Path] = field(default_factory=dict)
+    disable_tofu: bool = False
+
+    def check(self, root: Metadata[Root], gun: str, now: datetime) -> None:
+        """Raise RootError unless a first-contact root satisfies the pinning for ``gun``."""
+        keys, threshold = root.signed.role_keys(ROOT)
+        pinned_ids = self.certs.get(gun)
+        if pinned_ids:
+            usable = {k: v for k, v in keys.items() if k in pinned_ids}
+            if not usable:
+                raise RootError(f"root of {gun} has none of the pinned certificates {', '.join(pinned_ids)}")
+            try:
+                verify_threshold(root, usable, threshold, ROOT)
+            except ThresholdError as exc:
+                raise RootError(f"root of {gun} is not signed by its pinned certificates") from exc
+            return
+        prefixes = [p for p in self.ca if gun.startswith(p)]
+        if prefixes:
+            ca_file = self.ca[max(prefixes, key=len)]
+            try:
+                cas = x509.load_pem_x509_certificates(Path(ca_file).read_bytes())
+            except (OSError, ValueError) as exc:
+                raise RootError(f"cannot read trust pinning CA {ca_file}: {exc}") from exc
+            usable = {k: v for k, v in keys.items() if _issued_by_any(v, cas, now)}
+            if not usable:
+                raise RootError(f"no root certificate of {gun} is issued by the pinned CA {ca_file}")
+            try:
+                verify_threshold(root, usable, threshold, ROOT)
+            except ThresholdError as exc:
+                raise RootError(f"root of {gun} is not signed by certificates of the pinned CA") from exc
+            return
+        if self.disable_tofu:
+            raise RootError(f"trust on first use is disabled and no trust pinning is configured for {gun}")
+
+
+def _issued_by_any(key: PublicKey, cas: list[x509.Certificate], now: datetime) -> bool:
+    if not key.is_x509:
+        return False
+    try:
+        leaf = key.certificate()
+    except TrustboxError:
+        return False
+    if not (leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc):
+        return False
+    for ca in cas:
+        try:
+            leaf.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, Exception):  # noqa: BLE001 - any failure means "not issued by"
+            continue
+        if ca.not_valid_before_utc <= now <= ca.not_valid_after_utc:
+            return True
+    return False
+
+
+class _RootChanged(Exception):
+    """The snapshot lists a root other than the trusted one."""
+
+
+def consistent_name(role: str, meta: FileMeta) -> str:
+    """``<role>.<sha256 hex>`` (or sha512) as notary requests checksummed metadata."""
+    for algo in ("sha256", "sha512"):
+        digest = meta.hashes.get(algo)
+        if digest is not None:
+            return f"{role}.{digest.hex()}"
+    return role
+
+
+def _cached_version(data: bytes | None, role: str) -> int:
+    if data is None:
+        return 0
+    try:
+        return int(Metadata.parse(data, role).signed.version)
+    except TrustboxError:
+        return 0
+
+
+class Updater:
+    """One run of the update workflow for a GUN."""
+
+    def __init__(
+        self,
+        gun: str,
+        remote: RemoteStore,
+        cache: MetadataCache,
+        now: datetime,
+        pinning: TrustPinning | None = None,
+    ) -> None:
+        self.gun = gun
+        self.remote = remote
+        self.cache = cache
+        self.now = now
+        self.pinning = pinning or TrustPinning()
+        #: delegations that were skipped (expired / below threshold), with the reason
+        self.skipped: dict[str, TrustboxError] = {}
+
+    # -- entry point -----------------------------------------------------------------------------
+
+    def run(self) -> TrustedCollection:
+        """Fetch and verify everything; raise a trustbox error when the repository cannot be trusted."""
+        tc = self._bootstrap()
+        if tc.root.signed.is_expired(self.now):
+            self._rotate_root(tc)
+        try:
+            self._update(tc)
+        except (VerificationError, FormatError, NotFoundError, _RootChanged) as first:
+            log.debug("update failed (%s); fetching the newest root and retrying", first)
+            self._reset(tc)
+            self._rotate_root(tc)
+            try:
+                self._update(tc)
+            except _RootChanged as exc:
+                raise HashMismatchError("root: checksum mismatch with the snapshot's root entry") from exc
+        tc.check_root_current()
+        self._save(tc)
+        return tc
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def _bootstrap(self) -> TrustedCollection:
+        floors = {
+            role: _cached_version(self.cache.get(role), role) for role in (TIMESTAMP, SNAPSHOT, TARGETS)
+        }
+        cached_root = self.cache.get(ROOT)
+        if cached_root is not None:
+            try:
+                return TrustedCollection(self.gun, cached_root, self.now, floor_versions=floors)
+            except TrustboxError as exc:
+                raise RootError(f"the cached root of {self.gun} is invalid: {exc.message}") from exc
+        try:
+            data = self.remote.get_sized(ROOT, MAX_ROOT_SIZE)
+        except MetaNotFoundError as exc:
+            raise RepositoryNotExistError(self.remote.host, self.gun) from exc
+        root = Metadata.parse(data, ROOT, expect=Root)
+        self.pinning.check(root, self.gun, self.now)
+        return TrustedCollection(self.gun, data, self.now, tofu=True, floor_versions=floors)
+
+    @staticmethod
+    def _reset(tc: TrustedCollection) -> None:
+        tc.timestamp = tc.snapshot = tc.targets = None
+        tc.delegations = {}
+
+    def _fetch(self, role: str, meta: FileMeta) -> bytes:
+        cached = self.cache.get(role)
+        if cached is not None and meta.matches(cached):
+            return cached
+        return self.remote.get_sized(consistent_name(role, meta), meta.length)
+
+    def _update(self, tc: TrustedCollection) -> None:
+        self.skipped = {}
+        try:
+            ts = self.remote.get_sized(TIMESTAMP, MAX_TIMESTAMP_SIZE)
+        except (NetworkError, MetaNotFoundError) as exc:
+            cached = self.cache.get(TIMESTAMP)
+            if cached is None:
+                raise
+            log.warning("cannot fetch timestamp (%s); using the cached copy", exc)
+            ts = cached
+        tc.update_timestamp(ts)
+        assert tc.timestamp is not None
+        tc.update_snapshot(self._fetch(SNAPSHOT, tc.timestamp.signed.snapshot_meta))
+        root_meta = tc.snapshot_meta(ROOT)
+        if root_meta is not None and not root_meta.matches(tc.root.to_bytes()):
+            raise _RootChanged()
+        targets_meta = tc.snapshot_meta(TARGETS)
+        if targets_meta is None:
+            raise MetaNotFoundError(TARGETS)
+        tc.update_targets(self._fetch(TARGETS, targets_meta))
+        assert tc.targets is not None
+        queue = deque(r.name for r in tc.targets.signed.delegations.roles)
+        while queue:
+            role = queue.popleft()
+            meta = tc.snapshot_meta(role)
+            if meta is None:
+                continue  # delegated but never published
+            try:
+                data = self._fetch(role, meta)
+            except MetaNotFoundError:
+                continue
+            tc.floor[role] = max(tc.floor.get(role, 0), _cached_version(self.cache.get(role), role))
+            try:
+                md = tc.update_delegation(role, data)
+            except (ExpiredError, ThresholdError) as exc:
+                log.warning("skipping delegation %s: %s", role, exc)
+                self.skipped[role] = exc
+                continue
+            queue.extend(r.name for r in md.signed.delegations.roles if r.name.rsplit("/", 1)[0] == role)
+
+    def _rotate_root(self, tc: TrustedCollection) -> None:
+        """Follow the root chain from the trusted version to the newest one, version by version."""
+        try:
+            data = self.remote.get_sized(ROOT, MAX_ROOT_SIZE)
+        except MetaNotFoundError as exc:
+            raise RepositoryNotExistError(self.remote.host, self.gun) from exc
+        newest = Metadata.parse(data, ROOT, expect=Root)
+        current = tc.root.signed.version
+        version = newest.signed.version
+        if version < current:
+            raise RollbackError(f"root version {version} is lower than the trusted version {current}")
+        if version == current:
+            if data != tc.root.to_bytes() and Metadata.parse(data, ROOT).signed_bytes() != tc.root.signed_bytes():
+                raise RootError(
+                    f"the server's root version {version} differs from the trusted root of the same version"
+                )
+            return
+        for v in range(current + 1, version):
+            try:
+                step = self.remote.get_sized(f"{v}.{ROOT}", MAX_ROOT_SIZE)
+            except MetaNotFoundError as exc:
+                raise RootError(f"root version {v} is missing from the server; cannot follow the root rotation") from exc
+            tc.update_root(step)
+        tc.update_root(data)
+        tc.check_root_current()
+        self.cache.set(ROOT, tc.root.to_bytes())
+
+    def _save(self, tc: TrustedCollection) -> None:
+        docs: list[tuple[str, Metadata[Any] | None]] = [
+            (ROOT, tc.root),
+            (TIMESTAMP, tc.timestamp),
+            (SNAPSHOT, tc.snapshot),
+            (TARGETS, tc.targets),
+        ]
+        docs.extend((name, loaded.metadata) for name, loaded in tc.delegations.items())
+        for role, md in docs:
+            if md is None:
+                continue
+            data = md.to_bytes()
+            if self.cache.get(role) != data:
+                self.cache.set(role, data)
+
+
+def update_repository(
+    gun: str,
+    remote: RemoteStore,
+    cache: MetadataCache,
+    now: datetime,
+    pinning: TrustPinning | None = None,
+) -> tuple[TrustedCollection, dict[str, TrustboxError]]:
+    """Run the update workflow; return the verified collection and the skipped delegations."""
+    updater = Updater(gun, remote, cache, now, pinning)
+    tc = updater.run()
+    return tc, updater.skipped
