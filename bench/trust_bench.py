@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import Report, peak_rss_mib, run_wrk, timed  # noqa: E402
 
+from interop import clitools  # noqa: E402
 from interop.clitools import NotaryClient, parse_list  # noqa: E402
 from interop.servers import (  # noqa: E402
     ServerHandle,
@@ -136,6 +137,7 @@ def main() -> None:
     ap.add_argument("--servers", default="upstream,trustbox", help="comma list: upstream,trustbox")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
+    clitools.CMD_TIMEOUT = 900
 
     work = Path(tempfile.mkdtemp(prefix="tb-trust-bench-"))
     tls = make_tls(work / "tls")

@@ -26,7 +26,7 @@ NOTARY_PASSPHRASES = {
 DCT_ROOT_PASS = "interop-docker-root-pass"
 DCT_REPO_PASS = "interop-docker-repo-pass"
 
-CMD_TIMEOUT = 120
+CMD_TIMEOUT = 90  # per client command; the benchmark raises it
 
 
 @dataclass

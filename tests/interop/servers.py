@@ -303,8 +303,13 @@ def trustbox_argv() -> list[str]:
     return [sys.executable, "-c", "from trustbox.cli import main; main()"]
 
 
-def start_trustbox(workdir: Path, tls: TLSFiles, db_url: str, name: str = "trustbox") -> ServerHandle:
-    """``trustbox serve trust`` on a free port."""
+def start_trustbox(
+    workdir: Path, tls: TLSFiles, db_url: str, name: str = "trustbox", extra_env: dict[str, str] | None = None
+) -> ServerHandle:
+    """``trustbox serve trust`` on a free port.
+
+    With a PostgreSQL database the server needs a passphrase for its keys at rest: it gets a random
+    one in ``TRUSTBOX_KEY_PASSPHRASE`` (a SQLite database keeps its own key file next to it)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     argv = [
@@ -321,6 +326,9 @@ def start_trustbox(workdir: Path, tls: TLSFiles, db_url: str, name: str = "trust
         db_url,
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRUSTBOX_", "PYTEST"))}
+    if not db_url.startswith("sqlite"):
+        env["TRUSTBOX_KEY_PASSPHRASE"] = "interop-" + secrets.token_hex(8)
+    env.update(extra_env or {})
     handle = _spawn(name, argv, workdir, port, tls, env)
     wait_healthy(handle)
     return handle
