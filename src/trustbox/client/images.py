@@ -486,6 +486,8 @@ def pull_image(
     """``trustbox pull``: resolve (through trust unless disabled or pinned by digest), download,
     verify everything while it streams, and write ``destination`` atomically."""
     ref = parse_image_ref(image)
+    if ref.digest is None and ":" not in image.rsplit("/", 1)[-1]:
+        reporter.info(f"Using default tag: {ref.tag}")
     if parse_local_ref(destination) is None:
         raise ConfigError(f"destination {destination!r} must be oci:DIR[:REF] or oci-archive:FILE[:REF]")
     expected: Descriptor | None = None
