@@ -1,0 +1,198 @@
+"""``trustbox trust ...``: docker trust compatible commands (keys, signers, sign, inspect, revoke)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from trustbox.client import trustops
+from trustbox.client.trustops import TrustContext
+from trustbox.errors import TrustboxError
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger(__name__)
+
+
+def _message(text: str) -> str:
+    return text if text.startswith(("Error:", "Warning:")) else f"Error: {text}"
+
+
+def _one_line_errors(func: F) -> F:
+    """Print trustbox errors as one line (docker's text) and exit 1; never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except TrustboxError as exc:
+            click.echo(_message(exc.message), err=True)
+            sys.exit(exc.exit_code or 1)
+        except OSError as exc:
+            click.echo(f"Error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), err=True)
+            sys.exit(1)
+        except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the CLI promises one line, not a traceback
+            log.debug("unexpected error", exc_info=True)
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _ctx(click_ctx: click.Context) -> TrustContext:
+    obj = click_ctx.find_root().obj
+    if isinstance(obj, dict) and isinstance(obj.get("trust_context"), TrustContext):
+        injected: TrustContext = obj["trust_context"]  # tests inject a context
+        return injected
+    cas = [Path(p) for p in (click_ctx.find_object(dict) or {}).get("ca_certs", ())]
+    return TrustContext(ca_files=cas)
+
+
+@click.group("trust")
+@click.option("--ca-cert", "ca_certs", multiple=True, type=click.Path(dir_okay=False, exists=True),
+              help="Extra CA certificate for the trust server (besides $DOCKER_CONFIG/tls/<host:port>/*.crt).")
+@click.pass_context
+def trust_group(ctx: click.Context, ca_certs: tuple[str, ...]) -> None:
+    """Manage trust on images (docker trust compatible)."""
+    root = ctx.find_root()
+    if root.obj is None:
+        root.obj = {}
+    if isinstance(root.obj, dict):
+        root.obj["ca_certs"] = ca_certs
+    ctx.obj = root.obj
+
+
+# --- key -----------------------------------------------------------------------------------------
+
+
+@trust_group.group("key")
+def key_group() -> None:
+    """Manage keys for signing Docker images."""
+
+
+@key_group.command("generate")
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(path_type=Path), help="Directory to generate key in, defaults to current directory")
+@click.pass_context
+@_one_line_errors
+def key_generate_cmd(ctx: click.Context, name: str, directory: Path | None) -> None:
+    """Generate and load a signing key-pair."""
+    trustops.key_generate(_ctx(ctx), name, directory)
+
+
+@key_group.command("load")
+@click.argument("keyfile", type=click.Path(path_type=Path))
+@click.option("--name", default="signer", show_default=True, help="Name for the loaded key")
+@click.pass_context
+@_one_line_errors
+def key_load_cmd(ctx: click.Context, keyfile: Path, name: str) -> None:
+    """Load a private key file for signing."""
+    trustops.key_load(_ctx(ctx), keyfile, name)
+
+
+@key_group.command("list")
+@click.pass_context
+@_one_line_errors
+def key_list_cmd(ctx: click.Context) -> None:
+    """List the private keys in the trust directory (ID, role, GUN)."""
+    t = _ctx(ctx)
+    rows = [["ID", "ROLE", "GUN"]] + [[k.keyid, k.role, k.gun or ""] for k in trustops.key_list(t)]
+    from trustbox.client.textfmt import tab_table
+
+    t.out.write(tab_table(rows))
+
+
+# --- signer --------------------------------------------------------------------------------------
+
+
+@trust_group.group("signer")
+def signer_group() -> None:
+    """Manage entities who can sign Docker images."""
+
+
+@signer_group.command("add")
+@click.option("--key", "keys", multiple=True, type=click.Path(path_type=Path), help="Path to the signer's public key file")
+@click.argument("name")
+@click.argument("repos", nargs=-1, required=True)
+@click.pass_context
+@_one_line_errors
+def signer_add_cmd(ctx: click.Context, keys: tuple[Path, ...], name: str, repos: tuple[str, ...]) -> None:
+    """Add a signer."""
+    trustops.signer_add(_ctx(ctx), name, repos, keys)
+
+
+@signer_group.command("remove")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation before removing the most recent signer")
+@click.argument("name")
+@click.argument("repos", nargs=-1, required=True)
+@click.pass_context
+@_one_line_errors
+def signer_remove_cmd(ctx: click.Context, force: bool, name: str, repos: tuple[str, ...]) -> None:
+    """Remove a signer."""
+    trustops.signer_remove(_ctx(ctx), name, repos, force)
+
+
+# --- sign / inspect / revoke ---------------------------------------------------------------------
+
+
+@trust_group.command("sign")
+@click.option("--local", is_flag=True, help="Sign the manifest the registry holds now, even if the tag is already signed")
+@click.option("--insecure-registry", "insecure", multiple=True, metavar="HOST[:PORT]",
+              help="Registry that may be reached over plain HTTP (loopback registries always may)")
+@click.argument("image")
+@click.pass_context
+@_one_line_errors
+def sign_cmd(ctx: click.Context, local: bool, insecure: tuple[str, ...], image: str) -> None:
+    """Sign an image (the tag's manifest is read from the registry)."""
+    t = _ctx(ctx)
+    t.insecure_registries = list(t.insecure_registries) + list(insecure)
+    trustops.sign(t, image, local)
+
+
+@trust_group.command("inspect")
+@click.option("--pretty", is_flag=True, help="Print the information in a human friendly format")
+@click.argument("images", nargs=-1, required=True)
+@click.pass_context
+@_one_line_errors
+def inspect_cmd(ctx: click.Context, pretty: bool, images: tuple[str, ...]) -> None:
+    """Return low-level information about keys and signatures."""
+    t = _ctx(ctx)
+    if pretty:
+        for i, image in enumerate(images):
+            try:
+                t.out.write(trustops.inspect_pretty(t, image))
+            except TrustboxError as exc:
+                t.out.flush()
+                click.echo(exc.message, err=True)
+                sys.exit(1)
+            if i < len(images) - 1:
+                t.out.write("\n\n")
+        return
+    text, errors = trustops.inspect(t, images)
+    t.out.write(text)
+    t.out.flush()
+    if errors:
+        click.echo("\n".join(errors), err=True)
+        sys.exit(1)
+
+
+@trust_group.command("revoke")
+@click.option("-y", "--yes", is_flag=True, help="Do not prompt for confirmation")
+@click.argument("image")
+@click.pass_context
+@_one_line_errors
+def revoke_cmd(ctx: click.Context, yes: bool, image: str) -> None:
+    """Remove trust for an image."""
+    trustops.revoke(_ctx(ctx), image, yes)
+
+
+def register(cli: click.Group, serve: click.Group) -> None:
+    """Add the ``trust`` command family."""
+    cli.add_command(trust_group)

@@ -1,0 +1,121 @@
+"""Read a tag's manifest from a registry (no daemon): digest = sha256 of the bytes, length = size.
+
+Plain HTTP is used for loopback registries and ``--insecure-registry`` hosts (after trying
+HTTPS), TLS otherwise; Bearer/Basic challenges are answered with ``config.json`` credentials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from trustbox.client.config import Credentials
+from trustbox.client.http import basic_auth_header, make_http_client, parse_challenge
+from trustbox.client.reference import ImageRef
+from trustbox.errors import HashMismatchError, NetworkError, NotFoundError
+
+MANIFEST_ACCEPT = ", ".join(
+    (
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v1+prettyjws",
+    )
+)
+MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ManifestInfo:
+    """What a trust target records for a manifest."""
+
+    sha256_hex: str
+    length: int
+    media_type: str = ""
+
+
+def _registry_hosts(ref: ImageRef, insecure: bool) -> list[str]:
+    domain = "registry-1.docker.io" if ref.official else ref.domain
+    if ref.loopback or insecure:
+        return [f"https://{domain}", f"http://{domain}"] if not ref.loopback else [f"http://{domain}"]
+    return [f"https://{domain}"]
+
+
+def _token(http: httpx.Client, header: str, scope: str, creds: Credentials) -> str | None:
+    scheme, params = parse_challenge(header)
+    if scheme == "basic":
+        return basic_auth_header(creds.username, creds.password) if creds.username else None
+    if scheme != "bearer" or "realm" not in params:
+        return None
+    query = {"scope": scope}
+    if params.get("service"):
+        query["service"] = params["service"]
+    auth = httpx.BasicAuth(creds.username, creds.password) if creds.username else None
+    resp = http.get(params["realm"], params=query, auth=auth)
+    if resp.status_code != 200:
+        raise NetworkError(f"cannot get a registry token from {params['realm']}: HTTP {resp.status_code}")
+    body = resp.json()
+    token = body.get("token") or body.get("access_token")
+    return f"Bearer {token}" if token else None
+
+
+def lookup_manifest(
+    ref: ImageRef,
+    *,
+    insecure: bool = False,
+    ca_files: Sequence[Path] = (),
+    credentials: Credentials | None = None,
+    http: httpx.Client | None = None,
+) -> ManifestInfo:
+    """GET ``/v2/<name>/manifests/<tag>`` and describe the exact bytes."""
+    if not ref.tag and not ref.digest:
+        raise NotFoundError(f"no tag specified for {ref.name}")
+    creds = credentials or Credentials()
+    client = http or make_http_client(ca_files)
+    reference = ref.digest or ref.tag
+    errors: list[str] = []
+    try:
+        for base in _registry_hosts(ref, insecure):
+            url = f"{base}/v2/{ref.path}/manifests/{reference}"
+            headers = {"Accept": MANIFEST_ACCEPT}
+            try:
+                resp = client.get(url, headers=headers)
+                if resp.status_code == 401 and "www-authenticate" in resp.headers:
+                    auth = _token(client, resp.headers["www-authenticate"], f"repository:{ref.path}:pull", creds)
+                    if auth:
+                        resp = client.get(url, headers={**headers, "Authorization": auth})
+            except httpx.HTTPError as exc:
+                errors.append(f"{base}: {exc}")
+                continue
+            if resp.status_code == 404:
+                raise NotFoundError(f"manifest for {ref} not found in the registry")
+            if resp.status_code != 200:
+                raise NetworkError(f"registry answered HTTP {resp.status_code} for the manifest of {ref}")
+            data = resp.content
+            if len(data) > MAX_MANIFEST_SIZE:
+                raise NetworkError(f"manifest of {ref} is larger than {MAX_MANIFEST_SIZE} bytes")
+            digest = hashlib.sha256(data).hexdigest()
+            announced = resp.headers.get("docker-content-digest", "")
+            if announced.startswith("sha256:") and announced != "sha256:" + digest:
+                raise HashMismatchError(f"registry announced digest {announced} for bytes hashing to sha256:{digest}")
+            if ref.digest and ref.digest.startswith("sha256:") and ref.digest != "sha256:" + digest:
+                raise HashMismatchError(f"manifest bytes do not match {ref.digest}")
+            return ManifestInfo(digest, len(data), resp.headers.get("content-type", ""))
+    finally:
+        if http is None:
+            client.close()
+    raise NetworkError(f"cannot reach the registry for {ref}: " + "; ".join(errors))
+
+
+def check_manifest(data: bytes, sha256_hex: str, length: int) -> None:
+    """Raise HashMismatchError unless manifest bytes match a trusted target's hash and length."""
+    if len(data) != length:
+        raise HashMismatchError(f"manifest is {len(data)} bytes but the trusted target says {length}")
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256_hex:
+        raise HashMismatchError(f"manifest digest sha256:{actual} differs from the trusted sha256:{sha256_hex}")
