@@ -89,7 +89,13 @@ class Reg:
     def push_manifest(self, repo: str, ref: str, doc: dict[str, Any] | bytes,
                       media_type: str | None = None) -> Any:
         body = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
-        mt = media_type or (doc.get("mediaType") if isinstance(doc, dict) else None) or OCI_MANIFEST
+        if media_type is None:
+            try:
+                parsed = json.loads(body)
+                media_type = parsed.get("mediaType") if isinstance(parsed, dict) else None
+            except ValueError:
+                media_type = None
+        mt = media_type or OCI_MANIFEST
         return self.c.put(f"/v2/{repo}/manifests/{ref}", content=body, headers={"Content-Type": mt})
 
     def image(self, repo: str, layers: int = 1, tag: str | None = None, extra: dict[str, Any] | None = None,
