@@ -1,0 +1,189 @@
+"""``trustbox login``: check credentials against a registry the way ``docker login`` does.
+
+Ping ``https://REGISTRY/v2/``; on a ``Bearer`` challenge get a token from the realm with the
+credentials (Basic), on a ``Basic`` challenge retry the ping with them. Loopback registries are
+treated like docker's default insecure registries (127.0.0.0/8): HTTPS without certificate
+verification first, then plain HTTP.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from trustbox import __version__
+from trustbox.auth.dockerconfig import DOCKER_HUB, config_dir, registry_key
+from trustbox.errors import NetworkError, TrustboxError
+
+USER_AGENT = f"trustbox/{__version__}"
+TIMEOUT = 15.0
+
+
+class LoginError(TrustboxError):
+    """Credentials the registry refused."""
+
+
+def parse_challenges(values: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
+    """``WWW-Authenticate`` values → ``[(scheme lower-cased, {param: value})]``."""
+    out: list[tuple[str, dict[str, str]]] = []
+    for header in values:
+        scheme, _, rest = header.strip().partition(" ")
+        params: dict[str, str] = {}
+        i, n = 0, len(rest)
+        while i < n:
+            while i < n and rest[i] in " ,":
+                i += 1
+            eq = rest.find("=", i)
+            if eq < 0:
+                break
+            name = rest[i:eq].strip().lower()
+            i = eq + 1
+            if i < n and rest[i] == '"':
+                i += 1
+                buf: list[str] = []
+                while i < n and rest[i] != '"':
+                    if rest[i] == "\\" and i + 1 < n:
+                        i += 1
+                    buf.append(rest[i])
+                    i += 1
+                i += 1
+                value = "".join(buf)
+            else:
+                end = rest.find(",", i)
+                end = n if end < 0 else end
+                value = rest[i:end].strip()
+                i = end
+            params[name] = value
+        out.append((scheme.lower(), params))
+    return out
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host[:port]`` names this machine (localhost or a loopback address)."""
+    name = host
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else name[1:]
+    elif name.count(":") == 1:
+        name = name.split(":", 1)[0]
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _ca_files(host: str, extra: Sequence[Path]) -> list[Path]:
+    files = list(extra)
+    for d in (config_dir() / "tls" / host, Path("/etc/docker/certs.d") / host):
+        if d.is_dir():
+            files.extend(sorted(d.glob("*.crt")))
+    return files
+
+
+def _ssl_context(ca_files: Sequence[Path]) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    for ca in ca_files:
+        try:
+            ctx.load_verify_locations(cafile=str(ca))
+        except (OSError, ssl.SSLError) as exc:
+            raise NetworkError(f"cannot load CA certificate {ca}: {exc}") from None
+    return ctx
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """Where the credentials were checked and how."""
+
+    key: str
+    url: str
+    method: str  # "bearer", "basic" or "none"
+
+
+def _attempts(host: str, ca_files: Sequence[Path], insecure: bool) -> list[tuple[str, ssl.SSLContext | bool]]:
+    if insecure or is_loopback(host):
+        return [(f"https://{host}", False), (f"http://{host}", False)]
+    return [(f"https://{host}", _ssl_context(_ca_files(host, ca_files)))]
+
+
+def login(
+    registry: str,
+    user: str,
+    password: str,
+    *,
+    ca_files: Sequence[Path] = (),
+    insecure: bool = False,
+    timeout: float = TIMEOUT,
+) -> LoginResult:
+    """Check ``user``/``password`` against ``registry``; raise LoginError or NetworkError."""
+    key = registry_key(registry)
+    host = "registry-1.docker.io" if key == DOCKER_HUB else key
+    last: Exception | None = None
+    for base, verify in _attempts(host, ca_files, insecure):
+        with httpx.Client(verify=verify, timeout=timeout, headers={"User-Agent": USER_AGENT}) as client:
+            try:
+                ping = client.get(f"{base}/v2/")
+            except httpx.HTTPError as exc:
+                last = exc
+                continue
+            return LoginResult(key, base, _authenticate(client, base, ping, user, password))
+    raise NetworkError(f"cannot reach registry {host}: {last}")
+
+
+def _authenticate(client: httpx.Client, base: str, ping: httpx.Response, user: str, password: str) -> str:
+    if ping.status_code == 200:
+        return "none"
+    if ping.status_code != 401:
+        raise NetworkError(f"login attempt to {base}/v2/ failed with status: {ping.status_code}")
+    challenges = dict(parse_challenges(ping.headers.get_list("www-authenticate")))
+    try:
+        if "bearer" in challenges:
+            _bearer(client, base, challenges["bearer"], user, password)
+            return "bearer"
+        if "basic" in challenges:
+            resp = client.get(f"{base}/v2/", auth=(user, password))
+            if resp.status_code == 200:
+                return "basic"
+            if resp.status_code == 401:
+                raise LoginError("unauthorized: incorrect username or password")
+            raise NetworkError(f"login attempt to {base}/v2/ failed with status: {resp.status_code}")
+    except httpx.HTTPError as exc:
+        raise NetworkError(f"login to {base} failed: {exc}") from None
+    raise NetworkError(f"{base}/v2/ asks for an unsupported authentication scheme")
+
+
+def _bearer(client: httpx.Client, base: str, params: dict[str, str], user: str, password: str) -> None:
+    realm = params.get("realm", "")
+    if not realm.startswith(("https://", "http://")):
+        raise NetworkError(f"{base}/v2/ sent a bearer challenge without a usable realm")
+    query: dict[str, str] = {"account": user, "client_id": "trustbox", "offline_token": "true"}
+    if params.get("service"):
+        query["service"] = params["service"]
+    if params.get("scope"):
+        query["scope"] = params["scope"]
+    resp = client.get(realm, params=query, auth=(user, password))
+    if resp.status_code == 401:
+        raise LoginError("unauthorized: incorrect username or password")
+    if resp.status_code != 200:
+        raise NetworkError(f"token server {realm} answered {resp.status_code}")
+    try:
+        data = resp.json()
+    except ValueError:
+        raise NetworkError(f"token server {realm} sent invalid JSON") from None
+    token = (data.get("token") or data.get("access_token")) if isinstance(data, dict) else None
+    if not isinstance(token, str) or not token:
+        raise NetworkError(f"token server {realm} sent no token")
+    check = client.get(f"{base}/v2/", headers={"Authorization": f"Bearer {token}"})
+    if check.status_code == 200:
+        return
+    if check.status_code == 401:
+        errors = [p.get("error") for s, p in parse_challenges(check.headers.get_list("www-authenticate")) if s == "bearer"]
+        if "insufficient_scope" in errors:
+            return  # the credentials are good; they just do not reach this server's ping scope
+        raise LoginError(f"{base}/v2/ refused the token from {realm}")
+    raise NetworkError(f"login attempt to {base}/v2/ failed with status: {check.status_code}")
