@@ -1,0 +1,123 @@
+"""Start real registries for interop tests: upstream ``docker-registry`` and ``trustbox serve registry``.
+
+Both listen on plain HTTP on 127.0.0.1 (a loopback registry, as in the tutorial). Each yields a
+:class:`RunningRegistry` with the ``host:port`` and a function mapping a digest to the file that
+stores the blob on disk (for tamper tests).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningRegistry:
+    """A registry process."""
+
+    name: str
+    host: str
+    root: Path
+    blob_file: Callable[[str], Path]
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"registry exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"registry at {url} did not start:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+@contextmanager
+def _process(argv: list[str], env: dict[str, str], workdir: Path, port: int) -> Iterator[None]:
+    log = workdir / "registry.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(argv, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir)
+        try:
+            _wait(f"http://127.0.0.1:{port}/v2/", proc, log)
+            yield
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def have_docker_registry() -> bool:
+    """Whether the upstream registry binary is installed."""
+    return shutil.which("docker-registry") is not None
+
+
+@contextmanager
+def upstream_registry(workdir: Path) -> Iterator[RunningRegistry]:
+    """docker-registry (distribution 2.8) with filesystem storage, started with a clean environment."""
+    port = free_port()
+    root = workdir / "storage"
+    root.mkdir(parents=True, exist_ok=True)
+    config = workdir / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: error\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n"
+        "  cache:\n    blobdescriptor: inmemory\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n  secret: trustbox-test\n"
+    )
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir)}
+    with _process([shutil.which("docker-registry") or "docker-registry", "serve", str(config)], env, workdir, port):
+
+        def blob_file(digest: str) -> Path:
+            hexd = digest.split(":", 1)[1]
+            return root / "docker" / "registry" / "v2" / "blobs" / "sha256" / hexd[:2] / hexd / "data"
+
+        yield RunningRegistry("upstream", f"127.0.0.1:{port}", root, blob_file)
+
+
+def have_trustbox_registry() -> bool:
+    """Whether this checkout has ``trustbox serve registry``."""
+    try:
+        import trustbox.cli.serve_registry  # noqa: F401
+    except ModuleNotFoundError:
+        return False
+    return True
+
+
+@contextmanager
+def trustbox_registry(workdir: Path) -> Iterator[RunningRegistry]:
+    """``trustbox serve registry`` on plain HTTP with a storage directory."""
+    port = free_port()
+    root = workdir / "storage"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REGISTRY_", "TRUSTBOX_"))}
+    exe = shutil.which("trustbox") or str(Path(sys.executable).with_name("trustbox"))
+    argv = [exe, "serve", "registry", "--listen", f"127.0.0.1:{port}", "--storage", str(root)]
+    with _process(argv, env, workdir, port):
+
+        def blob_file(digest: str) -> Path:
+            hexd = digest.split(":", 1)[1]
+            return root / "blobs" / "sha256" / hexd[:2] / hexd
+
+        yield RunningRegistry("trustbox", f"127.0.0.1:{port}", root, blob_file)
