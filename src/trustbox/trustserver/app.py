@@ -1,0 +1,346 @@
+"""The Notary v1 HTTP API (notary-server 0.7 routes) as a plain ASGI application.
+
+GETs of metadata are answered from an in-memory cache of complete responses when possible
+(see :mod:`trustbox.trustserver.cache`); everything touching the database or doing crypto
+runs in a thread pool. Routes are tried in upstream's registration order; unmatched requests
+get ``404 METADATA_NOT_FOUND``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from trustbox.trustserver.cache import CachedResponse, PostgresListener, ResponseCache
+from trustbox.trustserver.config import ServerConfig
+from trustbox.trustserver.errors import (
+    EMPTY,
+    INVALID_GUN,
+    MALFORMED_UPLOAD,
+    METADATA_NOT_FOUND,
+    TOO_LARGE,
+    UNKNOWN,
+    ServerError,
+    error_body,
+    go_json,
+)
+from trustbox.trustserver.metrics import Metrics
+from trustbox.trustserver.service import Document, TrustService, key_json
+from trustbox.trustserver.storage import WriteResult
+from trustbox.trustserver.upload import MalformedUpload, boundary_of, parse_multipart
+from trustbox.tuf.timefmt import format_http_date
+
+log = logging.getLogger("trustbox.trustserver")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+T = TypeVar("T")
+
+_ROLE = r"root|targets(?:/[^/\s]+)*|snapshot|timestamp"
+_GUN = r"[^*]+"
+_TUF = rf"^/v2/(?P<gun>{_GUN})/_trust/tuf/"
+R_UPDATE = re.compile(_TUF + r"$")
+R_BY_HASH = re.compile(
+    _TUF + rf"(?P<role>{_ROLE})\.(?P<checksum>[a-fA-F0-9]{{64}}|[a-fA-F0-9]{{96}}|[a-fA-F0-9]{{128}})\.json$"
+)
+R_BY_VERSION = re.compile(_TUF + rf"(?P<version>[1-9]*[0-9]+)\.(?P<role>{_ROLE})\.json$")
+R_CURRENT = re.compile(_TUF + rf"(?P<role>{_ROLE})\.json$")
+R_KEY = re.compile(_TUF + r"(?P<role>snapshot|timestamp)\.key$")
+R_GUN_FEED = re.compile(rf"^/v2/(?P<gun>{_GUN})/_trust/changefeed$")
+
+#: GUN syntax accepted by trustbox (stricter than upstream's "anything but *")
+R_VALID_GUN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]*(?:/[A-Za-z0-9._:@+-]+)*$")
+MAX_GUN = 255
+
+CT_TEXT = (b"content-type", b"text/plain; charset=utf-8")
+CT_JSON = (b"content-type", b"application/json; charset=utf-8")
+
+
+def gun_problem(gun: str) -> str | None:
+    """Why ``gun`` is not acceptable, or None."""
+    if len(gun) > MAX_GUN:
+        return f"GUN longer than {MAX_GUN} characters"
+    if not R_VALID_GUN.match(gun):
+        return "GUN contains characters outside [A-Za-z0-9._:@+-/] or empty path segments"
+    if any(seg in (".", "..") for seg in gun.split("/")):
+        return "GUN contains '.' or '..' path segments"
+    return None
+
+
+def cache_control(max_age: int, must_revalidate: bool) -> list[tuple[bytes, bytes]]:
+    """Upstream's cache headers for a 200 metadata response."""
+    if max_age <= 0:
+        return [(b"cache-control", b"max-age=0, no-cache, no-store"), (b"pragma", b"no-cache")]
+    value = f"public, max-age={max_age}, s-maxage={max_age}"
+    if must_revalidate:
+        value += ", must-revalidate"
+    return [(b"cache-control", value.encode())]
+
+
+class TrustServerApp:
+    """ASGI callable serving one :class:`TrustService`."""
+
+    def __init__(self, service: TrustService, *, threads: int = 8) -> None:
+        self.service = service
+        self.config: ServerConfig = service.config
+        self.metrics = Metrics()
+        storage = service.storage
+        self.cache = ResponseCache(now=lambda: service.clock().timestamp())
+        self.listener: PostgresListener | None = None
+        self._probe_close: Callable[[], None] | None = None
+        if storage.dialect == "sqlite" and storage.sqlite_file is not None:
+            from trustbox.trustserver.storage import SQLiteChangeProbe
+
+            probe = SQLiteChangeProbe(storage.sqlite_file)
+            self.cache.external_check = probe.changed
+            self._probe_close = probe.close
+        elif storage.dialect == "postgresql":
+            self.listener = PostgresListener(
+                storage.engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+                storage.channel,
+                self.cache,
+                storage.sender_id,
+            )
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="trustbox-trust")
+        self._current_cc = cache_control(self.config.current_max_age, True)
+        self._consistent_cc = cache_control(self.config.consistent_max_age, False)
+        self._started = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start background work (PostgreSQL change listener). Idempotent."""
+        if self._started:
+            return
+        self._started = True
+        if self.listener is not None:
+            self.listener.start()
+
+    def close(self) -> None:
+        """Stop background work and release resources."""
+        if self.listener is not None:
+            self.listener.stop()
+        if self._probe_close is not None:
+            self._probe_close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.service.storage.close()
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    # -- ASGI entry ---------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        kind = scope["type"]
+        if kind == "http":
+            if scope["method"] == "GET":
+                hit = self.cache.get(scope["path"])
+                if hit is not None:
+                    t0 = time.perf_counter()
+                    await send({"type": "http.response.start", "status": 200, "headers": hit.headers})
+                    await send({"type": "http.response.body", "body": hit.body})
+                    self.metrics.observe("GetRoleCached", 200, time.perf_counter() - t0)
+                    return
+            await self._handle(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    self.start()
+                except Exception as exc:  # startup failure must be reported, not raised
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.start()
+        t0 = time.perf_counter()
+        handler = "NotFound"
+        status = 500
+        try:
+            handler, status, headers, body = await self._dispatch(scope, receive)
+        except ServerError as exc:
+            status, headers, body = exc.status, [CT_JSON], exc.body()
+        except Exception:
+            log.exception("unhandled error serving %s %s", scope.get("method"), scope.get("path"))
+            status, headers, body = 500, [CT_JSON], error_body(UNKNOWN)
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        self.metrics.observe(handler, status, time.perf_counter() - t0)
+
+    # -- routing ------------------------------------------------------------------------
+
+    def _check_gun(self, gun: str, update_route: bool) -> None:
+        problem = gun_problem(gun)
+        prefixes = self.config.gun_prefixes
+        if problem is None and prefixes and not any(gun.startswith(p) for p in prefixes):
+            problem = f"Require GUNs with prefix: [{' '.join(prefixes)}]"
+        if problem is not None:
+            if update_route:
+                raise INVALID_GUN.with_detail(problem)
+            raise METADATA_NOT_FOUND.with_detail()
+
+    async def _dispatch(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[str, int, list[tuple[bytes, bytes]], bytes]:
+        method: str = scope["method"]
+        path: str = scope["path"]
+        if method == "GET":
+            if path == "/v2/":
+                return "Ping", 200, [CT_TEXT], b"{}"
+            m = R_BY_HASH.match(path)
+            if m:
+                self._check_gun(m["gun"], False)
+                return await self._get(path, m["gun"], m["role"], "GetRoleByHash", checksum=m["checksum"].lower())
+            m = R_BY_VERSION.match(path)
+            if m:
+                self._check_gun(m["gun"], False)
+                text = m["version"]
+                if len(text) > 18:  # Go's Atoi overflows: upstream wraps the *NumError
+                    raise METADATA_NOT_FOUND.with_detail({"Func": "Atoi", "Num": text, "Err": EMPTY})
+                return await self._get(path, m["gun"], m["role"], "GetRoleByVersion", version=int(text))
+            m = R_CURRENT.match(path)
+            if m:
+                self._check_gun(m["gun"], False)
+                return await self._get(path, m["gun"], m["role"], "GetRole")
+            m = R_KEY.match(path)
+            if m:
+                self._check_gun(m["gun"], False)
+                key = await self._run(self.service.get_key, m["gun"], m["role"])
+                return "GetKey", 200, [CT_TEXT], go_json(key_json(key))
+            m = R_GUN_FEED.match(path)
+            if m:
+                self._check_gun(m["gun"], False)
+                body = await self._run(self.service.changes, scope.get("query_string", b""), m["gun"])
+                return "Changefeed", 200, [CT_TEXT], body
+            if path == "/v2/_trust/changefeed":
+                body = await self._run(self.service.changes, scope.get("query_string", b""), None)
+                return "Changefeed", 200, [CT_TEXT], body
+            if path == "/_notary_server/health":
+                ok = await self._run(self.service.storage.healthy)
+                if ok:
+                    return "Health", 200, [CT_JSON], b"{}"
+                return "Health", 503, [CT_JSON], b'{"storage":"database is unreachable"}'
+            if path == "/metrics":
+                return "Metrics", 200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")], (
+                    self.metrics.render()
+                )
+        elif method == "POST":
+            m = R_UPDATE.match(path)
+            if m:
+                self._check_gun(m["gun"], True)
+                await self._update(scope, receive, m["gun"])
+                return "UpdateTUF", 200, [], b""
+            m = R_KEY.match(path)
+            if m:
+                self._check_gun(m["gun"], False)
+                key = await self._run(self.service.rotate_key, m["gun"], m["role"])
+                return "RotateKey", 200, [CT_TEXT], go_json(key_json(key))
+        elif method == "DELETE":
+            m = R_UPDATE.match(path)
+            if m:
+                self._check_gun(m["gun"], False)
+                gun = m["gun"]
+                result = await self._run(self.service.delete, gun)
+                await self._after_write(gun, result)
+                return "DeleteTUF", 200, [], b""
+        raise METADATA_NOT_FOUND.with_detail()
+
+    # -- handlers -----------------------------------------------------------------------
+
+    async def _get(
+        self,
+        path: str,
+        gun: str,
+        role: str,
+        handler: str,
+        checksum: str | None = None,
+        version: int | None = None,
+    ) -> tuple[str, int, list[tuple[bytes, bytes]], bytes]:
+        generation = self.cache.generation
+        doc: Document | None = await self._run(self.service.get_document, gun, role, checksum, version)
+        if doc is None:
+            raise METADATA_NOT_FOUND.with_detail(EMPTY)
+        current = checksum is None and version is None
+        last_modified = format_http_date_ns(doc.created_ns)
+        headers = [
+            CT_TEXT,
+            *(self._current_cc if current else self._consistent_cc),
+            (b"last-modified", last_modified.encode()),
+        ]
+        if doc.stale_at > self.cache.now():
+            full = [*headers, (b"content-length", str(len(doc.data)).encode())]
+            self.cache.put(path, CachedResponse(gun, full, doc.data, doc.stale_at), generation)
+        return handler, 200, headers, doc.data
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.config.max_upload_bytes
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError as exc:
+                    raise MALFORMED_UPLOAD.with_detail() from exc
+                if declared > limit:
+                    raise TOO_LARGE.with_detail(f"request body larger than {limit} bytes")
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise MALFORMED_UPLOAD.with_detail()
+            chunk = msg.get("body", b"")
+            total += len(chunk)
+            if total > limit:
+                raise TOO_LARGE.with_detail(f"request body larger than {limit} bytes")
+            chunks.append(chunk)
+            if not msg.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _update(self, scope: Scope, receive: Receive, gun: str) -> None:
+        content_type = ""
+        for name, value in scope.get("headers", ()):
+            if name == b"content-type":
+                content_type = value.decode("latin-1")
+        try:
+            boundary = boundary_of(content_type)
+        except MalformedUpload as exc:
+            raise MALFORMED_UPLOAD.with_detail() from exc
+        body = await self._read_body(scope, receive)
+        try:
+            uploads = parse_multipart(body, boundary)
+        except MalformedUpload as exc:
+            raise MALFORMED_UPLOAD.with_detail() from exc
+        del body
+        result: WriteResult = await self._run(self.service.update, gun, uploads)
+        await self._after_write(gun, result)
+
+    async def _after_write(self, gun: str, result: WriteResult) -> None:
+        """Drop cached responses of ``gun``; on PostgreSQL wait until replicas were told."""
+        self.cache.invalidate_gun(gun)
+        if result.changed and self.listener is not None and result.notify_seq:
+            await self._run(self.listener.wait_seen, result.notify_seq)
+
+
+def format_http_date_ns(ns: int) -> str:
+    """Last-Modified value for a storage time in ns (Go RFC1123 with ``UTC``)."""
+    from datetime import UTC, datetime
+
+    return format_http_date(datetime.fromtimestamp(ns // 1_000_000_000, UTC))

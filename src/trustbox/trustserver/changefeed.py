@@ -1,0 +1,76 @@
+"""The changefeed: query parameters as upstream parses them, and its JSON shape."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from urllib.parse import parse_qs
+
+from trustbox.trustserver.errors import EMPTY, INVALID_PARAMETERS, ServerError, go_json
+from trustbox.trustserver.storage import Change
+
+DEFAULT_PAGE_SIZE = 100
+_INT32 = (-(2**31), 2**31 - 1)
+_DECIMAL = re.compile(r"^[+-]?[0-9]+$")
+
+
+def _go_quote(s: str) -> str:
+    # strconv.Quote for the strings that reach it here (query values); close enough for errors
+    return go_json(s).decode()
+
+
+def parse_int32(text: str) -> int:
+    """Go ``strconv.ParseInt(text, 10, 32)``; ValueError carries Go's error text."""
+    if not _DECIMAL.match(text):
+        raise ValueError(f"strconv.ParseInt: parsing {_go_quote(text)}: invalid syntax")
+    value = int(text)
+    if not _INT32[0] <= value <= _INT32[1]:
+        raise ValueError(f"strconv.ParseInt: parsing {_go_quote(text)}: value out of range")
+    return value
+
+
+def parse_params(query_string: bytes) -> tuple[int, int]:
+    """``(change_id, records)`` from the query string, or INVALID_PARAMETERS as upstream."""
+    qs = parse_qs(query_string.decode("latin-1"), keep_blank_values=True)
+    records_text = qs.get("records", [""])[0]
+    try:
+        records = parse_int32(records_text)
+    except ValueError as exc:
+        raise ServerError(INVALID_PARAMETERS, f"invalid records parameter: {exc}") from exc
+    if records == 0:
+        records = DEFAULT_PAGE_SIZE
+    change_text = qs.get("change_id", [""])[0]
+    if change_text == "":
+        change_id = 0
+    else:
+        try:
+            change_id = parse_int32(change_text)
+        except ValueError as exc:
+            # upstream wraps an error type without exported fields: detail {}
+            raise ServerError(INVALID_PARAMETERS, EMPTY) from exc
+    return change_id, records
+
+
+def format_ns(ns: int) -> str:
+    """RFC 3339 with nanoseconds, trailing zeros dropped (Go ``time.Time`` JSON, UTC)."""
+    secs, frac = divmod(ns, 1_000_000_000)
+    base = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if frac:
+        base += "." + f"{frac:09d}".rstrip("0")
+    return base + "Z"
+
+
+def render(changes: list[Change]) -> bytes:
+    """``{"count":N,"records":[...]}`` with upstream's field names and order."""
+    records = [
+        {
+            "ID": str(c.id),
+            "CreatedAt": format_ns(c.created_ns),
+            "GUN": c.gun,
+            "Version": c.version,
+            "SHA256": c.sha256,
+            "Category": c.category,
+        }
+        for c in changes
+    ]
+    return go_json({"count": len(records), "records": records})

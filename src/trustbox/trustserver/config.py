@@ -1,0 +1,133 @@
+"""Trust server configuration: defaults, an optional JSON/TOML file, then explicit overrides.
+
+The file may use upstream's notary-server layout for the keys trustbox understands
+(``server.http_addr``, ``server.tls_cert_file``, ``server.tls_key_file``, ``storage.db_url``,
+``trust_service.key_algorithm``, ``caching.max_age.current_metadata`` /
+``consistent_metadata``, ``repositories.gun_prefixes``) plus a ``trustbox`` section
+(``max_upload_bytes``, ``key_passphrase``, ``key_passphrase_file``, ``insecure_dev_keys``).
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from trustbox.errors import ConfigError
+
+DEFAULT_DB = "sqlite:///./trustbox-trust.db"
+DEFAULT_MAX_UPLOAD = 8 * 1024 * 1024
+MAX_CACHE_AGE = 31536000
+KEY_ALGORITHMS = ("ed25519", "ecdsa", "rsa")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything the trust server needs to run."""
+
+    listen: str = "127.0.0.1:4443"
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    db: str = DEFAULT_DB
+    table_prefix: str = ""
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD
+    key_algorithm: str = "ed25519"
+    current_max_age: int = 300
+    consistent_max_age: int = 2592000
+    gun_prefixes: tuple[str, ...] = ()
+    key_passphrase: str | None = field(default=None, repr=False)
+    key_passphrase_file: str | None = None
+    insecure_dev_keys: bool = False
+    workers: int = 1
+    log_level: str = "error"
+
+    def validate(self) -> ServerConfig:
+        """Raise ConfigError on values that cannot work; return self."""
+        if self.key_algorithm not in KEY_ALGORITHMS:
+            raise ConfigError(f"key algorithm must be one of {', '.join(KEY_ALGORITHMS)}, not {self.key_algorithm!r}")
+        for name in ("current_max_age", "consistent_max_age"):
+            v = getattr(self, name)
+            if not 0 <= v <= MAX_CACHE_AGE:
+                raise ConfigError(f"{name} must be between 0 and {MAX_CACHE_AGE} seconds")
+        if self.max_upload_bytes < 1024:
+            raise ConfigError("max upload size must be at least 1024 bytes")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("--tls-cert and --tls-key must be given together")
+        if self.table_prefix and not all(c.isalnum() or c == "_" for c in self.table_prefix):
+            raise ConfigError("table prefix may only contain letters, digits and '_'")
+        if self.workers < 1:
+            raise ConfigError("workers must be at least 1")
+        split_listen(self.listen)
+        return self
+
+    def with_overrides(self, **values: Any) -> ServerConfig:
+        """A copy with every non-None value of ``values`` applied."""
+        return replace(self, **{k: v for k, v in values.items() if v is not None})
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too) into host and port."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"listen address must be HOST:PORT, got {listen!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def _dig(d: dict[str, Any], *path: str) -> Any:
+    cur: Any = d
+    for p in path:
+        if not isinstance(cur, dict) or p not in cur:
+            return None
+        cur = cur[p]
+    return cur
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a JSON or TOML config file into ServerConfig field values."""
+    p = Path(path)
+    try:
+        text = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from exc
+    try:
+        raw = tomllib.loads(text.decode()) if p.suffix == ".toml" else json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {p} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {p} must hold an object")
+    out: dict[str, Any] = {}
+    mapping: list[tuple[str, tuple[str, ...]]] = [
+        ("listen", ("server", "http_addr")),
+        ("tls_cert", ("server", "tls_cert_file")),
+        ("tls_key", ("server", "tls_key_file")),
+        ("db", ("storage", "db_url")),
+        ("key_algorithm", ("trust_service", "key_algorithm")),
+        ("current_max_age", ("caching", "max_age", "current_metadata")),
+        ("consistent_max_age", ("caching", "max_age", "consistent_metadata")),
+        ("gun_prefixes", ("repositories", "gun_prefixes")),
+        ("log_level", ("logging", "level")),
+    ]
+    for name, path_ in mapping:
+        v = _dig(raw, *path_)
+        if v is not None:
+            out[name] = v
+    tb = raw.get("trustbox")
+    if isinstance(tb, dict):
+        for name in (
+            "listen", "tls_cert", "tls_key", "db", "table_prefix", "max_upload_bytes", "key_algorithm",
+            "key_passphrase", "key_passphrase_file", "insecure_dev_keys", "workers", "gun_prefixes",
+        ):
+            if name in tb:
+                out[name] = tb[name]
+    if "gun_prefixes" in out:
+        gp = out["gun_prefixes"]
+        if not isinstance(gp, list) or not all(isinstance(x, str) for x in gp):
+            raise ConfigError("repositories.gun_prefixes must be a list of strings")
+        out["gun_prefixes"] = tuple(gp)
+    for name in ("current_max_age", "consistent_max_age", "max_upload_bytes", "workers"):
+        if name in out and (isinstance(out[name], bool) or not isinstance(out[name], int)):
+            raise ConfigError(f"{name} must be an integer")
+    return out

@@ -1,0 +1,116 @@
+"""Assembling and running the trust server: storage + signer + service + ASGI app + HTTP server."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from trustbox.errors import ConfigError
+from trustbox.trustserver.app import TrustServerApp
+from trustbox.trustserver.config import ServerConfig, split_listen
+from trustbox.trustserver.keys_at_rest import resolve_passphrase
+from trustbox.trustserver.service import TrustService
+from trustbox.trustserver.signer import LocalSigner
+from trustbox.trustserver.storage import Storage
+from trustbox.tuf.timefmt import utcnow
+
+ENV_CONFIG = "TRUSTBOX_TRUST_SERVER_CONFIG"
+
+
+def _passphrase(config: ServerConfig, storage: Storage) -> str:
+    return resolve_passphrase(
+        passphrase=config.key_passphrase,
+        passphrase_file=config.key_passphrase_file,
+        sqlite_file=storage.sqlite_file,
+        insecure_dev_keys=config.insecure_dev_keys,
+        in_memory=storage.dialect == "sqlite" and storage.sqlite_file is None,
+    )
+
+
+def build_app(config: ServerConfig, clock: Callable[[], datetime] = utcnow, migrate: bool = True) -> TrustServerApp:
+    """A ready ASGI app for ``config`` (schema migrated, passphrase checked)."""
+    config.validate()
+    storage = Storage(config.db, config.table_prefix)
+    try:
+        if migrate:
+            storage.migrate()
+        signer = LocalSigner(storage, _passphrase(config, storage))
+    except Exception:
+        storage.close()
+        raise
+    return TrustServerApp(TrustService(config, storage, signer, clock))
+
+
+def prepare(config: ServerConfig) -> ServerConfig:
+    """Check everything once in the parent process: schema, passphrase; pin the passphrase source."""
+    config.validate()
+    storage = Storage(config.db, config.table_prefix)
+    try:
+        storage.migrate()
+        LocalSigner(storage, _passphrase(config, storage))
+        if not config.key_passphrase_file and not config.key_passphrase and storage.sqlite_file:
+            config = dataclasses.replace(config, key_passphrase_file=storage.sqlite_file + ".key")
+    finally:
+        storage.close()
+    return config
+
+
+def app_from_env() -> TrustServerApp:
+    """Factory for worker processes: the config comes from ``TRUSTBOX_TRUST_SERVER_CONFIG``."""
+    raw = os.environ.get(ENV_CONFIG)
+    if not raw:
+        raise ConfigError(f"{ENV_CONFIG} is not set")
+    values: dict[str, Any] = json.loads(raw)
+    values["gun_prefixes"] = tuple(values.get("gun_prefixes", ()))
+    _setup_logging(values.get("log_level", "error"))
+    return build_app(ServerConfig(**values), migrate=False)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.ERROR), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def serve(config: ServerConfig) -> None:
+    """Run the trust server until interrupted (granian; TLS when a certificate is configured)."""
+    config = prepare(config)
+    host, port = split_listen(config.listen)
+    _setup_logging(config.log_level)
+    values = dataclasses.asdict(config)
+    values["gun_prefixes"] = list(config.gun_prefixes)
+    os.environ[ENV_CONFIG] = json.dumps(values)
+    _serve_granian(config, host, port)
+
+
+def _serve_granian(config: ServerConfig, host: str, port: int) -> None:
+    from pathlib import Path
+
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    kwargs: dict[str, Any] = {}
+    if config.tls_cert and config.tls_key:
+        kwargs.update(ssl_cert=Path(config.tls_cert), ssl_key=Path(config.tls_key))
+        try:
+            from granian.constants import SSLProtocols
+
+            kwargs["ssl_protocol_min"] = SSLProtocols.tls12
+        except ImportError:  # older granian: its default
+            pass
+    Granian(
+        "trustbox.trustserver.server:app_from_env",
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=config.workers,
+        factory=True,
+        log_enabled=config.log_level.lower() in ("debug", "info"),
+        backlog=2048,
+        **kwargs,
+    ).serve()

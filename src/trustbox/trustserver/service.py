@@ -1,0 +1,275 @@
+"""The trust server's operations, independent of HTTP: read documents (re-signing the
+timestamp/snapshot when due), apply updates, manage server keys, delete, list changes.
+
+All methods are synchronous (database and CPU work); the ASGI layer runs them in threads.
+Errors are :class:`~trustbox.trustserver.errors.ServerError` with upstream's codes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from trustbox.errors import FormatError, TrustboxError
+from trustbox.trustserver import changefeed
+from trustbox.trustserver.config import ServerConfig
+from trustbox.trustserver.errors import (
+    EMPTY,
+    INVALID_ROLE,
+    INVALID_UPDATE,
+    MALFORMED_JSON,
+    NO_FILENAME,
+    VERSION,
+    ValidationFailure,
+    VersionConflict,
+)
+from trustbox.trustserver.generate import CannotSign, can_sign, make_snapshot, make_timestamp
+from trustbox.trustserver.signer import Signer
+from trustbox.trustserver.storage import Storage, Update, WriteResult
+from trustbox.trustserver.upload import UploadPart
+from trustbox.trustserver.validation import Part, UnclassifiedFailure, validate_update
+from trustbox.tuf.canonical import loads
+from trustbox.tuf.keys import PublicKey
+from trustbox.tuf.metadata import (
+    ROOT,
+    SNAPSHOT,
+    TIMESTAMP,
+    Metadata,
+    Root,
+    Snapshot,
+    Timestamp,
+    is_valid_role,
+)
+from trustbox.tuf.timefmt import parse_time, utcnow
+
+log = logging.getLogger("trustbox.trustserver")
+
+#: re-sign a timestamp (or server-held snapshot) this long before it expires
+RESIGN_MARGIN = timedelta(hours=1)
+#: how often to look again at a document that is due but could not be re-signed
+RETRY_RESIGN = 60.0
+MAX_VERSION = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Document:
+    """A document to serve: bytes, storage time, and until when it may be served from cache."""
+
+    data: bytes
+    created_ns: int
+    stale_at: float = math.inf
+
+
+def _check_signed_meta(value: Any) -> int:
+    """Upstream decodes each part into ``SignedMeta``; type errors there are MALFORMED_JSON.
+
+    Returns the declared version (0 when absent, as Go's zero value).
+    """
+    if not isinstance(value, dict):
+        raise ValueError("not an object")
+    signed = value.get("signed")
+    version = 0
+    if signed is not None:
+        if not isinstance(signed, dict):
+            raise ValueError("signed is not an object")
+        t = signed.get("_type")
+        if t is not None and not isinstance(t, str):
+            raise ValueError("_type is not a string")
+        v = signed.get("version")
+        if v is not None:
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError("version is not an integer")
+            if not 0 <= v <= MAX_VERSION:
+                raise ValueError("version out of range")
+            version = v
+        e = signed.get("expires")
+        if e is not None:
+            parse_time(e)
+    sigs = value.get("signatures")
+    if sigs is not None:
+        if not isinstance(sigs, list):
+            raise ValueError("signatures is not a list")
+        for s in sigs:
+            if not isinstance(s, dict):
+                raise ValueError("signature is not an object")
+            for field in ("keyid", "method", "sig"):
+                if s.get(field) is not None and not isinstance(s[field], str):
+                    raise ValueError(f"signature {field} is not a string")
+            if isinstance(s.get("sig"), str):
+                base64.b64decode(s["sig"], validate=True)
+    return version
+
+
+def parse_parts(uploads: list[UploadPart]) -> dict[str, Part]:
+    """Step 1 of an update: role names and JSON of every part (upstream's order of checks)."""
+    parts: dict[str, Part] = {}
+    for up in uploads:
+        role = up.filename[:-5] if up.filename.endswith(".json") else up.filename
+        if role == "":
+            raise NO_FILENAME.with_detail()
+        if not is_valid_role(role):
+            raise INVALID_ROLE.with_detail(role)
+        try:
+            version = _check_signed_meta(loads(up.data))
+        except (FormatError, ValueError, binascii.Error) as exc:
+            raise MALFORMED_JSON.with_detail() from exc
+        parts[role] = Part(role, up.data, version)
+    return parts
+
+
+class TrustService:
+    """Business logic of the trust server over one storage and one signer."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        storage: Storage,
+        signer: Signer,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.config = config
+        self.storage = storage
+        self.signer = signer
+        self.clock = clock
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get_document(self, gun: str, role: str, checksum: str | None = None, version: int | None = None) -> Document | None:
+        """The document a GET names, or None (404)."""
+        if checksum is not None:
+            if len(checksum) != 64:
+                return None  # only SHA-256 checksums are indexed (as upstream)
+            f = self.storage.get_checksum(gun, role, checksum)
+        elif version is not None:
+            if not 0 <= version <= MAX_VERSION:
+                return None
+            f = self.storage.get_version(gun, role, version)
+        elif role in (TIMESTAMP, SNAPSHOT):
+            return self._current_server_signed(gun, role)
+        else:
+            f = self.storage.get_current(gun, role)
+        return Document(f.data, f.created_ns) if f is not None else None
+
+    def _current_server_signed(self, gun: str, role: str, retry: bool = True) -> Document | None:
+        ts_file = self.storage.get_current(gun, TIMESTAMP)
+        if ts_file is None:
+            return None
+        try:
+            ts = Metadata.parse(ts_file.data, TIMESTAMP, expect=Timestamp).signed
+            snap_hash = ts.snapshot_meta.hashes["sha256"].hex()
+        except (TrustboxError, KeyError):
+            log.error("stored timestamp of %s does not parse", gun)
+            return Document(ts_file.data, ts_file.created_ns) if role == TIMESTAMP else None
+        snap_file = self.storage.get_checksum(gun, SNAPSHOT, snap_hash)
+        if snap_file is None:
+            return None
+        try:
+            snap = Metadata.parse(snap_file.data, SNAPSHOT, expect=Snapshot).signed
+        except TrustboxError:
+            log.error("stored snapshot of %s does not parse", gun)
+            return None
+        now = self.clock()
+        ts_due = ts.expires - RESIGN_MARGIN
+        snap_due = snap.expires - RESIGN_MARGIN
+        if now < ts_due and now < snap_due:
+            chosen = ts_file if role == TIMESTAMP else snap_file
+            return Document(chosen.data, chosen.created_ns, min(ts_due, snap_due).timestamp())
+        # something is due: re-sign what the server can
+        retry_at = now.timestamp() + RETRY_RESIGN
+        try:
+            root_file = self.storage.get_current(gun, ROOT)
+            if root_file is None:
+                raise CannotSign("no root")
+            root = Metadata.parse(root_file.data, ROOT, expect=Root).signed
+            updates: list[Update] = []
+            snapshot_bytes = snap_file.data
+            if now >= snap_due and can_sign(self.signer, gun, root, SNAPSHOT):
+                latest_snap = self.storage.get_current(gun, SNAPSHOT)
+                prev_snap = snap
+                if latest_snap is not None and latest_snap.version > snap.version:
+                    prev_snap = Metadata.parse(latest_snap.data, SNAPSHOT, expect=Snapshot).signed
+                v, snapshot_bytes = make_snapshot(gun, root, prev_snap, {}, self.signer, now)
+                updates.append(Update(SNAPSHOT, v, snapshot_bytes))
+            if updates or now >= ts_due:
+                v, ts_bytes = make_timestamp(gun, root, ts, snapshot_bytes, self.signer, now)
+                updates.append(Update(TIMESTAMP, v, ts_bytes))
+            else:
+                raise CannotSign("snapshot due but its key is not held")
+            result = self.storage.update_many(gun, updates)
+        except VersionConflict:
+            if retry:  # another process re-signed (or updated) first: serve what it stored
+                return self._current_server_signed(gun, role, retry=False)
+            return Document(ts_file.data, ts_file.created_ns, retry_at)
+        except (CannotSign, TrustboxError) as exc:
+            log.warning("cannot re-sign %s of %s: %s", role, gun, exc)
+            chosen = ts_file if role == TIMESTAMP else snap_file
+            return Document(chosen.data, chosen.created_ns, retry_at)
+        new = {u.role: u.data for u in updates}
+        if role == TIMESTAMP:
+            return Document(new[TIMESTAMP], result.created_ns, 0.0)
+        if SNAPSHOT in new:
+            return Document(new[SNAPSHOT], result.created_ns, 0.0)
+        return Document(snap_file.data, snap_file.created_ns, 0.0)
+
+    # -- updates -------------------------------------------------------------------------
+
+    def update(self, gun: str, uploads: list[UploadPart]) -> WriteResult:
+        """Validate and store an update atomically."""
+        parts = parse_parts(uploads)
+        try:
+            updates = validate_update(gun, parts, self.storage.get_current, self.signer, self.clock())
+        except ValidationFailure as exc:
+            raise exc.to_server_error() from exc
+        except UnclassifiedFailure as exc:
+            log.info("update of %s rejected: %s", gun, exc)
+            raise INVALID_UPDATE.with_detail() from exc
+        try:
+            return self.storage.update_many(gun, updates)
+        except VersionConflict as exc:
+            raise VERSION.with_detail(EMPTY) from exc
+
+    def delete(self, gun: str) -> WriteResult:
+        """Delete every document of ``gun``."""
+        return self.storage.delete(gun)
+
+    # -- keys ----------------------------------------------------------------------------
+
+    def get_key(self, gun: str, role: str) -> PublicKey:
+        """The server's key for ``role``: the one root lists if held, else the newest, else a new one."""
+        root_file = self.storage.get_current(gun, ROOT)
+        if root_file is not None:
+            try:
+                root = Metadata.parse(root_file.data, ROOT, expect=Root).signed
+                keys, _ = root.role_keys(role)
+            except TrustboxError:
+                keys = {}
+            for kid in sorted(keys):
+                held = self.signer.public_key(gun, kid)
+                if held is not None:
+                    return held
+        latest = self.signer.latest_key(gun, role)
+        if latest is not None:
+            return latest
+        return self.signer.create_key(gun, role, self.config.key_algorithm)
+
+    def rotate_key(self, gun: str, role: str) -> PublicKey:
+        """A new server key for ``role`` (metadata is untouched)."""
+        return self.signer.create_key(gun, role, self.config.key_algorithm)
+
+    # -- changefeed ----------------------------------------------------------------------
+
+    def changes(self, query_string: bytes, gun: str | None) -> bytes:
+        """The changefeed JSON for the query."""
+        change_id, records = changefeed.parse_params(query_string)
+        return changefeed.render(self.storage.get_changes(change_id, records, gun))
+
+
+def key_json(key: PublicKey) -> dict[str, Any]:
+    """A public key as Go marshals ``data.TUFKey`` (declaration order, private null)."""
+    return {"keytype": key.keytype, "keyval": {"public": base64.b64encode(key.public).decode(), "private": None}}

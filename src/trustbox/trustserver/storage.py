@@ -1,0 +1,414 @@
+"""Metadata storage on SQLAlchemy Core: a SQLite file (WAL) or PostgreSQL, same code.
+
+Every method is synchronous and short; the ASGI app calls them from worker threads.
+Writes that belong together (:meth:`Storage.update_many`, :meth:`Storage.delete`) run in one
+transaction: on SQLite it starts with ``BEGIN IMMEDIATE`` (no lock upgrade deadlocks), on
+PostgreSQL the unique index on (gun, role, version) makes the second of two concurrent
+updates fail, which is reported as :class:`~trustbox.trustserver.errors.VersionConflict`.
+PostgreSQL writers also ``NOTIFY`` a channel so other server processes drop their caches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from trustbox.errors import ConfigError
+from trustbox.trustserver.errors import VersionConflict
+from trustbox.trustserver.schema import Tables, make_tables, migrate
+
+TIMESTAMP = "timestamp"
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One stored document version."""
+
+    data: bytes
+    version: int
+    created_ns: int
+
+
+@dataclass(frozen=True)
+class Update:
+    """One document to store as part of an atomic update."""
+
+    role: str
+    version: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write did: storage time (ns) and the sequence number of its change notification."""
+
+    created_ns: int
+    notify_seq: int
+    changed: bool = True
+
+
+@dataclass(frozen=True)
+class Change:
+    """One changefeed record."""
+
+    id: int
+    created_ns: int
+    gun: str
+    version: int
+    sha256: str
+    category: str
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """A server-held key: public part in clear, private part encrypted."""
+
+    gun: str
+    role: str
+    keyid: str
+    keytype: str
+    public: bytes
+    private_enc: bytes
+    created_ns: int
+
+
+def normalize_db_url(url: str) -> str:
+    """Map ``postgres://``/``postgresql://`` onto psycopg 3; leave everything else alone."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file path of a SQLite URL (None for in-memory or non-SQLite URLs)."""
+    u = make_url(url)
+    if not u.drivername.startswith("sqlite"):
+        return None
+    db = u.database
+    if not db or db == ":memory:":
+        return None
+    return db
+
+
+class Storage:
+    """The trust server's database."""
+
+    def __init__(self, url: str, table_prefix: str = "") -> None:
+        url = normalize_db_url(url)
+        try:
+            u = make_url(url)
+        except ArgumentError as exc:
+            raise ConfigError(f"invalid database URL {url!r}") from exc
+        self.url = url
+        self.dialect = u.get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise ConfigError(f"unsupported database {self.dialect!r}: use sqlite:///FILE or postgresql://...")
+        self.prefix = table_prefix
+        self.t: Tables = make_tables(table_prefix)
+        self.channel = f"{table_prefix}trustbox_changes".lower()
+        self.sqlite_file = sqlite_path(url) if self.dialect == "sqlite" else None
+        self.sender_id = secrets.token_hex(8)
+        self._seq = itertools.count(1)
+        self._memory_lock = threading.RLock()
+        try:
+            self.engine: Engine = self._make_engine(url)
+        except (ArgumentError, ModuleNotFoundError) as exc:
+            raise ConfigError(f"cannot use database URL {url!r}: {exc}") from exc
+
+    # -- engine ------------------------------------------------------------------------
+
+    def _make_engine(self, url: str) -> Engine:
+        if self.dialect == "sqlite":
+            if self.sqlite_file is None:
+                engine = create_engine(
+                    url, poolclass=StaticPool, connect_args={"check_same_thread": False}
+                )
+            else:
+                Path(self.sqlite_file).parent.mkdir(parents=True, exist_ok=True)
+                engine = create_engine(
+                    url, pool_size=8, max_overflow=8, connect_args={"check_same_thread": False, "timeout": 30}
+                )
+
+            @event.listens_for(engine, "connect")
+            def _on_connect(dbapi_conn: Any, _rec: Any) -> None:
+                dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+                cur = dbapi_conn.cursor()
+                if self.sqlite_file is not None:
+                    cur.execute("PRAGMA journal_mode=WAL")
+                    cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.close()
+
+            @event.listens_for(engine, "begin")
+            def _on_begin(conn: Connection) -> None:
+                immediate = conn.get_execution_options().get("trustbox_write", False)
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+            return engine
+        return create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True)
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._memory_guard(), self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._memory_guard(), self.engine.connect() as conn:
+            conn.execution_options(trustbox_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _memory_guard(self) -> Iterator[None]:
+        # an in-memory SQLite database is one shared connection: serialise its users
+        if self.dialect == "sqlite" and self.sqlite_file is None:
+            with self._memory_lock:
+                yield
+        else:
+            yield
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema (safe when several processes start at once)."""
+        with self._write() as conn:
+            if self.dialect == "postgresql":
+                key = int.from_bytes(hashlib.sha256(self.channel.encode()).digest()[:7], "big")
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+            migrate(conn, self.t)
+
+    def drop_all(self) -> None:
+        """Drop every table of this prefix (tests)."""
+        with self._write() as conn:
+            self.t.metadata.drop_all(conn)
+            self.t.schema_version.drop(conn, checkfirst=True)
+
+    def close(self) -> None:
+        """Release all connections."""
+        self.engine.dispose()
+
+    def healthy(self) -> bool:
+        """Whether the database answers."""
+        try:
+            with self._read() as conn:
+                conn.execute(select(func.count()).select_from(self.t.schema_version)).scalar()
+            return True
+        except SQLAlchemyError:
+            return False
+
+    # -- documents ---------------------------------------------------------------------
+
+    def _one(self, where: Any, order_desc: bool = False) -> StoredFile | None:
+        f = self.t.files
+        q = select(f.c.data, f.c.version, f.c.created_ns).where(where)
+        if order_desc:
+            q = q.order_by(f.c.version.desc())
+        q = q.limit(1)
+        with self._read() as conn:
+            row = conn.execute(q).first()
+        if row is None:
+            return None
+        return StoredFile(bytes(row[0]), int(row[1]), int(row[2]))
+
+    def get_current(self, gun: str, role: str) -> StoredFile | None:
+        """The newest stored version of ``role``."""
+        f = self.t.files
+        return self._one(and_(f.c.gun == gun, f.c.role == role), order_desc=True)
+
+    def get_version(self, gun: str, role: str, version: int) -> StoredFile | None:
+        """Version ``version`` of ``role``."""
+        f = self.t.files
+        return self._one(and_(f.c.gun == gun, f.c.role == role, f.c.version == version))
+
+    def get_checksum(self, gun: str, role: str, sha256_hex: str) -> StoredFile | None:
+        """The stored version of ``role`` whose bytes have this SHA-256."""
+        f = self.t.files
+        return self._one(and_(f.c.gun == gun, f.c.role == role, f.c.sha256 == sha256_hex.lower()))
+
+    def update_many(self, gun: str, updates: list[Update]) -> WriteResult:
+        """Store all ``updates`` atomically; raise VersionConflict if any version is not new."""
+        f, cf = self.t.files, self.t.changefeed
+        now = time.time_ns()
+        try:
+            with self._write() as conn:
+                for u in updates:
+                    newer = conn.execute(
+                        select(f.c.id)
+                        .where(and_(f.c.gun == gun, f.c.role == u.role, f.c.version >= u.version))
+                        .limit(1)
+                    ).first()
+                    if newer is not None:
+                        raise VersionConflict()
+                    digest = hashlib.sha256(u.data).hexdigest()
+                    conn.execute(
+                        f.insert().values(
+                            gun=gun, role=u.role, version=u.version, sha256=digest, data=u.data, created_ns=now
+                        )
+                    )
+                    if u.role == TIMESTAMP:
+                        conn.execute(
+                            cf.insert().values(
+                                created_ns=now, gun=gun, version=u.version, sha256=digest, category="update"
+                            )
+                        )
+                seq = self._notify(conn, gun)
+        except IntegrityError as exc:
+            raise VersionConflict() from exc
+        except OperationalError as exc:
+            # SQLite "database is locked" after the busy timeout, or a PostgreSQL
+            # serialization failure: the other writer won.
+            if _is_conflict(exc):
+                raise VersionConflict() from exc
+            raise
+        return WriteResult(now, seq)
+
+    def delete(self, gun: str) -> WriteResult:
+        """Delete every document of ``gun``; record a deletion change if anything was there."""
+        f, cf = self.t.files, self.t.changefeed
+        now = time.time_ns()
+        with self._write() as conn:
+            res = conn.execute(delete(f).where(f.c.gun == gun))
+            if not res.rowcount:
+                return WriteResult(now, 0, changed=False)
+            conn.execute(cf.insert().values(created_ns=now, gun=gun, version=0, sha256="", category="deletion"))
+            seq = self._notify(conn, gun)
+        return WriteResult(now, seq)
+
+    def _notify(self, conn: Connection, gun: str) -> int:
+        seq = next(self._seq)
+        if self.dialect == "postgresql":
+            payload = f"{self.sender_id}|{seq}|{gun}"
+            conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": self.channel, "p": payload[:7900]})
+        return seq
+
+    # -- changefeed --------------------------------------------------------------------
+
+    def get_changes(self, change_id: int, records: int, gun: str | None) -> list[Change]:
+        """Changes after ``change_id`` (or before it when reversed), oldest first (upstream rules)."""
+        cf = self.t.changefeed
+        reversed_ = change_id < 0
+        if records < 0:
+            reversed_ = True
+            records = -records
+        q = select(cf.c.id, cf.c.created_ns, cf.c.gun, cf.c.version, cf.c.sha256, cf.c.category)
+        if gun is not None:
+            q = q.where(cf.c.gun == gun)
+        if reversed_:
+            if change_id > 0:
+                q = q.where(cf.c.id < change_id)
+            q = q.order_by(cf.c.id.desc())
+        else:
+            q = q.where(cf.c.id > change_id).order_by(cf.c.id.asc())
+        q = q.limit(records)
+        with self._read() as conn:
+            rows = conn.execute(q).all()
+        out = [Change(int(r[0]), int(r[1]), r[2], int(r[3]), r[4], r[5]) for r in rows]
+        if reversed_:
+            out.reverse()
+        return out
+
+    # -- server keys -------------------------------------------------------------------
+
+    def add_key(self, rec: KeyRecord) -> None:
+        """Store a new server key."""
+        with self._write() as conn:
+            conn.execute(
+                self.t.keys.insert().values(
+                    gun=rec.gun, role=rec.role, keyid=rec.keyid, keytype=rec.keytype,
+                    public=rec.public, private_enc=rec.private_enc, created_ns=rec.created_ns,
+                )
+            )
+
+    def _key_query(self, where: Any) -> KeyRecord | None:
+        k = self.t.keys
+        q = (
+            select(k.c.gun, k.c.role, k.c.keyid, k.c.keytype, k.c.public, k.c.private_enc, k.c.created_ns)
+            .where(where)
+            .order_by(k.c.id.desc())
+            .limit(1)
+        )
+        with self._read() as conn:
+            r = conn.execute(q).first()
+        if r is None:
+            return None
+        return KeyRecord(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5]), int(r[6]))
+
+    def get_key(self, gun: str, keyid: str) -> KeyRecord | None:
+        """The server key ``keyid`` held for ``gun``."""
+        k = self.t.keys
+        return self._key_query(and_(k.c.gun == gun, k.c.keyid == keyid))
+
+    def latest_key(self, gun: str, role: str) -> KeyRecord | None:
+        """The most recently created server key of ``role`` for ``gun``."""
+        k = self.t.keys
+        return self._key_query(and_(k.c.gun == gun, k.c.role == role))
+
+    # -- small named values ------------------------------------------------------------
+
+    def get_meta(self, name: str) -> bytes | None:
+        """A named value, if set."""
+        m = self.t.meta
+        with self._read() as conn:
+            v = conn.execute(select(m.c.value).where(m.c.name == name)).scalar()
+        return bytes(v) if v is not None else None
+
+    def put_meta_if_absent(self, name: str, value: bytes) -> bytes:
+        """Set a named value unless already set; return the stored value (first writer wins)."""
+        m = self.t.meta
+        try:
+            with self._write() as conn:
+                existing = conn.execute(select(m.c.value).where(m.c.name == name)).scalar()
+                if existing is not None:
+                    return bytes(existing)
+                conn.execute(m.insert().values(name=name, value=value))
+                return value
+        except IntegrityError:
+            stored = self.get_meta(name)
+            if stored is None:  # pragma: no cover - deleted in between
+                raise
+            return stored
+
+
+def _is_conflict(exc: OperationalError) -> bool:
+    msg = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
+    return "database is locked" in msg or "could not serialize" in msg or "deadlock" in msg
+
+
+class SQLiteChangeProbe:
+    """Detects commits by any other connection to a SQLite file (``PRAGMA data_version``)."""
+
+    def __init__(self, path: str) -> None:
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        self._last = self._read()
+
+    def _read(self) -> int:
+        with self._lock:
+            row = self._conn.execute("PRAGMA data_version").fetchone()
+        return int(row[0])
+
+    def changed(self) -> bool:
+        """True once after every commit made through another connection."""
+        v = self._read()
+        if v != self._last:
+            self._last = v
+            return True
+        return False
+
+    def close(self) -> None:
+        """Close the probe connection."""
+        self._conn.close()
