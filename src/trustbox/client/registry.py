@@ -487,8 +487,17 @@ class RegistryClient:
                 raise RegistryResponseError(f"GET blob {desc.digest} from {self.host}/{repo}: {msg}", resp.status_code, code)
 
             def chunks() -> Iterator[bytes]:
+                received = 0
                 try:
-                    yield from resp.iter_bytes(1024 * 1024)
+                    for b in resp.iter_bytes(1024 * 1024):
+                        received += len(b)
+                        yield b
+                except httpx.RemoteProtocolError as exc:
+                    # The body ended early (what distribution does when the stored file shrank:
+                    # docker reports "unexpected EOF"). Content, not connectivity, is wrong.
+                    raise DigestMismatchError(
+                        f"blob {desc.digest}: incomplete content from {self.host}: got {received} of {desc.size} bytes ({exc})"
+                    ) from None
                 except httpx.HTTPError as exc:
                     raise NetworkError(f"download of blob {desc.digest} from {self.host} failed: {exc}") from None
 
