@@ -1,0 +1,144 @@
+"""htpasswd files and access rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bcrypt
+import pytest
+
+from trustbox.auth.access import AccessRules
+from trustbox.auth.htpasswd import HtpasswdFile, add_user, make_entry, parse
+from trustbox.auth.scopes import CATALOG, repository
+from trustbox.errors import ConfigError, FormatError
+
+
+def test_add_and_check(tmp_path: Path) -> None:
+    f = tmp_path / "htpasswd"
+    assert add_user(f, "alice", "s3cret", cost=4) is False
+    assert add_user(f, "bob", "hunter2", cost=4) is False
+    assert oct(f.stat().st_mode & 0o777) == "0o600"
+    line = f.read_text().splitlines()[0]
+    assert line.startswith("alice:$2y$04$") and len(line.split(":", 1)[1]) == 60
+    h = HtpasswdFile(f)
+    assert h.users() == ["alice", "bob"]
+    assert h.check("alice", "s3cret") and h.check("alice", "s3cret")  # second from the memo
+    assert not h.check("alice", "wrong")
+    assert not h.check("bob", "s3cret")
+    assert not h.check("mallory", "s3cret")
+    assert add_user(f, "alice", "new-pass", cost=4) is True
+    assert f.read_text().count("alice:") == 1
+    assert not h.check("alice", "s3cret")  # reloaded on change, memo dropped
+    assert h.check("alice", "new-pass")
+
+
+def test_reads_apache_and_python_hashes(tmp_path: Path) -> None:
+    f = tmp_path / "htpasswd"
+    py = bcrypt.hashpw(b"pw1", bcrypt.gensalt(4)).decode()
+    f.write_text(f"# comment\n\nu1:{py}\n{make_entry('u2', 'pw2', cost=4)}\n")
+    h = HtpasswdFile(f)
+    assert h.check("u1", "pw1") and h.check("u2", "pw2") and not h.check("u1", "pw2")
+
+
+@pytest.mark.parametrize("text", ["alice:{SHA}abc=\n", "alice:$apr1$xyz\n", "justaname\n", "alice:$2y$10$short\n"])
+def test_non_bcrypt_rejected(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse(text)
+
+
+@pytest.mark.parametrize("user", ["", "a:b", "a b", "*", "+"])
+def test_bad_user_names(user: str) -> None:
+    with pytest.raises(FormatError):
+        make_entry(user, "pw", cost=4)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        HtpasswdFile(tmp_path / "nope")
+
+
+RULES = """
+[groups]
+admins = ["root"]
+
+[[rule]]
+subject = "*"
+repository = "public/*"
+actions = ["pull"]
+
+[[rule]]
+subject = "+"
+repository = "${user}/*"
+actions = ["pull", "push"]
+
+[[rule]]
+subject = "alice"
+repository = "team/*"
+actions = ["pull", "push"]
+
+[[rule]]
+subject = "group:admins"
+repository = "*"
+actions = ["*"]
+
+[[rule]]
+subject = "group:admins"
+type = "registry"
+repository = "catalog"
+actions = ["*"]
+"""
+
+
+@pytest.fixture()
+def rules(tmp_path: Path) -> AccessRules:
+    p = tmp_path / "rules.toml"
+    p.write_text(RULES)
+    return AccessRules.load(p)
+
+
+def test_grants_are_intersections(rules: AccessRules) -> None:
+    req = [repository("team/app", "pull", "push", "*"), repository("public/x", "pull", "push"), CATALOG]
+    assert rules.grant("alice", req) == [repository("team/app", "pull", "push"), repository("public/x", "pull")]
+    assert rules.grant(None, req) == [repository("public/x", "pull")]
+    assert rules.grant("bob", req) == [repository("public/x", "pull")]
+    assert rules.grant("root", req) == req
+    assert rules.grant("bob", [repository("bob/app", "push")]) == [repository("bob/app", "push")]
+    assert rules.grant("alice", [repository("bob/app", "push")]) == []
+    assert rules.grant(None, [repository("${user}/app", "pull")]) == []
+    assert rules.allows_anonymous
+
+
+def test_user_substitution_is_literal(tmp_path: Path) -> None:
+    r = AccessRules.from_dict({"rule": [{"subject": "+", "repository": "${user}/*", "actions": ["pull"]}]})
+    assert r.grant("a*", [repository("abc/x", "pull")]) == []
+    assert r.grant("a*", [repository("a*/x", "pull")]) == [repository("a*/x", "pull")]
+    assert not r.allows_anonymous
+
+
+def test_json_rules(tmp_path: Path) -> None:
+    p = tmp_path / "rules.json"
+    p.write_text('{"rules": [{"subject": "*", "repository": "*", "actions": ["pull"]}]}')
+    assert AccessRules.load(p).grant(None, [repository("x", "pull", "push")]) == [repository("x", "pull")]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        [],
+        {"rule": [{"subject": "a", "repository": "x"}]},
+        {"rule": [{"subject": "group:nope", "repository": "x", "actions": ["pull"]}]},
+        {"rule": [{"subject": "a", "repository": "x", "actions": "pull"}]},
+        {"rule": [{"subject": "a", "repository": "x", "actions": ["pull"], "deny": True}]},
+        {"rules": [], "extra": 1},
+    ],
+)
+def test_bad_rules(data: object) -> None:
+    with pytest.raises(ConfigError):
+        AccessRules.from_dict(data)
+
+
+def test_unparseable_rules_file(tmp_path: Path) -> None:
+    p = tmp_path / "r.toml"
+    p.write_text("[[rule]\n")
+    with pytest.raises(ConfigError):
+        AccessRules.load(p)
