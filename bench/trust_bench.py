@@ -2,7 +2,7 @@
 """Side-by-side benchmark: trustbox's trust server vs upstream notary-server 0.7.
 
 Both servers run on this machine at the same time (TLS, same throw-away CA); measurements are taken
-one server after the other with the same tools:
+with the same tools, each one for both servers back to back:
 
 * GET timestamp.json and targets.json (repository with 50 targets) with wrk at 1, 16, 64 connections
 * ``notary publish`` of 1, 100 and 10,000 staged targets (the staging is done by writing the notary
@@ -84,47 +84,56 @@ def new_repo(client: NotaryClient, gun: str) -> None:
     must(client.run("publish", "publish", gun), f"first publish of {gun}")
 
 
-def bench_server(name: str, server: ServerHandle, work: Path, rep: Report, args) -> None:
-    owner = NotaryClient(work / f"{name}-owner", server)
+def bench_all(servers: dict[str, ServerHandle], work: Path, rep: Report, args) -> None:
+    """Every measurement is taken for each server back to back, so load drift on a shared machine
+    affects both sides of a ratio alike."""
+    owners = {name: NotaryClient(work / f"{name}-owner", server) for name, server in servers.items()}
 
     # GET throughput on a repository with 50 targets
-    new_repo(owner, GET_GUN)
-    stage_targets(owner, GET_GUN, [f"t{i:03d}" for i in range(50)])
-    must(owner.run("publish 50", "publish", GET_GUN), "publish of the 50-target repository")
+    for owner in owners.values():
+        new_repo(owner, GET_GUN)
+        stage_targets(owner, GET_GUN, [f"t{i:03d}" for i in range(50)])
+        must(owner.run("publish 50", "publish", GET_GUN), "publish of the 50-target repository")
     for role in ("timestamp", "targets"):
-        url = f"{server.url}/v2/{GET_GUN}/_trust/tuf/{role}.json"
-        run_wrk(url, 16, 1)  # warm-up
+        for server in servers.values():
+            run_wrk(f"{server.url}/v2/{GET_GUN}/_trust/tuf/{role}.json", 16, 1)  # warm-up
         for conns in args.connections:
-            res = run_wrk(url, conns, args.duration)
-            rep.add(f"{name}.get_{role}.c{conns}", res.requests_per_sec, "req/s")
-            rep.add(f"{name}.get_{role}.c{conns}.latency_avg", res.latency_avg_ms, "ms")
-            if res.non_2xx or res.socket_errors or res.requests == 0:
-                rep.add(f"{name}.get_{role}.c{conns}.errors", res.non_2xx + res.socket_errors, "responses")
+            for name, server in servers.items():
+                res = run_wrk(f"{server.url}/v2/{GET_GUN}/_trust/tuf/{role}.json", conns, args.duration)
+                rep.add(f"{name}.get_{role}.c{conns}", res.requests_per_sec, "req/s")
+                rep.add(f"{name}.get_{role}.c{conns}.latency_avg", res.latency_avg_ms, "ms")
+                if res.non_2xx or res.socket_errors or res.requests == 0:
+                    rep.add(f"{name}.get_{role}.c{conns}.errors", res.non_2xx + res.socket_errors, "responses")
 
     # publish of N targets (only `notary publish` is timed)
     for size in args.sizes:
         gun = f"bench.example.test/publish-{size}"
-        new_repo(owner, gun)
         runs = 1 if size >= 1000 else args.repeat
-        times = []
+        times: dict[str, list[float]] = {name: [] for name in servers}
+        for owner in owners.values():
+            new_repo(owner, gun)
         for r in range(runs):
-            stage_targets(owner, gun, [f"r{r}-t{i:05d}" for i in range(size)])
-            dt, res = timed(lambda g=gun: owner.run("publish", "publish", g))
-            must(res, f"publish of {size} targets")
-            times.append(dt)
-        rep.add(f"{name}.publish_{size}", statistics.median(times) * 1000, "ms")
-        fresh = NotaryClient(work / f"{name}-fresh-{size}", server)
-        dt, res = timed(lambda g=gun, f=fresh: f.run("list", "list", g))
-        must(res, f"fresh list of {gun}")
-        count = len(parse_list(res.out))
-        if count != size * runs:
-            raise SystemExit(f"{name}: fresh list of {gun} shows {count} targets, expected {size * runs}")
-        if size == max(args.sizes):
-            rep.add(f"{name}.fresh_list_{size}", dt * 1000, "ms")
+            for name, owner in owners.items():
+                stage_targets(owner, gun, [f"r{r}-t{i:05d}" for i in range(size)])
+                dt, res = timed(lambda g=gun, o=owner: o.run("publish", "publish", g))
+                must(res, f"publish of {size} targets to {name}")
+                times[name].append(dt)
+        for name in servers:
+            rep.add(f"{name}.publish_{size}", statistics.median(times[name]) * 1000, "ms")
+        for name, server in servers.items():
+            fresh = NotaryClient(work / f"{name}-fresh-{size}", server)
+            dt, res = timed(lambda g=gun, f=fresh: f.run("list", "list", g))
+            must(res, f"fresh list of {gun} on {name}")
+            count = len(parse_list(res.out))
+            if count != size * runs:
+                raise SystemExit(f"{name}: fresh list of {gun} shows {count} targets, expected {size * runs}")
+            if size == max(args.sizes):
+                rep.add(f"{name}.fresh_list_{size}", dt * 1000, "ms")
 
-    main, total = peak_rss_mib(server.proc.pid)
-    rep.add(f"{name}.rss_peak_largest_process", main, "MiB")
-    rep.add(f"{name}.rss_peak_process_tree", total, "MiB")
+    for name, server in servers.items():
+        largest, total = peak_rss_mib(server.proc.pid)
+        rep.add(f"{name}.rss_peak_largest_process", largest, "MiB")
+        rep.add(f"{name}.rss_peak_process_tree", total, "MiB")
 
 
 def main() -> None:
@@ -158,8 +167,7 @@ def main() -> None:
                 servers["trustbox"].cleanups.append(drop)
         print(f"# trust_bench: {', '.join(f'{n} {s.url}' for n, s in servers.items())}; db={args.db}; "
               f"wrk {args.duration:g}s per run; {os.cpu_count()} CPUs", flush=True)
-        for name, server in servers.items():
-            bench_server(name, server, work, rep, args)
+        bench_all(servers, work, rep, args)
 
         if {"upstream", "trustbox"} <= servers.keys():
             print("# ratios trustbox/upstream (throughput: higher is better; times and RSS: lower is better)")
