@@ -31,6 +31,16 @@ repository = "*team/*"
 actions = ["pull", "push"]
 
 [[rule]]
+subject = "alice"
+repository = "*public/*"
+actions = ["pull", "push"]
+
+[[rule]]
+subject = "*"
+repository = "*public/*"
+actions = ["pull"]
+
+[[rule]]
 subject = "bob"
 repository = "*team/*"
 actions = ["pull"]

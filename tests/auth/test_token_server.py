@@ -55,8 +55,10 @@ def test_refusals(token_server: TokenServer) -> None:
     assert bad.status_code == 401 and bad.headers["www-authenticate"].startswith("Basic realm=")
     assert "token" not in bad.text
     assert _get(token_server, scope, ("nobody", "x")).status_code == 401
-    anon = _get(token_server, scope, None)  # the rules have no "*" rule: no anonymous tokens
-    assert anon.status_code == 401
+    anon = _get(token_server, scope + [("scope", "repository:x/public/y:pull,push")], None)
+    assert anon.status_code == 200  # anonymous gets a token with only what "*" rules allow
+    claims = TokenVerifier.from_bundle(token_server.cert, "trustbox", "s").verify(anon.json()["token"])
+    assert claims.subject == "" and claims.access == (repository("x/public/y", "pull"),)
     assert _get(token_server, [("scope", "repository:team/a:pull")], ("alice", "alice-pw")).status_code == 400
     assert _get(token_server, [("service", "s"), ("scope", "bogus")], ("alice", "alice-pw")).status_code == 400
     assert "alice-pw" not in token_server.log.read_text()
