@@ -168,3 +168,45 @@ def test_tampered_blob_in_storage_is_refused(registry: RunningRegistry, tmp_path
     assert not out.exists()
     assert [p for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     assert OCILayoutSource(tmp_path / "img", "v1").top().digest == top.digest
+
+
+def test_large_blob_streams_without_holding_it_in_memory(registry: RunningRegistry, tmp_path: Path) -> None:
+    """A 64 MiB layer is pushed (chunked PATCHes) and pulled with bounded memory."""
+    import os
+    import tracemalloc
+
+    from trustbox.client.oci import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, Descriptor, dump_json, parse_manifest
+    from trustbox.client.oci_layout import OCILayoutDestination
+
+    size = 64 * 1024 * 1024
+    big = tmp_path / "big.bin"
+    h = hashlib.sha256()
+    with open(big, "wb") as fh:
+        for _ in range(size // (1024 * 1024)):
+            b = os.urandom(1024 * 1024)
+            h.update(b)
+            fh.write(b)
+    layer = Descriptor(OCI_LAYER, "sha256:" + h.hexdigest(), size)
+    config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+    cdesc = Descriptor(OCI_CONFIG, "sha256:" + hashlib.sha256(config).hexdigest(), len(config))
+    m = parse_manifest(dump_json({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": cdesc.to_json(), "layers": [layer.to_json()]}))
+    dest = OCILayoutDestination(tmp_path / "img", "v1")
+    with open(big, "rb") as fh:
+        dest.put_blob(layer, iter(lambda: fh.read(1024 * 1024), b""))
+    dest.put_blob(cdesc, [config])
+    dest.put_manifest(m, top=True)
+    dest.commit()
+    big.unlink()
+    ref = f"{registry.host}/interop/big:v1"
+    tracemalloc.start()
+    try:
+        push_image(f"oci:{tmp_path / 'img'}:v1", ref, sign=False, opts=opts(), reporter=Reporter())
+        _, push_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        pull_image(ref, f"oci:{tmp_path / 'out'}", trusted=False, opts=opts(), reporter=Reporter())
+        _, pull_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert push_peak < size // 8 and pull_peak < size // 8
+    out_blob = tmp_path / "out" / "blobs" / "sha256" / layer.digest.split(":")[1]
+    assert out_blob.stat().st_size == size

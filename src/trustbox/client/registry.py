@@ -428,9 +428,10 @@ class RegistryClient:
                 )
                 self._check_blob_created(resp, repo, desc)
                 return
+            slicer = _Slicer(verified)
             offset = 0
-            for piece in _rechunk(verified, self.options.chunk_size):
-                end = offset + len(piece) - 1
+            while offset < desc.size:
+                length = min(self.options.chunk_size, desc.size - offset)
                 resp = self._send(
                     "PATCH",
                     location,
@@ -438,21 +439,20 @@ class RegistryClient:
                     True,
                     headers={
                         "Content-Type": "application/octet-stream",
-                        "Content-Length": str(len(piece)),
-                        "Content-Range": f"{offset}-{end}",
+                        "Content-Length": str(length),
+                        "Content-Range": f"{offset}-{offset + length - 1}",
                     },
-                    content=piece,
+                    content=counted(slicer.take(length)),
                     retry_auth=False,
                 )
                 resp.read()
                 if resp.status_code != 202:
                     msg, code = _error_text(resp)
                     raise RegistryResponseError(f"blob upload chunk to {self.host}/{repo} failed: {msg}", resp.status_code, code)
-                if progress is not None:
-                    progress(len(piece))
-                offset += len(piece)
+                offset += length
                 if resp.headers.get("location"):
                     location = self._url_from_location(resp.headers["location"])
+            slicer.finish()
             resp = self._send(
                 "PUT", self._with_digest(location, desc.digest), repo, True, headers={"Content-Length": "0"}, retry_auth=False
             )
@@ -606,13 +606,28 @@ class RegistryClient:
         return tags
 
 
-def _rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
-    """Regroup a stream into pieces of exactly ``size`` bytes (the last may be shorter)."""
-    buf = bytearray()
-    for b in chunks:
-        buf += b
-        while len(buf) >= size:
-            yield bytes(buf[:size])
-            del buf[:size]
-    if buf:
-        yield bytes(buf)
+class _Slicer:
+    """Cut one chunk stream into consecutive byte ranges, each streamed (never joined)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._it = iter(chunks)
+        self._left = b""
+
+    def take(self, n: int) -> Iterator[bytes]:
+        """Yield exactly ``n`` bytes (fewer only if the stream ends; the verifier then raises)."""
+        while n > 0:
+            if not self._left:
+                self._left = next(self._it, b"")
+                if not self._left:
+                    return
+            piece, self._left = self._left[:n], self._left[n:]
+            n -= len(piece)
+            yield piece
+
+    def finish(self) -> None:
+        """Drain the stream so its end-of-stream verification runs."""
+        if self._left:
+            raise DigestMismatchError("blob is larger than its descriptor says")
+        for extra in self._it:
+            if extra:
+                raise DigestMismatchError("blob is larger than its descriptor says")
