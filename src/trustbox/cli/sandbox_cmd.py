@@ -30,6 +30,10 @@ def _sandbox(directory: Path | None) -> Sandbox:
 def _print_exports(sb: Sandbox, state: SandboxState) -> None:
     for name, value in sb.exports(state):
         click.echo(f"export {name}={shlex.quote(value)}")
+    # The notary client reads its server and CA only from flags or a config file, not the
+    # environment, so a shell function points it at the sandbox's config file.
+    cfg = shlex.quote(str(sb.notary_config))
+    click.echo(f'notary() {{ command notary -c {cfg} "$@"; }}')
 
 
 def _require(sb: Sandbox) -> SandboxState:

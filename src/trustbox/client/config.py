@@ -66,9 +66,18 @@ class TLSFiles:
     client_pairs: list[tuple[Path, Path]] = field(default_factory=list)
 
 
+CA_CERT_ENV = "TRUSTBOX_CA_CERT"
+
+
+def env_ca_files(environ: Mapping[str, str] | None = None) -> list[Path]:
+    """Extra CA files from ``$TRUSTBOX_CA_CERT`` (paths separated by ``:``), e.g. the sandbox CA."""
+    value = _env(environ).get(CA_CERT_ENV, "")
+    return [Path(p) for p in value.split(os.pathsep) if p]
+
+
 def tls_files(server_url: str, environ: Mapping[str, str] | None = None, extra_cas: Sequence[Path] = ()) -> TLSFiles:
     """CA roots and client pairs from ``<config dir>/tls/<host:port>/`` plus ``extra_cas``."""
-    out = TLSFiles(ca_files=[Path(p) for p in extra_cas])
+    out = TLSFiles(ca_files=[Path(p) for p in extra_cas] + env_ca_files(environ))
     d = config_dir(environ) / "tls" / server_hostport(server_url)
     if d.is_dir():
         for f in sorted(d.iterdir()):

@@ -116,6 +116,11 @@ class Sandbox:
         """The sandbox CA certificate."""
         return self.dir / "tls" / "ca.crt"
 
+    @property
+    def notary_config(self) -> Path:
+        """A notary client config file pointing at the sandbox."""
+        return self.dir / "notary" / "config.json"
+
     def log_file(self, name: str) -> Path:
         """The log of service ``name``."""
         return self.dir / "logs" / f"{name}.log"
@@ -262,7 +267,7 @@ class Sandbox:
     def _write_notary_config(self, state: SandboxState) -> None:
         cfg = {"trust_dir": str(Path.home() / ".notary"),
                "remote_server": {"url": state.trust.url(), "root_ca": str(self.ca_cert)}}
-        (self.dir / "notary" / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        self.notary_config.write_text(json.dumps(cfg, indent=2) + "\n")
 
     def _install_docker_ca(self, state: SandboxState, docker_config: Path) -> None:
         for s in (state.trust, state.registry):
@@ -314,8 +319,6 @@ class Sandbox:
             ("DOCKER_CONTENT_TRUST_SERVER", state.trust.url()),
             ("TRUSTBOX_CA_CERT", str(self.ca_cert)),
             ("TRUSTBOX_REGISTRY", f"localhost:{state.registry.port}"),
-            ("NOTARY_REMOTE_SERVER_URL", state.trust.url()),
-            ("NOTARY_REMOTE_SERVER_ROOT_CA", str(self.ca_cert)),
         ]
         if state.docker_config:
             out.append(("DOCKER_CONFIG", state.docker_config))
