@@ -20,7 +20,7 @@ from trustbox.registry.config import load_config
 @click.option("--config", "config_file", envvar="TRUSTBOX_CONFIG", type=click.Path(dir_okay=False, exists=True),
               help="TOML (.toml) or JSON (.json) file with any of these options.")
 @click.option("--verify-blobs", envvar="TRUSTBOX_VERIFY_BLOBS", type=click.Choice(["always", "first", "never"]),
-              help="Re-hash stored blobs on read [always].")
+              help="Re-hash stored blobs on read: always, first (again whenever the stored object changes), never [first].")
 @click.option("--htpasswd", envvar="TRUSTBOX_HTPASSWD", type=click.Path(dir_okay=False),
               help="htpasswd file (bcrypt) enabling basic auth.")
 @click.option("--workers", envvar="TRUSTBOX_WORKERS", type=int, help="Worker processes [1].")

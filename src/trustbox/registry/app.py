@@ -238,8 +238,8 @@ class Registry:
                 self._iterate(key, start, length), status_code=206,
                 media_type="application/octet-stream", headers=headers,
             )
-        await self._checked(blob, full_read=True)
         path = self.driver.local_path(key)
+        await self._checked(blob, full_read=True)
         if path is not None:
             try:
                 st = os.stat(path)

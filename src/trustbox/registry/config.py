@@ -22,7 +22,7 @@ class RegistryConfig:
     storage: str = "./registry-data"
     tls_cert: str | None = None
     tls_key: str | None = None
-    verify_blobs: str = VerifyPolicy.ALWAYS.value
+    verify_blobs: str = VerifyPolicy.FIRST.value
     htpasswd: str | None = None
     delete_enabled: bool = True
     read_only: bool = False
