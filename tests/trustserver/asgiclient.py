@@ -1,0 +1,42 @@
+"""A synchronous httpx client over ``httpx.ASGITransport`` (event loop on a helper thread)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import httpx
+
+
+class _SyncASGITransport(httpx.BaseTransport):
+    def __init__(self, app: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._inner = httpx.ASGITransport(app=app)
+        self._loop = loop
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        async def run() -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+            body = request.read()
+            req = httpx.Request(request.method, request.url, headers=request.headers, content=body)
+            resp = await self._inner.handle_async_request(req)
+            data = await resp.aread()
+            return resp.status_code, resp.headers.raw, data
+
+        status, headers, data = asyncio.run_coroutine_threadsafe(run(), self._loop).result()
+        return httpx.Response(status, headers=headers, content=data, request=request)
+
+
+class ASGIClient(httpx.Client):
+    """``httpx.Client`` whose requests go to an ASGI app in-process."""
+
+    def __init__(self, app: Any, base_url: str = "http://trust.test") -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        super().__init__(transport=_SyncASGITransport(app, self._loop), base_url=base_url)
+
+    def close(self) -> None:
+        super().close()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()

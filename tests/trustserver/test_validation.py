@@ -1,0 +1,423 @@
+"""Update validation: every rule, accepted and rejected, with upstream's error bodies."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+
+from tufrepo import multipart, target
+
+from helpers import GUN, error, new_repo, post, publish_new, tuf
+from trustbox.tuf.keys import PrivateKey
+from trustbox.tuf.metadata import Metadata, Targets
+
+THRESHOLD_TARGETS = (
+    b'{"errors":[{"code":"INVALID_UPDATE","message":"Update sent by the client is invalid.","detail":'
+    b'{"Name":"ErrBadTargets","Error":{"Msg":"valid signatures did not meet threshold for targets"}}}]}\n'
+)
+VERSION_BODY = b'{"errors":[{"code":"VERSION","message":"A newer version of metadata is already available.","detail":{}}]}\n'
+
+
+def invalid(r, name: str) -> str:
+    assert r.status_code == 400, r.text
+    e = error(r)
+    assert e["code"] == "INVALID_UPDATE" and e["message"] == "Update sent by the client is invalid."
+    assert e["detail"]["Name"] == name, e
+    msg: str = e["detail"]["Error"]["Msg"]
+    return msg
+
+
+def unchanged(client, gun: str, expected: dict[str, bytes]) -> None:
+    for role, data in expected.items():
+        assert client.get(tuf(gun, f"{role}.json")).content == data, role
+
+
+def current(client, gun: str = GUN) -> dict[str, bytes]:
+    out = {}
+    for role in ("root", "targets", "snapshot", "timestamp"):
+        r = client.get(tuf(gun, f"{role}.json"))
+        if r.status_code == 200:
+            out[role] = r.content
+    return out
+
+
+# -- root ---------------------------------------------------------------------------------
+
+
+def test_no_root_at_all(client):
+    repo = new_repo(client)
+    r = post(client, GUN, {"targets": repo.targets(2)})
+    assert invalid(r, "ErrValidation") == "no pre-existing root and no root provided in update."
+    assert client.get(tuf(GUN, "targets.json")).status_code == 404
+
+
+def test_root_version_must_be_current_or_next(client):
+    repo = publish_new(client)
+    before = current(client)
+    r = post(client, GUN, {"root": repo.root(version=3)})
+    assert invalid(r, "ErrBadRoot") == "Root modifications must increment the version. Current 1, new 3"
+    r = post(client, GUN, {"root": repo.root(version=1), "snapshot": repo.snapshot(3)})
+    assert (r.status_code, r.content) == (400, VERSION_BODY)  # same version: storage refuses
+    unchecked_root = repo.root(version=2)
+    r = post(client, GUN, {"root": unchecked_root, "snapshot": repo.snapshot(3)})
+    assert r.status_code == 200, r.text
+    assert client.get(tuf(GUN, "root.json")).content == unchecked_root
+    assert client.get(tuf(GUN, "1.root.json")).content == before["root"]
+
+
+def test_new_repo_root_version_must_be_one_or_two(client):
+    repo = new_repo(client)
+    r = post(client, GUN, {"root": repo.root(version=5), "targets": repo.targets(2), "snapshot": repo.snapshot(2)})
+    assert invalid(r, "ErrBadRoot") == "Root modifications must increment the version. Current 1, new 5"
+
+
+def test_cross_gun_replay_is_rejected(client):
+    repo = publish_new(client)
+    parts = {"root": repo.docs["root"], "targets": repo.docs["targets"], "snapshot": repo.docs["snapshot"]}
+    r = post(client, "example.com/victim", parts)
+    assert invalid(r, "ErrBadRoot") == (
+        "could not validate the path to a trusted root: unable to retrieve valid leaf certificates"
+    )
+    assert client.get(tuf("example.com/victim", "root.json")).status_code == 404
+
+
+def test_root_signed_by_wrong_key(client):
+    repo = new_repo(client)
+    stranger = PrivateKey.generate("ecdsa")
+    r = post(client, GUN, {"root": repo.root(sign_with=[(stranger, repo.root_pub.keyid)]),
+                           "targets": repo.targets(2), "snapshot": repo.snapshot(2)})
+    assert invalid(r, "ErrBadRoot") == "could not validate the path to a trusted root: failed to validate integrity of roots"
+
+
+def test_root_bare_key_not_certificate(client):
+    repo = new_repo(client)
+    repo.root_pub = repo.root_key.public_key()  # not an x509 key
+    r = post(client, GUN, {"root": repo.root(), "targets": repo.targets(2), "snapshot": repo.snapshot(2)})
+    assert "unable to retrieve valid leaf certificates" in invalid(r, "ErrBadRoot")
+
+
+def test_root_expired(client):
+    repo = new_repo(client)
+    r = post(client, GUN, {"root": repo.root(expires=repo.now - timedelta(days=1)), "targets": repo.targets(2),
+                           "snapshot": repo.snapshot(2)})
+    assert invalid(r, "ErrBadRoot").startswith("root expired at ")
+
+
+def test_root_threshold_two(client):
+    repo = new_repo(client)
+    r = post(client, GUN, {"root": repo.root(threshold=2), "targets": repo.targets(2), "snapshot": repo.snapshot(2)})
+    assert "failed to validate integrity of roots" in invalid(r, "ErrBadRoot")
+
+
+def test_root_rotation_needs_old_and_new_keys(client):
+    repo = publish_new(client)
+    old_key, old_id = repo.rotate_root_key()
+    repo.extra_root_signers = []
+    # signed only by the new key: rotation refused
+    only_new = repo.root(version=2, sign_with=[(repo.root_key, repo.root_pub.keyid)])
+    r = post(client, GUN, {"root": only_new, "snapshot": repo.snapshot(3)})
+    assert invalid(r, "ErrBadRoot") == (
+        "could not rotate trust to a new trusted root: failed to validate data with current trusted certificates"
+    )
+    # signed only by the old key: the new root does not sign itself
+    only_old = repo.root(version=2, sign_with=[(old_key, old_id)])
+    r = post(client, GUN, {"root": only_old, "snapshot": repo.snapshot(3)})
+    assert "failed to validate integrity of roots" in invalid(r, "ErrBadRoot")
+    # both: accepted
+    repo.extra_root_signers = [(old_key, old_id)]
+    both = repo.root(version=2)
+    r = post(client, GUN, {"root": both, "snapshot": repo.snapshot(3)})
+    assert r.status_code == 200, r.text
+    # from now on the old key alone cannot make root v3
+    repo.extra_root_signers = []
+    r = post(client, GUN, {"root": repo.root(version=3, sign_with=[(old_key, old_id)]), "snapshot": repo.snapshot(4)})
+    assert "could not rotate trust" in invalid(r, "ErrBadRoot")
+
+
+def test_timestamp_key_not_held(client):
+    repo = new_repo(client)
+    repo.timestamp_pub = PrivateKey.generate("ed25519").public_key()
+    r = post(client, GUN, {"root": repo.root(), "targets": repo.targets(2), "snapshot": repo.snapshot(2)})
+    assert invalid(r, "ErrBadRoot") == "no  timestamp keys exist on the server"
+    assert client.get(tuf(GUN, "root.json")).status_code == 404
+
+
+# -- targets ------------------------------------------------------------------------------
+
+
+def test_targets_bad_signature_exact_body(client):
+    repo = publish_new(client)
+    before = current(client)
+    stranger = PrivateKey.generate("ecdsa")
+    r = post(client, GUN, {"targets": repo.targets(3, key=stranger), "snapshot": repo.snapshot(3)})
+    assert (r.status_code, r.content) == (400, THRESHOLD_TARGETS)
+    unchecked(client, before)
+
+
+def unchecked(client, before):
+    unchanged(client, GUN, before)
+
+
+def test_targets_tampered_after_signing(client):
+    repo = publish_new(client)
+    doc = json.loads(repo.targets(3, {"v1": target(b"x")}))
+    doc["signed"]["targets"]["evil"] = {"hashes": {"sha256": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}, "length": 1}
+    data = json.dumps(doc).encode()
+    repo.docs["targets"] = data
+    r = post(client, GUN, {"targets": data, "snapshot": repo.snapshot(3)})
+    assert invalid(r, "ErrBadTargets") == "valid signatures did not meet threshold for targets"
+
+
+def test_targets_without_signatures(client):
+    repo = publish_new(client)
+    doc = json.loads(repo.targets(3))
+    doc["signatures"] = []
+    data = json.dumps(doc).encode()
+    repo.docs["targets"] = data
+    r = post(client, GUN, {"targets": data, "snapshot": repo.snapshot(3)})
+    assert invalid(r, "ErrBadTargets") == "tuf: data has no signatures"
+
+
+def test_targets_old_version_is_version_error(client):
+    repo = publish_new(client)
+    r = post(client, GUN, {"targets": repo.targets(3), "snapshot": repo.snapshot(3)})
+    assert r.status_code == 200
+    r = post(client, GUN, {"targets": repo.targets(2), "snapshot": repo.snapshot(4)})
+    assert (r.status_code, r.content) == (400, VERSION_BODY)
+    # and nothing of that update was stored (snapshot v4 neither)
+    assert client.get(tuf(GUN, "4.snapshot.json")).status_code == 404
+    assert client.get(tuf(GUN, "3.timestamp.json")).status_code == 404
+
+
+def test_targets_expired(client):
+    repo = publish_new(client)
+    r = post(client, GUN, {"targets": repo.targets(3, expires=repo.now - timedelta(seconds=5)), "snapshot": repo.snapshot(3)})
+    assert invalid(r, "ErrBadTargets").startswith("targets expired at ")
+
+
+def test_targets_wrong_type(client):
+    repo = publish_new(client)
+    r = post(client, GUN, {"targets": repo.docs["root"], "snapshot": repo.snapshot(3)})
+    invalid(r, "ErrBadTargets")
+
+
+def test_unknown_fields_are_kept_byte_identical(client):
+    repo = publish_new(client)
+    md = Metadata.parse(repo.targets(3))
+    value = md.signed_value
+    value["x-extra"] = {"note": "kept", "n": [1, 2]}
+    md2: Metadata[Targets] = Metadata(md.signed, [], value)
+    md2.sign(repo.targets_key)
+    data = md2.to_bytes()
+    repo.docs["targets"] = data
+    r = post(client, GUN, {"targets": data, "snapshot": repo.snapshot(3)})
+    assert r.status_code == 200, r.text
+    assert client.get(tuf(GUN, "targets.json")).content == data
+
+
+# -- delegations --------------------------------------------------------------------------
+
+
+def _with_delegation(client, paths=("",), name="targets/releases"):
+    repo = publish_new(client)
+    dkey = PrivateKey.generate("ecdsa")
+    repo.targets(3, {"v1": target(b"payload-1")}, delegations=[(name, dkey.public_key(), list(paths))])
+    r = post(client, GUN, {"targets": repo.docs["targets"], "snapshot": repo.snapshot(3)})
+    assert r.status_code == 200, r.text
+    return repo, dkey
+
+
+def test_delegation_publish_and_serve(client):
+    repo, dkey = _with_delegation(client)
+    rel = repo.targets(1, {"v3": target(b"three")}, key=dkey, role="targets/releases")
+    r = post(client, GUN, {"targets/releases": rel, "snapshot": repo.snapshot(4)})
+    assert r.status_code == 200, r.text
+    assert client.get(tuf(GUN, "targets/releases.json")).content == rel
+    assert client.get(tuf(GUN, "1.targets/releases.json")).content == rel
+    h = hashlib.sha256(rel).hexdigest()
+    assert client.get(tuf(GUN, f"targets/releases.{h}.json")).content == rel
+
+
+def test_delegation_wrong_key(client):
+    repo, _ = _with_delegation(client)
+    rel = repo.targets(1, {"v3": target(b"three")}, key=repo.targets_key, role="targets/releases")
+    r = post(client, GUN, {"targets/releases": rel, "snapshot": repo.snapshot(4)})
+    assert invalid(r, "ErrBadTargets") == "valid signatures did not meet threshold for targets/releases"
+
+
+def test_undelegated_role(client):
+    repo, dkey = _with_delegation(client)
+    other = repo.targets(1, key=dkey, role="targets/other")
+    r = post(client, GUN, {"targets/other": other, "snapshot": repo.snapshot(4)})
+    assert invalid(r, "ErrBadTargets") == "tuf: invalid role targets/other. delegation does not exist"
+
+
+def test_delegation_target_outside_paths(client):
+    repo, dkey = _with_delegation(client, paths=("release/",))
+    ok = repo.targets(1, {"release/v1": target(b"1")}, key=dkey, role="targets/releases")
+    r = post(client, GUN, {"targets/releases": ok, "snapshot": repo.snapshot(4)})
+    assert r.status_code == 200, r.text
+    bad = repo.targets(2, {"other/v1": target(b"1")}, key=dkey, role="targets/releases")
+    r = post(client, GUN, {"targets/releases": bad, "snapshot": repo.snapshot(5)})
+    assert "outside the role's paths" in invalid(r, "ErrBadTargets")
+
+
+def test_nested_delegation_paths_within_parent(client):
+    repo, dkey = _with_delegation(client, paths=("release/",))
+    ckey = PrivateKey.generate("ecdsa")
+    bad = repo.targets(1, delegations=[("targets/releases/qa", ckey.public_key(), ["other/"])], key=dkey,
+                       role="targets/releases")
+    r = post(client, GUN, {"targets/releases": bad, "snapshot": repo.snapshot(4)})
+    assert "not within the paths delegated to its parent" in invalid(r, "ErrBadTargets")
+    good = repo.targets(1, delegations=[("targets/releases/qa", ckey.public_key(), ["release/qa/"])], key=dkey,
+                        role="targets/releases")
+    qa = repo.targets(1, {"release/qa/x": target(b"x")}, key=ckey, role="targets/releases/qa")
+    r = post(client, GUN, {"targets/releases/qa": qa, "targets/releases": good, "snapshot": repo.snapshot(4)})
+    assert r.status_code == 200, r.text
+    assert client.get(tuf(GUN, "targets/releases/qa.json")).content == qa
+
+
+def test_delegation_not_direct_child(client):
+    repo = publish_new(client)
+    dkey = PrivateKey.generate("ecdsa")
+    data = repo.targets(3, delegations=[("targets/a/b", dkey.public_key(), [""])])
+    r = post(client, GUN, {"targets": data, "snapshot": repo.snapshot(3)})
+    assert invalid(r, "ErrBadTargets") == "targets type metadata invalid: delegation role targets/a/b invalid"
+
+
+def test_delegation_key_missing(client):
+    repo = publish_new(client)
+    dkey = PrivateKey.generate("ecdsa")
+    md = Metadata.parse(repo.targets(3, delegations=[("targets/releases", dkey.public_key(), [""])]))
+    value = md.signed_value
+    value["delegations"]["keys"] = {}
+    md2: Metadata[Targets] = Metadata(md.signed, [], value)
+    md2.sign(repo.targets_key)
+    data = md2.to_bytes()
+    repo.docs["targets"] = data
+    r = post(client, GUN, {"targets": data, "snapshot": repo.snapshot(3)})
+    msg = invalid(r, "ErrBadTargets")
+    assert "without corresponding key" in msg
+
+
+def test_delegation_before_targets_exist(client):
+    repo = new_repo(client)
+    dkey = PrivateKey.generate("ecdsa")
+    rel = repo.targets(1, key=dkey, role="targets/releases")
+    r = post(client, GUN, {"root": repo.root(), "targets/releases": rel, "snapshot": repo.snapshot(2)})
+    assert invalid(r, "ErrBadTargets") == "targets must be loaded first"
+
+
+# -- snapshot -----------------------------------------------------------------------------
+
+
+def test_snapshot_hash_mismatch(client):
+    repo = publish_new(client)
+    before = current(client)
+    snap = repo.snapshot(3)  # made before the new targets: hashes the old targets
+    data = repo.targets(3, {"v2": target(b"two")})
+    r = post(client, GUN, {"targets": data, "snapshot": snap})
+    expected = hashlib.sha256(before["targets"]).hexdigest()
+    assert invalid(r, "ErrBadSnapshot") == f"sha256 checksum for targets did not match: expected {expected}"
+    unchanged(client, GUN, before)
+
+
+def test_snapshot_must_cover_stored_root(client):
+    repo = publish_new(client)
+    snap = repo.snapshot(3, roles={"root": b"not the root", "targets": repo.docs["targets"]})
+    r = post(client, GUN, {"snapshot": snap})
+    assert "checksum for root did not match" in invalid(r, "ErrBadSnapshot")
+
+
+def test_snapshot_missing_delegation_entry(client):
+    repo, dkey = _with_delegation(client)
+    rel = repo.targets(1, key=dkey, role="targets/releases")
+    snap = repo.snapshot(4, roles={"root": repo.docs["root"], "targets": repo.docs["targets"]})
+    r = post(client, GUN, {"targets/releases": rel, "snapshot": snap})
+    assert invalid(r, "ErrBadSnapshot") == "no checksums for supported algorithms were provided for targets/releases"
+
+
+def test_snapshot_bad_signature(client):
+    repo = publish_new(client)
+    r = post(client, GUN, {"targets": repo.targets(3), "snapshot": repo.snapshot(3, key=repo.targets_key)})
+    assert invalid(r, "ErrBadSnapshot") == "valid signatures did not meet threshold for snapshot"
+
+
+def test_snapshot_expired(client):
+    repo = publish_new(client)
+    r = post(client, GUN, {"targets": repo.targets(3), "snapshot": repo.snapshot(3, expires=repo.now - timedelta(1))})
+    assert invalid(r, "ErrBadSnapshot").startswith("snapshot expired at ")
+
+
+def test_missing_snapshot_when_client_holds_key(client):
+    repo = publish_new(client)
+    r = post(client, GUN, {"targets": repo.targets(3)})
+    assert r.status_code == 400
+    assert r.content == (
+        b'{"errors":[{"code":"INVALID_UPDATE","message":"Update sent by the client is invalid.","detail":'
+        b'{"Name":"ErrBadHierarchy","Error":{"Missing":"snapshot","Msg":"no snapshot was included in update and '
+        b'server does not hold current snapshot key for repository"}}}]}\n'
+    )
+
+
+def test_uploaded_timestamp_is_ignored(client):
+    repo = publish_new(client)
+    ts_before = client.get(tuf(GUN, "timestamp.json")).content
+    r = post(client, GUN, {"targets": repo.targets(3), "snapshot": repo.snapshot(3), "timestamp": ts_before})
+    assert r.status_code == 200, r.text
+    assert client.get(tuf(GUN, "timestamp.json")).content != ts_before
+    assert client.get(tuf(GUN, "2.timestamp.json")).status_code == 200
+
+
+# -- step 1: parts ------------------------------------------------------------------------
+
+
+def test_malformed_json_exact_body(client):
+    publish_new(client)
+    before = current(client)
+    r = post(client, GUN, {"targets": b"notjson"})
+    assert r.status_code == 400
+    assert r.content == (
+        b'{"errors":[{"code":"MALFORMED_JSON","message":"JSON sent by the client could not be parsed by the server"}]}\n'
+    )
+    for bad in (b'{"signed": 5, "signatures": []}', b'{"signed": {"version": "2"}}', b'[1]',
+                b'{"signed": {"version": 1.5}}', b'{"signatures": [{"sig": "!!"}]}', b'{"a":1,"a":2}',
+                b'{"signed": {"version": 99999999999}}', b'{"signed": {"expires": "tomorrow"}}'):
+        r = post(client, GUN, {"targets": bad})
+        assert error(r)["code"] == "MALFORMED_JSON", bad
+    unchanged(client, GUN, before)
+
+
+def test_invalid_role_exact_body(client):
+    repo = publish_new(client)
+    r = post(client, GUN, {"bogus": repo.docs["targets"]})
+    assert r.content == (
+        b'{"errors":[{"code":"INVALID_ROLE","message":"The role you are attempting to operate on is invalid.",'
+        b'"detail":"bogus"}]}\n'
+    )
+    for name in ("targets/../root", "targets/", "targets/UPPER", "../root", "targets//a"):
+        assert error(post(client, GUN, {name: repo.docs["targets"]}))["code"] == "INVALID_ROLE", name
+
+
+def test_no_filename(client):
+    body = (b"--b\r\nContent-Disposition: form-data; name=\"files\"\r\n\r\n{}\r\n--b--\r\n")
+    r = client.post(tuf(GUN, ""), content=body, headers={"content-type": "multipart/form-data; boundary=b"})
+    assert r.content == b'{"errors":[{"code":"NO_FILENAME","message":"No file/role name provided."}]}\n'
+
+
+def test_not_multipart_exact_body(client):
+    r = client.post(tuf(GUN, ""), content=b"{}", headers={"content-type": "application/json"})
+    assert (r.status_code, r.content) == (
+        400, b'{"errors":[{"code":"MALFORMED_UPLOAD","message":"The body of your request is malformed."}]}\n'
+    )
+
+
+def test_broken_multipart(client):
+    repo = new_repo(client)
+    body, ct = multipart({"root": repo.root()})
+    for broken in (body[:-8], body.replace(b"\r\n\r\n", b"\r\n", 1), b"", b"garbage"):
+        r = client.post(tuf(GUN, ""), content=broken, headers={"content-type": ct})
+        assert error(r)["code"] == "MALFORMED_UPLOAD"
+    r = client.post(tuf(GUN, ""), content=body, headers={"content-type": "multipart/form-data"})
+    assert error(r)["code"] == "MALFORMED_UPLOAD"
