@@ -50,6 +50,7 @@ _COMMAND_MODULES = (
     "trustbox.cli.image_cmd",
     "trustbox.cli.sandbox_cmd",
     "trustbox.cli.registry_cmd",
+    "trustbox.cli.auth_cmd",
 )
 
 for _name in _COMMAND_MODULES:
