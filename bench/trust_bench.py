@@ -98,12 +98,18 @@ def bench_all(servers: dict[str, ServerHandle], work: Path, rep: Report, args) -
         for server in servers.values():
             run_wrk(f"{server.url}/v2/{GET_GUN}/_trust/tuf/{role}.json", 16, 1)  # warm-up
         for conns in args.connections:
-            for name, server in servers.items():
-                res = run_wrk(f"{server.url}/v2/{GET_GUN}/_trust/tuf/{role}.json", conns, args.duration)
+            results: dict[str, list] = {name: [] for name in servers}
+            for _round in range(args.rounds):
+                for name, server in servers.items():
+                    url = f"{server.url}/v2/{GET_GUN}/_trust/tuf/{role}.json"
+                    results[name].append(run_wrk(url, conns, args.duration))
+            for name, runs in results.items():
+                res = sorted(runs, key=lambda x: x.requests_per_sec)[len(runs) // 2]  # median run
                 rep.add(f"{name}.get_{role}.c{conns}", res.requests_per_sec, "req/s")
                 rep.add(f"{name}.get_{role}.c{conns}.latency_avg", res.latency_avg_ms, "ms")
-                if res.non_2xx or res.socket_errors or res.requests == 0:
-                    rep.add(f"{name}.get_{role}.c{conns}.errors", res.non_2xx + res.socket_errors, "responses")
+                errors = sum(r.non_2xx + r.socket_errors for r in runs)
+                if errors or any(r.requests == 0 for r in runs):
+                    rep.add(f"{name}.get_{role}.c{conns}.errors", errors, "responses")
 
     # publish of N targets (only `notary publish` is timed)
     for size in args.sizes:
@@ -142,6 +148,7 @@ def main() -> None:
     ap.add_argument("--connections", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64])
     ap.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 100, 10000])
     ap.add_argument("--repeat", type=int, default=3, help="publish runs for sizes < 1000 (median)")
+    ap.add_argument("--rounds", type=int, default=1, help="wrk runs per figure and server, alternating (median)")
     ap.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite", help="trustbox storage")
     ap.add_argument("--servers", default="upstream,trustbox", help="comma list: upstream,trustbox")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -166,7 +173,8 @@ def main() -> None:
             if args.db == "postgres":
                 servers["trustbox"].cleanups.append(drop)
         print(f"# trust_bench: {', '.join(f'{n} {s.url}' for n, s in servers.items())}; db={args.db}; "
-              f"wrk {args.duration:g}s per run; {os.cpu_count()} CPUs", flush=True)
+              f"wrk {args.duration:g}s per run, {args.rounds} round(s); {os.cpu_count()} CPUs; "
+              f"load average {os.getloadavg()[0]:.2f}", flush=True)
         bench_all(servers, work, rep, args)
 
         if {"upstream", "trustbox"} <= servers.keys():
