@@ -107,6 +107,7 @@ class TrustServerApp:
                 self.cache,
                 storage.sender_id,
             )
+            self.cache.external_check = self.listener.maybe_changed
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="trustbox-trust")
         self._current_cc = cache_control(self.config.current_max_age, True)
         self._consistent_cc = cache_control(self.config.consistent_max_age, False)

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 log = logging.getLogger("trustbox.trustserver")
 
@@ -133,6 +134,8 @@ class PostgresListener:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="trustbox-pg-listen", daemon=True)
+        self._busy = False
+        self._poller: Any = None
         self.connected = threading.Event()
 
     def start(self, wait: float = 5.0) -> None:
@@ -145,23 +148,53 @@ class PostgresListener:
         """Stop the thread (it notices within a second)."""
         self._stop.set()
 
+    def maybe_changed(self) -> bool:
+        """True while a notification may be waiting unprocessed (checked on every cache hit).
+
+        The socket is polled without blocking: data there means a NOTIFY arrived that the
+        listener thread has not applied yet, so the caller must not trust the cache now.
+        """
+        if self._busy:
+            return True
+        poller = self._poller
+        if poller is None:
+            return True
+        try:
+            return bool(poller.poll(0))
+        except (OSError, ValueError, RuntimeError):
+            return True
+
     def _run(self) -> None:
+        import select
+
         import psycopg
 
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self.dsn, autocommit=True) as conn:
                     conn.execute(f'LISTEN "{self.channel}"')
+                    poller = select.poll()
+                    poller.register(conn.fileno(), select.POLLIN)
+                    probe = select.poll()  # a second poll object: poll() is not reentrant
+                    probe.register(conn.fileno(), select.POLLIN)
+                    self._poller = probe
                     self.cache.clear()
                     self.cache.enabled = True
                     self.connected.set()
                     while not self._stop.is_set():
-                        for n in conn.notifies(timeout=1.0):
-                            self._handle(n.payload)
+                        if not poller.poll(1000):
+                            continue
+                        self._busy = True
+                        try:
+                            for n in conn.notifies(timeout=0.0):
+                                self._handle(n.payload)
+                        finally:
+                            self._busy = False
             except Exception as exc:  # any failure: reconnect, cache off meanwhile
                 log.warning("change listener lost its database connection: %s", exc)
             finally:
                 self.cache.enabled = False
+                self._poller = None
                 self.connected.clear()
             if not self._stop.is_set():
                 time.sleep(0.5)
