@@ -131,3 +131,21 @@ def test_no_temporary_files_left(fsreg: Reg) -> None:
     assert isinstance(fsreg.driver, FilesystemDriver)
     leftovers = [p for p in fsreg.driver.root.rglob(".tmp-*")]
     assert leftovers == []
+
+
+def test_chunks_across_worker_processes_are_still_verified(reg: Reg) -> None:
+    """Another worker process takes a chunk: the hash state is gone, the commit rehashes."""
+    uploads = reg.c.app.state.registry.uploads
+    data = os.urandom(3 << 20)
+    good = "sha256:" + hashlib.sha256(data).hexdigest()
+    for digest, status in ((good[:-1] + ("0" if good[-1] != "0" else "1"), 400), (good, 201)):
+        loc = reg.post("/v2/w/blobs/uploads/").headers["Location"]
+        for start in range(0, len(data), 1 << 20):
+            uploads._hashes.clear()  # as if the previous request was served by another process
+            r = reg.patch(loc, content=data[start:start + (1 << 20)],
+                          headers={"Content-Range": f"{start}-{start + (1 << 20) - 1}"})
+            assert r.status_code == 202
+            loc = r.headers["Location"]
+        r = reg.put(f"{loc}?digest={digest}")
+        assert r.status_code == status
+    assert reg.get(f"/v2/w/blobs/{good}").content == data

@@ -30,6 +30,7 @@ from trustbox.registry.errors import BlobUploadUnknown, DigestInvalid, SizeInval
 
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 WRITE_BATCH = 4 << 20
+FLUSH_EVERY = 64 << 20
 
 
 @dataclass
@@ -109,17 +110,26 @@ class UploadStore:
         ``expected`` is the chunk length announced by Content-Range/Content-Length; a body of a
         different length is refused (SizeInvalid) and discarded.
         """
-        state = await in_thread(self._state, up)
-        saved = state.hasher.copy()
+        # Hash in-line only if this process holds the hash state for exactly this offset;
+        # otherwise (another worker took the previous chunk) write now and hash once at commit.
+        state = self._hashes.get(up.id)
+        if state is not None and state.offset != up.size:
+            self._hashes.pop(up.id, None)
+            state = None
+        hasher = state.hasher if state is not None else None
+        saved = hasher.copy() if hasher is not None else None
         start = up.size
         f = open(up.data, "r+b", buffering=0)  # noqa: SIM115 - closed in finally
+        fd = f.fileno()
         written = 0
         pending: asyncio.Future[None] | None = None
+        flushing: asyncio.Future[None] | None = None
+        unflushed = 0
         loop = asyncio.get_running_loop()
-        hasher = state.hasher
 
         def write(buf: bytes | bytearray) -> None:
-            hasher.update(buf)
+            if hasher is not None:
+                hasher.update(buf)
             f.write(buf)
 
         ok = False
@@ -135,7 +145,12 @@ class UploadStore:
                     if pending is not None:
                         await pending
                     pending = loop.run_in_executor(None, write, buf)
+                    unflushed += len(buf)
                     buf = bytearray()
+                    if unflushed >= FLUSH_EVERY and (flushing is None or flushing.done()):
+                        # start writeback early so the final fsync has little left to do
+                        flushing = loop.run_in_executor(None, os.fdatasync, fd)
+                        unflushed = 0
             if pending is not None:
                 await pending
                 pending = None
@@ -148,16 +163,18 @@ class UploadStore:
                 )
             ok = True
         finally:
-            if pending is not None:
-                try:
-                    await pending
-                except Exception:  # pragma: no cover - we are already failing
-                    pass
+            for fut in (pending, flushing):
+                if fut is not None:
+                    try:
+                        await fut
+                    except Exception:  # pragma: no cover - the commit fsync reports real failures
+                        pass
             if not ok:
                 f.truncate(start)
-                state.hasher = saved
-                state.offset = start
-            else:
+                if state is not None and saved is not None:
+                    state.hasher = saved
+                    state.offset = start
+            elif state is not None:
                 state.offset = start + written
             f.close()
         return Upload(up.id, up.repo, up.directory, start + written)
