@@ -29,6 +29,7 @@ from urllib.parse import urlencode, urljoin
 
 import httpx
 
+from trustbox.client.config import env_ca_files
 from trustbox.client.oci import (
     MANIFEST_TYPES,
     MAX_MANIFEST_BYTES,
@@ -129,7 +130,7 @@ class RegistryOptions:
         """Options from the environment plus command-line values."""
         return cls(
             insecure_registries=tuple(insecure) + insecure_registries_from_env(),
-            ca_certs=tuple(Path(p) for p in ca_certs),
+            ca_certs=tuple(Path(p) for p in ca_certs) + tuple(env_ca_files()),
         )
 
 
