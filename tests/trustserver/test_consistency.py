@@ -6,11 +6,11 @@ import threading
 from datetime import timedelta
 
 import pytest
-from asgiclient import ASGIClient
-from tufrepo import target
+from ts_asgi import ASGIClient
+from ts_env import make_app
+from ts_helpers import GUN, error, post, publish_new, tuf
+from ts_repo import target
 
-from conftest import make_app
-from helpers import GUN, error, post, publish_new, tuf
 from trustbox.tuf.metadata import Metadata, Snapshot, Timestamp
 
 

@@ -6,11 +6,10 @@ import asyncio
 import json
 
 import pytest
-from asgiclient import ASGIClient, raw_call
-from tufrepo import multipart
-
-from conftest import make_app
-from helpers import GUN, error, new_repo, post, publish_new, tuf
+from ts_asgi import ASGIClient, raw_call
+from ts_env import make_app
+from ts_helpers import GUN, error, new_repo, post, publish_new, tuf
+from ts_repo import multipart
 
 
 def test_oversized_body_rejected_by_content_length(backend, clock):

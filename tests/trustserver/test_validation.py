@@ -6,9 +6,9 @@ import hashlib
 import json
 from datetime import timedelta
 
-from tufrepo import multipart, target
+from ts_helpers import GUN, error, new_repo, post, publish_new, tuf
+from ts_repo import multipart, target
 
-from helpers import GUN, error, new_repo, post, publish_new, tuf
 from trustbox.tuf.keys import PrivateKey
 from trustbox.tuf.metadata import Metadata, Targets
 

@@ -85,32 +85,15 @@ def serve(config: ServerConfig) -> None:
     values = dataclasses.asdict(config)
     values["gun_prefixes"] = list(config.gun_prefixes)
     os.environ[ENV_CONFIG] = json.dumps(values)
-    _serve_granian(config, host, port)
+    from trustbox.serving import run_asgi
 
-
-def _serve_granian(config: ServerConfig, host: str, port: int) -> None:
-    from pathlib import Path
-
-    from granian import Granian
-    from granian.constants import Interfaces
-
-    kwargs: dict[str, Any] = {}
-    if config.tls_cert and config.tls_key:
-        kwargs.update(ssl_cert=Path(config.tls_cert), ssl_key=Path(config.tls_key))
-        try:
-            from granian.constants import SSLProtocols
-
-            kwargs["ssl_protocol_min"] = SSLProtocols.tls12
-        except ImportError:  # older granian: its default
-            pass
-    Granian(
+    run_asgi(
         "trustbox.trustserver.server:app_from_env",
-        address=host,
-        port=port,
-        interface=Interfaces.ASGI,
-        workers=config.workers,
+        host,
+        port,
+        config.tls_cert,
+        config.tls_key,
+        config.workers,
         factory=True,
-        log_enabled=config.log_level.lower() in ("debug", "info"),
-        backlog=2048,
-        **kwargs,
-    ).serve()
+        log_level="info" if config.log_level.lower() in ("debug", "info") else "warning",
+    )

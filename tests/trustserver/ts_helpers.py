@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import httpx
-from tufrepo import Repo, multipart, parse_key, target
+from ts_repo import Repo, multipart, parse_key, target
 
 GUN = "example.com/team/app"
 
