@@ -50,8 +50,10 @@ def sandbox_group() -> None:
 
 @sandbox_group.command("up")
 @_dir_option
-@click.option("--trust-port", type=click.IntRange(1, 65535), default=DEFAULT_TRUST_PORT, show_default=True)
-@click.option("--registry-port", type=click.IntRange(1, 65535), default=DEFAULT_REGISTRY_PORT, show_default=True)
+@click.option("--trust-port", type=click.IntRange(1, 65535), default=DEFAULT_TRUST_PORT, show_default=True,
+              envvar="TRUSTBOX_SANDBOX_TRUST_PORT", help="Trust server port (env TRUSTBOX_SANDBOX_TRUST_PORT).")
+@click.option("--registry-port", type=click.IntRange(1, 65535), default=DEFAULT_REGISTRY_PORT, show_default=True,
+              envvar="TRUSTBOX_SANDBOX_REGISTRY_PORT", help="Registry port (env TRUSTBOX_SANDBOX_REGISTRY_PORT).")
 @click.option("--docker-config", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also install the CA under DIR/tls/<host:port>/ca.crt for the docker CLI.")
 def up_cmd(directory: Path | None, trust_port: int, registry_port: int, docker_config: Path | None) -> None:

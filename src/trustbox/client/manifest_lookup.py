@@ -42,7 +42,8 @@ class ManifestInfo:
 def _registry_hosts(ref: ImageRef, insecure: bool) -> list[str]:
     domain = "registry-1.docker.io" if ref.official else ref.domain
     if ref.loopback or insecure:
-        return [f"https://{domain}", f"http://{domain}"] if not ref.loopback else [f"http://{domain}"]
+        # like docker for insecure (incl. loopback) registries: HTTPS first, then plain HTTP
+        return [f"https://{domain}", f"http://{domain}"]
     return [f"https://{domain}"]
 
 

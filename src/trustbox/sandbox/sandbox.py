@@ -235,7 +235,6 @@ class Sandbox:
             # a stopped sandbox: restart what is down, keeping its data and certificates
             self.stop(state)
         else:
-            self.dir.mkdir(parents=True, exist_ok=True)
             state = SandboxState(dir=str(self.dir), bind=bind,
                                  trust=Service("trust", trust_port, health_path="/_notary_server/health"),
                                  registry=Service("registry", registry_port, health_path="/v2/"))
@@ -243,6 +242,7 @@ class Sandbox:
             if not _port_free(state.bind, s.port):
                 raise ConfigError(f"port {s.port} (sandbox {s.name} server) is already in use",
                                   hint=f"choose another with --{s.name}-port, or stop what listens on {s.port}")
+        self.dir.mkdir(parents=True, exist_ok=True)
         for sub in ("tls", "trust", "registry", "logs", "notary"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         if not self.ca_cert.exists():
@@ -319,6 +319,7 @@ class Sandbox:
             ("DOCKER_CONTENT_TRUST_SERVER", state.trust.url()),
             ("TRUSTBOX_CA_CERT", str(self.ca_cert)),
             ("TRUSTBOX_REGISTRY", f"localhost:{state.registry.port}"),
+            ("TRUSTBOX_SANDBOX_DIR", str(self.dir)),
         ]
         if state.docker_config:
             out.append(("DOCKER_CONFIG", state.docker_config))

@@ -1,0 +1,98 @@
+"""Run the README's tutorial exactly as written (so the README cannot drift from what works).
+
+Commands come from the ```sh blocks of the "Tutorial" section; a line starting with "! " must fail.
+A plain ``` block right after a command block lists output lines (a trailing "..." means "starts
+with") that must appear in that block's output. Ports are swapped for free ones.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tutorial_blocks(text: str) -> list[tuple[str, list[str]]]:
+    """(kind, lines) for every fenced block of the Tutorial section; kind is 'sh' or 'out'."""
+    section = text.split("\n## Tutorial", 1)[1].split("\n## ", 1)[0]
+    blocks = []
+    for m in re.finditer(r"```(\w*)\n(.*?)```", section, re.DOTALL):
+        kind = "sh" if m.group(1) == "sh" else "out"
+        blocks.append((kind, [ln for ln in m.group(2).splitlines() if ln.strip()]))
+    return blocks
+
+
+def test_tutorial_section_is_parsed() -> None:
+    blocks = tutorial_blocks(README.read_text())
+    commands = [ln for kind, lines in blocks if kind == "sh" for ln in lines]
+    assert commands[0] == "trustbox sandbox up" and commands[-1] == "trustbox sandbox down -v"
+    assert sum(ln.startswith("! ") for ln in commands) >= 3
+
+
+@pytest.mark.interop
+def test_readme_tutorial_runs_as_written(tmp_path: Path) -> None:
+    if shutil.which("notary") is None:
+        pytest.skip("the notary client (Debian package notary) is not installed")
+    tport, rport = _free_port(), _free_port()
+    blocks = tutorial_blocks(README.read_text())
+
+    def ports(s: str) -> str:
+        return s.replace("localhost:5000", f"localhost:{rport}").replace("localhost:4443", f"localhost:{tport}")
+
+    script = ["set -euo pipefail", "export PATH=\"$TB_BIN:$PATH\""]
+    for i, (kind, lines) in enumerate(blocks):
+        if kind != "sh":
+            continue
+        script.append(f"echo '@@BLOCK {i}@@'")
+        for line in lines:
+            line = ports(line)
+            if line.startswith("! "):
+                cmd = line[2:]
+                script.append(f"if {cmd} 2>&1; then echo 'UNEXPECTED SUCCESS: {cmd}'; exit 97; fi")
+            else:
+                script.append(f"{line} 2>&1")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRUSTBOX_", "DOCKER_", "NOTARY_"))}
+    env.update(HOME=str(home), TRUSTBOX_SANDBOX_TRUST_PORT=str(tport), TRUSTBOX_SANDBOX_REGISTRY_PORT=str(rport),
+               TB_BIN=str(Path(sys.executable).parent))
+    sandbox_dir = home / ".trustbox" / "sandbox"
+    try:
+        proc = subprocess.run(["bash", "-c", "\n".join(script)], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=300)
+    finally:
+        subprocess.run([sys.executable, "-m", "trustbox", "sandbox", "down", "-v", "--dir", str(sandbox_dir)],
+                       capture_output=True, env=env, timeout=60)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"tutorial failed (exit {proc.returncode}):\n{out}"
+
+    # expected output lines appear in the output of the command block before them
+    chunks = dict(re.findall(r"@@BLOCK (\d+)@@\n(.*?)(?=@@BLOCK \d+@@|\Z)", proc.stdout, re.DOTALL))
+    for i, (kind, lines) in enumerate(blocks):
+        if kind != "out":
+            continue
+        produced = chunks.get(str(i - 1), "")
+        for expected in lines:
+            expected = ports(expected)
+            if expected.endswith("..."):
+                assert any(ln.startswith(expected[:-3]) for ln in produced.splitlines()), (expected, produced)
+            else:
+                assert expected in produced.splitlines(), (expected, produced)
+    # the trusted pull wrote a layout; the refused one wrote nothing; down -v removed everything
+    assert (tmp_path / "pulled" / "index.json").exists()
+    assert not (tmp_path / "pulled-again").exists()
+    assert not sandbox_dir.exists()
