@@ -29,12 +29,12 @@ from trustbox.trustserver.errors import (
     ValidationFailure,
     VersionConflict,
 )
+from trustbox.trustserver.fastparse import parse_json
 from trustbox.trustserver.generate import CannotSign, can_sign, make_snapshot, make_timestamp
 from trustbox.trustserver.signer import Signer
 from trustbox.trustserver.storage import Storage, Update, WriteResult
 from trustbox.trustserver.upload import UploadPart
 from trustbox.trustserver.validation import Part, UnclassifiedFailure, validate_update
-from trustbox.tuf.canonical import loads
 from trustbox.tuf.keys import PublicKey
 from trustbox.tuf.metadata import (
     ROOT,
@@ -116,10 +116,11 @@ def parse_parts(uploads: list[UploadPart]) -> dict[str, Part]:
         if not is_valid_role(role):
             raise INVALID_ROLE.with_detail(role)
         try:
-            version = _check_signed_meta(loads(up.data))
+            value = parse_json(up.data)
+            version = _check_signed_meta(value)
         except (FormatError, ValueError, binascii.Error) as exc:
             raise MALFORMED_JSON.with_detail() from exc
-        parts[role] = Part(role, up.data, version)
+        parts[role] = Part(role, up.data, version, value)
     return parts
 
 

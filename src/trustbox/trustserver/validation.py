@@ -26,6 +26,7 @@ from trustbox.trustserver.errors import (
     bad_targets,
     validation_error,
 )
+from trustbox.trustserver.fastparse import parse_metadata, to_metadata
 from trustbox.trustserver.generate import CannotSign, make_snapshot, make_timestamp
 from trustbox.trustserver.signer import Signer
 from trustbox.trustserver.storage import StoredFile, Update
@@ -61,6 +62,7 @@ class Part:
     role: str
     data: bytes
     version: int
+    value: Any = None  # the parsed JSON, when already parsed
 
 
 def go_time(dt: datetime) -> str:
@@ -71,9 +73,15 @@ def go_time(dt: datetime) -> str:
     return base + " +0000 UTC"
 
 
-def _parse(data: bytes, role: str, expect: type[Any], fail: Callable[[str], ValidationFailure]) -> Metadata[Any]:
+def _md(data: bytes, role: str, expect: type[Any], value: Any = None) -> Metadata[Any]:
+    if value is None:
+        return parse_metadata(data, role, expect)
+    return to_metadata(data, value, role, expect)
+
+
+def _parse(part: Part, expect: type[Any], fail: Callable[[str], ValidationFailure]) -> Metadata[Any]:
     try:
-        return Metadata.parse(data, role, expect=expect)
+        return _md(part.data, part.role, expect, part.value)
     except TrustboxError as exc:
         raise fail(str(exc)) from exc
 
@@ -127,7 +135,7 @@ class UpdateValidator:
         if stored is None:
             return None
         try:
-            return Metadata.parse(stored.data, ROOT, expect=Root)
+            return _md(stored.data, ROOT, Root)
         except TrustboxError as exc:
             raise UnclassifiedFailure(f"stored root does not parse: {exc}") from exc
 
@@ -147,7 +155,7 @@ class UpdateValidator:
         return out
 
     def _validate_root(self, part: Part, prev: Metadata[Root] | None) -> Metadata[Root]:
-        md = _parse(part.data, ROOT, Root, bad_root)
+        md = _parse(part, Root, bad_root)
         new = md.signed
         if prev is not None:
             old_keys = self._leaf_certs(prev.signed, None)
@@ -191,7 +199,7 @@ class UpdateValidator:
                 if key.keyid != kid:
                     raise TrustboxError(f"{role} type metadata invalid: key ID {kid} does not match its key")
 
-    def _load_targets(self, role: str, data: bytes, allow_expired: bool) -> Metadata[Targets]:
+    def _load_targets(self, role: str, data: bytes, allow_expired: bool, value: Any = None) -> Metadata[Targets]:
         """Load one targets/delegation document (raises TrustboxError with upstream-like text)."""
         assert self.root is not None
         if role == TARGETS:
@@ -212,7 +220,7 @@ class UpdateValidator:
             keys, threshold = parent_md.signed.delegations.role_keys(role)
             parent_paths = self.effective_paths.get(parent, [])
             paths = [p for p in entry.paths if any(p.startswith(pp) for pp in parent_paths)]
-        md: Metadata[Targets] = Metadata.parse(data, role, expect=Targets)
+        md: Metadata[Targets] = _md(data, role, Targets, value)
         _check_sigs(md, keys, threshold, role)
         self._check_targets_structure(role, md)
         if not allow_expired:
@@ -254,7 +262,7 @@ class UpdateValidator:
                     raise UnclassifiedFailure(f"stored {anc} does not validate: {exc}") from exc
             part = parts[role]
             try:
-                self._load_targets(role, part.data, allow_expired=False)
+                self._load_targets(role, part.data, allow_expired=False, value=part.value)
             except TrustboxError as exc:
                 raise bad_targets(str(exc)) from exc
             out.append(Update(role, part.version, part.data))
@@ -264,7 +272,7 @@ class UpdateValidator:
 
     def _validate_snapshot(self, part: Part) -> None:
         assert self.root is not None
-        md = _parse(part.data, SNAPSHOT, Snapshot, bad_snapshot)
+        md = _parse(part, Snapshot, bad_snapshot)
         keys, threshold = self.root.role_keys(SNAPSHOT)
         try:
             _check_sigs(md, keys, threshold, SNAPSHOT)
@@ -286,7 +294,7 @@ class UpdateValidator:
         prev: Snapshot | None = None
         if stored is not None:
             try:
-                prev = Metadata.parse(stored.data, SNAPSHOT, expect=Snapshot).signed
+                prev = _md(stored.data, SNAPSHOT, Snapshot).signed
             except TrustboxError as exc:
                 raise validation_error(str(exc)) from exc
         elif TARGETS not in self.targets:
@@ -305,7 +313,7 @@ class UpdateValidator:
         prev: Timestamp | None = None
         if stored is not None:
             try:
-                prev = Metadata.parse(stored.data, TIMESTAMP, expect=Timestamp).signed
+                prev = _md(stored.data, TIMESTAMP, Timestamp).signed
             except TrustboxError as exc:
                 raise validation_error(str(exc)) from exc
         try:

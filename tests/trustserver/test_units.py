@@ -1,0 +1,98 @@
+"""Unit checks of trust server building blocks: fast canonical JSON, multipart, keys at rest."""
+
+from __future__ import annotations
+
+import pytest
+
+from trustbox.errors import FormatError, PassphraseError
+from trustbox.trustserver.fastparse import canonical_bytes, parse_json, parse_metadata
+from trustbox.trustserver.keys_at_rest import KeyCipher, derive_master_key
+from trustbox.trustserver.upload import MalformedUpload, boundary_of, parse_multipart
+from trustbox.tuf.canonical import encode_canonical, loads
+from trustbox.tuf.keys import PrivateKey
+from trustbox.tuf.metadata import Metadata, Targets
+
+SAMPLES = [
+    b'{"b":1,"a":[true,false,null],"c":{"z":"x","y":"\\u00e9"}}',
+    b'{"n":1.0,"m":2e3,"s":"plain"}',
+    b'{"s":"quote\\" and backslash\\\\ and <&> and \\u2028"}',
+    b'{"s":"new\\nline\\ttab\\u0001ctl"}',
+    b'{"s":"back\\\\nslash-n"}',
+    b'{"\\ud83d\\ude00":1,"\\uffff":2,"\\ue000":3,"a":4}',
+    b'{"deep":[[[[[{"k":[1,2,{"x":"y"}]}]]]]]}',
+    b'{"big":12345678901234567890}',
+]
+
+
+@pytest.mark.parametrize("data", SAMPLES)
+def test_fast_canonical_equals_core(data):
+    assert canonical_bytes(parse_json(data)) == encode_canonical(loads(data))
+
+
+def test_fast_parse_rejects_what_core_rejects():
+    for bad in (b'{"a":1,"a":2}', b'{"a":NaN}', b"[1,", b"\xff", b'{"a":Infinity}'):
+        with pytest.raises(FormatError):
+            parse_json(bad)
+
+
+def test_parse_metadata_matches_core():
+    key = PrivateKey.generate("ed25519")
+    from datetime import timedelta
+
+    from trustbox.tuf.metadata import FileMeta
+    from trustbox.tuf.timefmt import utcnow
+
+    md: Metadata[Targets] = Metadata(Targets(version=3, expires=utcnow() + timedelta(days=1),
+                                             targets={"weird<&>\"\\é\u2028/name": FileMeta.from_bytes(b"x")}))
+    md.sign(key)
+    data = md.to_bytes()
+    fast = parse_metadata(data, "targets", Targets)
+    core = Metadata.parse(data, "targets", expect=Targets)
+    assert fast.signed_bytes() == core.signed_bytes()
+    key.public_key().verify(fast.signatures[0].method, fast.signatures[0].sig, fast.signed_bytes())
+
+
+def test_multipart_variants():
+    body = (b"preamble\r\n--XyZ\r\nContent-Disposition: form-data; name=\"files\"; filename=\"targets/releases\"\r\n"
+            b"Content-Type: application/octet-stream\r\n\r\n{\"a\":\r\n1}\r\n--XyZ\r\n"
+            b"Content-Disposition: form-data; name=files; filename=root.json\r\n\r\n{}\r\n--XyZ--\r\nepilogue")
+    parts = parse_multipart(body, b"XyZ")
+    assert [(p.filename, p.data) for p in parts] == [("targets/releases", b'{"a":\r\n1}'), ("root.json", b"{}")]
+    lf = body.replace(b"\r\n", b"\n")
+    assert [p.filename for p in parse_multipart(lf, b"XyZ")] == ["targets/releases", "root.json"]
+    assert boundary_of('multipart/form-data; boundary="a b;c"') == b"a b;c"
+    for ct in ("text/plain", "multipart/form-data", "multipart/mixed; boundary=x"):
+        with pytest.raises(MalformedUpload):
+            boundary_of(ct)
+    for bad in (b"", b"--XyZ\r\nno separator", body.replace(b"--XyZ--", b"--XyZ"), b"x--XyZ\r\n\r\n\r\n--XyZ--"):
+        with pytest.raises(MalformedUpload):
+            parse_multipart(bad, b"XyZ")
+
+
+def test_keys_at_rest_roundtrip_and_binding():
+    cipher = KeyCipher(derive_master_key("pass", b"0123456789abcdef"))
+    key = PrivateKey.generate("ed25519")
+    blob = cipher.seal_key(key, "gun/a", "timestamp")
+    assert key.key.private_bytes_raw() not in blob  # type: ignore[union-attr]
+    assert cipher.open_key(blob, "gun/a", "timestamp", key.keyid).keyid == key.keyid
+    with pytest.raises(PassphraseError):
+        cipher.open_key(blob, "gun/b", "timestamp", key.keyid)  # bound to its GUN
+    other = KeyCipher(derive_master_key("wrong", b"0123456789abcdef"))
+    with pytest.raises(PassphraseError):
+        other.open_key(blob, "gun/a", "timestamp", key.keyid)
+    with pytest.raises(PassphraseError):
+        other.verify_check(cipher.make_check())
+
+
+def test_stored_keys_are_encrypted(backend):
+    from ts_env import make_app
+
+    app = make_app(backend)
+    try:
+        pub = app.service.get_key("example.com/x", "timestamp")
+        rec = app.service.storage.get_key("example.com/x", pub.keyid)
+        assert rec is not None and rec.private_enc.startswith(b"TBK1")
+        assert app.service.signer.public_key("example.com/x", pub.keyid) == pub
+        assert app.service.signer.public_key("example.com/other", pub.keyid) is None
+    finally:
+        app.close()
