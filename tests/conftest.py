@@ -1,8 +1,7 @@
-"""Shared test configuration: import path for tests/helpers and the fixture data location."""
+"""Shared test configuration: makes tests/ importable (helpers, testdata) for every test folder."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -10,6 +9,4 @@ TESTS_DIR = Path(__file__).resolve().parent
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
-# Golden data made by the real notary / docker tools (a copy of ../shared/fixtures, so a fresh
-# clone of the repository has everything CI needs).
-FIXTURES = Path(os.environ.get("TRUSTBOX_FIXTURES", TESTS_DIR / "fixtures"))
+from testdata import FIXTURES  # noqa: E402,F401  (re-exported for older imports)

@@ -180,7 +180,7 @@ def test_no_trust_data_message(ctx: TrustContext) -> None:
 
 
 def test_key_load_and_list(ctx: TrustContext, tmp_path: Path) -> None:
-    from conftest import FIXTURES
+    from testdata import FIXTURES
 
     src = tmp_path / "bob.key"
     src.write_bytes((FIXTURES / "docker-demo" / "keys" / "bob.key").read_bytes())

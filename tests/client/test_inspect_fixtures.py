@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from client.fakeserver import FakeNotary
 from client.repobuilder import NOW
-from conftest import FIXTURES
+from testdata import FIXTURES
 from trustbox.cli import cli
 from trustbox.client.trustops import TrustContext, inspect, inspect_pretty
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import FIXTURES
+from testdata import FIXTURES
 from trustbox.tuf.keys import PublicKey
 
 NOTARY_PASS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from conftest import FIXTURES
+from testdata import FIXTURES
 
 PINNED_NOW = datetime(2026, 11, 23, tzinfo=UTC)
 REPOS = {
