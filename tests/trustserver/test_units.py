@@ -96,3 +96,89 @@ def test_stored_keys_are_encrypted(backend):
         assert app.service.signer.public_key("example.com/other", pub.keyid) is None
     finally:
         app.close()
+
+
+def test_sqlite_change_probe_sees_every_commit(tmp_path):
+    import sqlite3
+
+    from trustbox.trustserver.storage import SQLiteChangeProbe
+
+    db = str(tmp_path / "p.db")
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("CREATE TABLE t (x INTEGER)")
+    probe = SQLiteChangeProbe(db)
+    try:
+        assert probe._mm is not None  # the fast path is in use
+        assert not probe.changed()
+        for i in range(200):  # rapid commits, including WAL restarts after checkpoints
+            writer.execute("INSERT INTO t VALUES (?)", (i,))
+            assert probe.changed(), i
+            assert not probe.changed()
+            if i % 50 == 49:
+                writer.execute("PRAGMA wal_checkpoint(RESTART)")
+                probe.changed()
+        # a read does not count as a change
+        writer.execute("SELECT count(*) FROM t").fetchone()
+        assert not probe.changed()
+    finally:
+        probe.close()
+        writer.close()
+
+
+class _FakeRSGIScope:
+    def __init__(self, method: str, path: str, query: str = "", headers: dict[str, str] | None = None) -> None:
+        self.proto = "http"
+        self.method = method
+        self.path = path
+        self.query_string = query
+        self.headers = headers or {}
+
+
+class _FakeRSGIProtocol:
+    def __init__(self, body: bytes = b"") -> None:
+        self._chunks = [body[i : i + 1000] for i in range(0, len(body), 1000)]
+        self.responses: list[tuple[int, list[tuple[str, str]], bytes]] = []
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> bytes:
+        if not self._chunks:
+            raise StopAsyncIteration
+        return self._chunks.pop(0)
+
+    def response_bytes(self, status, headers, body):
+        self.responses.append((status, headers, body))
+
+
+def test_rsgi_interface(backend):
+    import asyncio
+
+    from ts_env import make_app
+    from ts_helpers import GUN, tuf
+    from ts_repo import Repo, multipart, parse_key
+
+    app = make_app(backend)
+
+    def call(method, path, body=b"", query="", headers=None):
+        proto = _FakeRSGIProtocol(body)
+        asyncio.run(app.__rsgi__(_FakeRSGIScope(method, path, query, headers), proto))
+        assert len(proto.responses) == 1
+        return proto.responses[0]
+
+    try:
+        app.__rsgi_init__(None)
+        status, _, key = call("GET", tuf(GUN, "timestamp.key"))
+        repo = Repo(GUN, parse_key(key))
+        body, ct = multipart({"root": repo.root(), "targets": repo.targets(2), "snapshot": repo.snapshot(2)})
+        status, _, out = call("POST", tuf(GUN, ""), body, headers={"content-type": ct, "content-length": str(len(body))})
+        assert (status, out) == (200, b"")
+        first = call("GET", tuf(GUN, "targets.json"))
+        cached = call("GET", tuf(GUN, "targets.json"))
+        assert first[0] == cached[0] == 200 and first[2] == cached[2] == repo.docs["targets"]
+        assert dict(first[1])["cache-control"] == dict(cached[1])["cache-control"]
+        status, headers, out = call("GET", "/v2/_trust/changefeed", query="records=x")
+        assert status == 400 and dict(headers)["content-type"] == "application/json; charset=utf-8"
+    finally:
+        app.close()

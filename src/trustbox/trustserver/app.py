@@ -33,7 +33,7 @@ from trustbox.trustserver.metrics import Metrics
 from trustbox.trustserver.service import Document, TrustService, key_json
 from trustbox.trustserver.storage import WriteResult
 from trustbox.trustserver.upload import MalformedUpload, boundary_of, parse_multipart
-from trustbox.tuf.timefmt import format_http_date
+from trustbox.tuf.timefmt import format_http_date, utcnow
 
 log = logging.getLogger("trustbox.trustserver")
 
@@ -91,7 +91,10 @@ class TrustServerApp:
         self.config: ServerConfig = service.config
         self.metrics = Metrics()
         storage = service.storage
-        self.cache = ResponseCache(now=lambda: service.clock().timestamp())
+        if service.clock is utcnow:
+            self.cache = ResponseCache()  # time.time: cheapest on the hot path
+        else:
+            self.cache = ResponseCache(now=lambda: service.clock().timestamp())
         self.listener: PostgresListener | None = None
         self._probe_close: Callable[[], None] | None = None
         if storage.dialect == "sqlite" and storage.sqlite_file is not None:
@@ -153,6 +156,55 @@ class TrustServerApp:
             await self._handle(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    # -- RSGI entry (granian's native interface: less per-request overhead than ASGI) ---------
+
+    def __rsgi_init__(self, loop: Any) -> None:
+        """RSGI start-up hook."""
+        self.start()
+
+    def __rsgi_del__(self, loop: Any) -> None:
+        """RSGI shutdown hook."""
+        self.close()
+
+    async def __rsgi__(self, scope: Any, protocol: Any) -> None:
+        """RSGI entry point: cached GETs directly, everything else through the ASGI handler."""
+        if scope.proto != "http":
+            return
+        method = scope.method
+        if method == "GET":
+            hit = self.cache.get(scope.path)
+            if hit is not None:
+                t0 = time.perf_counter()
+                protocol.response_bytes(200, hit.str_headers, hit.body)
+                self.metrics.observe("GetRoleCached", 200, time.perf_counter() - t0)
+                return
+        asgi_scope: Scope = {
+            "type": "http",
+            "method": method,
+            "path": scope.path,
+            "query_string": scope.query_string.encode("latin-1"),
+            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in scope.headers.items()],
+        }
+        chunks = protocol.__aiter__()
+
+        async def receive() -> dict[str, Any]:
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return {"type": "http.request", "body": b"", "more_body": False}
+            return {"type": "http.request", "body": bytes(chunk), "more_body": True}
+
+        start: dict[str, Any] = {}
+
+        async def send(msg: dict[str, Any]) -> None:
+            if msg["type"] == "http.response.start":
+                start.update(msg)
+            else:
+                headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start.get("headers", [])]
+                protocol.response_bytes(start.get("status", 500), headers, msg.get("body", b""))
+
+        await self._handle(asgi_scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger("trustbox.trustserver")
@@ -33,6 +33,11 @@ class CachedResponse:
     headers: list[tuple[bytes, bytes]]
     body: bytes
     stale_at: float  # wall-clock seconds; +inf for immutable entries
+    str_headers: list[tuple[str, str]] = field(default_factory=list)  # the same, for RSGI
+
+    def __post_init__(self) -> None:
+        if not self.str_headers:
+            self.str_headers.extend((k.decode("latin-1"), v.decode("latin-1")) for k, v in self.headers)
 
 
 class ResponseCache:

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import bisect
-import threading
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -27,19 +26,17 @@ class Metrics:
     def __init__(self) -> None:
         self._requests: dict[tuple[str, int], int] = {}
         self._latency: dict[str, _Histogram] = {}
-        self._lock = threading.Lock()
 
     def observe(self, handler: str, code: int, seconds: float) -> None:
-        """Record one finished request."""
+        """Record one finished request (called on the event loop thread only: no lock needed)."""
         key = (handler, code)
-        with self._lock:
-            self._requests[key] = self._requests.get(key, 0) + 1
-            h = self._latency.get(handler)
-            if h is None:
-                h = self._latency[handler] = _Histogram()
-            h.counts[bisect.bisect_left(BUCKETS, seconds)] += 1
-            h.total += seconds
-            h.count += 1
+        self._requests[key] = self._requests.get(key, 0) + 1
+        h = self._latency.get(handler)
+        if h is None:
+            h = self._latency[handler] = _Histogram()
+        h.counts[bisect.bisect_left(BUCKETS, seconds)] += 1
+        h.total += seconds
+        h.count += 1
 
     def render(self) -> bytes:
         """The metrics page (Prometheus text format 0.0.4)."""
@@ -47,9 +44,8 @@ class Metrics:
             "# HELP trustbox_http_requests_total Requests handled by the trust server.",
             "# TYPE trustbox_http_requests_total counter",
         ]
-        with self._lock:
-            requests = sorted(self._requests.items())
-            latency = sorted((k, list(v.counts), v.total, v.count) for k, v in self._latency.items())
+        requests = sorted(self._requests.items())
+        latency = sorted((k, list(v.counts), v.total, v.count) for k, v in self._latency.items())
         for (handler, code), n in requests:
             lines.append(f'trustbox_http_requests_total{{handler="{handler}",code="{code}"}} {n}')
         lines += [

@@ -85,15 +85,30 @@ def serve(config: ServerConfig) -> None:
     values = dataclasses.asdict(config)
     values["gun_prefixes"] = list(config.gun_prefixes)
     os.environ[ENV_CONFIG] = json.dumps(values)
-    from trustbox.serving import run_asgi
+    _serve_granian_rsgi(config, host, port)
 
-    run_asgi(
+
+def _serve_granian_rsgi(config: ServerConfig, host: str, port: int) -> None:
+    """granian with its native RSGI interface (the app also speaks ASGI for other servers)."""
+    from pathlib import Path
+
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+    from granian.server import Server
+
+    kwargs: dict[str, Any] = {}
+    if config.tls_cert and config.tls_key:
+        kwargs.update(ssl_cert=Path(config.tls_cert), ssl_key=Path(config.tls_key))
+    level = config.log_level.lower()
+    Server(
         "trustbox.trustserver.server:app_from_env",
-        host,
-        port,
-        config.tls_cert,
-        config.tls_key,
-        config.workers,
+        address=host,
+        port=port,
+        interface=Interfaces.RSGI,
+        workers=config.workers,
         factory=True,
-        log_level="info" if config.log_level.lower() in ("debug", "info") else "warning",
-    )
+        websockets=False,
+        log_level=LogLevels(level if level in ("debug", "info", "warning", "error") else "error"),
+        backlog=2048,
+        **kwargs,
+    ).serve()

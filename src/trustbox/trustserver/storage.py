@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import mmap
 import secrets
 import sqlite3
 import threading
@@ -389,21 +390,47 @@ def _is_conflict(exc: OperationalError) -> bool:
 
 
 class SQLiteChangeProbe:
-    """Detects commits by any other connection to a SQLite file (``PRAGMA data_version``)."""
+    """Detects commits by any connection to a SQLite file in WAL mode, cheaply enough to run on
+    every cache hit.
+
+    The wal-index header at the start of ``<db>-shm`` (two 48-byte copies of ``WalIndexHdr``,
+    see SQLite's ``wal.c``) changes with every committed write transaction: its ``iChange``
+    counter, frame count, salts and checksums. Reading it through a shared read-only mmap costs
+    well under a microsecond. The probe keeps its own connection open, so the ``-shm`` file
+    exists for as long as the probe does. If the file cannot be mapped, ``PRAGMA data_version``
+    (a real query per call) is used instead.
+    """
+
+    HEADER = 96
 
     def __init__(self, path: str) -> None:
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
-        self._last = self._read()
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        self._mm: mmap.mmap | None = None
+        try:
+            with open(path + "-shm", "rb") as fh:
+                self._mm = mmap.mmap(fh.fileno(), self.HEADER, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            self._mm = None
+        self._last_hdr = self._mm[: self.HEADER] if self._mm is not None else b""
+        self._last = self._data_version()
 
-    def _read(self) -> int:
+    def _data_version(self) -> int:
         with self._lock:
             row = self._conn.execute("PRAGMA data_version").fetchone()
         return int(row[0])
 
     def changed(self) -> bool:
-        """True once after every commit made through another connection."""
-        v = self._read()
+        """True once after every commit made through any other connection."""
+        if self._mm is not None:
+            hdr = self._mm[: self.HEADER]
+            if hdr == self._last_hdr:
+                return False
+            self._last_hdr = hdr
+            return True
+        v = self._data_version()
         if v != self._last:
             self._last = v
             return True
@@ -411,4 +438,6 @@ class SQLiteChangeProbe:
 
     def close(self) -> None:
         """Close the probe connection."""
+        if self._mm is not None:
+            self._mm.close()
         self._conn.close()
