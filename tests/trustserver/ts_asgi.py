@@ -9,7 +9,9 @@ from typing import Any
 import httpx
 
 
-class _SyncASGITransport(httpx.BaseTransport):
+class SyncASGITransport(httpx.BaseTransport):
+    """A sync httpx transport running an ASGI app on ``loop`` (another thread)."""
+
     def __init__(self, app: Any, loop: asyncio.AbstractEventLoop) -> None:
         self._inner = httpx.ASGITransport(app=app)
         self._loop = loop
@@ -33,7 +35,7 @@ class ASGIClient(httpx.Client):
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        super().__init__(transport=_SyncASGITransport(app, self._loop), base_url=base_url)
+        super().__init__(transport=SyncASGITransport(app, self._loop), base_url=base_url)
 
     def close(self) -> None:
         super().close()

@@ -40,6 +40,11 @@ from trustbox.trustserver.config import (
 )
 @click.option("--workers", envvar="TRUSTBOX_WORKERS", type=int, default=None, help="Server processes [1].")
 @click.option("--log-level", envvar="TRUSTBOX_LOG_LEVEL", default=None, help="Log level [error].")
+@click.option("--signer", "signer_url", envvar="TRUSTBOX_SIGNER_URL", default=None,
+              help="URL of a `trustbox serve signer` service (default: sign in-process).")
+@click.option("--signer-token-file", envvar="TRUSTBOX_SIGNER_TOKEN_FILE", default=None,
+              help="File with the signer service's bearer token (or TRUSTBOX_SIGNER_TOKEN).")
+@click.option("--signer-ca", envvar="TRUSTBOX_SIGNER_CA", default=None, help="CA certificate of the signer service.")
 def serve_trust(config_file: str | None, **options: Any) -> None:
     """Run the trust server (Notary v1 API, compatible with notary and docker trust)."""
     import os
@@ -50,10 +55,42 @@ def serve_trust(config_file: str | None, **options: Any) -> None:
     passphrase = os.environ.get("TRUSTBOX_KEY_PASSPHRASE")
     if passphrase:
         values["key_passphrase"] = passphrase
+    token = os.environ.get("TRUSTBOX_SIGNER_TOKEN")
+    if token:
+        values["signer_token"] = token
     config = ServerConfig(**values).with_overrides(**options)
     serve(config)
 
 
+@click.command("signer")
+@click.option("--listen", envvar="TRUSTBOX_SIGNER_LISTEN", default="127.0.0.1:7899", show_default=True,
+              help="HOST:PORT to listen on.")
+@click.option("--tls-cert", envvar="TRUSTBOX_SIGNER_TLS_CERT", default=None, help="TLS certificate (PEM).")
+@click.option("--tls-key", envvar="TRUSTBOX_SIGNER_TLS_KEY", default=None, help="TLS private key (PEM).")
+@click.option("--db", envvar="TRUSTBOX_SIGNER_DB", default="sqlite:///./trustbox-signer.db", show_default=True,
+              help="Database URL for the keys.")
+@click.option("--table-prefix", envvar="TRUSTBOX_SIGNER_TABLE_PREFIX", default="", help="Prefix for table names.")
+@click.option("--key-passphrase-file", envvar="TRUSTBOX_KEY_PASSPHRASE_FILE", default=None,
+              help="File holding the passphrase that encrypts the keys (or TRUSTBOX_KEY_PASSPHRASE).")
+@click.option("--token-file", "signer_token_file", envvar="TRUSTBOX_SIGNER_TOKEN_FILE", default=None,
+              help="File with the bearer token clients must send (or TRUSTBOX_SIGNER_TOKEN).")
+@click.option("--insecure-dev-keys", envvar="TRUSTBOX_INSECURE_DEV_KEYS", is_flag=True, default=False,
+              help="Allow a fixed, public key passphrase (tests only).")
+def serve_signer(**options: Any) -> None:
+    """Run the signing service the trust server can use instead of in-process keys."""
+    import os
+
+    from trustbox.trustserver.server import serve_signer as run
+
+    values: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
+    if os.environ.get("TRUSTBOX_KEY_PASSPHRASE"):
+        values["key_passphrase"] = os.environ["TRUSTBOX_KEY_PASSPHRASE"]
+    if os.environ.get("TRUSTBOX_SIGNER_TOKEN"):
+        values["signer_token"] = os.environ["TRUSTBOX_SIGNER_TOKEN"]
+    run(ServerConfig(**values))
+
+
 def register(cli: click.Group, serve: click.Group) -> None:
-    """Attach ``serve trust`` to the ``serve`` group."""
+    """Attach ``serve trust`` and ``serve signer`` to the ``serve`` group."""
     serve.add_command(serve_trust)
+    serve.add_command(serve_signer)

@@ -42,6 +42,23 @@ class ServerConfig:
     insecure_dev_keys: bool = False
     workers: int = 1
     log_level: str = "error"
+    signer_url: str | None = None
+    signer_token: str | None = field(default=None, repr=False)
+    signer_token_file: str | None = None
+    signer_ca: str | None = None
+
+    def signer_token_value(self) -> str:
+        """The bearer token for the signer service (from the file, else the value)."""
+        if self.signer_token_file:
+            try:
+                token = Path(self.signer_token_file).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read signer token file {self.signer_token_file}: {exc.strerror}") from exc
+        else:
+            token = self.signer_token or ""
+        if not token:
+            raise ConfigError("the signer service needs a token", hint="give --signer-token-file or TRUSTBOX_SIGNER_TOKEN")
+        return token
 
     def validate(self) -> ServerConfig:
         """Raise ConfigError on values that cannot work; return self."""
@@ -119,6 +136,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         for name in (
             "listen", "tls_cert", "tls_key", "db", "table_prefix", "max_upload_bytes", "key_algorithm",
             "key_passphrase", "key_passphrase_file", "insecure_dev_keys", "workers", "gun_prefixes",
+            "signer_url", "signer_token", "signer_token_file", "signer_ca",
         ):
             if name in tb:
                 out[name] = tb[name]

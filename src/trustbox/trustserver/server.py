@@ -14,12 +14,14 @@ from trustbox.errors import ConfigError
 from trustbox.trustserver.app import TrustServerApp
 from trustbox.trustserver.config import ServerConfig, split_listen
 from trustbox.trustserver.keys_at_rest import resolve_passphrase
+from trustbox.trustserver.remote_signer import RemoteSigner, SignerApp
 from trustbox.trustserver.service import TrustService
-from trustbox.trustserver.signer import LocalSigner
+from trustbox.trustserver.signer import LocalSigner, Signer
 from trustbox.trustserver.storage import Storage
 from trustbox.tuf.timefmt import utcnow
 
 ENV_CONFIG = "TRUSTBOX_TRUST_SERVER_CONFIG"
+ENV_SIGNER_CONFIG = "TRUSTBOX_SIGNER_SERVICE_CONFIG"
 
 
 def _passphrase(config: ServerConfig, storage: Storage) -> str:
@@ -36,10 +38,14 @@ def build_app(config: ServerConfig, clock: Callable[[], datetime] = utcnow, migr
     """A ready ASGI app for ``config`` (schema migrated, passphrase checked)."""
     config.validate()
     storage = Storage(config.db, config.table_prefix)
+    signer: Signer
     try:
         if migrate:
             storage.migrate()
-        signer = LocalSigner(storage, _passphrase(config, storage))
+        if config.signer_url:
+            signer = RemoteSigner(config.signer_url, config.signer_token_value(), config.signer_ca)
+        else:
+            signer = LocalSigner(storage, _passphrase(config, storage))
     except Exception:
         storage.close()
         raise
@@ -52,6 +58,9 @@ def prepare(config: ServerConfig) -> ServerConfig:
     storage = Storage(config.db, config.table_prefix)
     try:
         storage.migrate()
+        if config.signer_url:
+            config.signer_token_value()
+            return config
         LocalSigner(storage, _passphrase(config, storage))
         if not config.key_passphrase_file and not config.key_passphrase and storage.sqlite_file:
             config = dataclasses.replace(config, key_passphrase_file=storage.sqlite_file + ".key")
@@ -112,3 +121,59 @@ def _serve_granian_rsgi(config: ServerConfig, host: str, port: int) -> None:
         backlog=2048,
         **kwargs,
     ).serve()
+
+
+# -- the separate signing service ------------------------------------------------------------
+
+
+def build_signer_app(config: ServerConfig, migrate: bool = True) -> SignerApp:
+    """The signer service app: keys in ``config.db``, token from ``config.signer_token*``."""
+    storage = Storage(config.db, config.table_prefix)
+    try:
+        if migrate:
+            storage.migrate()
+        return SignerApp(LocalSigner(storage, _passphrase(config, storage)), config.signer_token_value())
+    except Exception:
+        storage.close()
+        raise
+
+
+def signer_app_from_env() -> SignerApp:
+    """Factory for signer worker processes (config from ``TRUSTBOX_SIGNER_SERVICE_CONFIG``)."""
+    raw = os.environ.get(ENV_SIGNER_CONFIG)
+    if not raw:
+        raise ConfigError(f"{ENV_SIGNER_CONFIG} is not set")
+    values: dict[str, Any] = json.loads(raw)
+    values["gun_prefixes"] = tuple(values.get("gun_prefixes", ()))
+    return build_signer_app(ServerConfig(**values), migrate=False)
+
+
+def serve_signer(config: ServerConfig) -> None:
+    """Run ``trustbox serve signer`` until interrupted."""
+    config.validate()
+    storage = Storage(config.db, config.table_prefix)
+    try:
+        storage.migrate()
+        LocalSigner(storage, _passphrase(config, storage))
+        config.signer_token_value()
+        if not config.key_passphrase_file and not config.key_passphrase and storage.sqlite_file:
+            config = dataclasses.replace(config, key_passphrase_file=storage.sqlite_file + ".key")
+    finally:
+        storage.close()
+    host, port = split_listen(config.listen)
+    _setup_logging(config.log_level)
+    values = dataclasses.asdict(config)
+    values["gun_prefixes"] = list(config.gun_prefixes)
+    os.environ[ENV_SIGNER_CONFIG] = json.dumps(values)
+    from trustbox.serving import run_asgi
+
+    run_asgi(
+        "trustbox.trustserver.server:signer_app_from_env",
+        host,
+        port,
+        config.tls_cert,
+        config.tls_key,
+        config.workers,
+        factory=True,
+        log_level="warning",
+    )
