@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from urllib.parse import urlsplit
 
 from trustbox.client.errors import TrustServerURLError
 from trustbox.client.reference import ImageRef
+from trustbox.errors import TrustboxError
 
 NOTARY_SERVER = "https://notary.docker.io"
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
@@ -103,29 +102,12 @@ class Credentials:
 
 
 def registry_credentials(ref: ImageRef, environ: Mapping[str, str] | None = None) -> Credentials:
-    """Credentials stored in ``config.json`` ``auths`` for the image's registry (no credential helpers)."""
-    path = config_dir(environ) / "config.json"
+    """Credentials docker stored for the image's registry (credential helper first, then ``auths``)."""
+    from trustbox.auth.dockerconfig import credentials_for
+
+    host = DOCKER_HUB_AUTH_KEY if ref.official else ref.domain
     try:
-        cfg = json.loads(path.read_text())
-    except (OSError, ValueError):
+        found = credentials_for(host, environ)
+    except TrustboxError:
         return Credentials()
-    auths = cfg.get("auths") if isinstance(cfg, dict) else None
-    if not isinstance(auths, dict):
-        return Credentials()
-    keys = [DOCKER_HUB_AUTH_KEY] if ref.official else [ref.domain, "https://" + ref.domain, "http://" + ref.domain]
-    for key in keys:
-        entry = auths.get(key)
-        if not isinstance(entry, dict):
-            continue
-        creds = Credentials(
-            str(entry.get("username", "")), str(entry.get("password", "")), str(entry.get("identitytoken", ""))
-        )
-        auth = entry.get("auth")
-        if isinstance(auth, str) and auth:
-            try:
-                user, _, pw = base64.b64decode(auth).decode().partition(":")
-                creds.username, creds.password = user, pw
-            except (ValueError, UnicodeDecodeError):
-                pass
-        return creds
-    return Credentials()
+    return Credentials(*found) if found else Credentials()

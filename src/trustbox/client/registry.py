@@ -42,7 +42,7 @@ from trustbox.client.oci import (
     sha256_digest,
     verify_chunks,
 )
-from trustbox.client.oci_ref import DOCKER_HUB_API, is_loopback
+from trustbox.client.oci_ref import is_loopback
 from trustbox.errors import ConfigError, NetworkError, NotFoundError, TrustboxError
 
 USER_AGENT = "trustbox (registry client)"
@@ -79,35 +79,13 @@ def insecure_registries_from_env() -> tuple[str, ...]:
 
 
 def load_credentials(host: str, config_dir: Path | None = None) -> tuple[str, str] | None:
-    """Username and password for ``host`` from docker's ``config.json`` ``auths``, if any."""
-    path = (config_dir or docker_config_dir()) / "config.json"
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
-    auths = doc.get("auths") if isinstance(doc, dict) else None
-    if not isinstance(auths, dict):
-        return None
-    wanted = {host}
-    if host in (DOCKER_HUB_API, "docker.io", "index.docker.io"):
-        wanted |= {DOCKER_HUB_AUTH_KEY, "docker.io", "index.docker.io", DOCKER_HUB_API}
-    for key, entry in auths.items():
-        k = re.sub(r"^https?://", "", str(key)).rstrip("/")
-        if key not in wanted and k not in wanted and k.split("/", 1)[0] not in wanted:
-            continue
-        if not isinstance(entry, dict):
-            continue
-        if entry.get("auth"):
-            try:
-                user, _, password = base64.b64decode(str(entry["auth"])).decode().partition(":")
-            except (ValueError, UnicodeDecodeError):
-                raise ConfigError(f"{path}: invalid base64 'auth' for {key}") from None
-            return user, password
-        if entry.get("username"):
-            return str(entry["username"]), str(entry.get("password", ""))
-    return None
+    """Username and password docker stored for ``host`` (credential helper first, then ``auths``)."""
+    from trustbox.auth.dockerconfig import credentials_for
+
+    environ = dict(os.environ)
+    if config_dir is not None:
+        environ["DOCKER_CONFIG"] = str(config_dir)
+    return credentials_for(host, environ)
 
 
 @dataclass
