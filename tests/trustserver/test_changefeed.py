@@ -57,7 +57,9 @@ def test_paging_forward_and_backward(client):
     # records=0 means the default page size
     assert feed(client, "records=0")[0]["count"] == 4
     # past the end
-    assert feed(client, f"change_id={all_ids[-1]}&records=5")[0] == {"count": 0, "records": []}
+    assert feed(client, f"change_id={all_ids[-1]}&records=5")[1] == b'{"count":0,"records":null}'
+    # empty because of the GUN filter: [] (upstream's filtered page)
+    assert feed(client, "records=5", "example.com/none")[1] == b'{"count":0,"records":[]}'
 
 
 def test_per_gun_filter_and_deletion(client):
@@ -72,6 +74,11 @@ def test_per_gun_filter_and_deletion(client):
     # deleting an unknown GUN records nothing
     assert client.delete(tuf("example.com/never", "")).status_code == 200
     assert feed(client, "change_id=-1&records=-1")[0]["records"][0]["ID"] == last["ID"]
+
+
+def test_empty_store(client):
+    assert feed(client, "records=10")[1] == b'{"count":0,"records":null}'
+    assert feed(client, "change_id=-1&records=-10", GUN)[1] == b'{"count":0,"records":null}'
 
 
 def test_bad_parameters(client):

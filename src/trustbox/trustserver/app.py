@@ -62,6 +62,10 @@ CT_TEXT = (b"content-type", b"text/plain; charset=utf-8")
 CT_JSON = (b"content-type", b"application/json; charset=utf-8")
 
 
+class MethodNotAllowed(Exception):
+    """A method no route accepts (upstream: 405 with an empty body)."""
+
+
 def gun_problem(gun: str) -> str | None:
     """Why ``gun`` is not acceptable, or None."""
     if len(gun) > MAX_GUN:
@@ -230,6 +234,8 @@ class TrustServerApp:
             handler, status, headers, body = await self._dispatch(scope, receive)
         except ServerError as exc:
             status, headers, body = exc.status, [CT_JSON], exc.body()
+        except MethodNotAllowed:
+            status, headers, body = 405, [], b""
         except Exception:
             log.exception("unhandled error serving %s %s", scope.get("method"), scope.get("path"))
             status, headers, body = 500, [CT_JSON], error_body(UNKNOWN)
@@ -306,7 +312,10 @@ class TrustServerApp:
                 self._check_gun(m["gun"], False)
                 key = await self._run(self.service.rotate_key, m["gun"], m["role"])
                 return "RotateKey", 200, [CT_TEXT], go_json(key_json(key))
-        elif method == "DELETE":
+        elif method not in ("PUT", "HEAD", "DELETE"):
+            # gorilla/mux: a path every route pattern matches but no method does -> bare 405
+            raise MethodNotAllowed()
+        if method == "DELETE":
             m = R_UPDATE.match(path)
             if m:
                 self._check_gun(m["gun"], False)

@@ -60,8 +60,12 @@ def format_ns(ns: int) -> str:
     return base + "Z"
 
 
-def render(changes: list[Change]) -> bytes:
-    """``{"count":N,"records":[...]}`` with upstream's field names and order."""
+def render(changes: list[Change], empty_as_null: bool = False) -> bytes:
+    """``{"count":N,"records":[...]}`` with upstream's field names and order.
+
+    An empty page is ``[]``, or ``null`` with ``empty_as_null`` (notary-server 0.7 writes a nil
+    slice when nothing at all lies in the requested direction).
+    """
     records = [
         {
             "ID": str(c.id),
@@ -73,4 +77,4 @@ def render(changes: list[Change]) -> bytes:
         }
         for c in changes
     ]
-    return go_json({"count": len(records), "records": records})
+    return go_json({"count": len(records), "records": None if (empty_as_null and not records) else records})

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import time
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -119,7 +120,12 @@ def resolve_passphrase(
             else:
                 with os.fdopen(fd, "w") as fh:
                     fh.write(secrets.token_urlsafe(32) + "\n")
-        return key_file.read_text(encoding="utf-8").strip()
+        for _ in range(50):  # another process may have created it and not written it yet
+            value = key_file.read_text(encoding="utf-8").strip()
+            if value:
+                return value
+            time.sleep(0.02)
+        raise ConfigError(f"key passphrase file {key_file} is empty")
     if in_memory:
         return secrets.token_urlsafe(32)
     if insecure_dev_keys:

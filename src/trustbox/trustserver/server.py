@@ -108,6 +108,12 @@ def _serve_granian_rsgi(config: ServerConfig, host: str, port: int) -> None:
     kwargs: dict[str, Any] = {}
     if config.tls_cert and config.tls_key:
         kwargs.update(ssl_cert=Path(config.tls_cert), ssl_key=Path(config.tls_key))
+        try:  # granian defaults to TLS 1.3 only; notary-server accepts 1.2
+            from granian.constants import SSLProtocols
+
+            kwargs["ssl_protocol_min"] = SSLProtocols.tls12
+        except ImportError:  # pragma: no cover - older granian
+            pass
     level = config.log_level.lower()
     Server(
         "trustbox.trustserver.server:app_from_env",

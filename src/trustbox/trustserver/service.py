@@ -268,7 +268,14 @@ class TrustService:
     def changes(self, query_string: bytes, gun: str | None) -> bytes:
         """The changefeed JSON for the query."""
         change_id, records = changefeed.parse_params(query_string)
-        return changefeed.render(self.storage.get_changes(change_id, records, gun))
+        changes = self.storage.get_changes(change_id, records, gun)
+        empty_as_null = False
+        if not changes:
+            # upstream answers null when no change at all exists in that direction, [] otherwise
+            last = self.storage.last_change_id()
+            reversed_ = change_id < 0 or records < 0
+            empty_as_null = last == 0 or (not reversed_ and last <= change_id)
+        return changefeed.render(changes, empty_as_null)
 
 
 def key_json(key: PublicKey) -> dict[str, Any]:

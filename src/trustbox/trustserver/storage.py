@@ -322,6 +322,13 @@ class Storage:
             out.reverse()
         return out
 
+    def last_change_id(self) -> int:
+        """The newest changefeed ID (0 when there is none)."""
+        cf = self.t.changefeed
+        with self._read() as conn:
+            v = conn.execute(select(func.max(cf.c.id))).scalar()
+        return int(v or 0)
+
     # -- server keys -------------------------------------------------------------------
 
     def add_key(self, rec: KeyRecord) -> None:

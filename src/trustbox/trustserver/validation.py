@@ -66,11 +66,8 @@ class Part:
 
 
 def go_time(dt: datetime) -> str:
-    """A time as Go's ``%v`` prints it (``2006-01-02 15:04:05.999999999 +0000 UTC``)."""
-    base = dt.strftime("%Y-%m-%d %H:%M:%S")
-    if dt.microsecond:
-        base += "." + f"{dt.microsecond:06d}".rstrip("0")
-    return base + " +0000 UTC"
+    """An expiry as upstream's ErrExpired prints it (Go ``time.UnixDate``, e.g. ``Sat Nov  5 07:59:27 UTC 2026``)."""
+    return f"{dt:%a %b} {dt.day:>2} {dt:%H:%M:%S} UTC {dt.year}"
 
 
 def _md(data: bytes, role: str, expect: type[Any], value: Any = None) -> Metadata[Any]:

@@ -1,0 +1,142 @@
+"""Differential test: the same requests against the real notary-server 0.7 (memory store, local
+signer) and against trustbox must give the same status codes and byte-identical bodies."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from ts_asgi import ASGIClient
+from ts_repo import Repo, multipart, parse_key, target
+
+from trustbox.tuf.keys import PrivateKey
+
+NOTARY_SERVER = shutil.which("notary-server")
+pytestmark = [pytest.mark.interop, pytest.mark.skipif(NOTARY_SERVER is None, reason="notary-server not installed")]
+
+EDGE_REQUESTS = [
+    "GET /v2/", "GET /v2", "HEAD /v2/", "OPTIONS /v2/", "PATCH /v2/x/_trust/tuf/", "GET /v2/x/_trust/tuf/",
+    "GET /v2/x/_trust/tuf/root.json", "GET /v2/x/_trust/tuf/1.root.json", "GET /v2/x/_trust/tuf/0.root.json",
+    "GET /v2/x/_trust/tuf/01.root.json", "GET /v2/x/_trust/tuf/root.abc.json", "GET /v2/x/_trust/tuf/targets/a/b.json",
+    "GET /v2/x/_trust/tuf/targets/.json", "GET /v2/*/_trust/tuf/root.json", "DELETE /v2/x/_trust/tuf/",
+    "GET /v2/x/_trust/changefeed?records=2", "GET /v2/_trust/changefeed?records=2&change_id=5",
+    "GET /v2/_trust/changefeed?records=-2&change_id=abc", "POST /v2/x/_trust/tuf/root.key",
+    "GET /v2/x/_trust/tuf/timestamp.key/", "GET /_notary_server/health/", "POST /_notary_server/health",
+    "GET /v2/x/_trust/tuf/TIMESTAMP.json", "GET /v2/x/_trust/tuf/timestamp.JSON", "HEAD /v2/x/_trust/tuf/root.json",
+    "PUT /v2/x/_trust/tuf/", "GET /v2/_trust/changefeed?records=+3", "GET /v2/_trust/changefeed?records=",
+    "GET /v2/_trust/changefeed?change_id=-5&records=2", "POST /v2/x/_trust/tuf/",
+    "GET /v2/x/y/_trust/changefeed?records=1", "GET /v2/x/_trust/tuf/snapshot.json", "GET /v2/_trust/tuf/root.json",
+    "GET /_notary_server/health",
+]
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    d: Path = tmp_path_factory.mktemp("upstream")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = d / "server.json"
+    cfg.write_text(json.dumps({
+        "server": {"http_addr": f"127.0.0.1:{port}"}, "trust_service": {"type": "local", "key_algorithm": "ed25519"},
+        "storage": {"backend": "memory"}, "logging": {"level": "error"},
+    }))
+    proc = subprocess.Popen([NOTARY_SERVER, "-config", str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    try:
+        for _ in range(100):
+            try:
+                if client.get("/_notary_server/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield client
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_edge_requests_identical(upstream, client):
+    for req in EDGE_REQUESTS:
+        method, path = req.split(" ", 1)
+        a = upstream.request(method, path)
+        b = client.request(method, path)
+        assert (b.status_code, b.content) == (a.status_code, a.content), req
+        for h in ("content-type", "cache-control"):
+            assert b.headers.get(h) == a.headers.get(h), (req, h)
+
+
+def _scenario(c: httpx.Client, gun: str) -> list[tuple[str, int, bytes]]:
+    out: list[tuple[str, int, bytes]] = []
+
+    def post(label: str, parts: dict[str, bytes]) -> None:
+        body, ct = multipart(parts)
+        r = c.post(f"/v2/{gun}/_trust/tuf/", content=body, headers={"content-type": ct})
+        out.append((label, r.status_code, r.content))
+
+    repo = Repo(gun, parse_key(c.get(f"/v2/{gun}/_trust/tuf/timestamp.key").content))
+    stranger = PrivateKey.generate("ecdsa")
+    post("no root", {"targets": repo.targets(2)})
+    post("root v5", {"root": repo.root(version=5), "targets": repo.targets(2), "snapshot": repo.snapshot(2)})
+    repo.root_version = 0
+    post("root wrong sig", {"root": repo.root(sign_with=[(stranger, repo.root_pub.keyid)]),
+                            "targets": repo.targets(2), "snapshot": repo.snapshot(2)})
+    repo.root_version = 0
+    post("root expired", {"root": repo.root(expires=repo.now.replace(microsecond=0) - timedelta(days=1)),
+                          "targets": repo.targets(2), "snapshot": repo.snapshot(2)})
+    repo.root_version = 0
+    other = Repo("example.com/other", repo.timestamp_pub)
+    post("cross gun", {"root": other.root(), "targets": other.targets(2), "snapshot": other.snapshot(2)})
+    post("delegation first", {"root": repo.root(), "targets/releases": repo.targets(1, role="targets/releases"),
+                              "snapshot": repo.snapshot(2)})
+    repo.root_version = 0
+    post("ok", {"root": repo.root(), "targets": repo.targets(2, {"v1": target(b"1")}), "snapshot": repo.snapshot(2)})
+    post("no snapshot", {"targets": repo.targets(3)})
+    post("bad targets sig", {"targets": repo.targets(3, key=stranger), "snapshot": repo.snapshot(3)})
+    post("targets expired", {"targets": repo.targets(3, expires=repo.now.replace(microsecond=0) - timedelta(seconds=3)),
+                             "snapshot": repo.snapshot(3)})
+    doc = json.loads(repo.targets(3))
+    doc["signatures"] = []
+    repo.docs["targets"] = json.dumps(doc).encode()
+    post("no sigs", {"targets": repo.docs["targets"], "snapshot": repo.snapshot(3)})
+    post("snapshot wrong key", {"targets": repo.targets(3), "snapshot": repo.snapshot(3, key=repo.targets_key)})
+    post("snapshot missing targets", {"targets": repo.targets(3),
+                                      "snapshot": repo.snapshot(3, roles={"root": repo.docs["root"]})})
+    dk = PrivateKey.generate("ecdsa")
+    post("child not direct", {"targets": repo.targets(3, delegations=[("targets/a/b", dk.public_key(), [""])]),
+                              "snapshot": repo.snapshot(3)})
+    post("delegation ok", {"targets": repo.targets(3, delegations=[("targets/releases", dk.public_key(), [""])]),
+                           "snapshot": repo.snapshot(3)})
+    post("delegation wrong key", {"targets/releases": repo.targets(1, key=stranger, role="targets/releases"),
+                                  "snapshot": repo.snapshot(4)})
+    post("undelegated", {"targets/other": repo.targets(1, key=dk, role="targets/other"), "snapshot": repo.snapshot(4)})
+    post("replay", {"targets": repo.targets(2), "snapshot": repo.snapshot(5)})
+    post("bogus role", {"bogus": repo.docs["targets"]})
+    post("malformed", {"targets": b"notjson"})
+    return out
+
+
+def test_validation_errors_identical(upstream, client):
+    gun = "example.com/diff/repo"
+    expected = _scenario(upstream, gun)
+    got = _scenario(client, gun)
+    for (label, sa, ba), (_, sb, bb) in zip(expected, got, strict=True):
+        assert (sb, bb) == (sa, ba), label
+
+
+@pytest.fixture
+def client(tmp_path):
+    from ts_env import make_app
+
+    app = make_app({"db": f"sqlite:///{tmp_path}/t.db", "table_prefix": ""})
+    with ASGIClient(app) as c:
+        yield c
+    app.close()
