@@ -182,3 +182,48 @@ def test_rsgi_interface(backend):
         assert status == 400 and dict(headers)["content-type"] == "application/json; charset=utf-8"
     finally:
         app.close()
+
+
+def test_config_file_upstream_layout(tmp_path):
+    import json as _json
+
+    from trustbox.errors import ConfigError
+    from trustbox.trustserver.config import ServerConfig, load_config_file
+
+    f = tmp_path / "server.json"
+    f.write_text(_json.dumps({
+        "server": {"http_addr": "0.0.0.0:4443", "tls_cert_file": "c.pem", "tls_key_file": "k.pem"},
+        "storage": {"backend": "postgres", "db_url": "postgresql://u@h/db"},
+        "trust_service": {"type": "local", "key_algorithm": "ecdsa"},
+        "caching": {"max_age": {"current_metadata": 0, "consistent_metadata": 60}},
+        "repositories": {"gun_prefixes": ["docker.io/"]},
+        "trustbox": {"max_upload_bytes": 65536, "table_prefix": "p_"},
+    }))
+    cfg = ServerConfig(**load_config_file(f)).validate()
+    assert (cfg.listen, cfg.tls_cert, cfg.db, cfg.key_algorithm) == ("0.0.0.0:4443", "c.pem", "postgresql://u@h/db", "ecdsa")
+    assert (cfg.current_max_age, cfg.consistent_max_age, cfg.gun_prefixes) == (0, 60, ("docker.io/",))
+    assert cfg.with_overrides(listen="127.0.0.1:1", db=None).listen == "127.0.0.1:1"
+    for bad in ({"key_algorithm": "dsa"}, {"listen": "nowhere"}, {"current_max_age": -1}, {"tls_cert": "c"},
+                {"table_prefix": "x;drop"}):
+        with pytest.raises(ConfigError):
+            ServerConfig(**bad).validate()
+    (tmp_path / "bad.json").write_text("{nope")
+    with pytest.raises(ConfigError):
+        load_config_file(tmp_path / "bad.json")
+
+
+def test_no_cache_policy(backend):
+    from ts_asgi import ASGIClient
+    from ts_env import make_app
+    from ts_helpers import GUN, publish_new, tuf
+
+    app = make_app(backend, current_max_age=0)
+    try:
+        with ASGIClient(app) as c:
+            publish_new(c)
+            r = c.get(tuf(GUN, "targets.json"))
+            assert r.headers["cache-control"] == "max-age=0, no-cache, no-store"
+            assert r.headers["pragma"] == "no-cache"
+            assert c.get(tuf(GUN, "2.targets.json")).headers["cache-control"] == "public, max-age=2592000, s-maxage=2592000"
+    finally:
+        app.close()
