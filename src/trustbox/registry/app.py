@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from trustbox.registry.errors import (
     BlobUploadInvalid,
     Denied,
     DigestInvalid,
+    ManifestTimeout,
     NameUnknown,
     NotFound,
     PaginationInvalid,
@@ -35,6 +37,7 @@ from trustbox.registry.errors import (
     StorageFailure,
     TooLarge,
     Unsupported,
+    UploadTimeout,
 )
 from trustbox.registry.manifests import ManifestStore
 from trustbox.registry.mediatypes import OCI_INDEX
@@ -85,8 +88,8 @@ class Registry:
             )
         self.driver = driver
         self.blobs = BlobStore(driver, VerifyPolicy(config.verify_blobs))
-        self.uploads = UploadStore(self.blobs)
-        self.manifests = ManifestStore(self.blobs)
+        self.uploads = UploadStore(self.blobs, config.max_upload_sessions)
+        self.manifests = ManifestStore(self.blobs, config.max_json_depth)
         self.auth = Htpasswd(Path(config.htpasswd)) if config.htpasswd else None
         self._routes: dict[tuple[str, str], Handler] = {
             ("blobs/uploads", "POST"): self.upload_start,
@@ -152,6 +155,21 @@ class Registry:
         if kind in ("blobs", "manifests", "referrers") and not ref:
             raise NotFound(detail={"path": path[:300]})
         return await handler(request, name, ref)
+
+    async def _body(self, request: Request, timeout_error: type[RegistryError] = UploadTimeout,
+                    ) -> AsyncIterator[bytes]:
+        """The request body, failing with ``timeout_error`` (408) when no data arrives for
+        ``body_timeout`` seconds (a stalled or deliberately slow client)."""
+        stream = request.stream()
+        limit = self.config.body_timeout
+        while True:
+            try:
+                chunk = await asyncio.wait_for(stream.__anext__(), limit)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise timeout_error(detail={"timeout_seconds": limit}) from None
+            yield chunk
 
     def _check_delete(self) -> None:
         if not self.config.delete_enabled:
@@ -318,7 +336,7 @@ class Registry:
             return self._upload_headers(up)
         async with self.uploads.lock(up.id):
             try:
-                up = await self.uploads.append(up, request.stream(), self._declared_length(request))
+                up = await self.uploads.append(up, self._body(request), self._declared_length(request))
             except BaseException:
                 self.uploads.cancel(up)
                 raise
@@ -366,7 +384,7 @@ class Registry:
         async with self.uploads.lock(up.id):
             up = self.uploads.get(name, up.id)
             expected = self._chunk_length(request, up)
-            up = await self.uploads.append(up, request.stream(), expected)
+            up = await self.uploads.append(up, self._body(request), expected)
         return self._upload_headers(up)
 
     async def upload_put(self, request: Request, name: str, ref: str | None) -> Response:
@@ -381,7 +399,7 @@ class Registry:
             expected = self._chunk_length(request, up)
             if expected is None:
                 expected = self._declared_length(request)
-            up = await self.uploads.append(up, request.stream(), expected)
+            up = await self.uploads.append(up, self._body(request), expected)
             await self.uploads.commit(up, want)
         return self._created(name, want)
 
@@ -409,7 +427,7 @@ class Registry:
         if cl is not None and cl.isdigit() and int(cl) > limit:
             raise TooLarge(f"manifest is larger than {limit} bytes", detail={"limit": limit})
         buf = bytearray()
-        async for chunk in request.stream():
+        async for chunk in self._body(request, ManifestTimeout):
             buf += chunk
             if len(buf) > limit:
                 raise TooLarge(f"manifest is larger than {limit} bytes", detail={"limit": limit})

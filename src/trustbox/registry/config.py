@@ -31,6 +31,9 @@ class RegistryConfig:
     spool_dir: str | None = None
     workers: int = 1
     max_manifest_size: int = 4 << 20
+    max_json_depth: int = 64
+    max_upload_sessions: int = 1000
+    body_timeout: int = 60
     log_level: str = "info"
 
     def host_port(self) -> tuple[str, int]:
@@ -56,6 +59,9 @@ class RegistryConfig:
                 raise ConfigError(f"file not found: {f}")
         if self.workers < 1:
             raise ConfigError("workers must be at least 1")
+        for name in ("max_manifest_size", "max_json_depth", "max_upload_sessions", "body_timeout"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
         return self
 
     def to_json(self) -> str:

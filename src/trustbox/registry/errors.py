@@ -118,6 +118,28 @@ class TooLarge(SizeInvalid):
     default_message = "manifest too large"
 
 
+class UploadTimeout(BlobUploadInvalid):
+    """An upload body that stalled longer than the body timeout."""
+
+    status = 408
+    default_message = "request body stalled: no data within the body timeout"
+
+
+class ManifestTimeout(ManifestInvalid):
+    """A manifest body that stalled longer than the body timeout."""
+
+    status = 408
+    default_message = "request body stalled: no data within the body timeout"
+
+
+class TooManyRequests(RegistryError):
+    """A limit on concurrent work (open upload sessions) is reached."""
+
+    code = "TOOMANYREQUESTS"
+    status = 429
+    default_message = "too many requests"
+
+
 class TagInvalid(RegistryError):
     """A tag that breaks the tag grammar."""
 

@@ -18,7 +18,7 @@ from trustbox.registry.errors import (
     ManifestInvalid,
     ManifestUnknown,
 )
-from trustbox.registry.mediatypes import ParsedManifest, parse_manifest, referrer_descriptor
+from trustbox.registry.mediatypes import MAX_JSON_DEPTH, ParsedManifest, parse_manifest, referrer_descriptor
 from trustbox.registry.names import check_tag
 
 log = logging.getLogger("trustbox.registry")
@@ -39,9 +39,10 @@ class StoredManifest:
 class ManifestStore:
     """Manifest content lives in blob storage; repositories hold revision links and tags."""
 
-    def __init__(self, blobs: BlobStore) -> None:
+    def __init__(self, blobs: BlobStore, max_depth: int = MAX_JSON_DEPTH) -> None:
         self.blobs = blobs
         self.driver = blobs.driver
+        self.max_depth = max_depth
         # verified manifest bytes by digest: content-addressed, so never stale
         self._cache: OrderedDict[str, bytes] = OrderedDict()
 
@@ -133,7 +134,7 @@ class ManifestStore:
             d = digest_bytes(body)
         for t in extra_tags:
             tags.append(check_tag(t))
-        parsed = parse_manifest(body, content_type)
+        parsed = parse_manifest(body, content_type, self.max_depth)
         await self._check_references(name, parsed)
 
         key = layout.blob_key(d)

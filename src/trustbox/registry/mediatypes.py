@@ -19,6 +19,8 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 IMAGE_TYPES = frozenset({DOCKER_MANIFEST, OCI_MANIFEST})
 INDEX_TYPES = frozenset({DOCKER_LIST, OCI_INDEX})
 MANIFEST_TYPES = IMAGE_TYPES | INDEX_TYPES
+#: deepest JSON nesting accepted in a manifest (real manifests nest 4 levels)
+MAX_JSON_DEPTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +67,35 @@ def _descriptor(obj: Any, where: str) -> Descriptor:
     return Descriptor(mt, d, size, tuple(urls))
 
 
-def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
-    """Parse and validate a manifest body; raise ManifestInvalid on anything wrong."""
+def _nesting(value: Any) -> int:
+    """Deepest array/object nesting of a parsed JSON value (iterative)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            deepest = max(deepest, d)
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            deepest = max(deepest, d)
+            stack.extend((x, d + 1) for x in v)
+    return deepest
+
+
+def parse_manifest(body: bytes, content_type: str | None, max_depth: int = MAX_JSON_DEPTH) -> ParsedManifest:
+    """Parse and validate a manifest body; raise ManifestInvalid on anything wrong.
+
+    JSON nested deeper than ``max_depth`` is refused before parsing (Python's parser would
+    otherwise hit its recursion limit).
+    """
     try:
         doc = json.loads(body)
+    except RecursionError:
+        raise ManifestInvalid(f"manifest JSON nests deeper than {max_depth} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ManifestInvalid(f"manifest is not valid JSON: {exc}") from None
+    if _nesting(doc) > max_depth:
+        raise ManifestInvalid(f"manifest JSON nests deeper than {max_depth} levels", detail={"limit": max_depth})
     if not isinstance(doc, dict):
         raise ManifestInvalid("manifest must be a JSON object")
     ct = (content_type or "").split(";")[0].strip().lower()

@@ -26,7 +26,7 @@ from trustbox.registry import layout
 from trustbox.registry.aio import in_thread
 from trustbox.registry.blobs import BlobStore
 from trustbox.registry.digests import Digest
-from trustbox.registry.errors import BlobUploadUnknown, DigestInvalid, SizeInvalid
+from trustbox.registry.errors import BlobUploadUnknown, DigestInvalid, SizeInvalid, TooManyRequests
 
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 WRITE_BATCH = 4 << 20
@@ -57,9 +57,10 @@ class Upload:
 class UploadStore:
     """Create, append to, inspect, commit and cancel uploads."""
 
-    def __init__(self, blobs: BlobStore) -> None:
+    def __init__(self, blobs: BlobStore, max_sessions: int | None = None) -> None:
         self.blobs = blobs
         self.spool = blobs.driver.spool_dir
+        self.max_sessions = max_sessions
         self._hashes: dict[str, _HashState] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -71,7 +72,19 @@ class UploadStore:
         return lk
 
     def create(self, repo: str) -> Upload:
-        """Start a new session for ``repo``."""
+        """Start a new session for ``repo``; TooManyRequests when ``max_sessions`` are open."""
+        if self.max_sessions is not None:
+            try:
+                open_sessions = sum(1 for _ in os.scandir(self.spool))
+            except FileNotFoundError:
+                open_sessions = 0
+            if open_sessions >= self.max_sessions:
+                raise TooManyRequests(
+                    f"{open_sessions} upload sessions are open (limit {self.max_sessions}); "
+                    "finish or cancel some, or retry later",
+                    detail={"limit": self.max_sessions},
+                    headers={"Retry-After": "10"},
+                )
         upload_id = str(uuid.uuid4())
         d = self.spool / upload_id
         d.mkdir(parents=True)
