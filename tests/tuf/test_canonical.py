@@ -107,3 +107,47 @@ def test_string_escaping_property(s) -> None:
     inner = enc[1:-1]
     # unescaping only \" and \\ (left to right) restores the UTF-8 of s
     assert re.sub(rb'\\(["\\])', rb"\1", inner) == s.encode("utf-8")
+
+
+json_values_with_floats = st.recursive(
+    json_scalars | st.floats(allow_nan=False, allow_infinity=False),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(json_values_with_floats)
+def test_fast_encoder_equals_canonical_encoder(value) -> None:
+    """encode_canonical_parsed (C encoder when provably identical) never differs from the reference."""
+    from trustbox.tuf.canonical import encode_canonical_parsed
+
+    try:
+        expected = encode_canonical(value)
+    except CanonicalJSONError:
+        with pytest.raises(CanonicalJSONError):
+            encode_canonical_parsed(value)
+        return
+    assert encode_canonical_parsed(value) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_values)
+def test_json_depth_matches_structure(value) -> None:
+    from trustbox.tuf.canonical import json_depth
+
+    def depth(v) -> int:
+        if isinstance(v, dict):
+            return 1 + max((depth(x) for x in v.values()), default=0)
+        if isinstance(v, list):
+            return 1 + max((depth(x) for x in v), default=0)
+        return 0
+
+    assert json_depth(json.dumps(value).encode()) == depth(value)
+
+
+def test_depth_is_checked_before_parsing() -> None:
+    # a megabyte of brackets is refused by the pre-scan, not by the recursive parser
+    with pytest.raises(FormatError, match="deeper than"):
+        loads(b"[" * 500_000 + b"]" * 500_000)
+    assert loads(b'{"a":"' + b"[" * 100 + b'"}') == {"a": "[" * 100}

@@ -224,3 +224,34 @@ def test_garbage_is_a_format_error(repo) -> None:
     for bad in (b"", b"null", b'{"signed":1,"signatures":[]}', b'{"signed":{"_type":"Timestamp"},"signatures":[]}'):
         with pytest.raises(FormatError):
             tc.update_timestamp(bad)
+
+
+def test_rotation_counts_only_old_certificates_for_this_gun() -> None:
+    """An old root listing a certificate for another GUN cannot vouch for a new root with it."""
+    from trustbox.tuf.certs import make_root_public_key
+
+    r = RepoBuilder(GUN, NOW)
+    k = r.root_keys[0][0]
+    foreign = make_root_public_key(k, "registry.example.test/team/other", NOW)
+    r.root_keys = [(k, foreign)]  # the trusted root's only root key is a cert for another GUN
+    import json
+
+    body = json.loads(r.root())
+    trusted = TrustedCollection.__new__(TrustedCollection)  # bypass the self-check for the crafted old root
+    from trustbox.tuf.metadata import Metadata, Root
+
+    trusted.gun, trusted.now, trusted.floor = GUN, NOW, {}
+    trusted.root = Metadata.parse(json.dumps(body).encode(), expect=Root)
+    trusted.timestamp = trusted.snapshot = trusted.targets = None
+    trusted.delegations = {}
+    new_key = r.add_root_key()
+    r.root_keys = [new_key]
+    r.root_version = 2
+    with pytest.raises(RootError, match="not signed by the previously trusted root"):
+        trusted.update_root(r.root(signers=[(k, foreign), new_key]))
+
+
+def test_http_date_is_locale_independent() -> None:
+    from trustbox.tuf.timefmt import format_http_date
+
+    assert format_http_date(datetime(2026, 11, 22, 6, 33, 32, tzinfo=UTC)) == "Sun, 22 Nov 2026 06:33:32 UTC"

@@ -11,6 +11,7 @@ The wire form of a document is the canonical form with Go's HTML escaping applie
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from trustbox.errors import CanonicalJSONError, FormatError
@@ -121,40 +122,69 @@ def _reject_constant(name: str) -> Any:
     raise FormatError(f"invalid JSON number {name}")
 
 
-def _dup_checking_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    d: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in d:
-            raise FormatError(f"duplicate JSON object key {k!r}")
-        d[k] = v
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise FormatError(f"duplicate JSON object key {dup!r}")
     return d
 
 
-def _check_depth(value: Any) -> None:
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        v, d = stack.pop()
-        if d > _MAX_DEPTH:
-            raise FormatError(f"JSON nesting deeper than {_MAX_DEPTH} levels")
-        if isinstance(v, dict):
-            stack.extend((x, d + 1) for x in v.values())
-        elif isinstance(v, list):
-            stack.extend((x, d + 1) for x in v)
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_depth(data: bytes) -> int:
+    """Deepest nesting of arrays/objects in JSON text (strings skipped), without parsing it."""
+    depth = deepest = 0
+    for b in _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS):
+        if b in (0x5B, 0x7B):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        else:
+            depth -= 1
+    return deepest
 
 
 def loads(data: bytes | str) -> JSONValue:
-    """Parse untrusted JSON bytes strictly (no NaN/Infinity, no duplicate keys, bounded depth)."""
+    """Parse untrusted JSON bytes strictly (no NaN/Infinity, no duplicate keys, bounded depth).
+
+    The depth is checked on the raw text before parsing, so hostile nesting costs nothing.
+    """
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    if json_depth(raw) > _MAX_DEPTH:
+        raise FormatError(f"JSON nesting deeper than {_MAX_DEPTH} levels")
     try:
-        if isinstance(data, bytes):
-            text = data.decode("utf-8")
-        else:
-            text = data
-        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_dup_checking_hook)
+        text = raw.decode("utf-8")
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_pairs)
     except FormatError:
         raise
     except RecursionError as exc:
         raise FormatError("JSON nesting too deep") from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise FormatError(f"invalid JSON: {exc}") from exc
-    _check_depth(value)
-    return value
+
+
+_ODD_ESCAPE = re.compile(r'\\[^"\\]')
+_FLOAT_TOKEN = re.compile(r'(?:^|[:,\[])-?\d+(?:\.|[eE])')
+
+
+def encode_canonical_parsed(value: JSONValue) -> bytes:
+    """Canonical JSON of a value that came from :func:`loads` (string keys only), fast.
+
+    Uses the C JSON encoder when its output is provably the canonical form (no floats, no
+    escapes other than ``\\"`` and ``\\\\``); otherwise falls back to :func:`encode_canonical`.
+    Not for arbitrary values: the C encoder would turn non-string keys into strings.
+    """
+    try:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (ValueError, TypeError, RecursionError):
+        return encode_canonical(value)
+    if ("\\" in text and _ODD_ESCAPE.search(text)) or _FLOAT_TOKEN.search(text):
+        return encode_canonical(value)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return encode_canonical(value)

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 from trustbox.errors import FormatError, RoleError
-from trustbox.tuf.canonical import encode_canonical, encode_wire, loads
+from trustbox.tuf.canonical import encode_canonical, encode_canonical_parsed, encode_wire, loads
 from trustbox.tuf.keys import PrivateKey, PublicKey, b64decode, b64encode
 from trustbox.tuf.timefmt import format_time, parse_time
 
@@ -437,6 +437,7 @@ class Metadata(Generic[T]):
         self.signed = signed
         self.signatures: list[Signature] = signatures or []
         self._signed_value = signed_value
+        self._signed_bytes: bytes | None = None
         self.raw = raw
 
     # -- parsing --------------------------------------------------------------------------
@@ -472,9 +473,11 @@ class Metadata(Generic[T]):
                     b64decode(_get(s, "sig", str, sw), f"{sw}.sig"),
                 )
             )
-        # Signatures are over the canonical form; fail now if that cannot be produced.
-        encode_canonical(signed)
-        return Metadata(body, sigs, signed, bytes(data))
+        md: Metadata[Any] = Metadata(body, sigs, signed, bytes(data))
+        # Signatures are over the canonical form: compute it once now (failing early if it
+        # cannot be produced) and keep it for every signature check.
+        md._signed_bytes = encode_canonical_parsed(signed)
+        return md
 
     # -- views ------------------------------------------------------------------------------
 
@@ -486,12 +489,15 @@ class Metadata(Generic[T]):
         return self._signed_value
 
     def signed_bytes(self) -> bytes:
-        """The canonical bytes signatures are computed over."""
+        """The canonical bytes signatures are computed over (cached for parsed documents)."""
+        if self._signed_bytes is not None:
+            return self._signed_bytes
         return encode_canonical(self.signed_value)
 
     def refresh(self) -> None:
         """Forget the parsed ``signed`` value and raw bytes after editing the typed body."""
         self._signed_value = None
+        self._signed_bytes = None
         self.raw = None
         self.signatures = []
 

@@ -45,9 +45,17 @@ def format_time(dt: datetime) -> str:
     return base + "Z"
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def format_http_date(dt: datetime) -> str:
-    """Go's RFC1123 layout with a literal ``UTC`` zone, as notary-server's Last-Modified."""
-    return dt.astimezone(UTC).strftime("%a, %d %b %Y %H:%M:%S UTC")
+    """Go's RFC1123 layout with a literal ``UTC`` zone, as notary-server's Last-Modified.
+
+    Day and month names are English whatever the process locale is.
+    """
+    u = dt.astimezone(UTC)
+    return f"{_DAYS[u.weekday()]}, {u.day:02d} {_MONTHS[u.month - 1]} {u.year:04d} {u:%H:%M:%S} UTC"
 
 
 def utcnow() -> datetime:

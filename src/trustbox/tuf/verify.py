@@ -114,8 +114,16 @@ def verify_root_self(root: Metadata[Root], gun: str, now: datetime | None) -> li
 def verify_root_rotation(old: Metadata[Root], new: Metadata[Root], gun: str, now: datetime) -> None:
     """A new root must be signed by the old root's threshold of old keys and by its own."""
     old_keys, old_threshold = old.signed.role_keys(ROOT)
+    # only the old root's certificates for this GUN count (expiry is not checked for the old root)
+    usable: dict[str, PublicKey] = {}
+    for kid, key in old_keys.items():
+        try:
+            check_root_certificate(key, gun, None)
+        except TrustboxError:
+            continue
+        usable[kid] = key
     try:
-        verify_threshold(new, old_keys, old_threshold, ROOT)
+        verify_threshold(new, usable, old_threshold, ROOT)
     except ThresholdError as exc:
         raise RootError(f"root version {new.signed.version} is not signed by the previously trusted root keys") from exc
     verify_root_self(new, gun, now)
