@@ -229,3 +229,13 @@ def test_many_headers_are_refused_without_5xx(registry_url: str) -> None:
         return
     assert r.status_code < 500, r.status_code
     assert httpx.get(registry_url + "/v2/", timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize("method,path", [("TRACE", "/v2/"), ("FOO", "/v2/a/b/blobs/uploads/"),
+                                         ("OPTIONS", "/v2/a/manifests/x"), ("CONNECT", "/v2/_catalog")])
+def test_unknown_methods_get_the_json_405(tmp_path: Path, method: str, path: str) -> None:
+    """Used to be Starlette's plain-text ``405 Method Not Allowed`` (found by schemathesis)."""
+    r = client(tmp_path).request(method, path)
+    assert r.status_code == 405
+    assert err(r)["code"] == "UNSUPPORTED"
+    assert r.headers["allow"]

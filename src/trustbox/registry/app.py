@@ -19,7 +19,7 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from trustbox.registry import layout
-from trustbox.registry.auth import Htpasswd
+from trustbox.registry.auth import auth_middleware
 from trustbox.registry.blobs import BlobInfo, BlobStore, VerifyPolicy
 from trustbox.registry.config import RegistryConfig
 from trustbox.registry.digests import Digest, parse_digest
@@ -90,7 +90,6 @@ class Registry:
         self.blobs = BlobStore(driver, VerifyPolicy(config.verify_blobs))
         self.uploads = UploadStore(self.blobs, config.max_upload_sessions)
         self.manifests = ManifestStore(self.blobs, config.max_json_depth)
-        self.auth = Htpasswd(Path(config.htpasswd)) if config.htpasswd else None
         self._routes: dict[tuple[str, str], Handler] = {
             ("blobs/uploads", "POST"): self.upload_start,
             ("blobs/uploads", "GET"): self.upload_status,
@@ -115,8 +114,6 @@ class Registry:
         method = request.method
         head = method == "HEAD"
         try:
-            if self.auth is not None:
-                self.auth.check(request.headers.get("authorization"))
             if self.config.read_only and method in _WRITE_METHODS:
                 raise Denied("the registry is read-only")
             return await self._route(request, method)
@@ -478,20 +475,29 @@ class _BlobFileResponse(FileResponse):
         await super().__call__({**scope, "headers": headers}, receive, send)
 
 
+class _AnyMethodRoute(Route):
+    """A route that matches every HTTP method: the handlers answer unknown methods themselves
+    (405 UNSUPPORTED with the JSON error body), instead of Starlette's plain-text 405."""
+
+    def __init__(self, path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> None:
+        super().__init__(path, endpoint)
+        self.methods = None  # Starlette: no method check in matches() and handle()
+
+
 def create_app(config: RegistryConfig, driver: StorageDriver | None = None) -> Starlette:
     """The registry ASGI application for ``config`` (optionally on an explicit driver)."""
     registry = Registry(config, driver)
-    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
     async def not_found(request: Request) -> Response:
         return error_response(NotFound(detail={"path": request.url.path[:300]}), request.method == "HEAD")
 
     app = Starlette(
         routes=[
-            Route("/v2", registry.dispatch, methods=methods),
-            Route("/v2/{rest:path}", registry.dispatch, methods=methods),
-            Route("/{rest:path}", not_found, methods=methods),
-        ]
+            _AnyMethodRoute("/v2", registry.dispatch),
+            _AnyMethodRoute("/v2/{rest:path}", registry.dispatch),
+            _AnyMethodRoute("/{rest:path}", not_found),
+        ],
+        middleware=auth_middleware(config),
     )
     app.state.registry = registry
     return app
