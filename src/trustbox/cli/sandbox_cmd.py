@@ -10,8 +10,11 @@ import click
 
 from trustbox.errors import ConfigError
 from trustbox.sandbox.sandbox import (
+    DEFAULT_AUTH_PORT,
+    DEFAULT_AUTH_USER,
     DEFAULT_REGISTRY_PORT,
     DEFAULT_TRUST_PORT,
+    AuthOptions,
     Sandbox,
     SandboxState,
     default_dir,
@@ -45,7 +48,7 @@ def _require(sb: Sandbox) -> SandboxState:
 
 @click.group("sandbox")
 def sandbox_group() -> None:
-    """A local registry + trust server with a fresh CA and TLS."""
+    """A local registry + trust server with a fresh CA and TLS (and a token server with --auth)."""
 
 
 @sandbox_group.command("up")
@@ -56,14 +59,29 @@ def sandbox_group() -> None:
               envvar="TRUSTBOX_SANDBOX_REGISTRY_PORT", help="Registry port (env TRUSTBOX_SANDBOX_REGISTRY_PORT).")
 @click.option("--docker-config", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also install the CA under DIR/tls/<host:port>/ca.crt for the docker CLI.")
-def up_cmd(directory: Path | None, trust_port: int, registry_port: int, docker_config: Path | None) -> None:
+@click.option("--auth", is_flag=True, help="Require tokens from a sandbox token server (trustbox serve auth).")
+@click.option("--auth-port", type=click.IntRange(1, 65535), default=DEFAULT_AUTH_PORT, show_default=True,
+              envvar="TRUSTBOX_SANDBOX_AUTH_PORT", help="Token server port (env TRUSTBOX_SANDBOX_AUTH_PORT).")
+@click.option("--auth-user", default=DEFAULT_AUTH_USER, show_default=True, help="The one user of the sandbox.")
+@click.option("--auth-password-file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="File whose first line is that user's password (default: a generated one).")
+@click.option("--auth-private", is_flag=True,
+              help="Refuse anonymous pulls too (the notary CLI, which reads anonymously, then cannot read).")
+def up_cmd(directory: Path | None, trust_port: int, registry_port: int, docker_config: Path | None, auth: bool,
+           auth_port: int, auth_user: str, auth_password_file: Path | None, auth_private: bool) -> None:
     """Start the sandbox (a no-op that prints the exports if it is already running)."""
     sb = _sandbox(directory)
     t0 = time.monotonic()
-    state, started = sb.up(trust_port, registry_port, docker_config=docker_config)
+    options = AuthOptions(auth_port, auth_user, auth_password_file, auth_private) if auth else None
+    state, started = sb.up(trust_port, registry_port, docker_config=docker_config, auth=options)
     if started:
         click.echo(f"# trustbox sandbox is up in {sb.dir} ({time.monotonic() - t0:.1f}s)", err=True)
         click.echo(f"#   trust server: {state.trust.url()}   registry: localhost:{state.registry.port}", err=True)
+        if state.auth is not None:
+            click.echo(f"#   token server: {state.auth.url()}/token   user: {state.auth_user}"
+                       f"   password in: {state.auth_password_file}", err=True)
+            click.echo(f"#   log in: trustbox login localhost:{state.registry.port} -u {state.auth_user}"
+                       f" --password-stdin < {shlex.quote(state.auth_password_file or '')}", err=True)
         click.echo("# paste these lines (or run: eval \"$(trustbox sandbox env)\"):", err=True)
     _print_exports(sb, state)
 
@@ -83,7 +101,7 @@ def status_cmd(directory: Path | None) -> None:
     sb = _sandbox(directory)
     state = _require(sb)
     alive = sb.running(state)
-    for s in (state.trust, state.registry):
+    for s in state.services():
         click.echo(f"{s.name:<9} {'running' if alive[s.name] else 'stopped':<8} pid {s.pid or '-':<7} {s.url()}")
     if not all(alive.values()):
         raise click.exceptions.Exit(1)
@@ -92,12 +110,14 @@ def status_cmd(directory: Path | None) -> None:
 @sandbox_group.command("logs")
 @_dir_option
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines.")
-@click.argument("service", type=click.Choice(["trust", "registry", "all"]), default="all")
+@click.argument("service", type=click.Choice(["trust", "registry", "auth", "all"]), default="all")
 def logs_cmd(directory: Path | None, follow: bool, service: str) -> None:
     """Print the servers' logs."""
     sb = _sandbox(directory)
-    _require(sb)
-    names = ["trust", "registry"] if service == "all" else [service]
+    state = _require(sb)
+    if service == "auth" and state.auth is None:
+        raise ConfigError("this sandbox has no token server", hint="start it with 'trustbox sandbox up --auth'")
+    names = [s.name for s in state.services()] if service == "all" else [service]
     offsets: dict[str, int] = {}
     for n in names:
         p = sb.log_file(n)

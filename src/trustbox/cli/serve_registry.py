@@ -23,6 +23,13 @@ from trustbox.registry.config import load_config
               help="Re-hash stored blobs on read: always, first (again whenever the stored object changes), never [first].")
 @click.option("--htpasswd", envvar="TRUSTBOX_HTPASSWD", type=click.Path(dir_okay=False),
               help="htpasswd file (bcrypt) enabling basic auth.")
+@click.option("--auth-token-realm", envvar="TRUSTBOX_AUTH_TOKEN_REALM",
+              help="Token auth: URL of the token server (e.g. https://auth.example/token).")
+@click.option("--auth-token-service", envvar="TRUSTBOX_AUTH_TOKEN_SERVICE",
+              help="Token auth: this registry's service name (the tokens' audience).")
+@click.option("--auth-token-issuer", envvar="TRUSTBOX_AUTH_TOKEN_ISSUER", help="Token auth: the issuer (iss) tokens must carry.")
+@click.option("--auth-token-rootcertbundle", envvar="TRUSTBOX_AUTH_TOKEN_ROOTCERTBUNDLE", type=click.Path(dir_okay=False),
+              help="Token auth: PEM certificates of the token signing keys.")
 @click.option("--workers", envvar="TRUSTBOX_WORKERS", type=int, help="Worker processes [1].")
 @click.option("--read-only/--read-write", "read_only", default=None, envvar="TRUSTBOX_READ_ONLY",
               help="Refuse every write with DENIED.")

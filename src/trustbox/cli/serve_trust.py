@@ -45,6 +45,18 @@ from trustbox.trustserver.config import (
 @click.option("--signer-token-file", envvar="TRUSTBOX_SIGNER_TOKEN_FILE", default=None,
               help="File with the signer service's bearer token (or TRUSTBOX_SIGNER_TOKEN).")
 @click.option("--signer-ca", envvar="TRUSTBOX_SIGNER_CA", default=None, help="CA certificate of the signer service.")
+@click.option("--auth-token-realm", envvar="TRUSTBOX_AUTH_TOKEN_REALM", default=None,
+              help="Token auth: URL of the token server (e.g. https://auth.example/token).")
+@click.option("--auth-token-service", envvar="TRUSTBOX_AUTH_TOKEN_SERVICE", default=None,
+              help="Token auth: this server's service name (the tokens' audience).")
+@click.option("--auth-token-issuer", envvar="TRUSTBOX_AUTH_TOKEN_ISSUER", default=None,
+              help="Token auth: the issuer (iss) tokens must carry.")
+@click.option("--auth-token-rootcertbundle", envvar="TRUSTBOX_AUTH_TOKEN_ROOTCERTBUNDLE", default=None,
+              help="Token auth: PEM certificates of the token signing keys.")
+@click.option("--htpasswd", envvar="TRUSTBOX_HTPASSWD", default=None,
+              help="Basic auth with this bcrypt htpasswd file instead of tokens.")
+@click.option("--auth-rules", envvar="TRUSTBOX_HTPASSWD_RULES", default=None,
+              help="Access rules (TOML/JSON) for --htpasswd users (default: every user may do everything).")
 def serve_trust(config_file: str | None, **options: Any) -> None:
     """Run the trust server (Notary v1 API, compatible with notary and docker trust)."""
     import os

@@ -184,8 +184,9 @@ class RemoteStore:
             return
         scheme, params = self._challenge
         if scheme == "basic":
-            if self.credentials.username:
-                self._auth = basic_auth_header(self.credentials.username, self.credentials.password)
+            creds = self._credentials()
+            if creds.username:
+                self._auth = basic_auth_header(creds.username, creds.password)
             return
         if scheme != "bearer" or "realm" not in params:
             return
@@ -193,8 +194,9 @@ class RemoteStore:
         if params.get("service"):
             query["service"] = params["service"]
         auth = None
-        if self.credentials.username:
-            auth = httpx.BasicAuth(self.credentials.username, self.credentials.password)
+        creds = self._credentials()
+        if creds.username:
+            auth = httpx.BasicAuth(creds.username, creds.password)
         try:
             resp = self.http.get(params["realm"], params=query, auth=auth, timeout=PING_TIMEOUT * 2)
         except httpx.HTTPError as exc:
@@ -210,10 +212,35 @@ class RemoteStore:
             raise UnauthorizedError()
         self._auth = f"Bearer {token}"
 
+    def _credentials(self) -> Credentials:
+        """The registry's credentials (docker's rule), else those stored for the trust server itself."""
+        if self.credentials:
+            return self.credentials
+        from trustbox.auth.dockerconfig import credentials_for
+        from trustbox.errors import TrustboxError
+
+        try:
+            found = credentials_for(self.host)
+        except TrustboxError:
+            found = None
+        return Credentials(*found) if found else self.credentials
+
     def _headers(self) -> dict[str, str]:
         self.ping()
         self._authorize()
         return {"Authorization": self._auth} if self._auth else {}
+
+    def _challenged(self, resp: httpx.Response, retried: bool) -> bool:
+        """Whether ``resp`` is a 401 worth answering: remember its challenge and drop the old token."""
+        header = resp.headers.get("www-authenticate", "")
+        if resp.status_code != 401 or retried or not header:
+            return False
+        challenge = parse_challenge(header)
+        if challenge[0] not in ("bearer", "basic"):
+            return False
+        self._challenge = challenge
+        self._auth = None
+        return True
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -234,29 +261,30 @@ class RemoteStore:
         """Download ``<name>.json`` (e.g. ``timestamp``, ``snapshot.<sha256>``, ``3.root``), at most ``limit`` bytes."""
         url = self.base_url() + name + ".json"
         try:
-            with self.http.stream("GET", url, headers=self._headers()) as resp:
-                if resp.status_code != 200:
-                    resp.read()
-                    self._check_status(resp, name)
-                cl = resp.headers.get("content-length")
-                if cl is not None and cl.isdigit() and int(cl) > limit:
-                    raise BadResponseError(f"{name}: {cl} bytes announced, limit {limit}")
-                buf = bytearray()
-                for chunk in resp.iter_bytes():
-                    buf += chunk
-                    if len(buf) > limit:
-                        raise BadResponseError(f"{name}: more than {limit} bytes")
-                return bytes(buf)
+            for retried in (False, True):
+                with self.http.stream("GET", url, headers=self._headers()) as resp:
+                    if resp.status_code != 200:
+                        resp.read()
+                        if self._challenged(resp, retried):
+                            continue
+                        self._check_status(resp, name)
+                    cl = resp.headers.get("content-length")
+                    if cl is not None and cl.isdigit() and int(cl) > limit:
+                        raise BadResponseError(f"{name}: {cl} bytes announced, limit {limit}")
+                    buf = bytearray()
+                    for chunk in resp.iter_bytes():
+                        buf += chunk
+                        if len(buf) > limit:
+                            raise BadResponseError(f"{name}: more than {limit} bytes")
+                    return bytes(buf)
         except httpx.HTTPError as exc:
             raise NetworkError(f"error contacting notary server: {exc}") from exc
+        raise UnauthorizedError()
 
     def get_key(self, role: str) -> PublicKey:
         """``GET <role>.key``: the server-held public key for timestamp or snapshot."""
         url = self.base_url() + role + ".key"
-        try:
-            resp = self.http.get(url, headers=self._headers())
-        except httpx.HTTPError as exc:
-            raise NetworkError(f"error contacting notary server: {exc}") from exc
+        resp = self._send("GET", url)
         self._check_status(resp, f"{role}.key")
         if len(resp.content) > MAX_KEY_SIZE:
             raise BadResponseError(f"{role}.key")
@@ -269,8 +297,15 @@ class RemoteStore:
     def post_update(self, parts: Sequence[tuple[str, bytes]]) -> None:
         """One multipart POST of signed documents: field ``files``, filename = role."""
         files = [("files", (role, data, "application/octet-stream")) for role, data in parts]
+        resp = self._send("POST", self.base_url(), files=files)
+        self._check_status(resp, "update")
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One request (bytes bodies only), answering a 401 challenge once with fresh credentials."""
         try:
-            resp = self.http.post(self.base_url(), files=files, headers=self._headers())
+            resp = self.http.request(method, url, headers=self._headers(), **kwargs)
+            if self._challenged(resp, False):
+                resp = self.http.request(method, url, headers=self._headers(), **kwargs)
         except httpx.HTTPError as exc:
             raise NetworkError(f"error contacting notary server: {exc}") from exc
-        self._check_status(resp, "update")
+        return resp

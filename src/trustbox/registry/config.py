@@ -24,6 +24,11 @@ class RegistryConfig:
     tls_key: str | None = None
     verify_blobs: str = VerifyPolicy.FIRST.value
     htpasswd: str | None = None
+    htpasswd_realm: str = "trustbox-registry"
+    auth_token_realm: str | None = None
+    auth_token_service: str | None = None
+    auth_token_issuer: str | None = None
+    auth_token_rootcertbundle: str | None = None
     delete_enabled: bool = True
     read_only: bool = False
     s3_endpoint_url: str | None = None
@@ -54,15 +59,35 @@ class RegistryConfig:
             ) from None
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("TLS needs both a certificate and a key", hint="give --tls-cert and --tls-key")
-        for f in (self.tls_cert, self.tls_key, self.htpasswd):
+        for f in (self.tls_cert, self.tls_key, self.htpasswd, self.auth_token_rootcertbundle):
             if f and not Path(f).is_file():
                 raise ConfigError(f"file not found: {f}")
+        self.auth_section()
         if self.workers < 1:
             raise ConfigError("workers must be at least 1")
         for name in ("max_manifest_size", "max_json_depth", "max_upload_sessions", "body_timeout"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         return self
+
+    def auth_section(self) -> dict[str, Any] | None:
+        """registry:2's ``auth`` section (``token`` or ``htpasswd``) for ``authorizer_from_config``, or None."""
+        token = {
+            "realm": self.auth_token_realm,
+            "service": self.auth_token_service,
+            "issuer": self.auth_token_issuer,
+            "rootcertbundle": self.auth_token_rootcertbundle,
+        }
+        if any(token.values()):
+            if self.htpasswd:
+                raise ConfigError("give either token auth or htpasswd, not both")
+            missing = [k for k, v in token.items() if not v]
+            if missing:
+                raise ConfigError(f"token auth needs {', '.join('--auth-token-' + k for k in missing)}")
+            return {"token": token}
+        if self.htpasswd:
+            return {"htpasswd": {"realm": self.htpasswd_realm, "path": self.htpasswd}}
+        return None
 
     def to_json(self) -> str:
         """Serialised form (handed to worker processes)."""
@@ -108,7 +133,27 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} must hold a table/object")
     if isinstance(data.get("registry"), dict):
         data = data["registry"]
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
+    out = {str(k).replace("-", "_"): v for k, v in data.items() if k != "auth"}
+    out.update(_auth_fields(data.get("auth"), path))
+    return out
+
+
+def _auth_fields(auth: Any, path: Path) -> dict[str, Any]:
+    """Flat options from registry:2's ``auth: {token: {...}}`` or ``auth: {htpasswd: {realm, path}}``."""
+    if not auth:
+        return {}
+    if not isinstance(auth, dict) or len(auth) != 1 or not isinstance(next(iter(auth.values())), dict):
+        raise ConfigError(f"{path}: auth must hold exactly one of token, htpasswd")
+    kind, options = next(iter(auth.items()))
+    allowed = {"token": ("realm", "service", "issuer", "rootcertbundle"), "htpasswd": ("realm", "path")}.get(kind)
+    if allowed is None:
+        raise ConfigError(f"{path}: unsupported auth {kind!r} (use token or htpasswd)")
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{path}: unknown {kind} auth option {unknown[0]!r}")
+    if kind == "token":
+        return {f"auth_token_{k}": v for k, v in options.items()}
+    return {{"path": "htpasswd", "realm": "htpasswd_realm"}[k]: v for k, v in options.items()}
 
 
 def load_config(config_file: Path | None, overrides: dict[str, Any], env: dict[str, str]) -> RegistryConfig:

@@ -9,7 +9,9 @@ Layout of the sandbox folder::
     trust/key-passphrase    passphrase protecting the server-managed keys at rest
     registry/               the registry's storage
     notary/config.json      a notary client config pointing at the sandbox
-    logs/trust.log, logs/registry.log
+    logs/trust.log, logs/registry.log, logs/auth.log
+    auth/                   with --auth: signing-key.pem + cert.pem (token signing), htpasswd,
+                            password (the generated one), rules.toml
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ from trustbox.sandbox.pki import make_ca, make_server_cert, write_private
 
 DEFAULT_TRUST_PORT = 4443
 DEFAULT_REGISTRY_PORT = 5000
+DEFAULT_AUTH_PORT = 5001
+DEFAULT_AUTH_USER = "sandbox"
+AUTH_ISSUER = "trustbox-sandbox"
+TRUST_SERVICE = "trustbox-sandbox-trust"
+REGISTRY_SERVICE = "trustbox-sandbox-registry"
 HEALTH_TIMEOUT = 20.0
 
 
@@ -68,6 +75,24 @@ class SandboxState:
     registry: Service
     docker_config: str | None = None
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    auth: Service | None = None
+    auth_user: str | None = None
+    auth_password_file: str | None = None
+    auth_private: bool = False
+
+    def services(self) -> list[Service]:
+        """Every server of this sandbox (the token server first: the others point at it)."""
+        return ([self.auth] if self.auth else []) + [self.trust, self.registry]
+
+
+@dataclass(frozen=True)
+class AuthOptions:
+    """``sandbox up --auth``: the user, where its password comes from, whether anonymous pulls work."""
+
+    port: int = DEFAULT_AUTH_PORT
+    user: str = DEFAULT_AUTH_USER
+    password_file: Path | None = None
+    private: bool = False
 
 
 def _pid_alive(pid: int) -> bool:
@@ -134,6 +159,8 @@ class Sandbox:
             return SandboxState(
                 dir=raw["dir"], bind=raw["bind"], trust=Service(**raw["trust"]), registry=Service(**raw["registry"]),
                 docker_config=raw.get("docker_config"), created=raw.get("created", ""),
+                auth=Service(**raw["auth"]) if raw.get("auth") else None, auth_user=raw.get("auth_user"),
+                auth_password_file=raw.get("auth_password_file"), auth_private=bool(raw.get("auth_private", False)),
             )
         except FileNotFoundError:
             return None
@@ -148,7 +175,7 @@ class Sandbox:
 
     def running(self, state: SandboxState) -> dict[str, bool]:
         """Whether each service process is alive."""
-        return {s.name: _pid_alive(s.pid) for s in (state.trust, state.registry)}
+        return {s.name: _pid_alive(s.pid) for s in state.services()}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -168,16 +195,72 @@ class Sandbox:
         (self.dir / "tls" / "server.crt").write_bytes(server.cert_pem + ca_pair.cert_pem)
         write_private(self.dir / "tls" / "server.key", server.key_pem)
 
+    @property
+    def auth_password_file(self) -> Path:
+        """Where the sandbox user's generated password is kept (0600)."""
+        return self.dir / "auth" / "password"
+
     def _commands(self, state: SandboxState) -> dict[str, list[str]]:
         tls = ["--tls-cert", str(self.dir / "tls" / "server.crt"), "--tls-key", str(self.dir / "tls" / "server.key")]
         base = [sys.executable, "-m", "trustbox", "serve"]
-        return {
+        cmds = {
             "trust": base + ["trust", "--listen", f"{state.bind}:{state.trust.port}", *tls,
                              "--db", f"sqlite:///{self.dir / 'trust' / 'trust.db'}",
                              "--key-passphrase-file", str(self.dir / "trust" / "key-passphrase")],
             "registry": base + ["registry", "--listen", f"{state.bind}:{state.registry.port}", *tls,
                                 "--storage", str(self.dir / "registry")],
         }
+        if state.auth is not None:
+            a = self.dir / "auth"
+            cmds["auth"] = base + ["auth", "--listen", f"{state.bind}:{state.auth.port}", *tls,
+                                   "--htpasswd", str(a / "htpasswd"), "--rules", str(a / "rules.toml"),
+                                   "--issuer", AUTH_ISSUER, "--signing-key", str(a / "signing-key.pem"),
+                                   "--cert", str(a / "cert.pem"), "--service", TRUST_SERVICE,
+                                   "--service", REGISTRY_SERVICE, "--log-level", "warning"]
+            for name, service in (("trust", TRUST_SERVICE), ("registry", REGISTRY_SERVICE)):
+                cmds[name] += ["--auth-token-realm", f"{state.auth.url()}/token", "--auth-token-service", service,
+                               "--auth-token-issuer", AUTH_ISSUER, "--auth-token-rootcertbundle", str(a / "cert.pem")]
+        return cmds
+
+    def _make_auth(self, state: SandboxState, options: AuthOptions) -> None:
+        """Token signing key + certificate, the htpasswd file with one user, and the access rules."""
+        from trustbox.auth.htpasswd import add_user, atomic_write, validate_user
+        from trustbox.auth.tokens import generate_signing_material
+
+        a = self.dir / "auth"
+        a.mkdir(parents=True, exist_ok=True)
+        if not (a / "signing-key.pem").exists() or not (a / "cert.pem").exists():
+            key_pem, cert_pem = generate_signing_material("trustbox sandbox token issuer")
+            atomic_write(a / "signing-key.pem", key_pem, 0o600)
+            atomic_write(a / "cert.pem", cert_pem, 0o644)
+        validate_user(options.user)
+        if options.password_file is not None:
+            try:
+                password = options.password_file.read_text(encoding="utf-8").splitlines()[0]
+            except (OSError, UnicodeDecodeError, IndexError) as exc:
+                raise ConfigError(f"cannot read a password from {options.password_file}: {exc}") from None
+            if not password:
+                raise ConfigError(f"{options.password_file} holds an empty password")
+            (a / "htpasswd").unlink(missing_ok=True)
+            add_user(a / "htpasswd", options.user, password)
+            if options.password_file.absolute() != self.auth_password_file:
+                self.auth_password_file.unlink(missing_ok=True)
+            state.auth_password_file = str(options.password_file.absolute())
+        elif state.auth_user != options.user or not (a / "htpasswd").exists():
+            password = secrets.token_urlsafe(18)
+            write_private(self.auth_password_file, (password + "\n").encode())
+            (a / "htpasswd").unlink(missing_ok=True)
+            add_user(a / "htpasswd", options.user, password)
+            state.auth_password_file = str(self.auth_password_file)
+        rules = [
+            f'[[rule]]\nsubject = {json.dumps(options.user)}\nrepository = "*"\nactions = ["*"]\n',
+            f'[[rule]]\nsubject = {json.dumps(options.user)}\ntype = "registry"\nrepository = "catalog"\nactions = ["*"]\n',
+        ]
+        if not options.private:  # the notary CLI reads anonymously; docker-hub-like public pulls
+            rules.append('[[rule]]\nsubject = "*"\nrepository = "*"\nactions = ["pull"]\n')
+        (a / "rules.toml").write_text("# written by trustbox sandbox up --auth\n\n" + "\n".join(rules))
+        state.auth_user = options.user
+        state.auth_private = options.private
 
     def _start(self, name: str, cmd: list[str]) -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRUSTBOX_")}
@@ -200,9 +283,9 @@ class Sandbox:
             return False
 
     def wait_healthy(self, state: SandboxState, timeout: float = HEALTH_TIMEOUT) -> None:
-        """Wait until both servers answer, or raise naming the one that does not."""
+        """Wait until every server answers, or raise naming the one that does not."""
         deadline = time.monotonic() + timeout
-        pending = [state.trust, state.registry]
+        pending = state.services()
         while pending:
             for s in list(pending):
                 if self._healthy(s):
@@ -223,22 +306,29 @@ class Sandbox:
         except OSError:
             return "(no log)"
 
-    def up(self, trust_port: int, registry_port: int, bind: str = "127.0.0.1", docker_config: Path | None = None) -> tuple[SandboxState, bool]:
-        """Start the sandbox (creating it if new). Returns the state and whether anything was started."""
+    def up(self, trust_port: int, registry_port: int, bind: str = "127.0.0.1", docker_config: Path | None = None,
+           auth: AuthOptions | None = None) -> tuple[SandboxState, bool]:
+        """Start the sandbox (creating it if new). Returns the state and whether anything was started.
+
+        With ``auth``, a token server runs as a third service and the other two require its tokens;
+        a sandbox once started with auth keeps it when restarted.
+        """
         state = self.load()
         if state is not None:
             alive = self.running(state)
-            if all(alive.values()):
+            if all(alive.values()) and (auth is None or state.auth is not None):
                 if docker_config is not None:
                     self._install_docker_ca(state, docker_config)
                 return state, False
-            # a stopped sandbox: restart what is down, keeping its data and certificates
+            # a stopped sandbox (or one gaining auth): restart it, keeping its data and certificates
             self.stop(state)
         else:
             state = SandboxState(dir=str(self.dir), bind=bind,
                                  trust=Service("trust", trust_port, health_path="/_notary_server/health"),
                                  registry=Service("registry", registry_port, health_path="/v2/"))
-        for s in (state.trust, state.registry):
+        if auth is not None and state.auth is None:
+            state.auth = Service("auth", auth.port, health_path="/health")
+        for s in state.services():
             if not _port_free(state.bind, s.port):
                 raise ConfigError(f"port {s.port} (sandbox {s.name} server) is already in use",
                                   hint=f"choose another with --{s.name}-port, or stop what listens on {s.port}")
@@ -250,10 +340,12 @@ class Sandbox:
         pw = self.dir / "trust" / "key-passphrase"
         if not pw.exists():
             write_private(pw, secrets.token_urlsafe(32).encode())
+        if auth is not None:
+            self._make_auth(state, auth)
         self._write_notary_config(state)
         cmds = self._commands(state)
-        state.trust.pid = self._start("trust", cmds["trust"])
-        state.registry.pid = self._start("registry", cmds["registry"])
+        for s in state.services():
+            s.pid = self._start(s.name, cmds[s.name])
         self.save(state)
         try:
             self.wait_healthy(state)
@@ -270,7 +362,7 @@ class Sandbox:
         self.notary_config.write_text(json.dumps(cfg, indent=2) + "\n")
 
     def _install_docker_ca(self, state: SandboxState, docker_config: Path) -> None:
-        for s in (state.trust, state.registry):
+        for s in state.services():
             for host in ("localhost", "127.0.0.1"):
                 d = docker_config.expanduser() / "tls" / f"{host}:{s.port}"
                 d.mkdir(parents=True, exist_ok=True)
@@ -279,8 +371,8 @@ class Sandbox:
         self.save(state)
 
     def stop(self, state: SandboxState) -> None:
-        """Stop both servers (SIGTERM, then SIGKILL after a grace period)."""
-        services = [s for s in (state.trust, state.registry) if _pid_alive(s.pid)]
+        """Stop every server (SIGTERM, then SIGKILL after a grace period)."""
+        services = [s for s in state.services() if _pid_alive(s.pid)]
         for s in services:
             try:
                 os.killpg(s.pid, signal.SIGTERM)
@@ -295,7 +387,7 @@ class Sandbox:
                     os.killpg(s.pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
-        for s in (state.trust, state.registry):
+        for s in state.services():
             s.pid = 0
         if self.state_file.exists():
             self.save(state)

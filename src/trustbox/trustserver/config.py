@@ -3,8 +3,10 @@
 The file may use upstream's notary-server layout for the keys trustbox understands
 (``server.http_addr``, ``server.tls_cert_file``, ``server.tls_key_file``, ``storage.db_url``,
 ``trust_service.key_algorithm``, ``caching.max_age.current_metadata`` /
-``consistent_metadata``, ``repositories.gun_prefixes``) plus a ``trustbox`` section
+``consistent_metadata``, ``repositories.gun_prefixes``, ``auth``) plus a ``trustbox`` section
 (``max_upload_bytes``, ``key_passphrase``, ``key_passphrase_file``, ``insecure_dev_keys``).
+``auth`` is notary's ``{"type": "token", "options": {"realm", "service", "issuer",
+"rootcertbundle"}}``, or trustbox's ``{"type": "htpasswd", "options": {"path"[, "realm", "rules"]}}``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,37 @@ class ServerConfig:
     signer_token: str | None = field(default=None, repr=False)
     signer_token_file: str | None = None
     signer_ca: str | None = None
+    auth_token_realm: str | None = None
+    auth_token_service: str | None = None
+    auth_token_issuer: str | None = None
+    auth_token_rootcertbundle: str | None = None
+    htpasswd: str | None = None
+    htpasswd_realm: str = "trustbox-notary"
+    auth_rules: str | None = None
+
+    def auth_section(self) -> dict[str, Any] | None:
+        """The ``auth`` section for :func:`trustbox.auth.middleware.authorizer_from_config`, or None (off)."""
+        token = {
+            "realm": self.auth_token_realm,
+            "service": self.auth_token_service,
+            "issuer": self.auth_token_issuer,
+            "rootcertbundle": self.auth_token_rootcertbundle,
+        }
+        if any(token.values()):
+            if self.htpasswd:
+                raise ConfigError("give either token auth or --htpasswd, not both")
+            missing = [k for k, v in token.items() if not v]
+            if missing:
+                raise ConfigError(f"token auth needs {', '.join('--auth-token-' + k for k in missing)}")
+            return {"type": "token", "options": token}
+        if self.htpasswd:
+            options = {"realm": self.htpasswd_realm, "path": self.htpasswd}
+            if self.auth_rules:
+                options["rules"] = self.auth_rules
+            return {"type": "htpasswd", "options": options}
+        if self.auth_rules:
+            raise ConfigError("--auth-rules needs --htpasswd")
+        return None
 
     def signer_token_value(self) -> str:
         """The bearer token for the signer service (from the file, else the value)."""
@@ -77,6 +110,7 @@ class ServerConfig:
         if self.workers < 1:
             raise ConfigError("workers must be at least 1")
         split_listen(self.listen)
+        self.auth_section()
         return self
 
     def with_overrides(self, **values: Any) -> ServerConfig:
@@ -136,10 +170,13 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         for name in (
             "listen", "tls_cert", "tls_key", "db", "table_prefix", "max_upload_bytes", "key_algorithm",
             "key_passphrase", "key_passphrase_file", "insecure_dev_keys", "workers", "gun_prefixes",
-            "signer_url", "signer_token", "signer_token_file", "signer_ca",
+            "signer_url", "signer_token", "signer_token_file", "signer_ca", "auth_token_realm",
+            "auth_token_service", "auth_token_issuer", "auth_token_rootcertbundle", "htpasswd",
+            "htpasswd_realm", "auth_rules",
         ):
             if name in tb:
                 out[name] = tb[name]
+    out.update(_auth_fields(raw.get("auth")))
     if "gun_prefixes" in out:
         gp = out["gun_prefixes"]
         if not isinstance(gp, list) or not all(isinstance(x, str) for x in gp):
@@ -149,3 +186,29 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         if name in out and (isinstance(out[name], bool) or not isinstance(out[name], int)):
             raise ConfigError(f"{name} must be an integer")
     return out
+
+
+def _auth_fields(auth: Any) -> dict[str, Any]:
+    """ServerConfig fields from notary's ``auth`` section (``type`` + ``options``)."""
+    if auth is None or auth == {}:
+        return {}
+    if not isinstance(auth, dict):
+        raise ConfigError("auth must be an object with type and options")
+    kind = auth.get("type")
+    options = auth.get("options") or {}
+    if not isinstance(options, dict) or not all(isinstance(v, str) for v in options.values()):
+        raise ConfigError("auth.options must map names to strings")
+    if kind in (None, "", "none"):
+        return {}
+    if kind == "token":
+        unknown = set(options) - {"realm", "service", "issuer", "rootcertbundle"}
+        if unknown:
+            raise ConfigError(f"unknown token auth option {sorted(unknown)[0]!r}")
+        return {f"auth_token_{k}": v for k, v in options.items()}
+    if kind == "htpasswd":
+        unknown = set(options) - {"realm", "path", "rules"}
+        if unknown:
+            raise ConfigError(f"unknown htpasswd auth option {sorted(unknown)[0]!r}")
+        names = {"path": "htpasswd", "realm": "htpasswd_realm", "rules": "auth_rules"}
+        return {names[k]: v for k, v in options.items()}
+    raise ConfigError(f"unsupported auth type {kind!r} (use token, htpasswd or none)")

@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trustbox.errors import ConfigError
 from trustbox.trustserver.app import TrustServerApp
@@ -19,6 +19,9 @@ from trustbox.trustserver.service import TrustService
 from trustbox.trustserver.signer import LocalSigner, Signer
 from trustbox.trustserver.storage import Storage
 from trustbox.tuf.timefmt import utcnow
+
+if TYPE_CHECKING:
+    from trustbox.auth.middleware import AuthMiddleware
 
 ENV_CONFIG = "TRUSTBOX_TRUST_SERVER_CONFIG"
 ENV_SIGNER_CONFIG = "TRUSTBOX_SIGNER_SERVICE_CONFIG"
@@ -52,9 +55,25 @@ def build_app(config: ServerConfig, clock: Callable[[], datetime] = utcnow, migr
     return TrustServerApp(TrustService(config, storage, signer, clock))
 
 
+def with_auth(app: TrustServerApp, config: ServerConfig) -> TrustServerApp | AuthMiddleware:
+    """``app`` behind :class:`~trustbox.auth.middleware.AuthMiddleware` when ``config`` turns auth on.
+
+    Scopes as notary-server asks for them (``notary_required_scopes``); health and metrics are exempt.
+    """
+    from trustbox.auth.middleware import AuthMiddleware, authorizer_from_config, notary_required_scopes
+
+    section = config.auth_section()
+    if section is None:
+        return app
+    return AuthMiddleware(app, authorizer_from_config(section), notary_required_scopes)  # type: ignore[arg-type]
+
+
 def prepare(config: ServerConfig) -> ServerConfig:
-    """Check everything once in the parent process: schema, passphrase; pin the passphrase source."""
+    """Check everything once in the parent process: schema, passphrase, auth; pin the passphrase source."""
     config.validate()
+    from trustbox.auth.middleware import authorizer_from_config
+
+    authorizer_from_config(config.auth_section())  # unreadable bundle / htpasswd: fail before serving
     storage = Storage(config.db, config.table_prefix)
     try:
         storage.migrate()
@@ -80,6 +99,12 @@ def app_from_env() -> TrustServerApp:
     return build_app(ServerConfig(**values), migrate=False)
 
 
+def authenticated_app_from_env() -> TrustServerApp | AuthMiddleware:
+    """Factory for worker processes with auth on: the app behind the auth middleware (ASGI)."""
+    app = app_from_env()
+    return with_auth(app, app.config)
+
+
 def _setup_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.ERROR), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -98,7 +123,10 @@ def serve(config: ServerConfig) -> None:
 
 
 def _serve_granian_rsgi(config: ServerConfig, host: str, port: int) -> None:
-    """granian with its native RSGI interface (the app also speaks ASGI for other servers)."""
+    """granian with its native RSGI interface (the app also speaks ASGI for other servers).
+
+    With auth on, the app is served through ASGI behind the auth middleware instead.
+    """
     from pathlib import Path
 
     from granian.constants import Interfaces
@@ -115,11 +143,12 @@ def _serve_granian_rsgi(config: ServerConfig, host: str, port: int) -> None:
         except ImportError:  # pragma: no cover - older granian
             pass
     level = config.log_level.lower()
+    auth = config.auth_section() is not None
     Server(
-        "trustbox.trustserver.server:app_from_env",
+        f"trustbox.trustserver.server:{'authenticated_app_from_env' if auth else 'app_from_env'}",
         address=host,
         port=port,
-        interface=Interfaces.RSGI,
+        interface=Interfaces.ASGI if auth else Interfaces.RSGI,
         workers=config.workers,
         factory=True,
         websockets=False,
