@@ -239,3 +239,29 @@ def test_unknown_methods_get_the_json_405(tmp_path: Path, method: str, path: str
     assert r.status_code == 405
     assert err(r)["code"] == "UNSUPPORTED"
     assert r.headers["allow"]
+
+
+@pytest.mark.parametrize("method,path", [("GET", "/v2/a%0Ab/tags/list"), ("GET", "/v2/a/b/manifests/x%0A"),
+                                         ("DELETE", "/v2/%0A/blobs/uploads/x"), ("GET", "/x%0Ay")])
+def test_paths_no_route_matches_get_the_json_404(tmp_path: Path, method: str, path: str) -> None:
+    """A percent-encoded newline defeated every route pattern and got Starlette's plain-text 404
+    (found by schemathesis)."""
+    r = client(tmp_path).request(method, path)
+    assert r.status_code in (400, 404)
+    assert err(r)["code"] in ("NOT_FOUND", "NAME_INVALID", "TAG_INVALID")
+
+
+def test_trailing_newline_is_no_valid_name_tag_or_digest(tmp_path: Path) -> None:
+    """``PUT /v2/a/b/manifests/v1%0A`` was 201 and stored the tag "v1" (request.url.path drops a
+    trailing newline, and the name/tag/digest patterns used ``$``, which matches before one)."""
+    c = client(tmp_path)
+    doc = manifest_with_annotation_value(c, "a/b")
+    body = json.dumps(doc).encode()
+    r = c.put("/v2/a/b/manifests/v1%0A", content=body, headers={"content-type": OCI_MANIFEST})
+    assert r.status_code in (400, 404) and err(r)["code"] in ("TAG_INVALID", "NOT_FOUND")
+    r = c.put("/v2/a/b%0A/manifests/v1", content=body, headers={"content-type": OCI_MANIFEST})
+    assert r.status_code in (400, 404) and err(r)["code"] in ("NAME_INVALID", "NOT_FOUND")
+    d = "sha256:" + hashlib.sha256(b"x").hexdigest()
+    r = c.post(f"/v2/a/b/blobs/uploads/?digest={d}%0A", content=b"x")
+    assert r.status_code == 400 and err(r)["code"] == "DIGEST_INVALID"
+    assert c.get("/v2/a/b/tags/list").json()["tags"] == []

@@ -129,7 +129,7 @@ class Registry:
             return error_response(StorageFailure("internal error"), head)
 
     async def _route(self, request: Request, method: str) -> Response:
-        path = request.url.path
+        path: str = request.scope["path"]  # request.url.path drops a trailing newline
         if path in ("/v2", "/v2/"):
             if method not in ("GET", "HEAD"):
                 raise Unsupported(headers={"Allow": "GET, HEAD"})
@@ -138,7 +138,7 @@ class Registry:
             if method not in ("GET", "HEAD"):
                 raise Unsupported(headers={"Allow": "GET, HEAD"})
             return await self.catalog(request)
-        m = _ROUTE.match(path)
+        m = _ROUTE.fullmatch(path)
         if m is None:
             raise NotFound(detail={"path": path[:300]})
         name, kind, ref = m.group("name"), m.group("kind"), m.group("ref")
@@ -500,6 +500,14 @@ def create_app(config: RegistryConfig, driver: StorageDriver | None = None) -> S
         middleware=auth_middleware(config),
     )
     app.state.registry = registry
+
+    async def unmatched(scope: Any, receive: Any, send: Any) -> None:
+        # paths no route pattern matches (e.g. a percent-encoded newline): the JSON 404 too
+        response = error_response(NotFound(detail={"path": str(scope.get("path", ""))[:300]}),
+                                  scope.get("method") == "HEAD")
+        await response(scope, receive, send)
+
+    app.router.default = unmatched
     return app
 
 

@@ -32,7 +32,7 @@ class Digest:
 
 def parse_digest(text: str) -> Digest:
     """Parse and validate a digest string; raise DigestInvalid if malformed or unsupported."""
-    m = _DIGEST_RE.match(text)
+    m = _DIGEST_RE.fullmatch(text)
     if not m:
         raise DigestInvalid(f"invalid digest {text[:200]!r}", detail={"digest": text[:200]})
     alg, hexpart = m.group(1), m.group(2)

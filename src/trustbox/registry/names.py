@@ -14,13 +14,13 @@ MAX_NAME_LENGTH = 255
 
 def check_name(name: str) -> str:
     """Return ``name`` if it is a valid repository name, else raise NameInvalid."""
-    if len(name) > MAX_NAME_LENGTH or not _NAME_RE.match(name):
+    if len(name) > MAX_NAME_LENGTH or not _NAME_RE.fullmatch(name):
         raise NameInvalid(f"invalid repository name {name[:300]!r}", detail={"name": name[:300]})
     return name
 
 
 def check_tag(tag: str) -> str:
     """Return ``tag`` if it matches the tag grammar, else raise TagInvalid."""
-    if not _TAG_RE.match(tag):
+    if not _TAG_RE.fullmatch(tag):
         raise TagInvalid(f"invalid tag {tag[:200]!r}", detail={"tag": tag[:200]})
     return tag
