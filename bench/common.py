@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import time
 from collections.abc import Callable
@@ -89,6 +90,55 @@ def peak_rss_mib(pid: int) -> tuple[float, float]:
     return max(vals) / 1024.0, sum(vals) / 1024.0
 
 
+def _status_kib(pid: int, field: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def pss_kib(pid: int) -> int | None:
+    """Proportional set size (shared pages divided among their users) from smaps_rollup."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class TreeMemory:
+    """Memory of a process tree, MiB: peaks (VmHWM) and current RSS and PSS, summed and largest."""
+
+    processes: int
+    peak_largest: float
+    peak_sum: float
+    rss_sum: float
+    pss_sum: float
+
+
+def tree_memory(pid: int) -> TreeMemory:
+    pids = process_tree(pid)
+
+    def total(values: list[int | None]) -> float:
+        present = [v for v in values if v is not None]
+        return sum(present) / 1024.0 if present else float("nan")
+
+    peaks = [v for v in (vm_hwm_kib(p) for p in pids) if v is not None]
+    return TreeMemory(
+        processes=len(pids),
+        peak_largest=max(peaks) / 1024.0 if peaks else float("nan"),
+        peak_sum=total(list(peaks)),
+        rss_sum=total([_status_kib(p, "VmRSS") for p in pids]),
+        pss_sum=total([pss_kib(p) for p in pids]),
+    )
+
+
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
     t0 = time.perf_counter()
     res = fn()
@@ -100,6 +150,7 @@ class Report:
 
     def __init__(self) -> None:
         self.values: dict[str, tuple[float, str]] = {}
+        self.runs: dict[str, list[float]] = {}
 
     def add(self, name: str, value: float, unit: str) -> None:
         self.values[name] = (value, unit)
@@ -108,3 +159,11 @@ class Report:
     def get(self, name: str) -> float | None:
         v = self.values.get(name)
         return v[0] if v else None
+
+    def add_runs(self, name: str, runs: list[float], unit: str) -> None:
+        """The median of ``runs`` as ``name``, with a comment line giving the spread."""
+        self.runs[name] = list(runs)
+        self.add(name, statistics.median(runs), unit)
+        if len(runs) > 1:
+            print(f"#   {name}: min {min(runs):.6g}, max {max(runs):.6g}, n={len(runs)}: "
+                  + " ".join(f"{r:.6g}" for r in runs), flush=True)

@@ -5,12 +5,18 @@
 granian forks processes; an application object or factory is then built once per worker from
 the forked parent, so anything a factory needs must be reachable from there (environment
 variables, closures).
+
+``interface="rsgi"`` serves granian's native RSGI interface (the app must implement
+``__rsgi__``; uvicorn falls back to ASGI). ``in_process=True`` with one worker runs granian's
+embedded server on an event loop in this process instead of forking a worker: one process
+(one copy of the application in memory) instead of a supervisor plus a worker.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,21 +56,41 @@ def run_asgi(
     log_level: str = "info",
     access_log: bool = False,
     runtime_threads: int = 1,
+    interface: str = "asgi",
+    in_process: bool = False,
+    tls_min_version: str | None = None,
+    backlog: int | None = None,
 ) -> None:
-    """Serve ``app`` on ``host:port`` (HTTPS when a certificate and key are given) until stopped."""
+    """Serve ``app`` on ``host:port`` (HTTPS when a certificate and key are given) until stopped.
+
+    ``tls_min_version`` ("1.2" or "1.3") applies to granian (whose default is 1.3).
+    """
     if bool(tls_cert) != bool(tls_key):
         raise ConfigError("TLS needs both a certificate and a key")
+    if interface not in ("asgi", "rsgi"):
+        raise ConfigError(f"unknown interface {interface!r}", hint="use asgi or rsgi")
     if server == "granian":
         try:
             import granian  # noqa: F401
         except ImportError:  # pragma: no cover - granian is a dependency
             server = "uvicorn"
     if server == "granian":
-        _run_granian(app, host, port, tls_cert, tls_key, workers, factory, log_level, access_log, runtime_threads)
+        options = _GranianOptions(interface, in_process and workers == 1, tls_min_version, backlog)
+        _run_granian(
+            app, host, port, tls_cert, tls_key, workers, factory, log_level, access_log, runtime_threads, options
+        )
     elif server == "uvicorn":
         _run_uvicorn(app, host, port, tls_cert, tls_key, workers, factory, log_level, access_log)
     else:
         raise ConfigError(f"unknown server {server!r}", hint="use granian or uvicorn")
+
+
+@dataclass(frozen=True)
+class _GranianOptions:
+    interface: str = "asgi"
+    in_process: bool = False
+    tls_min_version: str | None = None
+    backlog: int | None = None
 
 
 def _run_granian(
@@ -78,10 +104,10 @@ def _run_granian(
     log_level: str,
     access_log: bool,
     runtime_threads: int,
+    options: _GranianOptions = _GranianOptions(),
 ) -> None:
-    from granian.constants import Interfaces
+    from granian.constants import Interfaces, SSLProtocols
     from granian.log import LogLevels
-    from granian.server import Server
 
     target = app if isinstance(app, str) else "trustbox.serving:<in-process>"
 
@@ -91,18 +117,44 @@ def _run_granian(
     kwargs: dict[str, Any] = {
         "address": host,
         "port": port,
-        "interface": Interfaces.ASGI,
-        "workers": workers,
+        "interface": Interfaces.RSGI if options.interface == "rsgi" else Interfaces.ASGI,
         "runtime_threads": runtime_threads,
         "log_level": LogLevels(log_level.lower()),
         "log_access": access_log,
         "websockets": False,
     }
+    if options.backlog is not None:
+        kwargs["backlog"] = options.backlog
     if tls_cert and tls_key:
         kwargs["ssl_cert"] = Path(tls_cert)
         kwargs["ssl_key"] = Path(tls_key)
-    srv = Server(target, **kwargs)
+        if options.tls_min_version is not None:
+            kwargs["ssl_protocol_min"] = SSLProtocols("tls" + options.tls_min_version)
+    if options.in_process:
+        _run_granian_embedded(loader(), kwargs)
+        return
+    from granian.server import Server
+
+    srv = Server(target, workers=workers, **kwargs)
     srv.serve(target_loader=loader, wrap_loader=False)
+
+
+def _run_granian_embedded(app_obj: Any, kwargs: dict[str, Any]) -> None:
+    """granian's embedded server on an asyncio loop in this process, until SIGINT/SIGTERM."""
+    import asyncio
+    import signal
+
+    from granian.server.embed import Server as EmbeddedServer
+
+    srv = EmbeddedServer(app_obj, **kwargs)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, srv.stop)
+        await srv.serve()
+
+    asyncio.run(main())
 
 
 def _run_uvicorn(

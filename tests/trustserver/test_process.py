@@ -106,6 +106,17 @@ def test_tls_sqlite_server_roundtrip(sqlite_server: Server, tmp_path: Path):
     assert key_file.exists() and (key_file.stat().st_mode & 0o077) == 0
 
 
+def test_one_worker_is_one_process(sqlite_server: Server):
+    """``--workers 1`` (the default) serves from the started process itself: no worker child."""
+    pid = sqlite_server.proc.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert children == []
+    with sqlite_server.client() as c:
+        assert c.get("/v2/").status_code == 200
+    sqlite_server.proc.terminate()
+    assert sqlite_server.proc.wait(15) == 0
+
+
 @pytest.mark.interop
 @pytest.mark.skipif(NOTARY is None, reason="notary CLI not installed")
 def test_notary_cli_against_server(sqlite_server: Server, tmp_path: Path, tls):

@@ -125,37 +125,28 @@ def serve(config: ServerConfig) -> None:
 def _serve_granian_rsgi(config: ServerConfig, host: str, port: int) -> None:
     """granian with its native RSGI interface (the app also speaks ASGI for other servers).
 
-    With auth on, the app is served through ASGI behind the auth middleware instead.
+    With auth on, the app is served through ASGI behind the auth middleware instead. With one
+    worker the app runs in this process (granian's embedded server): no second Python process
+    holding its own copy of the interpreter and libraries.
     """
-    from pathlib import Path
+    from trustbox.serving import run_asgi
 
-    from granian.constants import Interfaces
-    from granian.log import LogLevels
-    from granian.server import Server
-
-    kwargs: dict[str, Any] = {}
-    if config.tls_cert and config.tls_key:
-        kwargs.update(ssl_cert=Path(config.tls_cert), ssl_key=Path(config.tls_key))
-        try:  # granian defaults to TLS 1.3 only; notary-server accepts 1.2
-            from granian.constants import SSLProtocols
-
-            kwargs["ssl_protocol_min"] = SSLProtocols.tls12
-        except ImportError:  # pragma: no cover - older granian
-            pass
     level = config.log_level.lower()
     auth = config.auth_section() is not None
-    Server(
+    run_asgi(
         f"trustbox.trustserver.server:{'authenticated_app_from_env' if auth else 'app_from_env'}",
-        address=host,
-        port=port,
-        interface=Interfaces.ASGI if auth else Interfaces.RSGI,
-        workers=config.workers,
+        host,
+        port,
+        config.tls_cert,
+        config.tls_key,
+        config.workers,
         factory=True,
-        websockets=False,
-        log_level=LogLevels(level if level in ("debug", "info", "warning", "error") else "error"),
+        log_level=level if level in ("debug", "info", "warning", "error") else "error",
+        interface="asgi" if auth else "rsgi",
+        in_process=True,
+        tls_min_version="1.2",  # granian defaults to TLS 1.3 only; notary-server accepts 1.2
         backlog=2048,
-        **kwargs,
-    ).serve()
+    )
 
 
 # -- the separate signing service ------------------------------------------------------------
