@@ -265,3 +265,31 @@ def test_trailing_newline_is_no_valid_name_tag_or_digest(tmp_path: Path) -> None
     r = c.post(f"/v2/a/b/blobs/uploads/?digest={d}%0A", content=b"x")
     assert r.status_code == 400 and err(r)["code"] == "DIGEST_INVALID"
     assert c.get("/v2/a/b/tags/list").json()["tags"] == []
+
+
+def test_in_memory_caches_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The verified-blob marks grew by one entry per blob ever seen, and the manifest cache could
+    hold 4096 x 256 KiB = 1 GiB: both are bounded now (the soak showed steady registry RSS growth)."""
+    from trustbox.registry import blobs as blobs_mod
+    from trustbox.registry import manifests as manifests_mod
+
+    monkeypatch.setattr(blobs_mod, "VERIFIED_ENTRIES", 5)
+    monkeypatch.setattr(manifests_mod, "CACHE_MAX_BYTES", 3000)
+    app = create_app(RegistryConfig(storage=str(tmp_path / "store")))
+    c = TestClient(app)
+    reg = app.state.registry
+    digests = [push_blob(c, "a/b", f"blob {i}".encode()) for i in range(12)]
+    assert len(reg.blobs._verified) == 5
+    for d in digests:  # forgotten blobs are hashed again on read, and still served
+        r = c.get(f"/v2/a/b/blobs/{d}")
+        assert r.status_code == 200 and "sha256:" + hashlib.sha256(r.content).hexdigest() == d
+    base = manifest_with_annotation_value(c, "a/b")
+    for i in range(10):
+        doc = {**base, "annotations": {"pad": f"{i}" * 900}}
+        r = c.put(f"/v2/a/b/manifests/t{i}", content=json.dumps(doc).encode(),
+                  headers={"content-type": OCI_MANIFEST})
+        assert r.status_code == 201
+    for i in range(10):
+        assert c.get(f"/v2/a/b/manifests/t{i}").status_code == 200
+    assert reg.manifests._cache_bytes <= 3000
+    assert reg.manifests._cache_bytes == sum(len(b) for b in reg.manifests._cache.values())

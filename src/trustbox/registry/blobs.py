@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -15,6 +16,8 @@ from trustbox.registry.storage.base import ObjectInfo, StorageDriver
 log = logging.getLogger("trustbox.registry")
 
 HASH_CHUNK = 1 << 20
+#: blobs whose verification is remembered (about 200 bytes each)
+VERIFIED_ENTRIES = 100_000
 
 
 class VerifyPolicy(StrEnum):
@@ -40,8 +43,9 @@ class BlobStore:
     def __init__(self, driver: StorageDriver, policy: VerifyPolicy = VerifyPolicy.ALWAYS) -> None:
         self.driver = driver
         self.policy = policy
-        # digest string -> identity of the stored object when it last verified
-        self._verified: dict[str, tuple[object, ...]] = {}
+        # digest string -> identity of the stored object when it last verified; least recently
+        # used entries are forgotten past VERIFIED_ENTRIES (such a blob is simply hashed again)
+        self._verified: OrderedDict[str, tuple[object, ...]] = OrderedDict()
 
     async def stat_global(self, d: Digest) -> BlobInfo | None:
         """The blob's content, whatever repository links it."""
@@ -70,7 +74,11 @@ class BlobStore:
 
     def mark_verified(self, d: Digest, info: ObjectInfo) -> None:
         """Remember that the stored object with this identity has the right content."""
-        self._verified[str(d)] = info.identity
+        key = str(d)
+        self._verified[key] = info.identity
+        self._verified.move_to_end(key)
+        while len(self._verified) > VERIFIED_ENTRIES:
+            self._verified.popitem(last=False)
 
     def needs_check(self, blob: BlobInfo, full_read: bool) -> bool:
         """Whether this read must re-hash the blob under the configured policy."""

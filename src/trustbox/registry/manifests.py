@@ -25,6 +25,7 @@ log = logging.getLogger("trustbox.registry")
 
 CACHE_ENTRIES = 4096
 CACHE_MAX_ITEM = 256 << 10
+CACHE_MAX_BYTES = 32 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,7 @@ class ManifestStore:
         self.max_depth = max_depth
         # verified manifest bytes by digest: content-addressed, so never stale
         self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._cache_bytes = 0
 
     # --- reading ------------------------------------------------------------------------
 
@@ -70,10 +72,11 @@ class ManifestStore:
         if digest_bytes(body, d.algorithm) != d:
             log.error("manifest %s failed verification on read; refusing to serve it", d)
             return None
-        if len(body) <= CACHE_MAX_ITEM:
+        if len(body) <= CACHE_MAX_ITEM and key not in self._cache:
             self._cache[key] = body
-            if len(self._cache) > CACHE_ENTRIES:
-                self._cache.popitem(last=False)
+            self._cache_bytes += len(body)
+            while len(self._cache) > CACHE_ENTRIES or self._cache_bytes > CACHE_MAX_BYTES:
+                self._cache_bytes -= len(self._cache.popitem(last=False)[1])
         return body
 
     async def get(self, name: str, reference: str) -> StoredManifest:
