@@ -13,11 +13,15 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from trustbox.client.errors import TrustServerURLError
 from trustbox.client.reference import ImageRef
-from trustbox.errors import TrustboxError
+from trustbox.errors import ConfigError, TrustboxError
+
+if TYPE_CHECKING:
+    from trustbox.client.tufclient import TrustPinning
 
 NOTARY_SERVER = "https://notary.docker.io"
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
@@ -111,3 +115,42 @@ def registry_credentials(ref: ImageRef, environ: Mapping[str, str] | None = None
     except TrustboxError:
         return Credentials()
     return Credentials(*found) if found else Credentials()
+
+
+PINNING_ENV = "TRUSTBOX_TRUST_PINNING"
+
+
+def trust_pinning(environ: Mapping[str, str] | None = None) -> TrustPinning | None:
+    """Notary-style ``trust_pinning`` from the JSON file named by ``$TRUSTBOX_TRUST_PINNING``.
+
+    The file holds either a notary client config (``{"trust_pinning": {...}}``) or the section
+    itself: ``{"certs": {GUN: [cert IDs]}, "ca": {GUN prefix: CA file}, "disable_tofu": bool}``.
+    Relative CA paths are taken relative to the file. None when the variable is unset.
+    """
+    import json
+
+    from trustbox.client.tufclient import TrustPinning
+
+    name = _env(environ).get(PINNING_ENV, "")
+    if not name:
+        return None
+    path = Path(name)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read trust pinning file {path} (${PINNING_ENV}): {exc}") from None
+    section = doc.get("trust_pinning", doc) if isinstance(doc, dict) else None
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: trust_pinning must be a JSON object")
+    certs, ca, tofu = section.get("certs", {}), section.get("ca", {}), section.get("disable_tofu", False)
+    if not (isinstance(certs, dict) and all(isinstance(v, list) and all(isinstance(i, str) for i in v) for v in certs.values())):
+        raise ConfigError(f"{path}: trust_pinning.certs must map GUNs to lists of certificate IDs")
+    if not (isinstance(ca, dict) and all(isinstance(v, str) for v in ca.values())):
+        raise ConfigError(f"{path}: trust_pinning.ca must map GUN prefixes to CA file paths")
+    if not isinstance(tofu, bool):
+        raise ConfigError(f"{path}: trust_pinning.disable_tofu must be true or false")
+    return TrustPinning(
+        certs={str(k): list(v) for k, v in certs.items()},
+        ca={str(k): (path.parent / v) for k, v in ca.items()},
+        disable_tofu=tofu,
+    )

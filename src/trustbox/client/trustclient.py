@@ -281,4 +281,5 @@ def trust_client_for(image_ref: str, **opts: object) -> TrustClient:
     trust_dir = Path(str(opts.pop("trust_dir", "") or config.trust_dir(env)))
     opts.setdefault("credentials", config.registry_credentials(ref, env))
     opts.setdefault("client_pairs", tls.client_pairs)
+    opts.setdefault("pinning", config.trust_pinning(env))
     return TrustClient(ref.gun, server, trust_dir, ca_files=tls.ca_files, **opts)  # type: ignore[arg-type]

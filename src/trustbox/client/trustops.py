@@ -109,6 +109,7 @@ class TrustContext:
             now=self.now,
             http=self.http_factory() if self.http_factory else None,
             credentials=config.registry_credentials(ref, self.environ),
+            pinning=config.trust_pinning(self.environ),
         )
 
     def ask(self, message: str) -> bool:
