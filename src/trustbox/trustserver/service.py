@@ -66,6 +66,10 @@ class Document:
     stale_at: float = math.inf
 
 
+class ResignNeeded(Exception):
+    """A read that was not allowed to write found the timestamp or snapshot due for re-signing."""
+
+
 def _check_signed_meta(value: Any) -> int:
     """Upstream decodes each part into ``SignedMeta``; type errors there are MALFORMED_JSON.
 
@@ -141,8 +145,19 @@ class TrustService:
 
     # -- reads ---------------------------------------------------------------------------
 
-    def get_document(self, gun: str, role: str, checksum: str | None = None, version: int | None = None) -> Document | None:
-        """The document a GET names, or None (404)."""
+    def get_document(
+        self,
+        gun: str,
+        role: str,
+        checksum: str | None = None,
+        version: int | None = None,
+        may_resign: bool = True,
+    ) -> Document | None:
+        """The document a GET names, or None (404).
+
+        With ``may_resign=False`` nothing is written: when the current timestamp or snapshot is due
+        for re-signing, :class:`ResignNeeded` is raised instead (call again with ``may_resign=True``).
+        """
         if checksum is not None:
             if len(checksum) != 64:
                 return None  # only SHA-256 checksums are indexed (as upstream)
@@ -152,12 +167,14 @@ class TrustService:
                 return None
             f = self.storage.get_version(gun, role, version)
         elif role in (TIMESTAMP, SNAPSHOT):
-            return self._current_server_signed(gun, role)
+            return self._current_server_signed(gun, role, may_resign=may_resign)
         else:
             f = self.storage.get_current(gun, role)
         return Document(f.data, f.created_ns) if f is not None else None
 
-    def _current_server_signed(self, gun: str, role: str, retry: bool = True) -> Document | None:
+    def _current_server_signed(
+        self, gun: str, role: str, retry: bool = True, may_resign: bool = True
+    ) -> Document | None:
         ts_file = self.storage.get_current(gun, TIMESTAMP)
         if ts_file is None:
             return None
@@ -181,6 +198,8 @@ class TrustService:
         if now < ts_due and now < snap_due:
             chosen = ts_file if role == TIMESTAMP else snap_file
             return Document(chosen.data, chosen.created_ns, min(ts_due, snap_due).timestamp())
+        if not may_resign:
+            raise ResignNeeded()
         # something is due: re-sign what the server can
         retry_at = now.timestamp() + RETRY_RESIGN
         try:

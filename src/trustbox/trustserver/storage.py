@@ -248,6 +248,12 @@ class Storage:
             return engine
         return create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True)
 
+    @property
+    def fast_reads(self) -> bool:
+        """Whether document reads take microseconds (plain sqlite3 on a local file): cheaper to run
+        on the calling thread than to hand to a thread pool."""
+        return self._fast is not None
+
     @contextmanager
     def _read(self) -> Iterator[Connection]:
         with self._memory_guard(), self.engine.connect() as conn:
