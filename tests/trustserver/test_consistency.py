@@ -122,3 +122,20 @@ def test_client_snapshot_not_resigned(client, clock):
     ts = Metadata.parse(client.get(tuf(GUN, "timestamp.json")).content, expect=Timestamp)
     assert ts.signed.version == 2  # the timestamp itself had expired
     assert client.get(tuf(GUN, "snapshot.json")).content == snap  # the server cannot sign it
+
+
+def test_quick_freshness_check_agrees_with_the_full_one(app, client, clock, monkeypatch):
+    """The JSON-only look at the stored timestamp/snapshot serves exactly what the typed path would,
+    and steps aside (None) once anything is within the re-sign margin."""
+    publish_new(client)
+    service = app.service
+    ts_file = service.storage.get_current(GUN, "timestamp")
+    assert ts_file is not None
+    quick = {role: service._fresh_server_signed(GUN, role, ts_file) for role in ("timestamp", "snapshot")}
+    monkeypatch.setattr(service, "_fresh_server_signed", lambda *_args: None)  # the typed path only
+    for role, doc in quick.items():
+        assert doc is not None
+        assert doc == service._current_server_signed(GUN, role)
+    monkeypatch.undo()
+    clock.offset = timedelta(days=13, hours=23, minutes=30)
+    assert service._fresh_server_signed(GUN, "timestamp", ts_file) is None
