@@ -7,11 +7,12 @@ lifetime (snapshot 3 years, timestamp 14 days), and are signed with every key of
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 
 from trustbox.errors import TrustboxError
 from trustbox.trustserver.signer import Signer
-from trustbox.tuf.keys import PublicKey
+from trustbox.tuf.keys import PublicKey, key_id_of
 from trustbox.tuf.metadata import (
     SNAPSHOT,
     TIMESTAMP,
@@ -31,12 +32,22 @@ class CannotSign(TrustboxError):
     """The signer does not hold enough keys of the role to meet its threshold."""
 
 
+@functools.lru_cache(maxsize=4096)
+def _key_id(keytype: str, public: bytes) -> str:
+    return key_id_of(keytype, public)
+
+
+def key_id(key: PublicKey) -> str:
+    """``key.keyid``, remembered (it canonicalises and hashes the key on every call)."""
+    return _key_id(key.keytype, key.public)
+
+
 def held_keys(signer: Signer, gun: str, keys: dict[str, PublicKey]) -> list[str]:
     """IDs among ``keys`` whose private part the signer holds for ``gun``."""
     out = []
     for kid, listed in sorted(keys.items()):
         held = signer.public_key(gun, kid)
-        if held is not None and held.keyid == kid and listed.keyid == kid:
+        if held is not None and key_id(held) == kid and key_id(listed) == kid:
             out.append(kid)
     return out
 

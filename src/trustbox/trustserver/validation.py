@@ -12,6 +12,8 @@ name and message, or :class:`UnclassifiedFailure` (upstream answers those withou
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,7 +29,7 @@ from trustbox.trustserver.errors import (
     validation_error,
 )
 from trustbox.trustserver.fastparse import parse_metadata, to_metadata
-from trustbox.trustserver.generate import CannotSign, make_snapshot, make_timestamp
+from trustbox.trustserver.generate import CannotSign, key_id, make_snapshot, make_timestamp
 from trustbox.trustserver.signer import Signer
 from trustbox.trustserver.storage import StoredFile, Update
 from trustbox.tuf.certs import certificate_cn, check_root_certificate
@@ -49,6 +51,33 @@ from trustbox.tuf.metadata import (
 from trustbox.tuf.verify import valid_signers
 
 GetCurrent = Callable[[str, str], StoredFile | None]
+
+
+class _ParsedRoots:
+    """Parsed stored roots by their exact bytes (content-addressed, so shared by every GUN and
+    app in the process): every update of a GUN starts from its stored root, which rarely changes.
+    The parsed objects are only read during validation."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._items: OrderedDict[bytes, Metadata[Root]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, data: bytes) -> Metadata[Root] | None:
+        with self._lock:
+            md = self._items.get(data)
+            if md is not None:
+                self._items.move_to_end(data)
+            return md
+
+    def put(self, data: bytes, md: Metadata[Root]) -> None:
+        with self._lock:
+            self._items[data] = md
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+_STORED_ROOTS = _ParsedRoots()
 
 
 class UnclassifiedFailure(TrustboxError):
@@ -89,7 +118,7 @@ def _check_sigs(md: Metadata[Any], keys: dict[str, PublicKey], threshold: int, r
         raise TrustboxError("tuf: data has no signatures")
     for sig in md.signatures:
         key = keys.get(sig.keyid)
-        if key is not None and key.keyid != sig.keyid:
+        if key is not None and key_id(key) != sig.keyid:
             raise TrustboxError("tuf: key ID is not valid for key content")
     if len(valid_signers(md, keys)) < threshold:
         raise ThresholdError(f"valid signatures did not meet threshold for {role}")
@@ -131,10 +160,15 @@ class UpdateValidator:
         stored = self.get_current(self.gun, ROOT)
         if stored is None:
             return None
+        cached = _STORED_ROOTS.get(stored.data)
+        if cached is not None:
+            return cached
         try:
-            return _md(stored.data, ROOT, Root)
+            md = _md(stored.data, ROOT, Root)
         except TrustboxError as exc:
             raise UnclassifiedFailure(f"stored root does not parse: {exc}") from exc
+        _STORED_ROOTS.put(stored.data, md)
+        return md
 
     def _leaf_certs(self, root: Root, now: datetime | None) -> dict[str, PublicKey]:
         keys, _ = root.role_keys(ROOT)
@@ -193,7 +227,7 @@ class UpdateValidator:
                         f"{role} type metadata invalid: key ID {kid} specified in {d.name} without corresponding key"
                     )
                 key = t.delegations.keys[kid]
-                if key.keyid != kid:
+                if key_id(key) != kid:
                     raise TrustboxError(f"{role} type metadata invalid: key ID {kid} does not match its key")
 
     def _load_targets(self, role: str, data: bytes, allow_expired: bool, value: Any = None) -> Metadata[Targets]:
