@@ -199,6 +199,8 @@ def main() -> None:
               f"wrk {args.duration:g}s per run, {args.rounds} round(s); {os.cpu_count()} CPUs; "
               f"load average {os.getloadavg()[0]:.2f}", flush=True)
         bench_all(servers, work, rep, args)
+        print(f"# load average at the end: {' / '.join(f'{x:.2f}' for x in os.getloadavg())} (1 / 5 / 15 min)",
+              flush=True)
 
         if {"upstream", "trustbox"} <= servers.keys():
             print("# ratios trustbox/upstream (throughput: higher is better; times and RSS: lower is better)")
