@@ -39,7 +39,8 @@ def tree_rss_mib(pid: int) -> float:
 def trust(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KillableServer]:
     d = tmp_path_factory.mktemp("trust-limits")
     server = KillableServer(["trust", "--db", f"sqlite:///{d}/t.db"],
-                            {"TRUSTBOX_KEY_PASSPHRASE": "limits test passphrase 0123456789"}, "/_notary_server/health")
+                            {"TRUSTBOX_KEY_PASSPHRASE": "limits test passphrase 0123456789", "TRUSTBOX_BODY_TIMEOUT": "2"},
+                            "/_notary_server/health")
     server.start()
     yield server
     server.stop()
@@ -97,3 +98,22 @@ def test_stalled_uploads_do_not_block_other_clients(trust: KillableServer) -> No
     finally:
         for s in socks:
             s.close()
+
+
+def test_stalled_update_body_gets_408_and_the_connection_is_closed(trust: KillableServer) -> None:
+    """notary-server waits forever for a body that stops; trustbox answers after --body-timeout."""
+    with socket.create_connection(("127.0.0.1", trust.port), timeout=15) as s:
+        s.sendall(f"POST {UPDATE} HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+                  "Content-Length: 1000\r\n\r\n--x\r\n".encode())
+        t0 = time.monotonic()
+        data = b""
+        while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    assert time.monotonic() - t0 < 14
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), data
+    assert b'"code":"MALFORMED_UPLOAD"' in body and b"stalled" in body, body
+

@@ -27,6 +27,10 @@ from trustbox.trustserver.config import (
     help=f"Largest accepted update body [{DEFAULT_MAX_UPLOAD}].",
 )
 @click.option(
+    "--body-timeout", envvar="TRUSTBOX_BODY_TIMEOUT", type=float, default=None,
+    help="Seconds a request body may stall before the update is refused with 408 [60].",
+)
+@click.option(
     "--key-passphrase-file", envvar="TRUSTBOX_KEY_PASSPHRASE_FILE", default=None,
     help="File holding the passphrase that encrypts server-held keys.",
 )

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from trustbox.trustserver.cache import CachedResponse, PostgresListener, ResponseCache
 from trustbox.trustserver.config import ServerConfig
 from trustbox.trustserver.errors import (
+    BODY_TIMEOUT,
     EMPTY,
     INVALID_GUN,
     MALFORMED_UPLOAD,
@@ -375,8 +376,12 @@ class TrustServerApp:
                     raise TOO_LARGE.with_detail(f"request body larger than {limit} bytes")
         chunks: list[bytes] = []
         total = 0
+        timeout = self.config.body_timeout
         while True:
-            msg = await receive()
+            try:
+                msg = await asyncio.wait_for(receive(), timeout)
+            except TimeoutError:
+                raise BODY_TIMEOUT.with_detail(f"request body stalled for more than {timeout:g} seconds") from None
             if msg["type"] == "http.disconnect":
                 raise MALFORMED_UPLOAD.with_detail()
             chunk = msg.get("body", b"")

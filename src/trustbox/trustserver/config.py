@@ -35,6 +35,7 @@ class ServerConfig:
     db: str = DEFAULT_DB
     table_prefix: str = ""
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD
+    body_timeout: float = 60.0
     key_algorithm: str = "ed25519"
     current_max_age: int = 300
     consistent_max_age: int = 2592000
@@ -103,6 +104,8 @@ class ServerConfig:
                 raise ConfigError(f"{name} must be between 0 and {MAX_CACHE_AGE} seconds")
         if self.max_upload_bytes < 1024:
             raise ConfigError("max upload size must be at least 1024 bytes")
+        if isinstance(self.body_timeout, bool) or not isinstance(self.body_timeout, (int, float)) or not 0 < self.body_timeout <= 3600:
+            raise ConfigError("body timeout must be between 0 and 3600 seconds")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("--tls-cert and --tls-key must be given together")
         if self.table_prefix and not all(c.isalnum() or c == "_" for c in self.table_prefix):
@@ -168,7 +171,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     tb = raw.get("trustbox")
     if isinstance(tb, dict):
         for name in (
-            "listen", "tls_cert", "tls_key", "db", "table_prefix", "max_upload_bytes", "key_algorithm",
+            "listen", "tls_cert", "tls_key", "db", "table_prefix", "max_upload_bytes", "body_timeout", "key_algorithm",
             "key_passphrase", "key_passphrase_file", "insecure_dev_keys", "workers", "gun_prefixes",
             "signer_url", "signer_token", "signer_token_file", "signer_ca", "auth_token_realm",
             "auth_token_service", "auth_token_issuer", "auth_token_rootcertbundle", "htpasswd",

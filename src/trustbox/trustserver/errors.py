@@ -66,6 +66,8 @@ INVALID_PARAMETERS = ErrorCode("INVALID_PARAMETERS", 400, "The parameters provid
 UNKNOWN = ErrorCode("UNKNOWN", 500, "unknown error")
 # not upstream: a body larger than the configured limit (upstream has no limit at all)
 TOO_LARGE = ErrorCode("MALFORMED_UPLOAD", 413, "The body of your request is malformed.")
+# trustbox only: a request body that stalls (upstream waits forever)
+BODY_TIMEOUT = ErrorCode("MALFORMED_UPLOAD", 408, "The body of your request is malformed.")
 
 
 class ServerError(TrustboxError):
