@@ -129,3 +129,28 @@ def test_version_route_overflow(client):
     assert r.status_code == 404
     assert error(r)["detail"] == {"Func": "Atoi", "Num": "99999999999999999999", "Err": {}}
     assert client.get(tuf(GUN, "4294967296.root.json")).status_code == 404
+
+
+def test_targets_and_delegations_per_update_are_limited(backend, clock):
+    """Updates listing more targets / delegated roles than configured get 400 and change nothing."""
+    from ts_repo import target
+
+    from trustbox.tuf.keys import PrivateKey
+
+    app = make_app(backend, clock, max_targets_per_update=3, max_delegations_per_update=1)
+    try:
+        with ASGIClient(app) as c:
+            repo = publish_new(c, server_snapshot=True)
+            many = {f"t{i}": target(b"x%d" % i) for i in range(4)}
+            r = post(c, GUN, {"targets": repo.targets(3, many)})
+            assert r.status_code == 400 and error(r)["code"] == "MALFORMED_UPLOAD"
+            assert "4 targets" in json.dumps(error(r))
+            dels = [(f"targets/r{i}", PrivateKey.generate("ecdsa").public_key(), [""]) for i in range(2)]
+            r = post(c, GUN, {"targets": repo.targets(3, delegations=dels)})
+            assert r.status_code == 400 and "delegated roles" in json.dumps(error(r))
+            # nothing was stored; within the limits the same update works
+            assert json.loads(c.get(tuf(GUN, "targets.json")).content)["signed"]["version"] == 2
+            r = post(c, GUN, {"targets": repo.targets(3, dict(list(many.items())[:3]), delegations=dels[:1])})
+            assert r.status_code == 200, r.text
+    finally:
+        app.close()

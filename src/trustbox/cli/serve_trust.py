@@ -30,6 +30,10 @@ from trustbox.trustserver.config import (
     "--body-timeout", envvar="TRUSTBOX_BODY_TIMEOUT", type=float, default=None,
     help="Seconds a request body may stall before the update is refused with 408 [60].",
 )
+@click.option("--max-targets-per-update", envvar="TRUSTBOX_MAX_TARGETS_PER_UPDATE", type=int, default=None,
+              help="Most targets all documents of one update may list together [100000].")
+@click.option("--max-delegations-per-update", envvar="TRUSTBOX_MAX_DELEGATIONS_PER_UPDATE", type=int, default=None,
+              help="Most delegated roles all documents of one update may list together [1000].")
 @click.option(
     "--key-passphrase-file", envvar="TRUSTBOX_KEY_PASSPHRASE_FILE", default=None,
     help="File holding the passphrase that encrypts server-held keys.",

@@ -36,6 +36,8 @@ class ServerConfig:
     table_prefix: str = ""
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD
     body_timeout: float = 60.0
+    max_targets_per_update: int = 100_000
+    max_delegations_per_update: int = 1_000
     key_algorithm: str = "ed25519"
     current_max_age: int = 300
     consistent_max_age: int = 2592000
@@ -104,6 +106,8 @@ class ServerConfig:
                 raise ConfigError(f"{name} must be between 0 and {MAX_CACHE_AGE} seconds")
         if self.max_upload_bytes < 1024:
             raise ConfigError("max upload size must be at least 1024 bytes")
+        if self.max_targets_per_update < 1 or self.max_delegations_per_update < 1:
+            raise ConfigError("max targets and max delegations per update must be at least 1")
         if isinstance(self.body_timeout, bool) or not isinstance(self.body_timeout, (int, float)) or not 0 < self.body_timeout <= 3600:
             raise ConfigError("body timeout must be between 0 and 3600 seconds")
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -171,7 +175,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     tb = raw.get("trustbox")
     if isinstance(tb, dict):
         for name in (
-            "listen", "tls_cert", "tls_key", "db", "table_prefix", "max_upload_bytes", "body_timeout", "key_algorithm",
+            "listen", "tls_cert", "tls_key", "db", "table_prefix", "max_upload_bytes", "body_timeout",
+            "max_targets_per_update", "max_delegations_per_update", "key_algorithm",
             "key_passphrase", "key_passphrase_file", "insecure_dev_keys", "workers", "gun_prefixes",
             "signer_url", "signer_token", "signer_token_file", "signer_ca", "auth_token_realm",
             "auth_token_service", "auth_token_issuer", "auth_token_rootcertbundle", "htpasswd",
@@ -185,7 +190,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         if not isinstance(gp, list) or not all(isinstance(x, str) for x in gp):
             raise ConfigError("repositories.gun_prefixes must be a list of strings")
         out["gun_prefixes"] = tuple(gp)
-    for name in ("current_max_age", "consistent_max_age", "max_upload_bytes", "workers"):
+    for name in ("current_max_age", "consistent_max_age", "max_upload_bytes", "workers",
+                 "max_targets_per_update", "max_delegations_per_update"):
         if name in out and (isinstance(out[name], bool) or not isinstance(out[name], int)):
             raise ConfigError(f"{name} must be an integer")
     return out

@@ -25,6 +25,7 @@ from trustbox.trustserver.errors import (
     INVALID_ROLE,
     INVALID_UPDATE,
     MALFORMED_JSON,
+    MALFORMED_UPLOAD,
     NO_FILENAME,
     VERSION,
     ValidationFailure,
@@ -127,6 +128,27 @@ def parse_parts(uploads: list[UploadPart]) -> dict[str, Part]:
             raise MALFORMED_JSON.with_detail() from exc
         parts[role] = Part(role, up.data, version, value)
     return parts
+
+
+def check_update_limits(parts: dict[str, Part], max_targets: int, max_delegations: int) -> None:
+    """Refuse an update whose documents list more targets or delegated roles than allowed (400)."""
+    targets = delegations = 0
+    for part in parts.values():
+        signed = part.value.get("signed") if isinstance(part.value, dict) else None
+        if not isinstance(signed, dict):
+            continue
+        t = signed.get("targets")
+        if isinstance(t, dict):
+            targets += len(t)
+        d = signed.get("delegations")
+        if isinstance(d, dict) and isinstance(d.get("roles"), list):
+            delegations += len(d["roles"])
+    if targets > max_targets:
+        raise MALFORMED_UPLOAD.with_detail(f"update lists {targets} targets, more than the {max_targets} allowed")
+    if delegations > max_delegations:
+        raise MALFORMED_UPLOAD.with_detail(
+            f"update lists {delegations} delegated roles, more than the {max_delegations} allowed"
+        )
 
 
 class TrustService:
@@ -270,6 +292,7 @@ class TrustService:
     def update(self, gun: str, uploads: list[UploadPart]) -> WriteResult:
         """Validate and store an update atomically."""
         parts = parse_parts(uploads)
+        check_update_limits(parts, self.config.max_targets_per_update, self.config.max_delegations_per_update)
         try:
             updates = validate_update(gun, parts, self.storage.get_current, self.signer, self.clock())
         except ValidationFailure as exc:
