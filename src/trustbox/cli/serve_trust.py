@@ -34,6 +34,9 @@ from trustbox.trustserver.config import (
               help="Most targets all documents of one update may list together [100000].")
 @click.option("--max-delegations-per-update", envvar="TRUSTBOX_MAX_DELEGATIONS_PER_UPDATE", type=int, default=None,
               help="Most delegated roles all documents of one update may list together [1000].")
+@click.option("--pg-cache-current/--no-pg-cache-current", envvar="TRUSTBOX_PG_CACHE_CURRENT", default=None,
+              help="On PostgreSQL, also cache current documents in memory (faster; other processes may "
+                   "serve the previous version for a moment after a publish) [off].")
 @click.option(
     "--key-passphrase-file", envvar="TRUSTBOX_KEY_PASSPHRASE_FILE", default=None,
     help="File holding the passphrase that encrypts server-held keys.",

@@ -117,6 +117,12 @@ class TrustServerApp:
                 storage.sender_id,
             )
             self.cache.external_check = self.listener.maybe_changed
+        #: Current documents (timestamp.json, ...) are cached in memory unless several processes
+        #: share a PostgreSQL database: a NOTIFY reaches the other processes a moment after the
+        #: writer's POST returns, so they could serve the old version for that moment. There the
+        #: current documents are read from the database on every GET (immutable versioned and
+        #: checksummed documents stay cached) unless --pg-cache-current trades that for speed.
+        self._cache_current = storage.dialect != "postgresql" or self.config.pg_cache_current
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="trustbox-trust")
         #: document reads run on the event loop (SQLite file: no lock waits for readers in WAL mode)
         self._inline_reads = storage.fast_reads
@@ -359,7 +365,7 @@ class TrustServerApp:
             *(self._current_cc if current else self._consistent_cc),
             (b"last-modified", last_modified.encode()),
         ]
-        if doc.stale_at > self.cache.now():
+        if doc.stale_at > self.cache.now() and (self._cache_current or not current):
             full = [*headers, (b"content-length", str(len(doc.data)).encode())]
             self.cache.put(path, CachedResponse(gun, full, doc.data, doc.stale_at), generation)
         return handler, 200, headers, doc.data

@@ -38,6 +38,7 @@ class ServerConfig:
     body_timeout: float = 60.0
     max_targets_per_update: int = 100_000
     max_delegations_per_update: int = 1_000
+    pg_cache_current: bool = False
     key_algorithm: str = "ed25519"
     current_max_age: int = 300
     consistent_max_age: int = 2592000
@@ -176,7 +177,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if isinstance(tb, dict):
         for name in (
             "listen", "tls_cert", "tls_key", "db", "table_prefix", "max_upload_bytes", "body_timeout",
-            "max_targets_per_update", "max_delegations_per_update", "key_algorithm",
+            "max_targets_per_update", "max_delegations_per_update", "pg_cache_current", "key_algorithm",
             "key_passphrase", "key_passphrase_file", "insecure_dev_keys", "workers", "gun_prefixes",
             "signer_url", "signer_token", "signer_token_file", "signer_ca", "auth_token_realm",
             "auth_token_service", "auth_token_issuer", "auth_token_rootcertbundle", "htpasswd",
