@@ -15,7 +15,8 @@ embedded server on an event loop in this process instead of forking a worker: on
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,29 @@ def run_asgi(
         raise ConfigError(f"unknown server {server!r}", hint="use granian or uvicorn")
 
 
+def http1_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """HTTP/1 limits for granian from ``TRUSTBOX_HEADER_TIMEOUT`` (seconds to receive the request
+    head, default 30) and ``TRUSTBOX_MAX_HEADER_BYTES`` (largest request head, default 408 KiB;
+    larger ones get 431). Raises ConfigError on values that cannot work."""
+    env = os.environ if environ is None else environ
+    out: dict[str, Any] = {}
+    raw = env.get("TRUSTBOX_HEADER_TIMEOUT", "").strip()
+    if raw:
+        try:
+            seconds = float(raw)
+        except ValueError:
+            seconds = -1.0
+        if not 0 < seconds <= 3600:
+            raise ConfigError(f"TRUSTBOX_HEADER_TIMEOUT must be between 0 and 3600 seconds, not {raw!r}")
+        out["header_read_timeout"] = int(seconds * 1000)
+    raw = env.get("TRUSTBOX_MAX_HEADER_BYTES", "").strip()
+    if raw:
+        if not raw.isdigit() or not 1024 <= int(raw) <= 16 * 1024 * 1024:
+            raise ConfigError(f"TRUSTBOX_MAX_HEADER_BYTES must be a number of bytes from 1024 to 16 MiB, not {raw!r}")
+        out["max_buffer_size"] = int(raw)
+    return out
+
+
 @dataclass(frozen=True)
 class _GranianOptions:
     interface: str = "asgi"
@@ -125,6 +149,11 @@ def _run_granian(
     }
     if options.backlog is not None:
         kwargs["backlog"] = options.backlog
+    http1 = http1_settings()
+    if http1:
+        from granian.http import HTTP1Settings
+
+        kwargs["http1_settings"] = HTTP1Settings(**http1)
     if tls_cert and tls_key:
         kwargs["ssl_cert"] = Path(tls_cert)
         kwargs["ssl_key"] = Path(tls_key)
