@@ -7,6 +7,12 @@ canonical ``signed`` bytes once with the C encoder when that is provably identic
 canonical JSON (no floats, no escapes other than ``\\"`` and ``\\\\``); otherwise it falls back
 to the core's own encoder. The result caches those bytes, so signature checks do not
 re-encode a 10,000-target document.
+
+:func:`parse_document` is the fast path for documents as notary clients write them
+(``{"signed":<canonical JSON>,"signatures":[...]}``): when the ``signed`` text is plain ASCII
+without escapes and re-encodes (sorted keys, no floats) to exactly the same bytes, those bytes
+*are* the canonical encoding, and the equality also proves there was no duplicate key in it.
+Anything else takes the strict path, so results and errors are the same either way.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+
+import orjson
 
 from trustbox.errors import FormatError
 from trustbox.tuf.canonical import encode_canonical
@@ -45,6 +53,52 @@ def parse_json(data: bytes) -> Any:
         raise FormatError("JSON nesting too deep") from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise FormatError(f"invalid JSON: {exc}") from exc
+
+
+class _FloatSeen(ValueError):
+    pass
+
+
+def _no_float(text: str) -> Any:
+    raise _FloatSeen(text)
+
+
+_SIGNED_PREFIX = b'{"signed":'
+_SIGNATURES_KEY = b',"signatures":'
+
+
+def _fast_document(data: bytes) -> tuple[dict[str, Any], bytes] | None:
+    if not data.startswith(_SIGNED_PREFIX):
+        return None
+    cut = data.rfind(_SIGNATURES_KEY)
+    if cut < 0:
+        return None
+    segment = data[len(_SIGNED_PREFIX) : cut]
+    if not segment.isascii() or b"\\" in segment:
+        return None
+    try:
+        signed = json.loads(segment, parse_float=_no_float, parse_constant=_no_float)
+        canonical = orjson.dumps(signed, option=orjson.OPT_SORT_KEYS)
+    except (ValueError, TypeError, RecursionError, orjson.JSONEncodeError):
+        return None
+    if canonical != segment or not isinstance(signed, dict):
+        return None
+    try:
+        rest = parse_json(b"{" + data[cut + 1 :])
+    except FormatError:
+        return None
+    if not isinstance(rest, dict) or list(rest) != ["signatures"]:
+        return None
+    return {"signed": signed, "signatures": rest["signatures"]}, canonical
+
+
+def parse_document(data: bytes) -> tuple[Any, bytes | None]:
+    """Strict parse of an uploaded or stored document, plus the canonical bytes of its
+    ``signed`` value when the fast path proved them (else None: compute them later)."""
+    fast = _fast_document(data)
+    if fast is not None:
+        return fast
+    return parse_json(data), None
 
 
 def canonical_bytes(value: Any) -> bytes:
@@ -87,7 +141,9 @@ class ParsedMetadata(Metadata[Any]):
         return self._canonical
 
 
-def to_metadata(data: bytes, value: Any, where: str, expect: type[Signed]) -> Metadata[Any]:
+def to_metadata(
+    data: bytes, value: Any, where: str, expect: type[Signed], canonical: bytes | None = None
+) -> Metadata[Any]:
     """Typed metadata from an already-parsed document (same checks as ``Metadata.parse``)."""
     if not isinstance(value, dict) or "signed" not in value or "signatures" not in value:
         raise FormatError(f"{where}: not a signed document (needs 'signed' and 'signatures')")
@@ -114,10 +170,11 @@ def to_metadata(data: bytes, value: Any, where: str, expect: type[Signed]) -> Me
             raise FormatError(f"{sw}: keyid, method and sig must be strings")
         sigs.append(Signature(keyid, method.lower(), b64decode(sig, f"{sw}.sig")))
     md = ParsedMetadata(body, sigs, signed, bytes(data))
-    md._canonical = canonical_bytes(signed)
+    md._canonical = canonical if canonical is not None else canonical_bytes(signed)
     return md
 
 
 def parse_metadata(data: bytes, where: str, expect: type[Signed]) -> Metadata[Any]:
     """Parse bytes into typed metadata (one JSON parse, one canonical encoding)."""
-    return to_metadata(data, parse_json(data), where, expect)
+    value, canonical = parse_document(data)
+    return to_metadata(data, value, where, expect, canonical)

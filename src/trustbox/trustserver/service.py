@@ -31,7 +31,7 @@ from trustbox.trustserver.errors import (
     ValidationFailure,
     VersionConflict,
 )
-from trustbox.trustserver.fastparse import parse_json
+from trustbox.trustserver.fastparse import parse_document
 from trustbox.trustserver.generate import CannotSign, can_sign, make_snapshot, make_timestamp
 from trustbox.trustserver.signer import Signer
 from trustbox.trustserver.storage import Storage, StoredFile, Update, WriteResult
@@ -122,11 +122,11 @@ def parse_parts(uploads: list[UploadPart]) -> dict[str, Part]:
         if not is_valid_role(role):
             raise INVALID_ROLE.with_detail(role)
         try:
-            value = parse_json(up.data)
+            value, canonical = parse_document(up.data)
             version = _check_signed_meta(value)
         except (FormatError, ValueError, binascii.Error) as exc:
             raise MALFORMED_JSON.with_detail() from exc
-        parts[role] = Part(role, up.data, version, value)
+        parts[role] = Part(role, up.data, version, value, canonical)
     return parts
 
 

@@ -92,6 +92,7 @@ class Part:
     data: bytes
     version: int
     value: Any = None  # the parsed JSON, when already parsed
+    canonical: bytes | None = None  # canonical bytes of value["signed"], when already known
 
 
 def go_time(dt: datetime) -> str:
@@ -99,15 +100,15 @@ def go_time(dt: datetime) -> str:
     return f"{dt:%a %b} {dt.day:>2} {dt:%H:%M:%S} UTC {dt.year}"
 
 
-def _md(data: bytes, role: str, expect: type[Any], value: Any = None) -> Metadata[Any]:
+def _md(data: bytes, role: str, expect: type[Any], value: Any = None, canonical: bytes | None = None) -> Metadata[Any]:
     if value is None:
         return parse_metadata(data, role, expect)
-    return to_metadata(data, value, role, expect)
+    return to_metadata(data, value, role, expect, canonical)
 
 
 def _parse(part: Part, expect: type[Any], fail: Callable[[str], ValidationFailure]) -> Metadata[Any]:
     try:
-        return _md(part.data, part.role, expect, part.value)
+        return _md(part.data, part.role, expect, part.value, part.canonical)
     except TrustboxError as exc:
         raise fail(str(exc)) from exc
 
@@ -230,7 +231,9 @@ class UpdateValidator:
                 if key_id(key) != kid:
                     raise TrustboxError(f"{role} type metadata invalid: key ID {kid} does not match its key")
 
-    def _load_targets(self, role: str, data: bytes, allow_expired: bool, value: Any = None) -> Metadata[Targets]:
+    def _load_targets(
+        self, role: str, data: bytes, allow_expired: bool, value: Any = None, canonical: bytes | None = None
+    ) -> Metadata[Targets]:
         """Load one targets/delegation document (raises TrustboxError with upstream-like text)."""
         assert self.root is not None
         if role == TARGETS:
@@ -251,7 +254,7 @@ class UpdateValidator:
             keys, threshold = parent_md.signed.delegations.role_keys(role)
             parent_paths = self.effective_paths.get(parent, [])
             paths = [p for p in entry.paths if any(p.startswith(pp) for pp in parent_paths)]
-        md: Metadata[Targets] = _md(data, role, Targets, value)
+        md: Metadata[Targets] = _md(data, role, Targets, value, canonical)
         _check_sigs(md, keys, threshold, role)
         self._check_targets_structure(role, md)
         if not allow_expired:
@@ -293,7 +296,7 @@ class UpdateValidator:
                     raise UnclassifiedFailure(f"stored {anc} does not validate: {exc}") from exc
             part = parts[role]
             try:
-                self._load_targets(role, part.data, allow_expired=False, value=part.value)
+                self._load_targets(role, part.data, allow_expired=False, value=part.value, canonical=part.canonical)
             except TrustboxError as exc:
                 raise bad_targets(str(exc)) from exc
             out.append(Update(role, part.version, part.data))

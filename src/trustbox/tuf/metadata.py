@@ -8,6 +8,7 @@ New documents are built from the typed classes, signed, and serialised in notary
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import posixpath
 import re
@@ -62,6 +63,11 @@ def parent_role(role: str) -> str:
 
 # --- small helpers for parsing untrusted dicts ------------------------------------------
 
+# padded standard base64 whose unused bits are zero: the one encoding keys.b64decode accepts
+_CANONICAL_B64 = re.compile(
+    r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?"
+)
+
 
 def _get(d: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:
     if key not in d:
@@ -96,6 +102,23 @@ class FileMeta:
     def from_bytes(cls, data: bytes, hash_names: tuple[str, ...] = SUPPORTED_HASHES) -> FileMeta:
         """Describe ``data`` with the given hashes."""
         return cls(len(data), {n: hashlib.new(n, data).digest() for n in hash_names})
+
+    @classmethod
+    def from_plain_dict(cls, d: Any) -> FileMeta | None:
+        """Fast path of :meth:`from_dict` for the common ``{"hashes":{..},"length":..}``;
+        None when ``d`` has any other shape or value (then :meth:`from_dict` decides)."""
+        if type(d) is not dict or len(d) != 2:
+            return None
+        length = d.get("length")
+        raw_hashes = d.get("hashes")
+        if type(length) is not int or length < 0 or type(raw_hashes) is not dict:
+            return None
+        hashes = {}
+        for name, value in raw_hashes.items():
+            if type(value) is not str or _CANONICAL_B64.fullmatch(value) is None:
+                return None
+            hashes[name] = binascii.a2b_base64(value)
+        return cls(length, hashes)
 
     @classmethod
     def from_dict(cls, d: Any, where: str) -> FileMeta:
@@ -308,7 +331,10 @@ class Targets(Signed):
         """Parse a targets body."""
         version, expires, text = cls._common(d, where)
         raw_targets = _get(d, "targets", dict, where)
-        targets = {name: FileMeta.from_dict(fm, f"{where}: target {name!r}") for name, fm in raw_targets.items()}
+        targets = {}
+        for name, fm in raw_targets.items():
+            quick = FileMeta.from_plain_dict(fm)
+            targets[name] = quick if quick is not None else FileMeta.from_dict(fm, f"{where}: target {name!r}")
         delegations = Delegations()
         raw_del = d.get("delegations")
         if raw_del is not None:
