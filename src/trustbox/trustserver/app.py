@@ -33,6 +33,7 @@ from trustbox.trustserver.errors import (
 )
 from trustbox.trustserver.metrics import Metrics
 from trustbox.trustserver.service import Document, ResignNeeded, TrustService, key_json
+from trustbox.trustserver.signer import LocalSigner
 from trustbox.trustserver.storage import WriteResult
 from trustbox.trustserver.upload import MalformedUpload, boundary_of, parse_multipart
 from trustbox.tuf.timefmt import format_http_date, utcnow
@@ -126,6 +127,8 @@ class TrustServerApp:
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="trustbox-trust")
         #: document reads run on the event loop (SQLite file: no lock waits for readers in WAL mode)
         self._inline_reads = storage.fast_reads
+        #: small updates too, when signing is in-process (a remote signer means network waits)
+        self._inline_updates = storage.fast_reads and isinstance(service.signer, LocalSigner)
         self._current_cc = cache_control(self.config.current_max_age, True)
         self._consistent_cc = cache_control(self.config.consistent_max_age, False)
         self._started = False
@@ -385,7 +388,8 @@ class TrustServerApp:
         timeout = self.config.body_timeout
         while True:
             try:
-                msg = await asyncio.wait_for(receive(), timeout)
+                async with asyncio.timeout(timeout):  # no extra task per chunk, unlike wait_for
+                    msg = await receive()
             except TimeoutError:
                 raise BODY_TIMEOUT.with_detail(f"request body stalled for more than {timeout:g} seconds") from None
             if msg["type"] == "http.disconnect":
@@ -412,8 +416,15 @@ class TrustServerApp:
             uploads = parse_multipart(body, boundary)
         except MalformedUpload as exc:
             raise MALFORMED_UPLOAD.with_detail() from exc
+        small = len(body) <= INLINE_UPDATE_BYTES
         del body
-        result: WriteResult = await self._run(self.service.update, gun, uploads)
+        result: WriteResult
+        if small and self._inline_updates:
+            # a small update on a local SQLite file takes well under a millisecond: cheaper on
+            # the loop than two thread hand-overs; large ones (10,000 targets: ~80 ms) go to a thread
+            result = self.service.update(gun, uploads)
+        else:
+            result = await self._run(self.service.update, gun, uploads)
         await self._after_write(gun, result)
 
     async def _after_write(self, gun: str, result: WriteResult) -> None:
@@ -421,6 +432,10 @@ class TrustServerApp:
         self.cache.invalidate_gun(gun)
         if result.changed and self.listener is not None and result.notify_seq:
             await self._run(self.listener.wait_seen, result.notify_seq)
+
+
+#: Update bodies up to this size are validated and stored on the event loop (SQLite files only).
+INLINE_UPDATE_BYTES = 32 * 1024
 
 
 def format_http_date_ns(ns: int) -> str:
