@@ -63,10 +63,24 @@ def parent_role(role: str) -> str:
 
 # --- small helpers for parsing untrusted dicts ------------------------------------------
 
-# padded standard base64 whose unused bits are zero: the one encoding keys.b64decode accepts
-_CANONICAL_B64 = re.compile(
-    r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?"
-)
+_LAST_OF_TWO = frozenset("AQgw")  # last character before "==" when the unused 4 bits are zero
+_LAST_OF_THREE = frozenset("AEIMQUYcgkosw048")  # before "=": unused 2 bits zero
+
+
+def canonical_b64decode(value: str) -> bytes | None:
+    """Decode padded standard base64 whose unused bits are zero (the one encoding
+    :func:`~trustbox.tuf.keys.b64decode` accepts); None for anything else. Fast path only."""
+    if len(value) % 4:
+        return None
+    try:
+        raw = binascii.a2b_base64(value, strict_mode=True)
+    except ValueError:
+        return None
+    if value[-2:] == "==":
+        return raw if value[-3] in _LAST_OF_TWO else None
+    if value[-1:] == "=":
+        return raw if value[-2] in _LAST_OF_THREE else None
+    return raw
 
 
 def _get(d: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str) -> Any:
@@ -115,9 +129,10 @@ class FileMeta:
             return None
         hashes = {}
         for name, value in raw_hashes.items():
-            if type(value) is not str or _CANONICAL_B64.fullmatch(value) is None:
+            raw = canonical_b64decode(value) if type(value) is str else None
+            if raw is None:
                 return None
-            hashes[name] = binascii.a2b_base64(value)
+            hashes[name] = raw
         return cls(length, hashes)
 
     @classmethod
