@@ -41,7 +41,7 @@ from trustbox.registry.config import load_config
 @click.option("--log-level", envvar="TRUSTBOX_LOG_LEVEL", type=click.Choice(["debug", "info", "warning", "error"]))
 def serve_registry(config_file: str | None, server: str, **options: Any) -> None:
     """Serve the OCI distribution API v1.1 (a registry:2 replacement that verifies every digest)."""
-    from trustbox.registry.app import CONFIG_ENV, create_app_from_env
+    from trustbox.registry.app import CONFIG_ENV
     from trustbox.serving import run_asgi
 
     config = load_config(Path(config_file) if config_file else None, options, dict(os.environ))
@@ -55,9 +55,19 @@ def serve_registry(config_file: str | None, server: str, **options: Any) -> None
     scheme = "https" if config.tls_cert else "http"
     click.echo(f"trustbox registry on {scheme}://{host}:{port} (storage {config.storage})", err=True)
     run_asgi(
-        create_app_from_env, host, port, config.tls_cert, config.tls_key, config.workers,
+        rsgi_app_from_env, host, port, config.tls_cert, config.tls_key, config.workers,
         factory=True, server=server, log_level="warning" if config.log_level == "info" else config.log_level,
+        interface="rsgi",
     )
+
+
+def rsgi_app_from_env() -> Any:
+    """Worker app factory: the registry app, also servable through granian's RSGI interface
+    (native file responses for blob downloads, see :mod:`trustbox.rsgi`)."""
+    from trustbox.registry.app import create_app_from_env
+    from trustbox.rsgi import RSGIAdapter
+
+    return RSGIAdapter(create_app_from_env())
 
 
 def register(cli: click.Group, serve: click.Group) -> None:
