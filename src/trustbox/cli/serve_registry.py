@@ -55,19 +55,18 @@ def serve_registry(config_file: str | None, server: str, **options: Any) -> None
     scheme = "https" if config.tls_cert else "http"
     click.echo(f"trustbox registry on {scheme}://{host}:{port} (storage {config.storage})", err=True)
     run_asgi(
-        rsgi_app_from_env, host, port, config.tls_cert, config.tls_key, config.workers,
+        app_from_env, host, port, config.tls_cert, config.tls_key, config.workers,
         factory=True, server=server, log_level="warning" if config.log_level == "info" else config.log_level,
-        interface="rsgi",
     )
 
 
-def rsgi_app_from_env() -> Any:
-    """Worker app factory: the registry app, also servable through granian's RSGI interface
-    (native file responses for blob downloads, see :mod:`trustbox.rsgi`)."""
+def app_from_env() -> Any:
+    """Worker app factory: the registry app, with blob files sent in 1 MiB pieces
+    (see :mod:`trustbox.filesend`)."""
+    from trustbox.filesend import FileSendMiddleware
     from trustbox.registry.app import create_app_from_env
-    from trustbox.rsgi import RSGIAdapter
 
-    return RSGIAdapter(create_app_from_env())
+    return FileSendMiddleware(create_app_from_env())
 
 
 def register(cli: click.Group, serve: click.Group) -> None:
