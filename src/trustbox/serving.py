@@ -61,11 +61,15 @@ def run_asgi(
     in_process: bool = False,
     tls_min_version: str | None = None,
     backlog: int | None = None,
+    http_version: str = "auto",
 ) -> None:
     """Serve ``app`` on ``host:port`` (HTTPS when a certificate and key are given) until stopped.
 
-    ``tls_min_version`` ("1.2" or "1.3") applies to granian (whose default is 1.3).
+    ``tls_min_version`` ("1.2" or "1.3") applies to granian (whose default is 1.3);
+    ``http_version`` "1" serves HTTP/1.1 only (no h2 offered in TLS ALPN), "auto" both.
     """
+    if http_version not in ("auto", "1", "2"):
+        raise ConfigError(f"unknown HTTP version {http_version!r}", hint="use auto, 1 or 2")
     if bool(tls_cert) != bool(tls_key):
         raise ConfigError("TLS needs both a certificate and a key")
     if interface not in ("asgi", "rsgi"):
@@ -76,7 +80,7 @@ def run_asgi(
         except ImportError:  # pragma: no cover - granian is a dependency
             server = "uvicorn"
     if server == "granian":
-        options = _GranianOptions(interface, in_process and workers == 1, tls_min_version, backlog)
+        options = _GranianOptions(interface, in_process and workers == 1, tls_min_version, backlog, http_version)
         _run_granian(
             app, host, port, tls_cert, tls_key, workers, factory, log_level, access_log, runtime_threads, options
         )
@@ -115,6 +119,7 @@ class _GranianOptions:
     in_process: bool = False
     tls_min_version: str | None = None
     backlog: int | None = None
+    http_version: str = "auto"
 
 
 def _run_granian(
@@ -149,6 +154,10 @@ def _run_granian(
     }
     if options.backlog is not None:
         kwargs["backlog"] = options.backlog
+    if options.http_version != "auto":
+        from granian.constants import HTTPModes
+
+        kwargs["http"] = HTTPModes(options.http_version)
     http1 = http1_settings()
     if http1:
         from granian.http import HTTP1Settings

@@ -106,6 +106,16 @@ def test_tls_sqlite_server_roundtrip(sqlite_server: Server, tmp_path: Path):
     assert key_file.exists() and (key_file.stat().st_mode & 0o077) == 0
 
 
+def test_tls_speaks_http1_only_like_notary_server(sqlite_server: Server, tls):
+    """notary-server 0.7 offers no h2 in ALPN; the notary and docker clients then use HTTP/1.1."""
+    ctx = ssl.create_default_context(cafile=str(tls[0]))
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection(("127.0.0.1", sqlite_server.port)) as raw, \
+            ctx.wrap_socket(raw, server_hostname="localhost") as conn:
+        assert conn.selected_alpn_protocol() != "h2"
+        assert conn.version() in ("TLSv1.2", "TLSv1.3")
+
+
 def test_one_worker_is_one_process(sqlite_server: Server):
     """``--workers 1`` (the default) serves from the started process itself: no worker child."""
     pid = sqlite_server.proc.pid

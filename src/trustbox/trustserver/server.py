@@ -146,6 +146,9 @@ def _serve_granian_rsgi(config: ServerConfig, host: str, port: int) -> None:
         in_process=True,
         tls_min_version="1.2",  # granian defaults to TLS 1.3 only; notary-server accepts 1.2
         backlog=2048,
+        # notary-server speaks HTTP/1.1 only; offering h2 made the notary and docker clients (one
+        # request per connection) pay HTTP/2's connection set-up on every request
+        http_version="1",
     )
 
 
