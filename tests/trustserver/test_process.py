@@ -116,6 +116,26 @@ def test_tls_speaks_http1_only_like_notary_server(sqlite_server: Server, tls):
         assert conn.version() in ("TLSv1.2", "TLSv1.3")
 
 
+def test_clients_verify_the_trust_servers_certificate(sqlite_server: Server, tmp_path: Path):
+    """The network-attacker row of THREAT_MODEL.md: trustbox's client talks to a trust server only
+    over TLS it can verify; a server whose certificate no trusted CA signed is refused outright."""
+    from trustbox.client.trustclient import TrustClient
+    from trustbox.errors import TrustboxError
+
+    with sqlite_server.client() as c:
+        publish_new(c)
+    other_ca = make_tls(tmp_path / "other-tls")[0]
+    url = f"https://localhost:{sqlite_server.port}"
+    for ca_files in ([], [other_ca]):  # system CAs only / a CA that did not sign the server's cert
+        with TrustClient(GUN, url, tmp_path / f"trust-{len(ca_files)}", ca_files=ca_files) as tc:
+            with pytest.raises(TrustboxError, match="(?i)certificate|tls|ssl"):
+                tc.update()
+    assert not any((tmp_path / "trust-0").rglob("*.json"))  # nothing fetched, nothing cached
+    with TrustClient(GUN, url, tmp_path / "trust-ok", ca_files=[sqlite_server.ca]) as tc:  # type: ignore[list-item]
+        tc.update()
+        assert tc.collection.root is not None
+
+
 def test_one_worker_is_one_process(sqlite_server: Server):
     """``--workers 1`` (the default) serves from the started process itself: no worker child."""
     pid = sqlite_server.proc.pid
