@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from trustbox.cli.http_limits import apply_http_limits, http_limit_options
 from trustbox.registry.config import load_config
 
 
@@ -39,8 +40,10 @@ from trustbox.registry.config import load_config
 @click.option("--server", type=click.Choice(["granian", "uvicorn"]), default="granian", show_default=True,
               envvar="TRUSTBOX_SERVER", help="ASGI server.")
 @click.option("--log-level", envvar="TRUSTBOX_LOG_LEVEL", type=click.Choice(["debug", "info", "warning", "error"]))
+@http_limit_options
 def serve_registry(config_file: str | None, server: str, **options: Any) -> None:
     """Serve the OCI distribution API v1.1 (a registry:2 replacement that verifies every digest)."""
+    apply_http_limits(options)
     from trustbox.registry.app import CONFIG_ENV
     from trustbox.serving import run_asgi
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from trustbox.cli.http_limits import apply_http_limits, http_limit_options
 from trustbox.trustserver.config import (
     DEFAULT_DB,
     DEFAULT_MAX_UPLOAD,
@@ -68,9 +69,12 @@ from trustbox.trustserver.config import (
               help="Basic auth with this bcrypt htpasswd file instead of tokens.")
 @click.option("--auth-rules", envvar="TRUSTBOX_HTPASSWD_RULES", default=None,
               help="Access rules (TOML/JSON) for --htpasswd users (default: every user may do everything).")
+@http_limit_options
 def serve_trust(config_file: str | None, **options: Any) -> None:
     """Run the trust server (Notary v1 API, compatible with notary and docker trust)."""
     import os
+
+    apply_http_limits(options)
 
     from trustbox.trustserver.server import serve
 
