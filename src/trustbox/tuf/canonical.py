@@ -171,6 +171,20 @@ _ODD_ESCAPE = re.compile(r'\\[^"\\]')
 _FLOAT_TOKEN = re.compile(r'(?:^|[:,\[])-?\d+(?:\.|[eE])')
 
 
+def _has_float(value: JSONValue) -> bool:
+    # the text pattern also matches inside strings (``"T10:04:52.5Z"``): confirm on the value
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, float):
+            return True
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return False
+
+
 def encode_canonical_parsed(value: JSONValue) -> bytes:
     """Canonical JSON of a value that came from :func:`loads` (string keys only), fast.
 
@@ -182,7 +196,7 @@ def encode_canonical_parsed(value: JSONValue) -> bytes:
         text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (ValueError, TypeError, RecursionError):
         return encode_canonical(value)
-    if ("\\" in text and _ODD_ESCAPE.search(text)) or _FLOAT_TOKEN.search(text):
+    if ("\\" in text and _ODD_ESCAPE.search(text)) or (_FLOAT_TOKEN.search(text) and _has_float(value)):
         return encode_canonical(value)
     try:
         return text.encode("utf-8")

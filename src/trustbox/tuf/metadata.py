@@ -486,7 +486,19 @@ class Metadata(Generic[T]):
     @staticmethod
     def parse(data: bytes, where: str = "metadata", expect: type[Signed] | None = None) -> Metadata[Any]:
         """Parse a document from bytes; ``expect`` checks its ``_type``."""
-        value = loads(data)
+        return Metadata.from_value(loads(data), data, where, expect)
+
+    @staticmethod
+    def from_value(
+        value: Any,
+        raw: bytes,
+        where: str = "metadata",
+        expect: type[Signed] | None = None,
+        signed_bytes: bytes | None = None,
+    ) -> Metadata[Any]:
+        """Typed metadata from a strictly parsed document ``value`` whose bytes are ``raw``;
+        ``signed_bytes``, when the caller already knows them, are the canonical bytes of its
+        ``signed`` value (else they are computed here, once)."""
         if not isinstance(value, dict) or "signed" not in value or "signatures" not in value:
             raise FormatError(f"{where}: not a signed document (needs 'signed' and 'signatures')")
         signed = value["signed"]
@@ -514,10 +526,10 @@ class Metadata(Generic[T]):
                     b64decode(_get(s, "sig", str, sw), f"{sw}.sig"),
                 )
             )
-        md: Metadata[Any] = Metadata(body, sigs, signed, bytes(data))
+        md: Metadata[Any] = Metadata(body, sigs, signed, bytes(raw))
         # Signatures are over the canonical form: compute it once now (failing early if it
         # cannot be produced) and keep it for every signature check.
-        md._signed_bytes = encode_canonical_parsed(signed)
+        md._signed_bytes = signed_bytes if signed_bytes is not None else encode_canonical_parsed(signed)
         return md
 
     # -- views ------------------------------------------------------------------------------
