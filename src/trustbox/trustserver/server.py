@@ -90,13 +90,19 @@ def prepare(config: ServerConfig) -> ServerConfig:
 
 def app_from_env() -> TrustServerApp:
     """Factory for worker processes: the config comes from ``TRUSTBOX_TRUST_SERVER_CONFIG``."""
-    raw = os.environ.get(ENV_CONFIG)
+    config = _config_from_env(ENV_CONFIG)
+    _setup_logging(config.log_level)
+    return build_app(config, migrate=False)
+
+
+def _config_from_env(name: str) -> ServerConfig:
+    """The ServerConfig a parent process put into the environment variable ``name`` as JSON."""
+    raw = os.environ.get(name)
     if not raw:
-        raise ConfigError(f"{ENV_CONFIG} is not set")
+        raise ConfigError(f"{name} is not set")
     values: dict[str, Any] = json.loads(raw)
     values["gun_prefixes"] = tuple(values.get("gun_prefixes", ()))
-    _setup_logging(values.get("log_level", "error"))
-    return build_app(ServerConfig(**values), migrate=False)
+    return ServerConfig(**values)
 
 
 def authenticated_app_from_env() -> TrustServerApp | AuthMiddleware:
@@ -169,12 +175,7 @@ def build_signer_app(config: ServerConfig, migrate: bool = True) -> SignerApp:
 
 def signer_app_from_env() -> SignerApp:
     """Factory for signer worker processes (config from ``TRUSTBOX_SIGNER_SERVICE_CONFIG``)."""
-    raw = os.environ.get(ENV_SIGNER_CONFIG)
-    if not raw:
-        raise ConfigError(f"{ENV_SIGNER_CONFIG} is not set")
-    values: dict[str, Any] = json.loads(raw)
-    values["gun_prefixes"] = tuple(values.get("gun_prefixes", ()))
-    return build_signer_app(ServerConfig(**values), migrate=False)
+    return build_signer_app(_config_from_env(ENV_SIGNER_CONFIG), migrate=False)
 
 
 def serve_signer(config: ServerConfig) -> None:
