@@ -31,6 +31,7 @@ class FilesystemDriver:
     def __init__(self, root: Path) -> None:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self._prefix = str(self.root) + os.sep  # hot-path reads join strings, not Paths
         self._spool = self.root / "uploads"
         self._spool.mkdir(exist_ok=True)
 
@@ -46,7 +47,7 @@ class FilesystemDriver:
     def read(self, key: str) -> bytes | None:
         """The whole file, or None."""
         try:
-            with open(self.root / key, "rb") as f:
+            with open(self._prefix + key, "rb") as f:
                 return f.read()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
