@@ -280,7 +280,11 @@ def bench_one(server: Server, blob: Path, digest: str, chunk: int, duration: int
     size = blob.stat().st_size
     mib = size / (1 << 20)
     res: dict[str, float] = {}
+    # Each timed upload starts on a clean disk: upstream does not fsync, so without this the
+    # writeback of its last gigabyte competes with the next server's durable writes.
+    os.sync()
     res["upload_monolithic"] = mib / upload_monolithic(addr, "bench/mono", blob, digest)
+    os.sync()
     res["upload_chunked"] = mib / upload_chunked(addr, "bench/chunked", blob, digest, chunk)
     download(addr, "bench/mono", digest, size)  # warm the page cache the same way for both
     res["download"] = mib / min(download(addr, "bench/mono", digest, size) for _ in range(2))
