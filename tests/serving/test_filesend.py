@@ -173,3 +173,10 @@ def test_slow_client_does_not_make_the_server_buffer_the_blob(registry: Any):
         during = _tree_rss_mib(pgid)
     assert got < size // 2  # the client really was slow
     assert during - before < 32, f"server RSS grew {during - before:.0f} MiB for a slow client"
+
+
+def test_registry_with_one_worker_is_one_process(registry: Any):
+    """``--workers 1`` (the default) serves from the started process: no supervisor + worker pair."""
+    base, pid, _port = registry
+    assert httpx.get(f"{base}/v2/", timeout=10).status_code == 200
+    assert Path(f"/proc/{pid}/task/{pid}/children").read_text().split() == []

@@ -60,6 +60,7 @@ def serve_registry(config_file: str | None, server: str, **options: Any) -> None
     run_asgi(
         app_from_env, host, port, config.tls_cert, config.tls_key, config.workers,
         factory=True, server=server, log_level="warning" if config.log_level == "info" else config.log_level,
+        in_process=True,  # one worker: served by this process (no supervisor + worker pair)
     )
 
 
