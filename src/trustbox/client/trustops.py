@@ -231,13 +231,18 @@ def _ref(text: str) -> ImageRef:
         raise TrustCommandError(exc.message) from exc
 
 
+def _client(ctx: TrustContext, ref: ImageRef) -> TrustClient:
+    """``ctx.client(ref)``, its failure in docker's words (:func:`notary_error`)."""
+    try:
+        return ctx.client(ref)
+    except TrustboxError as exc:
+        raise notary_error(ref.gun, exc) from exc
+
+
 def lookup_trust_info(ctx: TrustContext, remote: str) -> TrustInfo:
     """Released tags with their signers, signer roles with keys, and the admin keys of a repo."""
     ref = _ref(remote)
-    try:
-        client = ctx.client(ref)
-    except TrustboxError as exc:
-        raise notary_error(ref.gun, exc) from exc
+    client = _client(ctx, ref)
     with client:
         try:
             entries = client.walk_targets(ref.tag or None)
@@ -371,10 +376,7 @@ def signer_add(ctx: TrustContext, name: str, repos: Sequence[str], key_paths: Se
 
 def _add_signer_to_repo(ctx: TrustContext, name: str, repo: str, keys: list[PublicKey]) -> None:
     ref = _ref(repo)
-    try:
-        client = ctx.client(ref)
-    except TrustboxError as exc:
-        raise notary_error(ref.gun, exc) from exc
+    client = _client(ctx, ref)
     with client:
         try:
             draft, created = client.draft_or_new()
@@ -418,10 +420,7 @@ def _remove_single_signer(ctx: TrustContext, repo: str, name: str, force: bool) 
     role = f"targets/{name}"
     if role == RELEASES_ROLE:
         raise TrustCommandError("releases is a reserved keyword and cannot be removed")
-    try:
-        client = ctx.client(ref)
-    except TrustboxError as exc:
-        raise notary_error(ref.gun, exc) from exc
+    client = _client(ctx, ref)
     with client:
         try:
             client.remote.use_actions(("pull", "push"))
@@ -477,10 +476,7 @@ def sign(ctx: TrustContext, image: str, local: bool = False) -> FileMeta:
     registry holds for the tag (read over HTTP, no daemon). Returns the signed target meta."""
     ref = _ref(image)
     _validate_tag(ref)
-    try:
-        client = ctx.client(ref)
-    except TrustboxError as exc:
-        raise notary_error(ref.gun, exc) from exc
+    client = _client(ctx, ref)
     with client:
         try:
             draft, created = client.draft_or_new()
@@ -543,10 +539,7 @@ def revoke(ctx: TrustContext, image: str, yes: bool = False) -> list[str]:
     if not ref.tag and not yes:
         if not ctx.ask(f"Confirm you would like to delete all signature data for {image}?"):
             raise Cancelled("trust revoke has been cancelled")
-    try:
-        client = ctx.client(ref)
-    except TrustboxError as exc:
-        raise notary_error(ref.gun, exc) from exc
+    client = _client(ctx, ref)
     with client:
         try:
             client.remote.use_actions(("pull", "push"))
