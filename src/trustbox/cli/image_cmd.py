@@ -94,6 +94,18 @@ def _fail(ctx: click.Context, exc: TrustboxError, code: int | None = None) -> No
     ctx.exit(code if code is not None else exc.exit_code)
 
 
+@contextmanager
+def _reported(ctx: click.Context) -> Iterator[None]:
+    """Run a transfer: a trustbox error is printed by :func:`_fail`, Ctrl-C exits 130."""
+    try:
+        yield
+    except TrustboxError as exc:
+        _fail(ctx, exc)
+    except KeyboardInterrupt:
+        click.echo("Error: interrupted", err=True)
+        ctx.exit(130)
+
+
 @click.command("push")
 @click.argument("source", metavar="SOURCE")
 @click.argument("image", metavar="IMAGE:TAG")
@@ -114,13 +126,8 @@ def push_cmd(
     DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE / DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE or a prompt).
     """
     do_sign = (sign or content_trust_enabled()) and not disable_content_trust
-    try:
+    with _reported(ctx):
         push_image(source, image, sign=do_sign, opts=_options(insecure, ca_certs), reporter=RichReporter(quiet))
-    except TrustboxError as exc:
-        _fail(ctx, exc)
-    except KeyboardInterrupt:
-        click.echo("Error: interrupted", err=True)
-        ctx.exit(130)
 
 
 @click.command("pull")
@@ -141,13 +148,8 @@ def pull_cmd(
     on any failure DEST is left exactly as it was.
     """
     trusted = content_trust_enabled() and not disable_content_trust
-    try:
+    with _reported(ctx):
         pull_image(image, destination, trusted=trusted, opts=_options(insecure, ca_certs), reporter=RichReporter(quiet))
-    except TrustboxError as exc:
-        _fail(ctx, exc)
-    except KeyboardInterrupt:
-        click.echo("Error: interrupted", err=True)
-        ctx.exit(130)
 
 
 @click.command("verify")
