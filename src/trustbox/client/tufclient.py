@@ -58,13 +58,11 @@ class TrustPinning:
         keys, threshold = root.signed.role_keys(ROOT)
         pinned_ids = self.certs.get(gun)
         if pinned_ids:
-            usable = {k: v for k, v in keys.items() if k in pinned_ids}
-            if not usable:
-                raise RootError(f"root of {gun} has none of the pinned certificates {', '.join(pinned_ids)}")
-            try:
-                verify_threshold(root, usable, threshold, ROOT)
-            except ThresholdError as exc:
-                raise RootError(f"root of {gun} is not signed by its pinned certificates") from exc
+            _check_pinned(
+                root, {k: v for k, v in keys.items() if k in pinned_ids}, threshold,
+                f"root of {gun} has none of the pinned certificates {', '.join(pinned_ids)}",
+                f"root of {gun} is not signed by its pinned certificates",
+            )
             return
         prefixes = [p for p in self.ca if gun.startswith(p)]
         if prefixes:
@@ -73,16 +71,27 @@ class TrustPinning:
                 cas = x509.load_pem_x509_certificates(Path(ca_file).read_bytes())
             except (OSError, ValueError) as exc:
                 raise RootError(f"cannot read trust pinning CA {ca_file}: {exc}") from exc
-            usable = {k: v for k, v in keys.items() if _issued_by_any(v, cas, now)}
-            if not usable:
-                raise RootError(f"no root certificate of {gun} is issued by the pinned CA {ca_file}")
-            try:
-                verify_threshold(root, usable, threshold, ROOT)
-            except ThresholdError as exc:
-                raise RootError(f"root of {gun} is not signed by certificates of the pinned CA") from exc
+            _check_pinned(
+                root, {k: v for k, v in keys.items() if _issued_by_any(v, cas, now)}, threshold,
+                f"no root certificate of {gun} is issued by the pinned CA {ca_file}",
+                f"root of {gun} is not signed by certificates of the pinned CA",
+            )
             return
         if self.disable_tofu:
             raise RootError(f"trust on first use is disabled and no trust pinning is configured for {gun}")
+
+
+def _check_pinned(
+    root: Metadata[Root], usable: dict[str, PublicKey], threshold: int, none_usable: str, below_threshold: str
+) -> None:
+    """Raise RootError(``none_usable``) when no pinned key is left, RootError(``below_threshold``)
+    when the pinned keys do not meet the root threshold."""
+    if not usable:
+        raise RootError(none_usable)
+    try:
+        verify_threshold(root, usable, threshold, ROOT)
+    except ThresholdError as exc:
+        raise RootError(below_threshold) from exc
 
 
 def _issued_by_any(key: PublicKey, cas: list[x509.Certificate], now: datetime) -> bool:
