@@ -18,6 +18,7 @@ import httpx
 
 from trustbox import __version__
 from trustbox.auth.dockerconfig import DOCKER_HUB, config_dir, registry_key
+from trustbox.client.http import parse_challenge, ssl_context
 from trustbox.errors import NetworkError, TrustboxError
 
 USER_AGENT = f"trustbox/{__version__}"
@@ -30,37 +31,7 @@ class LoginError(TrustboxError):
 
 def parse_challenges(values: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
     """``WWW-Authenticate`` values → ``[(scheme lower-cased, {param: value})]``."""
-    out: list[tuple[str, dict[str, str]]] = []
-    for header in values:
-        scheme, _, rest = header.strip().partition(" ")
-        params: dict[str, str] = {}
-        i, n = 0, len(rest)
-        while i < n:
-            while i < n and rest[i] in " ,":
-                i += 1
-            eq = rest.find("=", i)
-            if eq < 0:
-                break
-            name = rest[i:eq].strip().lower()
-            i = eq + 1
-            if i < n and rest[i] == '"':
-                i += 1
-                buf: list[str] = []
-                while i < n and rest[i] != '"':
-                    if rest[i] == "\\" and i + 1 < n:
-                        i += 1
-                    buf.append(rest[i])
-                    i += 1
-                i += 1
-                value = "".join(buf)
-            else:
-                end = rest.find(",", i)
-                end = n if end < 0 else end
-                value = rest[i:end].strip()
-                i = end
-            params[name] = value
-        out.append((scheme.lower(), params))
-    return out
+    return [parse_challenge(header) for header in values]
 
 
 def is_loopback(host: str) -> bool:
@@ -86,16 +57,6 @@ def _ca_files(host: str, extra: Sequence[Path]) -> list[Path]:
     return files
 
 
-def _ssl_context(ca_files: Sequence[Path]) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    for ca in ca_files:
-        try:
-            ctx.load_verify_locations(cafile=str(ca))
-        except (OSError, ssl.SSLError) as exc:
-            raise NetworkError(f"cannot load CA certificate {ca}: {exc}") from None
-    return ctx
-
-
 @dataclass(frozen=True)
 class LoginResult:
     """Where the credentials were checked and how."""
@@ -108,7 +69,7 @@ class LoginResult:
 def _attempts(host: str, ca_files: Sequence[Path], insecure: bool) -> list[tuple[str, ssl.SSLContext | bool]]:
     if insecure or is_loopback(host):
         return [(f"https://{host}", False), (f"http://{host}", False)]
-    return [(f"https://{host}", _ssl_context(_ca_files(host, ca_files)))]
+    return [(f"https://{host}", ssl_context(_ca_files(host, ca_files)))]
 
 
 def login(
