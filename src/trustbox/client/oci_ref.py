@@ -63,22 +63,20 @@ class ImageRef:
         """A copy pinned to ``digest`` (tag kept for display)."""
         return ImageRef(self.domain, self.path, self.tag, digest)
 
-    def __str__(self) -> str:
-        s = self.name
+    def _suffixed(self, name: str) -> str:
+        """``name`` followed by ``:tag`` and ``@digest`` where present."""
         if self.tag:
-            s += f":{self.tag}"
+            name += f":{self.tag}"
         if self.digest:
-            s += f"@{self.digest}"
-        return s
+            name += f"@{self.digest}"
+        return name
+
+    def __str__(self) -> str:
+        return self._suffixed(self.name)
 
     def familiar(self) -> str:
         """Familiar form with tag/digest (``alpine:latest``)."""
-        s = self.familiar_name
-        if self.tag:
-            s += f":{self.tag}"
-        if self.digest:
-            s += f"@{self.digest}"
-        return s
+        return self._suffixed(self.familiar_name)
 
 
 def _is_domain(first: str) -> bool:

@@ -134,6 +134,12 @@ def _error_text(resp: httpx.Response) -> tuple[str, str | None]:
     return f"HTTP {resp.status_code} {resp.reason_phrase}", None
 
 
+def _response_error(resp: httpx.Response, what: str) -> RegistryResponseError:
+    """``<what>: <the registry's message>``, with the status and the first error code."""
+    msg, code = _error_text(resp)
+    return RegistryResponseError(f"{what}: {msg}", resp.status_code, code)
+
+
 class RegistryClient:
     """A client for one registry host (``host[:port]``)."""
 
@@ -363,8 +369,7 @@ class RegistryClient:
         resp = self._send("POST", f"/v2/{repo}/blobs/uploads/", repo, True, headers={"Content-Length": "0"})
         resp.read()
         if resp.status_code != 202 or not resp.headers.get("location"):
-            msg, code = _error_text(resp)
-            raise RegistryResponseError(f"cannot start blob upload to {self.host}/{repo}: {msg}", resp.status_code, code)
+            raise _response_error(resp, f"cannot start blob upload to {self.host}/{repo}")
         return self._url_from_location(resp.headers["location"])
 
     def _url_from_location(self, loc: str) -> str:
@@ -426,8 +431,7 @@ class RegistryClient:
                 )
                 resp.read()
                 if resp.status_code != 202:
-                    msg, code = _error_text(resp)
-                    raise RegistryResponseError(f"blob upload chunk to {self.host}/{repo} failed: {msg}", resp.status_code, code)
+                    raise _response_error(resp, f"blob upload chunk to {self.host}/{repo} failed")
                 offset += length
                 if resp.headers.get("location"):
                     location = self._url_from_location(resp.headers["location"])
@@ -446,8 +450,7 @@ class RegistryClient:
     def _check_blob_created(self, resp: httpx.Response, repo: str, desc: Descriptor) -> None:
         resp.read()
         if resp.status_code != 201:
-            msg, code = _error_text(resp)
-            raise RegistryResponseError(f"upload of blob {desc.digest} to {self.host}/{repo} failed: {msg}", resp.status_code, code)
+            raise _response_error(resp, f"upload of blob {desc.digest} to {self.host}/{repo} failed")
         got = resp.headers.get("docker-content-digest")
         if got and got != desc.digest:
             raise DigestMismatchError(f"registry stored blob {desc.digest} under a different digest {got}")
@@ -462,8 +465,7 @@ class RegistryClient:
                 raise NotFoundError(f"blob {desc.digest} not found in {self.host}/{repo}")
             if resp.status_code != 200:
                 resp.read()
-                msg, code = _error_text(resp)
-                raise RegistryResponseError(f"GET blob {desc.digest} from {self.host}/{repo}: {msg}", resp.status_code, code)
+                raise _response_error(resp, f"GET blob {desc.digest} from {self.host}/{repo}")
 
             def chunks() -> Iterator[bytes]:
                 received = 0
@@ -501,8 +503,7 @@ class RegistryClient:
                 raise NotFoundError(f"manifest unknown: {self.host}/{repo}:{reference} not found")
             if resp.status_code != 200:
                 resp.read()
-                msg, code = _error_text(resp)
-                raise RegistryResponseError(f"GET manifest {self.host}/{repo}:{reference}: {msg}", resp.status_code, code)
+                raise _response_error(resp, f"GET manifest {self.host}/{repo}:{reference}")
             limit = expected.size if expected is not None else MAX_MANIFEST_BYTES
             buf = bytearray()
             try:
@@ -542,8 +543,7 @@ class RegistryClient:
         )
         resp.read()
         if resp.status_code not in (200, 201):
-            msg, code = _error_text(resp)
-            raise RegistryResponseError(f"upload of manifest {reference} to {self.host}/{repo} failed: {msg}", resp.status_code, code)
+            raise _response_error(resp, f"upload of manifest {reference} to {self.host}/{repo} failed")
         got = str(resp.headers.get("docker-content-digest", manifest.digest))
         if got != manifest.digest:
             raise DigestMismatchError(f"registry stored manifest {manifest.digest} under a different digest {got}")
@@ -572,8 +572,7 @@ class RegistryClient:
             if resp.status_code == 404:
                 raise NotFoundError(f"repository {self.host}/{repo} not found")
             if resp.status_code != 200:
-                msg, code = _error_text(resp)
-                raise RegistryResponseError(f"tags list of {self.host}/{repo}: {msg}", resp.status_code, code)
+                raise _response_error(resp, f"tags list of {self.host}/{repo}")
             try:
                 doc = resp.json()
             except ValueError:
