@@ -17,15 +17,24 @@ from trustbox.registry.errors import (
     ManifestBlobUnknown,
     ManifestInvalid,
     ManifestUnknown,
+    NotFound,
 )
 from trustbox.registry.mediatypes import MAX_JSON_DEPTH, ParsedManifest, parse_manifest, referrer_descriptor
-from trustbox.registry.names import check_tag
+from trustbox.registry.names import check_tag, is_tag
 
 log = logging.getLogger("trustbox.registry")
 
 CACHE_ENTRIES = 4096
 CACHE_MAX_ITEM = 256 << 10
 CACHE_MAX_BYTES = 32 << 20
+
+
+def _no_such_reference(reference: str) -> NotFound:
+    """GET/HEAD/DELETE of a manifest reference that is neither a tag nor a digest: 404, as the
+    spec's "manifest not found" and registry:2 (whose routes only match a tag or a digest) answer;
+    the OCI conformance suite asks for it (``.INVALID_MANIFEST_NAME``). PUT still says TAG_INVALID."""
+    return NotFound(f"no manifest {reference[:200]!r}: not a valid tag or digest",
+                    detail={"reference": reference[:200]})
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +60,12 @@ class ManifestStore:
     # --- reading ------------------------------------------------------------------------
 
     async def resolve(self, name: str, reference: str) -> Digest:
-        """Digest for a tag or digest reference; ManifestUnknown if the tag does not exist."""
+        """Digest for a tag or digest reference; ManifestUnknown if the tag does not exist, NotFound
+        if ``reference`` is neither a tag nor a digest."""
         if ":" in reference:
             return parse_digest(reference)
-        check_tag(reference)
+        if not is_tag(reference):
+            raise _no_such_reference(reference)
         raw = await run_io(self.driver, self.driver.read, layout.tag_key(name, reference))
         if raw is None:
             raise ManifestUnknown(f"manifest tagged {reference!r} not found", detail={"tag": reference})
@@ -159,7 +170,8 @@ class ManifestStore:
     async def delete(self, name: str, reference: str) -> None:
         """Delete a tag, or a manifest by digest (with the tags that point at it)."""
         if ":" not in reference:
-            check_tag(reference)
+            if not is_tag(reference):
+                raise _no_such_reference(reference)
             if not await run_io(self.driver, self.driver.delete, layout.tag_key(name, reference)):
                 raise ManifestUnknown(f"tag {reference!r} not found", detail={"tag": reference})
             return

@@ -19,6 +19,11 @@ def check_name(name: str) -> str:
     return name
 
 
+def is_tag(text: str) -> bool:
+    """True if ``text`` matches the tag grammar."""
+    return _TAG_RE.fullmatch(text) is not None
+
+
 def check_tag(tag: str) -> str:
     """Return ``tag`` if it matches the tag grammar, else raise TagInvalid."""
     if not _TAG_RE.fullmatch(tag):
