@@ -140,6 +140,15 @@ def _response_error(resp: httpx.Response, what: str) -> RegistryResponseError:
     return RegistryResponseError(f"{what}: {msg}", resp.status_code, code)
 
 
+def _expect_ok(resp: httpx.Response, not_found: str, what: str) -> None:
+    """Raise NotFoundError(``not_found``) on 404, :func:`_response_error` on any other non-200."""
+    if resp.status_code == 404:
+        raise NotFoundError(not_found)
+    if resp.status_code != 200:
+        resp.read()
+        raise _response_error(resp, what)
+
+
 class RegistryClient:
     """A client for one registry host (``host[:port]``)."""
 
@@ -461,11 +470,10 @@ class RegistryClient:
         check_digest(desc.digest)
         resp = self._send("GET", f"/v2/{repo}/blobs/{desc.digest}", repo, stream=True, follow=True)
         try:
-            if resp.status_code == 404:
-                raise NotFoundError(f"blob {desc.digest} not found in {self.host}/{repo}")
-            if resp.status_code != 200:
-                resp.read()
-                raise _response_error(resp, f"GET blob {desc.digest} from {self.host}/{repo}")
+            _expect_ok(
+                resp, f"blob {desc.digest} not found in {self.host}/{repo}",
+                f"GET blob {desc.digest} from {self.host}/{repo}",
+            )
 
             def chunks() -> Iterator[bytes]:
                 received = 0
@@ -499,11 +507,10 @@ class RegistryClient:
         accept = ", ".join(MANIFEST_TYPES)
         resp = self._send("GET", f"/v2/{repo}/manifests/{reference}", repo, headers={"Accept": accept}, stream=True, follow=True)
         try:
-            if resp.status_code == 404:
-                raise NotFoundError(f"manifest unknown: {self.host}/{repo}:{reference} not found")
-            if resp.status_code != 200:
-                resp.read()
-                raise _response_error(resp, f"GET manifest {self.host}/{repo}:{reference}")
+            _expect_ok(
+                resp, f"manifest unknown: {self.host}/{repo}:{reference} not found",
+                f"GET manifest {self.host}/{repo}:{reference}",
+            )
             limit = expected.size if expected is not None else MAX_MANIFEST_BYTES
             buf = bytearray()
             try:
@@ -569,10 +576,10 @@ class RegistryClient:
         while url:
             resp = self._send("GET", url, repo)
             resp.read()
-            if resp.status_code == 404:
-                raise NotFoundError(f"repository {self.host}/{repo} not found")
-            if resp.status_code != 200:
-                raise _response_error(resp, f"tags list of {self.host}/{repo}")
+            _expect_ok(
+                resp, f"repository {self.host}/{repo} not found",
+                f"tags list of {self.host}/{repo}",
+            )
             try:
                 doc = resp.json()
             except ValueError:
