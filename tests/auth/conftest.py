@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import os
-import socket
-import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from click.testing import CliRunner
 
 from auth.run_cli import build
 from helpers.certs import CertFiles, write_ca_and_server_cert
+from helpers.net import free_port, stop_process, wait_http
 
 HERE = Path(__file__).resolve().parent
 PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw", "root": "root-pw"}
@@ -56,39 +53,6 @@ type = "registry"
 repository = "catalog"
 actions = ["*"]
 """
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, ca: Path | None, proc: subprocess.Popen[bytes], log: Path, ok: tuple[int, ...] = (200,)) -> None:
-    """Poll ``url`` until it answers one of ``ok`` (raise with the log if the process dies)."""
-    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca)) if ca else False
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: process exited {proc.returncode}\n{log.read_text(errors='replace')}")
-        try:
-            if httpx.get(url, verify=verify, timeout=2).status_code in ok:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up\n{log.read_text(errors='replace')}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate one process we started (by its own handle)."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @dataclass
@@ -134,8 +98,8 @@ def token_server(tmp_path_factory: pytest.TempPathFactory, tls: CertFiles) -> It
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     url = f"https://127.0.0.1:{port}"
     try:
-        wait_http(f"{url}/health", tls.ca_cert, proc, log)
+        wait_http(f"{url}/health", proc, log, ca=tls.ca_cert)
         yield TokenServer(url, f"{url}/token", tls, d / "keys" / "cert.pem", d / "keys" / "signing-key.pem",
                           d / "htpasswd", log)
     finally:
-        stop(proc)
+        stop_process(proc)

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from auth.conftest import HERE, TokenServer, free_port, stop, wait_http
+from auth.conftest import HERE, TokenServer
+from helpers.net import free_port, stop_process, wait_http
 from trustbox.auth.dockerconfig import credentials_for
 
 pytestmark = pytest.mark.interop
@@ -59,10 +60,10 @@ def notary_url(token_server: TokenServer, tmp_path_factory: pytest.TempPathFacto
                                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
     url = f"https://127.0.0.1:{port}"
     try:
-        wait_http(f"{url}/_notary_server/health", token_server.tls.ca_cert, proc, log)
+        wait_http(f"{url}/_notary_server/health", proc, log, ca=token_server.tls.ca_cert)
         yield url
     finally:
-        stop(proc)
+        stop_process(proc)
 
 
 def notary(url: str, ca: Path, trust_dir: Path, *args: str, user: str, password: str) -> tuple[int, str]:
@@ -176,10 +177,10 @@ auth:
     certs.mkdir()
     shutil.copyfile(tls.ca_cert, certs / "ca.crt")
     try:
-        wait_http(f"https://127.0.0.1:{port}/v2/", tls.ca_cert, proc, log, ok=(401,))
+        wait_http(f"https://127.0.0.1:{port}/v2/", proc, log, ca=tls.ca_cert, ok=(401,))
         yield Registry(f"127.0.0.1:{port}", certs)
     finally:
-        stop(proc)
+        stop_process(proc)
 
 
 def _blob(layout: Path, data: bytes) -> tuple[str, int]:

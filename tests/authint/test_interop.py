@@ -17,8 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from auth.conftest import TokenServer, free_port, stop, wait_http
+from auth.conftest import TokenServer
 from auth.test_interop import need, notary, skopeo, tiny_oci_layout
+from helpers.net import free_port, stop_process, wait_http
 
 pytestmark = pytest.mark.interop
 
@@ -63,15 +64,15 @@ def pair(token_server: TokenServer, tmp_path_factory: pytest.TempPathFactory) ->
             with open(d / f"{name}.log", "wb") as out:
                 procs.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                               env=env))
-        wait_http(f"https://127.0.0.1:{tport}/_notary_server/health", tls.ca_cert, procs[0], d / "trust.log")
-        wait_http(f"https://127.0.0.1:{rport}/v2/", tls.ca_cert, procs[1], d / "registry.log", ok=(401,))
+        wait_http(f"https://127.0.0.1:{tport}/_notary_server/health", procs[0], d / "trust.log", ca=tls.ca_cert)
+        wait_http(f"https://127.0.0.1:{rport}/v2/", procs[1], d / "registry.log", ca=tls.ca_cert, ok=(401,))
         certs = d / "certs"
         certs.mkdir()
         (certs / "ca.crt").write_bytes(tls.ca_cert.read_bytes())
         yield Pair(f"https://127.0.0.1:{tport}", f"127.0.0.1:{rport}", tls.ca_cert, certs)
     finally:
         for p in procs:
-            stop(p)
+            stop_process(p)
 
 
 def test_processes_refuse_like_upstream(pair: Pair, token_server: TokenServer) -> None:

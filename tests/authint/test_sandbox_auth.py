@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,14 +14,9 @@ from pathlib import Path
 import pytest
 
 from e2e.test_readme_tutorial import README, tutorial_blocks
+from helpers.net import free_port
 
 pytestmark = pytest.mark.interop
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def auth_section_commands(text: str) -> list[str]:
@@ -57,7 +51,7 @@ def _line(cmd: str) -> str:
 def test_readme_tutorial_on_a_token_protected_sandbox(tmp_path: Path) -> None:
     if shutil.which("notary") is None:
         pytest.skip("the notary client (Debian package notary) is not installed")
-    ports = {"trust": _free_port(), "registry": _free_port(), "auth": _free_port()}
+    ports = {"trust": free_port(), "registry": free_port(), "auth": free_port()}
     text = README.read_text()
     up, ev, login = auth_section_commands(text)
     assert up == "trustbox sandbox up --auth" and ev.startswith("eval ") and login.startswith("trustbox login localhost:5000")
@@ -110,7 +104,7 @@ def test_readme_tutorial_on_a_token_protected_sandbox(tmp_path: Path) -> None:
 
 
 def test_private_sandbox_refuses_anonymous_reads(tmp_path: Path) -> None:
-    ports = {"trust": _free_port(), "registry": _free_port(), "auth": _free_port()}
+    ports = {"trust": free_port(), "registry": free_port(), "auth": free_port()}
     reg = f"localhost:{ports['registry']}"
     (tmp_path / "pw").write_text("correct horse battery\n")
     script = [

@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers.notary_server import free_port, run_notary
+from helpers.net import free_port
+from helpers.notary_server import run_notary
 from interop.servers import ServerHandle, make_tls, start_variant
 from trustbox.client.trustclient import TrustClient
 from trustbox.keystore.passphrase import docker_env_retriever

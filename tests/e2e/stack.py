@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import ssl
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from helpers.certs import write_ca_and_server_cert
+from helpers.net import free_port, stop_process, wait_http
 from helpers.notary_server import have_notary_server, notary_server
 from images.registries import (
     RunningRegistry,
-    free_port,
     have_docker_registry,
     have_trustbox_registry,
     trustbox_registry,
@@ -97,27 +94,10 @@ def _trustbox_trust_server(workdir: Path) -> Iterator[tuple[str, Path]]:
         proc = subprocess.Popen(argv, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir)
     url = f"https://127.0.0.1:{port}"
     try:
-        ctx = ssl.create_default_context(cafile=str(certs.ca_cert))
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"trustbox serve trust exited {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_notary_server/health", context=ctx, timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"trustbox serve trust did not start:\n{log.read_text(errors='replace')[-3000:]}") from None
-                time.sleep(0.1)
+        wait_http(f"{url}/_notary_server/health", proc, log, ca=certs.ca_cert)
         yield url, certs.ca_cert
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 @contextmanager

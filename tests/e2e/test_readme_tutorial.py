@@ -10,20 +10,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from helpers.net import free_port
+
 README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def tutorial_blocks(text: str) -> list[tuple[str, list[str]]]:
@@ -47,7 +42,7 @@ def test_tutorial_section_is_parsed() -> None:
 def test_readme_tutorial_runs_as_written(tmp_path: Path) -> None:
     if shutil.which("notary") is None:
         pytest.skip("the notary client (Debian package notary) is not installed")
-    tport, rport = _free_port(), _free_port()
+    tport, rport = free_port(), free_port()
     blocks = tutorial_blocks(README.read_text())
 
     def ports(s: str) -> str:

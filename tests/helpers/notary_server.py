@@ -12,12 +12,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import ssl
 import subprocess
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from helpers.certs import write_ca_and_server_cert
+from helpers.net import free_port, stop_process, wait_http
 
 NOTARY_SERVER = "notary-server"
 NOTARY = "notary"
@@ -35,31 +32,11 @@ def have_notary_server() -> bool:
     return shutil.which(NOTARY_SERVER) is not None and shutil.which(NOTARY) is not None
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_healthy(
     url: str, ca_path: Path, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20
 ) -> None:
     """Poll ``<url>/_notary_server/health`` until it answers 200 (or raise RuntimeError)."""
-    ctx = ssl.create_default_context(cafile=str(ca_path))
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"notary-server exited with status {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_notary_server/health", context=ctx, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError as exc:
-            last = exc
-        time.sleep(0.1)
-    raise RuntimeError(f"notary-server at {url} did not become healthy: {last}")
+    wait_http(f"{url}/_notary_server/health", proc, ca=ca_path, timeout=timeout)
 
 
 def server_config(
@@ -111,12 +88,7 @@ def notary_server(
                 ) from exc
             yield url, certs.ca_cert
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
             log.close()
     finally:
         if tmp is not None:

@@ -9,22 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from helpers.net import free_port, stop_process, wait_http
 
 
 @dataclass
@@ -37,35 +29,16 @@ class RunningRegistry:
     blob_file: Callable[[str], Path]
 
 
-def _wait(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"registry exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"registry at {url} did not start:\n{log.read_text(errors='replace')[-3000:]}")
-
-
 @contextmanager
 def _process(argv: list[str], env: dict[str, str], workdir: Path, port: int) -> Iterator[None]:
     log = workdir / "registry.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen(argv, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir)
         try:
-            _wait(f"http://127.0.0.1:{port}/v2/", proc, log)
+            wait_http(f"http://127.0.0.1:{port}/v2/", proc, log)
             yield
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 def have_docker_registry() -> bool:

@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from helpers.notary_upload import multipart
+
 from .clitools import NotaryClient, Result, Transcript, check_against_upstream, parse_list
 from .servers import ServerHandle
 
@@ -48,18 +50,6 @@ def http_full(server: ServerHandle, method: str, path: str):
             return resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as err:
         return err.code, err.headers, err.read()
-
-
-def multipart(parts: list[tuple[str, bytes]]) -> tuple[bytes, str]:
-    boundary = secrets.token_hex(16)
-    out = b""
-    for filename, data in parts:
-        out += (
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{filename}\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n"
-        ).encode() + data + b"\r\n"
-    out += f"--{boundary}--\r\n".encode()
-    return out, f"multipart/form-data; boundary={boundary}"
 
 
 def canonical(obj: object) -> bytes:
@@ -93,7 +83,7 @@ class WireRun:
         return self.transcript.add(Result(label, [method, path], status, shown, ""))
 
     def post(self, label: str, parts: list[tuple[str, bytes]]):
-        body, ctype = multipart(parts)
+        body, ctype = multipart(parts, secrets.token_hex(16))
         return self.request(label, "POST", f"/v2/{GUN}/_trust/tuf/", body, ctype)
 
     def check(self, cond: bool, msg: str, res=None) -> None:

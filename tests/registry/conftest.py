@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ warnings.filterwarnings("ignore", message=".*httpx.*")
 
 from starlette.testclient import TestClient  # noqa: E402
 
+from helpers.net import free_port  # noqa: E402
 from trustbox.registry.app import create_app  # noqa: E402
 from trustbox.registry.config import RegistryConfig  # noqa: E402
 from trustbox.registry.storage import FilesystemDriver, StorageDriver  # noqa: E402
@@ -27,13 +27,6 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 EMPTY_JSON = "application/vnd.oci.empty.v1+json"
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,16 +20,12 @@ from typing import Any
 
 import httpx
 
+from helpers.net import free_port, stop_process, wait_http
+from helpers.notary_upload import multipart
 from trustbox.tuf.certs import make_root_public_key
 from trustbox.tuf.keys import PrivateKey, PublicKey
 from trustbox.tuf.metadata import FileMeta, Metadata, RoleKeys, Root, Targets
 from trustbox.tuf.timefmt import utcnow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class KillableServer:
@@ -49,18 +44,11 @@ class KillableServer:
     def start(self, timeout: float = 60) -> None:
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
-                raise AssertionError(f"server exited with {self.proc.returncode} on start: {err}")
-            try:
-                if httpx.get(self.url + self.ready_path, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("server did not become ready")
+        try:
+            wait_http(self.url + self.ready_path, self.proc, timeout=timeout, interval=0.05)
+        except RuntimeError as exc:
+            err = self.proc.stderr.read().decode() if self.proc.poll() is not None and self.proc.stderr else ""
+            raise AssertionError(f"server did not become ready: {exc} {err}") from None
 
     def kill(self) -> None:
         """SIGKILL the whole process group (granian's parent and its workers)."""
@@ -76,12 +64,7 @@ class KillableServer:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+            stop_process(self.proc, group=True)
 
 
 def run_with_kills(server: KillableServer, workers: list[Callable[[threading.Event], None]], seed: int,
@@ -137,15 +120,6 @@ def retrying(fn: Callable[[], httpx.Response], stop: threading.Event | None = No
 # -- trust server ----------------------------------------------------------------------------
 
 
-def multipart(parts: dict[str, bytes], boundary: str = "crashboundary0123") -> tuple[bytes, str]:
-    out = b""
-    for name, data in parts.items():
-        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
-                "Content-Type: application/octet-stream\r\n\r\n").encode() + data + b"\r\n"
-    out += f"--{boundary}--\r\n".encode()
-    return out, f"multipart/form-data; boundary={boundary}"
-
-
 @dataclass
 class TrustLoop:
     """One GUN: a root with the server's snapshot and timestamp keys, then targets v1, v2, ..."""
@@ -192,7 +166,7 @@ class TrustLoop:
                 tmd.sign(targets_key)
                 targets = tmd.to_bytes()
                 parts = {"targets": targets} if root_stored else {"root": self.root, "targets": targets}
-                body, ct = multipart(parts)
+                body, ct = multipart(parts, "crashboundary0123")
                 try:
                     r = c.post(self.tuf(""), content=body, headers={"content-type": ct})
                 except httpx.ConnectError:

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers.notary_upload import multipart
 from trustbox.errors import FormatError, KeyStoreError, TrustboxError
 from trustbox.keystore import decode_key_file, decode_pkcs8, decrypt_pkcs8, encode_key_file, key_file_info
 from trustbox.registry.errors import RegistryError
@@ -218,17 +219,9 @@ def test_metadata_parse_arbitrary_json(value: Any) -> None:
 # -- the trust server's multipart parser --------------------------------------------------------
 
 
-def _multipart(parts: list[tuple[str, bytes]], boundary: str) -> bytes:
-    out = b""
-    for name, body in parts:
-        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
-                "Content-Type: application/octet-stream\r\n\r\n").encode() + body + b"\r\n"
-    return out + f"--{boundary}--\r\n".encode()
-
-
 def test_multipart_valid_round_trip() -> None:
     parts = [("root", DOCS["root"]), ("targets", DOCS["targets"])]
-    got = parse_multipart(_multipart(parts, "xyz123"), b"xyz123")
+    got = parse_multipart(multipart(parts, "xyz123")[0], b"xyz123")
     assert [(p.filename, p.data) for p in got] == parts
 
 
@@ -239,7 +232,7 @@ def test_multipart_mutated_body(data: st.DataObject) -> None:
     n = data.draw(st.integers(0, 3))
     parts = [(data.draw(st.sampled_from(["root", "targets", "", "a\"b", "snap;shot"])),
               data.draw(st.binary(max_size=40))) for _ in range(n)]
-    body = _flip(_multipart(parts, boundary), data) if data.draw(st.booleans()) else _multipart(parts, boundary)
+    body = _flip(multipart(parts, boundary)[0], data) if data.draw(st.booleans()) else multipart(parts, boundary)[0]
     try:
         got = parse_multipart(body, boundary.encode())
     except MalformedUpload:

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ warnings.filterwarnings("ignore", message=".*httpx.*")
 
 from starlette.testclient import TestClient  # noqa: E402
 
+from helpers.net import free_port  # noqa: E402
 from trustbox.errors import ConfigError  # noqa: E402
 from trustbox.registry.app import create_app  # noqa: E402
 from trustbox.registry.config import RegistryConfig, load_config  # noqa: E402
@@ -181,15 +181,9 @@ def test_stalled_manifest_body_times_out(tmp_path: Path) -> None:
 # -- the real process: header limits of the HTTP server ---------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def registry_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    port = _free_port()
+    port = free_port()
     store = tmp_path_factory.mktemp("reg-limits")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRUSTBOX_")}
     proc = subprocess.Popen(

@@ -13,11 +13,7 @@ from pathlib import Path
 
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from helpers.net import free_port
 
 
 def tb(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -41,7 +37,7 @@ def _exports(text: str) -> dict[str, str]:
 @pytest.fixture
 def sandbox(tmp_path: Path):
     d = tmp_path / "sb"
-    ports = (_free_port(), _free_port())
+    ports = (free_port(), free_port())
     yield d, ports
     tb("sandbox", "down", "-v", "--dir", str(d), check=False)
 

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from helpers.net import free_port
 from trustbox.filesend import FILE_CHUNK, FileSendMiddleware
 
 
@@ -89,15 +90,9 @@ def test_file_closed_when_the_client_goes(tmp_path: Path):
 # -- the real registry (granian) ---------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def registry(tmp_path: Path) -> Any:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRUSTBOX_")}
     proc = subprocess.Popen([sys.executable, "-c", "from trustbox.cli import main; main()", "serve", "registry",
                              "--listen", f"127.0.0.1:{port}", "--storage", str(tmp_path / "store")],

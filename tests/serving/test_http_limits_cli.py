@@ -12,13 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from helpers.net import free_port
+
 CLI = [sys.executable, "-c", "from trustbox.cli import main; main()", "serve"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env() -> dict[str, str]:
@@ -27,7 +23,7 @@ def _env() -> dict[str, str]:
 
 @pytest.mark.parametrize("kind", ["trust", "registry"])
 def test_flags_limit_the_request_head(tmp_path: Path, kind: str) -> None:
-    port = _free_port()
+    port = free_port()
     extra = (["--db", f"sqlite:///{tmp_path}/t.db"] if kind == "trust" else ["--storage", str(tmp_path / "reg")])
     env = _env() | {"TRUSTBOX_KEY_PASSPHRASE": "header limits passphrase 0123456789"}
     proc = subprocess.Popen([*CLI, kind, "--listen", f"127.0.0.1:{port}", "--max-header-bytes", "8192",
