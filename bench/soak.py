@@ -30,7 +30,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,9 +43,12 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import parse_wrk, process_tree  # noqa: E402
 
+from helpers.net import free_port  # noqa: E402
+from helpers.notary_upload import multipart  # noqa: E402
 from trustbox.client.oci import Descriptor, parse_manifest  # noqa: E402
 from trustbox.client.registry import RegistryClient, RegistryOptions  # noqa: E402
 from trustbox.tuf.certs import make_root_public_key  # noqa: E402
@@ -57,12 +59,6 @@ from trustbox.tuf.verify import TrustedCollection  # noqa: E402
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- servers and memory ---------------------------------------------------------------------------
@@ -173,15 +169,6 @@ def guarded(counters: Counters, kind: str, stop: threading.Event, fn: Callable[[
 # -- trust load -----------------------------------------------------------------------------------
 
 
-def multipart(parts: dict[str, bytes], boundary: str = "soakboundary0123") -> tuple[bytes, str]:
-    out = b""
-    for name, data in parts.items():
-        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
-                "Content-Type: application/octet-stream\r\n\r\n").encode() + data + b"\r\n"
-    out += f"--{boundary}--\r\n".encode()
-    return out, f"multipart/form-data; boundary={boundary}"
-
-
 class TrustRepo:
     """One GUN published with the server's snapshot and timestamp keys."""
 
@@ -218,7 +205,7 @@ class TrustRepo:
         md: Metadata[Targets] = Metadata(Targets(self.version, self.now + timedelta(days=1000), targets=targets))
         md.sign(self.targets_key)
         parts = {"root": self.root, "targets": md.to_bytes()} if with_root else {"targets": md.to_bytes()}
-        body, ct = multipart(parts)
+        body, ct = multipart(parts, "soakboundary0123")
         r = self.client.post(f"{self.url}/v2/{self.gun}/_trust/tuf/", content=body, headers={"content-type": ct})
         if r.status_code != 200:
             raise RuntimeError(f"publish v{self.version}: {r.status_code} {r.text[:300]}")
