@@ -110,11 +110,11 @@ def test_interrupted_upload_leaves_no_blob_and_resumes(fsreg: Reg) -> None:
     d = parse_digest("sha256:" + hashlib.sha256(data).hexdigest())
 
     async def scenario() -> None:
-        up = uploads.create("a")
+        up = await uploads.create("a")
         up = await uploads.append(up, _chunks(data[:1 << 20], None))
         with pytest.raises(ClientDisconnect):
             await uploads.append(up, _chunks(data[1 << 20:], 6 << 20))
-        again = uploads.get("a", up.id)
+        again = await uploads.get("a", up.id)
         assert again.size == 1 << 20  # the broken chunk was cut off
         assert fsreg.driver.stat(layout.blob_key(d)) is None
         up = await uploads.append(again, _chunks(data[1 << 20:], None))

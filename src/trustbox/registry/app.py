@@ -328,14 +328,16 @@ class Registry:
                 return self._created(name, d)
         digest_param = q.get("digest")
         want = parse_digest(digest_param) if digest_param else None
-        up = self.uploads.create(name)
+        up = await self.uploads.create(name, transient=want is not None)
         if want is None:
             return self._upload_headers(up)
         async with self.uploads.lock(up.id):
             try:
-                up = await self.uploads.append(up, self._body(request), self._declared_length(request))
+                up = await self.uploads.append(
+                    up, self._body(request), self._declared_length(request), publish=False
+                )
             except BaseException:
-                self.uploads.cancel(up)
+                await self.uploads.cancel(up)
                 raise
             await self.uploads.commit(up, want)
         return self._created(name, want)
@@ -372,38 +374,38 @@ class Registry:
 
     async def upload_status(self, request: Request, name: str, ref: str | None) -> Response:
         """GET /v2/<name>/blobs/uploads/<uuid>: progress (204 with ``Range``)."""
-        up = self.uploads.get(name, ref or "")
+        up = await self.uploads.get(name, ref or "")
         return self._upload_headers(up, status=204)
 
     async def upload_patch(self, request: Request, name: str, ref: str | None) -> Response:
         """PATCH /v2/<name>/blobs/uploads/<uuid>: append a chunk (in-order ``Content-Range``)."""
-        up = self.uploads.get(name, ref or "")
+        up = await self.uploads.get(name, ref or "")
         async with self.uploads.lock(up.id):
-            up = self.uploads.get(name, up.id)
+            up = await self.uploads.get(name, up.id)
             expected = self._chunk_length(request, up)
             up = await self.uploads.append(up, self._body(request), expected)
         return self._upload_headers(up)
 
     async def upload_put(self, request: Request, name: str, ref: str | None) -> Response:
         """PUT /v2/<name>/blobs/uploads/<uuid>?digest=: optional last chunk, then commit (201)."""
-        up = self.uploads.get(name, ref or "")
+        up = await self.uploads.get(name, ref or "")
         digest_param = request.query_params.get("digest")
         if not digest_param:
             raise DigestInvalid("digest parameter missing", detail={"digest": ""})
         want = parse_digest(digest_param)
         async with self.uploads.lock(up.id):
-            up = self.uploads.get(name, up.id)
+            up = await self.uploads.get(name, up.id)
             expected = self._chunk_length(request, up)
             if expected is None:
                 expected = self._declared_length(request)
-            up = await self.uploads.append(up, self._body(request), expected)
+            up = await self.uploads.append(up, self._body(request), expected, publish=False)
             await self.uploads.commit(up, want)
         return self._created(name, want)
 
     async def upload_cancel(self, request: Request, name: str, ref: str | None) -> Response:
         """DELETE /v2/<name>/blobs/uploads/<uuid>: cancel (204)."""
-        up = self.uploads.get(name, ref or "")
-        self.uploads.cancel(up)
+        up = await self.uploads.get(name, ref or "")
+        await self.uploads.cancel(up)
         return Response(b"", status_code=204, headers=_headers())
 
     # --- manifests ----------------------------------------------------------------------

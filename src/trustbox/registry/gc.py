@@ -16,6 +16,7 @@ from trustbox.registry import layout
 from trustbox.registry.digests import Digest, parse_digest
 from trustbox.registry.errors import RegistryError
 from trustbox.registry.mediatypes import parse_manifest
+from trustbox.registry.sessions import SharedSessions
 from trustbox.registry.storage.base import StorageDriver
 
 
@@ -106,4 +107,11 @@ def collect(driver: StorageDriver, *, dry_run: bool = False, min_age: float = 36
                     import shutil
 
                     shutil.rmtree(entry, ignore_errors=True)
+    if not driver.cheap_io:  # sessions shared by replicas through remote storage
+        shared = SharedSessions(driver)
+        for upload_id in shared.older_than(now, upload_max_age):
+            if upload_id not in report.uploads_removed:
+                report.uploads_removed.append(upload_id)
+            if not dry_run:
+                shared.remove(upload_id)
     return report

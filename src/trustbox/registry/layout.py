@@ -8,6 +8,7 @@
     repositories/<name>/_manifests/tags/<tag>            tag (content: digest)
     repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex>  referrer descriptor (JSON) of a subject
     uploads/<uuid>/{data,repo}                           upload in progress (local spool)
+    uploads/<uuid>/{repo,chunks/<offset>}                shared upload session (remote storage)
     quarantine/<alg>/<hex>.<unix time>                   blobs that failed verification on read
 
 Repository path components cannot start with ``_``, so the ``_layers`` / ``_manifests`` /
@@ -21,6 +22,8 @@ from trustbox.registry.digests import Digest
 BLOBS = "blobs"
 REPOS = "repositories"
 QUARANTINE = "quarantine"
+UPLOADS = "uploads"
+CHUNK_OFFSET_DIGITS = 20
 
 
 def blob_key(d: Digest) -> str:
@@ -66,3 +69,18 @@ def referrer_key(name: str, subject: Digest, referrer: Digest) -> str:
 def quarantine_key(d: Digest, stamp: int) -> str:
     """Where a corrupted blob is moved to."""
     return f"{QUARANTINE}/{d.algorithm}/{d.hex}.{stamp}"
+
+
+def upload_prefix(upload_id: str) -> str:
+    """Everything of a shared upload session."""
+    return f"{UPLOADS}/{upload_id}"
+
+
+def upload_repo_key(upload_id: str) -> str:
+    """The shared session's owner repository."""
+    return f"{UPLOADS}/{upload_id}/repo"
+
+
+def upload_chunk_key(upload_id: str, offset: int) -> str:
+    """The shared session's chunk starting at ``offset``."""
+    return f"{UPLOADS}/{upload_id}/chunks/{offset:0{CHUNK_OFFSET_DIGITS}d}"

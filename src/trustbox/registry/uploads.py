@@ -28,6 +28,7 @@ from trustbox.registry.aio import in_thread
 from trustbox.registry.blobs import BlobStore
 from trustbox.registry.digests import Digest
 from trustbox.registry.errors import BlobUploadUnknown, DigestInvalid, SizeInvalid, TooManyRequests
+from trustbox.registry.sessions import SharedSession, SharedSessions
 
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 WRITE_BATCH = 4 << 20
@@ -48,6 +49,7 @@ class Upload:
     repo: str
     directory: Path
     size: int
+    remote: SharedSession | None = None  # the shared record, for sessions kept in storage
 
     @property
     def data(self) -> Path:
@@ -67,6 +69,20 @@ def _writeback(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _read_good(directory: Path) -> int:
+    """How many leading bytes of a shared session's local copy match what is stored."""
+    try:
+        return int((directory / "good").read_text())
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def _write_good(directory: Path, size: int) -> None:
+    tmp = directory / "good.tmp"
+    tmp.write_text(str(size))
+    os.replace(tmp, directory / "good")
 
 
 class _Lane:
@@ -109,10 +125,15 @@ class _Lane:
 class UploadStore:
     """Create, append to, inspect, commit and cancel uploads."""
 
-    def __init__(self, blobs: BlobStore, max_sessions: int | None = None) -> None:
+    def __init__(self, blobs: BlobStore, max_sessions: int | None = None, shared: bool | None = None) -> None:
+        """``shared`` (default: when storage is remote) records sessions in the storage driver
+        so that any replica can continue them (see :mod:`trustbox.registry.sessions`)."""
         self.blobs = blobs
         self.spool = blobs.driver.spool_dir
         self.max_sessions = max_sessions
+        if shared is None:
+            shared = not blobs.driver.cheap_io
+        self.shared = SharedSessions(blobs.driver) if shared else None
         self._hashes: dict[str, _HashState] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -123,8 +144,23 @@ class UploadStore:
             lk = self._locks[upload_id] = asyncio.Lock()
         return lk
 
-    def create(self, repo: str) -> Upload:
-        """Start a new session for ``repo``; TooManyRequests when ``max_sessions`` are open."""
+    async def create(self, repo: str, *, transient: bool = False) -> Upload:
+        """Start a new session for ``repo``; TooManyRequests when ``max_sessions`` are open.
+
+        A ``transient`` session lives only within the current request (POST with ``digest``):
+        it is never recorded in shared storage.
+        """
+        up = self._create_local(repo)
+        if self.shared is not None and not transient:
+            try:
+                await in_thread(self.shared.create, up.id, repo)
+            except BaseException:
+                self._forget_local(up.id)
+                raise
+            up = Upload(up.id, repo, up.directory, 0, SharedSession(repo, ()))
+        return up
+
+    def _create_local(self, repo: str) -> Upload:
         if self.max_sessions is not None:
             try:
                 open_sessions = sum(1 for _ in os.scandir(self.spool))
@@ -145,10 +181,26 @@ class UploadStore:
         self._hashes[upload_id] = _HashState(0, hashlib.sha256())
         return Upload(upload_id, repo, d, 0)
 
-    def get(self, repo: str, upload_id: str) -> Upload:
+    async def get(self, repo: str, upload_id: str) -> Upload:
         """The session ``upload_id`` of ``repo``; BlobUploadUnknown otherwise."""
         if not _UUID_RE.match(upload_id):
             raise BlobUploadUnknown(detail={"uuid": upload_id[:100]})
+        if self.shared is None:
+            return self._get_local(repo, upload_id)
+        session = await in_thread(self.shared.describe, upload_id)
+        if session is None:  # finished or cancelled, maybe by another replica: drop our copy
+            self._forget_local(upload_id)
+            raise BlobUploadUnknown(detail={"uuid": upload_id})
+        if session.repo != repo:
+            raise BlobUploadUnknown(detail={"uuid": upload_id})
+        d = self.spool / upload_id
+        if not (d / "data").exists():
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "data").touch()
+            (d / "repo").write_text(repo)
+        return Upload(upload_id, repo, d, session.size, session)
+
+    def _get_local(self, repo: str, upload_id: str) -> Upload:
         d = self.spool / upload_id
         try:
             owner = (d / "repo").read_text()
@@ -169,12 +221,43 @@ class UploadStore:
             st = self._hashes[up.id] = _HashState(up.size, h)
         return st
 
-    async def append(self, up: Upload, stream: AsyncIterator[bytes], expected: int | None = None) -> Upload:
+    def _catch_up(self, up: Upload) -> None:
+        """Make the local spool file hold exactly the session's acknowledged bytes: cut off
+        what was never acknowledged, download the chunks other replicas took."""
+        assert self.shared is not None and up.remote is not None
+        if not up.data.exists():
+            up.directory.mkdir(parents=True, exist_ok=True)
+            up.data.touch()
+        # only the first ``good`` bytes of the local copy are known to be acknowledged ones
+        # (a chunk written here but never stored, e.g. by a process that died, must go)
+        have = min(_read_good(up.directory), up.size)
+        with open(up.data, "r+b") as f:
+            if f.seek(0, os.SEEK_END) != have:
+                f.truncate(have)
+        if have < up.size:
+            have = self.shared.fetch(up.remote, have, up.data)
+            if have != up.size:
+                raise BlobUploadUnknown(
+                    "the upload changed while it was being read; start it again",
+                    detail={"uuid": up.id},
+                )
+            _write_good(up.directory, have)
+        state = self._hashes.get(up.id)
+        if state is not None and state.offset != up.size:
+            self._hashes.pop(up.id, None)
+
+    async def append(
+        self, up: Upload, stream: AsyncIterator[bytes], expected: int | None = None, *, publish: bool = True
+    ) -> Upload:
         """Append a request body to the session; on any failure the chunk is cut off again.
 
         ``expected`` is the chunk length announced by Content-Range/Content-Length; a body of a
-        different length is refused (SizeInvalid) and discarded.
+        different length is refused (SizeInvalid) and discarded. For a shared session the
+        chunk is stored for the other replicas before this returns, unless ``publish`` is
+        false (the commit in the same request follows).
         """
+        if self.shared is not None and up.remote is not None:
+            await in_thread(self._catch_up, up)
         # Hash in-line only if this process holds the hash state for exactly this offset;
         # otherwise (another worker took the previous chunk) write now and hash once at commit.
         state = self._hashes.get(up.id)
@@ -221,6 +304,9 @@ class UploadStore:
                     f"chunk length {written} does not match the declared length {expected}",
                     detail={"declared": expected, "received": written},
                 )
+            if publish and written and self.shared is not None and up.remote is not None:
+                await in_thread(self.shared.publish, up.id, start, up.data, start, written)
+                _write_good(up.directory, start + written)
             ok = True
         finally:
             # an early writeback still running is not waited for: it holds its own descriptor,
@@ -235,7 +321,7 @@ class UploadStore:
             elif state is not None:
                 state.offset = start + written
             f.close()
-        return Upload(up.id, up.repo, up.directory, start + written)
+        return Upload(up.id, up.repo, up.directory, start + written, up.remote)
 
     def _final_digest(self, up: Upload, algorithm: str) -> str:
         if algorithm == "sha256":
@@ -260,27 +346,33 @@ class UploadStore:
         """
         actual = await in_thread(self._final_digest, up, d.algorithm)
         if actual != d.hex:
-            self.cancel(up)
+            await self.cancel(up)
             raise DigestInvalid(
                 "provided digest did not match uploaded content",
                 detail={"expected": str(d), "actual": f"{d.algorithm}:{actual}"},
             )
-        await in_thread(self._fsync, up.data)
         driver = self.blobs.driver
+        if driver.cheap_io:  # local storage: the spool file becomes the blob, so it must be on disk
+            await in_thread(self._fsync, up.data)
         key = layout.blob_key(d)
         await in_thread(driver.put_file, key, up.data)
         info = await in_thread(driver.stat, key)
         if info is not None:
             self.blobs.mark_verified(d, info)
         await self.blobs.link(up.repo, d)
-        self.cancel(up)
+        await self.cancel(up)
         return up.size
 
-    def cancel(self, up: Upload) -> None:
-        """Forget the session and remove its files."""
-        self._hashes.pop(up.id, None)
-        self._locks.pop(up.id, None)
-        shutil.rmtree(up.directory, ignore_errors=True)
+    async def cancel(self, up: Upload) -> None:
+        """Forget the session and remove its files (and its shared record)."""
+        self._forget_local(up.id)
+        if self.shared is not None and up.remote is not None:
+            await in_thread(self.shared.remove, up.id)
+
+    def _forget_local(self, upload_id: str) -> None:
+        self._hashes.pop(upload_id, None)
+        self._locks.pop(upload_id, None)
+        shutil.rmtree(self.spool / upload_id, ignore_errors=True)
 
     def purge_older_than(self, seconds: float) -> list[str]:
         """Remove sessions untouched for ``seconds``; return their ids."""
