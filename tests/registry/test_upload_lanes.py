@@ -1,0 +1,77 @@
+"""The in-order worker lanes an upload hashes and writes on."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+
+import pytest
+
+from trustbox.registry.uploads import _Lane
+
+
+def test_batches_run_in_order_even_when_early_ones_are_slow() -> None:
+    seen: list[bytes] = []
+
+    def slow_first(batch: bytearray) -> None:
+        if batch == b"0":
+            time.sleep(0.05)
+        seen.append(bytes(batch))
+
+    async def scenario() -> None:
+        lane = _Lane(slow_first, depth=3)
+        for i in range(10):
+            await lane.submit(bytearray(str(i).encode()))
+            assert len(lane.tasks) <= 3  # the submitter waits beyond the depth
+        await lane.drain()
+
+    asyncio.run(scenario())
+    assert seen == [str(i).encode() for i in range(10)]
+
+
+def test_hash_lane_equals_hashing_in_one_go() -> None:
+    h = hashlib.sha256()
+    pieces = [bytearray(bytes([i]) * (1000 + i)) for i in range(50)]
+
+    async def scenario() -> None:
+        lane = _Lane(h.update, depth=2)
+        for p in pieces:
+            await lane.submit(p)
+        await lane.drain()
+
+    asyncio.run(scenario())
+    assert h.hexdigest() == hashlib.sha256(b"".join(pieces)).hexdigest()
+
+
+def test_an_error_stops_later_batches_and_is_raised() -> None:
+    done: list[int] = []
+
+    def fn(batch: bytearray) -> None:
+        if batch[0] == 2:
+            raise OSError("disk full")
+        done.append(batch[0])
+
+    async def scenario() -> None:
+        lane = _Lane(fn, depth=10)
+        for i in range(6):
+            await lane.submit(bytearray([i]))
+        with pytest.raises(OSError, match="disk full"):
+            await lane.drain()
+        assert not lane.tasks
+
+    asyncio.run(scenario())
+    assert done == [0, 1]  # nothing after the failed batch ran
+
+
+def test_quiet_drain_swallows_the_error_for_cleanup() -> None:
+    def fn(batch: bytearray) -> None:
+        raise OSError("broken")
+
+    async def scenario() -> None:
+        lane = _Lane(fn)
+        await lane.submit(bytearray(b"x"))
+        await lane.drain(quiet=True)
+        assert not lane.tasks
+
+    asyncio.run(scenario())
