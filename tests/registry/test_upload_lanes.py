@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import time
 
 import pytest
@@ -75,3 +76,38 @@ def test_quiet_drain_swallows_the_error_for_cleanup() -> None:
         assert not lane.tasks
 
     asyncio.run(scenario())
+
+
+def test_write_all_survives_short_writes_and_more_chunks_than_iov_max(tmp_path, monkeypatch) -> None:
+    from trustbox.registry import uploads
+
+    real_writev = os.writev
+    calls: list[int] = []
+
+    def short_writev(fd: int, views: list[memoryview]) -> int:
+        calls.append(len(views))
+        return real_writev(fd, views[:2]) if len(calls) % 2 else real_writev(fd, [views[0][:3]])
+
+    monkeypatch.setattr(uploads.os, "writev", short_writev)
+    chunks = [bytes([i % 251]) * (1 + i % 7) for i in range(3000)]
+    path = tmp_path / "data"
+    with open(path, "wb", buffering=0) as f:
+        uploads._write_all(f.fileno(), chunks)
+    assert path.read_bytes() == b"".join(chunks)
+    assert max(calls) <= 1024  # never more vectors than IOV_MAX
+
+
+def test_hash_lane_over_chunk_lists_equals_hashing_in_one_go() -> None:
+    from trustbox.registry import uploads
+
+    h = hashlib.sha256()
+    batches = [[bytes([i, j]) * 300 for j in range(i % 5)] for i in range(40)]
+
+    async def scenario() -> None:
+        lane = _Lane(uploads._hash_all(h), depth=2)
+        for b in batches:
+            await lane.submit(b)
+        await lane.drain()
+
+    asyncio.run(scenario())
+    assert h.hexdigest() == hashlib.sha256(b"".join(b"".join(b) for b in batches)).hexdigest()

@@ -161,7 +161,10 @@ class Registry:
         limit = self.config.body_timeout
         while True:
             try:
-                chunk = await asyncio.wait_for(stream.__anext__(), limit)
+                # a timer per chunk, not a task as asyncio.wait_for makes (a 1 GiB upload
+                # arrives in a few thousand chunks)
+                async with asyncio.timeout(limit):
+                    chunk = await stream.__anext__()
             except StopAsyncIteration:
                 return
             except TimeoutError:
