@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,45 @@ def test_chunks_across_worker_processes_are_still_verified(reg: Reg) -> None:
         r = reg.put(f"{loc}?digest={digest}")
         assert r.status_code == status
     assert reg.get(f"/v2/w/blobs/{good}").content == data
+
+
+def _upload_in_chunks(reg: Reg, repo: str, data: bytes, pieces: int = 3) -> Any:
+    r = reg.post(f"/v2/{repo}/blobs/uploads/")
+    loc = r.headers["Location"]
+    step = -(-len(data) // pieces)
+    for off in range(0, len(data), step):
+        part = data[off:off + step]
+        r = reg.patch(loc, content=part, headers={"Content-Range": f"{off}-{off + len(part) - 1}"})
+        assert r.status_code == 202, r.text
+        loc = r.headers["Location"]
+    return reg.put(f"{loc}{'&' if '?' in loc else '?'}digest=sha256:{hashlib.sha256(data).hexdigest()}")
+
+
+def test_pushing_a_stored_verified_blob_again_keeps_the_stored_file(fsreg: Reg) -> None:
+    data = os.urandom(20 << 20)  # big enough for the spool copy to be deleted off the event loop
+    d = fsreg.push_blob("a", data)
+    path = fsreg.driver.local_path(layout.blob_key(parse_digest(d)))
+    assert path is not None
+    before = os.stat(path)
+    r = _upload_in_chunks(fsreg, "b", data)
+    assert r.status_code == 201, r.text
+    after = os.stat(path)
+    assert (after.st_ino, after.st_ctime_ns) == (before.st_ino, before.st_ctime_ns)  # not rewritten
+    assert fsreg.get(f"/v2/b/blobs/{d}").content == data  # linked into the second repository
+    spool = Path(fsreg.driver.spool_dir)
+    for _ in range(200):  # the spool copy goes away in the background
+        if not any(spool.iterdir()):
+            break
+        time.sleep(0.02)
+    assert not any(spool.iterdir())
+
+
+def test_pushing_again_over_a_tampered_blob_replaces_it(reg: Reg) -> None:
+    data = os.urandom(5000)
+    d = reg.push_blob("a", data)
+    corrupt(reg, d, data[:-1] + bytes([data[-1] ^ 1]))  # changed behind the registry's back, unseen
+    r = _upload_in_chunks(reg, "a", data)
+    assert r.status_code == 201, r.text
+    stored = reg.driver.read(layout.blob_key(parse_digest(d)))
+    assert stored == data
+    assert reg.get(f"/v2/a/blobs/{d}").content == data

@@ -80,6 +80,11 @@ class BlobStore:
         while len(self._verified) > VERIFIED_ENTRIES:
             self._verified.popitem(last=False)
 
+    def known_good(self, d: Digest, info: ObjectInfo) -> bool:
+        """Whether the stored object with this identity verified (or was written verified)
+        and has not changed since, as far as this process knows."""
+        return self._verified.get(str(d)) == info.identity
+
     def needs_check(self, blob: BlobInfo, full_read: bool) -> bool:
         """Whether this read must re-hash the blob under the configured policy."""
         if self.policy is VerifyPolicy.NEVER:

@@ -34,6 +34,8 @@ from trustbox.registry.sessions import SharedSession, SharedSessions
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 WRITE_BATCH = 4 << 20
 FLUSH_EVERY = 16 << 20
+_TRASH = ".gone-"  # prefix of session directories being deleted
+_BIG_DELETE = 16 << 20  # spool files from this size are deleted off the event loop
 
 
 @dataclass
@@ -185,7 +187,7 @@ class UploadStore:
     def _create_local(self, repo: str) -> Upload:
         if self.max_sessions is not None:
             try:
-                open_sessions = sum(1 for _ in os.scandir(self.spool))
+                open_sessions = sum(1 for e in os.scandir(self.spool) if not e.name.startswith(_TRASH))
             except FileNotFoundError:
                 open_sessions = 0
             if open_sessions >= self.max_sessions:
@@ -380,9 +382,17 @@ class UploadStore:
                 detail={"expected": str(d), "actual": f"{d.algorithm}:{actual}"},
             )
         driver = self.blobs.driver
+        key = layout.blob_key(d)
+        existing = await in_thread(driver.stat, key)
+        if existing is not None and self.blobs.known_good(d, existing):
+            # The same content is stored already and verified unchanged since: keep it. Writing
+            # the copy over it would only free the old one's blocks (~0.2 s per GiB) or upload
+            # it to remote storage again.
+            await self.blobs.link(up.repo, d)
+            await self.cancel(up)
+            return up.size
         if driver.cheap_io:  # local storage: the spool file becomes the blob, so it must be on disk
             await in_thread(self._fsync, up.data)
-        key = layout.blob_key(d)
         await in_thread(driver.put_file, key, up.data)
         info = await in_thread(driver.stat, key)
         if info is not None:
@@ -398,9 +408,33 @@ class UploadStore:
             await in_thread(self.shared.remove, up.id)
 
     def _forget_local(self, upload_id: str) -> None:
+        """Drop the session's state and files. The directory is renamed away at once; deleting
+        a big spool file takes long (~0.2 s per GiB), so under an event loop that happens in a
+        worker thread, not waited for (``purge_older_than`` and ``registry gc`` remove leftovers)."""
         self._hashes.pop(upload_id, None)
         self._locks.pop(upload_id, None)
-        shutil.rmtree(self.spool / upload_id, ignore_errors=True)
+        d = self.spool / upload_id
+        try:
+            big = (d / "data").stat().st_size >= _BIG_DELETE
+        except OSError:
+            big = False
+        loop: asyncio.AbstractEventLoop | None = None
+        if big:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                pass
+        if loop is None:
+            shutil.rmtree(d, ignore_errors=True)
+            return
+        trash = self.spool / f"{_TRASH}{upload_id}"
+        try:
+            os.rename(d, trash)
+        except FileNotFoundError:
+            return
+        except OSError:
+            trash = d
+        loop.run_in_executor(None, partial(shutil.rmtree, trash, ignore_errors=True))
 
     def purge_older_than(self, seconds: float) -> list[str]:
         """Remove sessions untouched for ``seconds``; return their ids."""
