@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import sys
 import time
 
 import pytest
@@ -111,3 +112,27 @@ def test_hash_lane_over_chunk_lists_equals_hashing_in_one_go() -> None:
 
     asyncio.run(scenario())
     assert h.hexdigest() == hashlib.sha256(b"".join(b"".join(b) for b in batches)).hexdigest()
+
+
+def test_writer_starts_writeback_every_flush_interval(tmp_path, monkeypatch) -> None:
+    from trustbox.registry import uploads
+
+    kicked: list[tuple[int, int]] = []
+    monkeypatch.setattr(uploads, "FLUSH_EVERY", 100)
+    monkeypatch.setattr(uploads, "_sync_file_range", lambda fd, off, n, flags: kicked.append((off, n)) or 0)
+    path = tmp_path / "data"
+    path.write_bytes(b"x" * 10)
+    with open(path, "r+b", buffering=0) as f:
+        f.seek(10)
+        w = uploads._Writer(f.fileno(), 10)
+        for _ in range(5):
+            w([b"a" * 30, b"b" * 30])
+    assert path.read_bytes() == b"x" * 10 + b"a" * 30 + b"b" * 30 + (b"a" * 30 + b"b" * 30) * 4
+    assert kicked == [(10, 120), (130, 120)]  # ranges in order, none twice, the tail left to fsync
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux only")
+def test_sync_file_range_is_found_on_linux() -> None:
+    from trustbox.registry import uploads
+
+    assert uploads._sync_file_range is not None

@@ -74,6 +74,40 @@ def _writeback(path: Path) -> None:
         os.close(fd)
 
 
+def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """glibc's sync_file_range(2) (Linux), or None where it is missing."""
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError, ImportError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_sync_file_range = _load_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+class _Writer:
+    """The write lane's work: append batches at the descriptor's position and, every
+    ``FLUSH_EVERY`` bytes, start the kernel writing them out (sync_file_range, which does not
+    wait), so the commit's fsync has little left to do."""
+
+    def __init__(self, fd: int, offset: int) -> None:
+        self.fd = fd
+        self.flushed = self.end = offset
+
+    def __call__(self, batch: list[bytes]) -> None:
+        _write_all(self.fd, batch)
+        self.end += sum(len(c) for c in batch)
+        if _sync_file_range is not None and self.end - self.flushed >= FLUSH_EVERY:
+            _sync_file_range(self.fd, self.flushed, self.end - self.flushed, _SYNC_FILE_RANGE_WRITE)
+            self.flushed = self.end  # an error here is left to the commit's fsync
+
+
 def _read_good(directory: Path) -> int:
     """How many leading bytes of a shared session's local copy match what is stored."""
     try:
@@ -298,8 +332,7 @@ class UploadStore:
         # write instead of their sum (sha256 without SHA-NI runs at only ~250 MB/s). A batch is
         # the list of received chunks as they came: copying them into one buffer cost a copy
         # of the whole upload plus a page fault for every fresh page of the buffers.
-        fd = f.fileno()
-        lanes = [_Lane(partial(_write_all, fd))] + ([_Lane(_hash_all(hasher))] if hasher is not None else [])
+        lanes = [_Lane(_Writer(f.fileno(), start))] + ([_Lane(_hash_all(hasher))] if hasher is not None else [])
         flushing: asyncio.Future[None] | None = None
         unflushed = 0
         loop = asyncio.get_running_loop()
@@ -320,8 +353,9 @@ class UploadStore:
                         await lane.submit(batch)
                     unflushed += buffered
                     buffered = 0
-                    if unflushed >= FLUSH_EVERY and (flushing is None or flushing.done()):
-                        # start writeback early so the commit's fsync has little left to do
+                    if (_sync_file_range is None and unflushed >= FLUSH_EVERY
+                            and (flushing is None or flushing.done())):
+                        # no sync_file_range: start writeback early from a worker thread
                         flushing = loop.run_in_executor(None, _writeback, up.data)
                         unflushed = 0
             if buf:
