@@ -12,6 +12,7 @@ Measures, on the same machine in one run:
 Prints ``name value unit`` lines, then ratios (trustbox / upstream).
 
     python3 bench/registry_bench.py [--size-mib 1024] [--chunk-mib 64] [--duration 5] [--workers 2]
+                                    [--order upstream-first|trustbox-first]
 
 The HTTP client is a tiny raw-socket one using sendfile()/recv_into(), so it is not the
 bottleneck. trustbox fsyncs every blob before answering 201; upstream does not fsync.
@@ -309,6 +310,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="trustbox worker processes [2]")
     ap.add_argument("--verify-blobs", default="first", choices=["always", "first", "never"])
     ap.add_argument("--upstream", default=shutil.which("docker-registry") or "/usr/bin/docker-registry")
+    ap.add_argument("--order", choices=["upstream-first", "trustbox-first"], default="upstream-first",
+                    help="which server is measured first [upstream-first]")
     ap.add_argument("--workdir", default=None, help="where blobs and stores go [a temp dir under /var/tmp]")
     args = ap.parse_args()
     for tool in ("wrk", args.upstream):
@@ -328,19 +331,20 @@ def main() -> None:
                 h.update(piece)
         digest = "sha256:" + h.hexdigest()
         print(f"# blob {blob.stat().st_size} bytes, chunk {args.chunk_mib} MiB, wrk {args.duration}s, "
-              f"trustbox workers={args.workers} verify={args.verify_blobs}", flush=True)
+              f"trustbox workers={args.workers} verify={args.verify_blobs}, {args.order}", flush=True)
 
         results: dict[str, dict[str, float]] = {}
-        up = start_upstream(work / "upstream", args.upstream)
-        try:
-            results["upstream"] = bench_one(up, blob, digest, args.chunk_mib << 20, args.duration)
-        finally:
-            up.stop()
-        tb = start_trustbox(work / "trustbox", args.workers, args.verify_blobs)
-        try:
-            results["trustbox"] = bench_one(tb, blob, digest, args.chunk_mib << 20, args.duration)
-        finally:
-            tb.stop()
+        starters = {
+            "upstream": lambda: start_upstream(work / "upstream", args.upstream),
+            "trustbox": lambda: start_trustbox(work / "trustbox", args.workers, args.verify_blobs),
+        }
+        order = ["trustbox", "upstream"] if args.order == "trustbox-first" else ["upstream", "trustbox"]
+        for name in order:
+            server = starters[name]()
+            try:
+                results[name] = bench_one(server, blob, digest, args.chunk_mib << 20, args.duration)
+            finally:
+                server.stop()
 
         for name in ("upstream", "trustbox"):
             for k, v in results[name].items():
