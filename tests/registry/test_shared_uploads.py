@@ -233,6 +233,77 @@ def test_interrupted_chunk_is_not_stored_and_the_other_replica_goes_on(pair: tup
     assert resp.status_code == 201, resp.text
 
 
+def test_concurrent_patches_at_one_offset_on_two_replicas_one_wins(pair: tuple[Reg, Reg]) -> None:
+    """Both replicas accepted the same offset before either stored its chunk (the race a load
+    balancer allows): the first stored chunk stays, the second PATCH gets 416 and its bytes are
+    dropped from that replica's spool, and the upload completes with the winner's bytes."""
+    from trustbox.registry.errors import RangeInvalid
+
+    a, b = pair
+    loc = _start(a)
+    assert _patch(a, loc, b"0" * 1000, 0).status_code == 202
+    upload_id = loc.rstrip("/").rsplit("/", 1)[1]
+    ua, ub = a.c.app.state.registry.uploads, b.c.app.state.registry.uploads
+
+    async def body(data: bytes) -> Any:
+        yield data
+
+    async def scenario() -> None:
+        up_a = await ua.get("team/app", upload_id)
+        up_b = await ub.get("team/app", upload_id)
+        assert up_a.size == up_b.size == 1000
+        await ua.append(up_a, body(b"A" * 500))
+        with pytest.raises(RangeInvalid, match="another request stored a chunk at offset 1000"):
+            await ub.append(up_b, body(b"B" * 700))
+        assert (up_b.directory / "data").stat().st_size == 1000  # the loser's bytes are cut off
+
+    asyncio.run(scenario())
+    status = b.get(loc)
+    assert status.headers["range"] == "0-1499"
+    data = b"0" * 1000 + b"A" * 500
+    resp = b.put(f"{loc}?digest=sha256:{hashlib.sha256(data).hexdigest()}")
+    assert resp.status_code == 201, resp.text
+    assert a.get(f"/v2/team/app/blobs/sha256:{hashlib.sha256(data).hexdigest()}").content == data
+
+
+def test_put_file_if_absent_never_replaces(pair: tuple[Reg, Reg], tmp_path: Path) -> None:
+    from trustbox.registry.storage import FilesystemDriver
+
+    drivers = [pair[0].driver, FilesystemDriver(tmp_path / "fs")]
+    for i, driver in enumerate(drivers):
+        first, second = tmp_path / f"first-{i}", tmp_path / f"second-{i}"
+        first.write_bytes(b"first")
+        second.write_bytes(b"second")
+        assert driver.put_file_if_absent("x/chunk", first) is True
+        assert driver.put_file_if_absent("x/chunk", second) is False
+        assert driver.read("x/chunk") == b"first"
+        assert not first.exists() and not second.exists()  # both staged copies consumed
+
+
+def test_store_without_conditional_writes_falls_back(pair: tuple[Reg, Reg], tmp_path: Path) -> None:
+    from botocore.exceptions import ClientError
+
+    driver: Any = pair[0].driver
+    calls = []
+    real_put = driver.client.put_object
+
+    def no_conditions(**kwargs: Any) -> Any:
+        if "IfNoneMatch" not in kwargs:
+            return real_put(**kwargs)
+        calls.append(kwargs)
+        raise ClientError({"Error": {"Code": "NotImplemented", "Message": "If-None-Match"},
+                           "ResponseMetadata": {"HTTPStatusCode": 501}}, "PutObject")
+
+    driver.client.put_object = no_conditions
+    staged = tmp_path / "staged"
+    staged.write_bytes(b"data")
+    assert driver.put_file_if_absent("y/chunk", staged) is True
+    assert driver.read("y/chunk") == b"data" and len(calls) == 1
+    staged.write_bytes(b"more")
+    assert driver.put_file_if_absent("y/other", staged) is True  # no second conditional attempt
+    assert len(calls) == 1
+
+
 def test_two_server_processes_share_sessions(moto_endpoint: str, tmp_path: Path) -> None:
     """Real `trustbox serve registry` processes on one bucket: chunks sent to either."""
     import httpx

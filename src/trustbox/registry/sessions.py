@@ -84,15 +84,18 @@ class SharedSessions:
             offset += found[offset].size
         return SharedSession(raw.decode("utf-8", "replace"), tuple(chunks))
 
-    def publish(self, upload_id: str, offset: int, source: Path, start: int, length: int) -> None:
+    def publish(self, upload_id: str, offset: int, source: Path, start: int, length: int) -> bool:
         """Store bytes ``start..start+length`` of the local file ``source`` as the chunk at
-        ``offset`` (a copy is staged next to it, then uploaded)."""
+        ``offset`` (a copy is staged next to it, then uploaded). False when a chunk at that
+        offset exists already: another replica took a concurrent PATCH of this session first,
+        and stored chunks are never replaced."""
         if length <= 0:
-            return
+            return True
         staged = source.with_name(f"publish-{offset}.tmp")
         with open(source, "rb") as src, open(staged, "wb") as dst:
             _copy_range(src, dst, start, length)
-        self.driver.put_file(layout.upload_chunk_key(upload_id, offset), staged)  # removes the staged copy
+        # consumes the staged copy
+        return self.driver.put_file_if_absent(layout.upload_chunk_key(upload_id, offset), staged)
 
     def fetch(self, session: SharedSession, have: int, into: Path) -> int:
         """Append to ``into`` (which holds the first ``have`` bytes) the bytes it lacks;

@@ -28,7 +28,13 @@ from trustbox.registry import layout
 from trustbox.registry.aio import in_thread
 from trustbox.registry.blobs import BlobStore
 from trustbox.registry.digests import Digest
-from trustbox.registry.errors import BlobUploadUnknown, DigestInvalid, SizeInvalid, TooManyRequests
+from trustbox.registry.errors import (
+    BlobUploadUnknown,
+    DigestInvalid,
+    RangeInvalid,
+    SizeInvalid,
+    TooManyRequests,
+)
 from trustbox.registry.sessions import SharedSession, SharedSessions
 
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -369,7 +375,13 @@ class UploadStore:
                     detail={"declared": expected, "received": written},
                 )
             if publish and written and self.shared is not None and up.remote is not None:
-                await in_thread(self.shared.publish, up.id, start, up.data, start, written)
+                if not await in_thread(self.shared.publish, up.id, start, up.data, start, written):
+                    raise RangeInvalid(
+                        f"another request stored a chunk at offset {start} of this upload first; "
+                        "ask for the upload's status and continue from there",
+                        detail={"start": start},
+                        headers={"Location": f"/v2/{up.repo}/blobs/uploads/{up.id}", "Docker-Upload-UUID": up.id},
+                    )
                 _write_good(up.directory, start + written)
             ok = True
         finally:

@@ -41,6 +41,11 @@ class StorageDriver(Protocol):
         """Move the local file ``path`` to ``key`` atomically and durably (``path`` is consumed)."""
         ...
 
+    def put_file_if_absent(self, key: str, path: Path) -> bool:
+        """Like :meth:`put_file`, but only if ``key`` does not exist yet: False (and ``path``
+        removed) when it does. Where the store cannot tell atomically, it stores anyway."""
+        ...
+
     def stat(self, key: str) -> ObjectInfo | None:
         """Size and identity of ``key``, or None."""
         ...

@@ -91,6 +91,20 @@ class FilesystemDriver:
             Path(path).unlink(missing_ok=True)
         fsync_dir(target.parent)
 
+    def put_file_if_absent(self, key: str, path: Path) -> bool:
+        """Hard-link the fsynced file into place, which fails if the name exists; ``path`` is
+        consumed either way."""
+        target = self.root / key
+        self._make_parent(target)
+        try:
+            os.link(path, target)
+        except FileExistsError:
+            return False
+        finally:
+            Path(path).unlink(missing_ok=True)
+        fsync_dir(target.parent)
+        return True
+
     def stat(self, key: str) -> ObjectInfo | None:
         """Size plus (inode, size, mtime, ctime) as identity: any rewrite changes ctime."""
         try:

@@ -34,6 +34,7 @@ class S3Driver:
         if client is None:
             client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
         self.client = client
+        self._conditional = True
         self._transfer = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20)
         base = spool_dir or Path(tempfile.gettempdir()) / f"trustbox-registry-spool-{bucket}"
         self._spool = Path(base) / "uploads"
@@ -74,6 +75,33 @@ class S3Driver:
         """Upload a local file (multipart for big ones; the object appears only when complete)."""
         try:
             self.client.upload_file(str(path), self.bucket, self._key(key), Config=self._transfer)
+        finally:
+            Path(path).unlink(missing_ok=True)
+
+    # single PUTs carry If-None-Match; S3 takes up to 5 GiB in one
+    _CONDITIONAL_MAX = 5 << 30
+
+    def put_file_if_absent(self, key: str, path: Path) -> bool:
+        """PUT with ``If-None-Match: *`` (S3 since 2024, MinIO, moto): False on 412. A store
+        that answers 501 to the condition, or a file over 5 GiB, is stored unconditionally."""
+        from botocore.exceptions import ClientError
+
+        try:
+            if self._conditional and Path(path).stat().st_size <= self._CONDITIONAL_MAX:
+                try:
+                    with open(path, "rb") as body:
+                        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body, IfNoneMatch="*")
+                    return True
+                except ClientError as exc:
+                    err = exc.response.get("Error", {})
+                    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                    if status == 412 or err.get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                        return False
+                    if status != 501 and err.get("Code") != "NotImplemented":
+                        raise
+                    self._conditional = False  # this store has no conditional writes
+            self.client.upload_file(str(path), self.bucket, self._key(key), Config=self._transfer)
+            return True
         finally:
             Path(path).unlink(missing_ok=True)
 
