@@ -12,7 +12,7 @@ Measures, on the same machine in one run:
 Prints ``name value unit`` lines, then ratios (trustbox / upstream).
 
     python3 bench/registry_bench.py [--size-mib 1024] [--chunk-mib 64] [--duration 5] [--workers 2]
-                                    [--order upstream-first|trustbox-first]
+                                    [--order upstream-first|trustbox-first] [--settle SECONDS]
 
 The HTTP client is a tiny raw-socket one using sendfile()/recv_into(), so it is not the
 bottleneck. trustbox fsyncs every blob before answering 201; upstream does not fsync.
@@ -276,16 +276,20 @@ def wrk(addr: tuple[str, int], path: str, conns: int, duration: int) -> float:
     return float(m.group(1)) if m else 0.0
 
 
-def bench_one(server: Server, blob: Path, digest: str, chunk: int, duration: int) -> dict[str, float]:
+def bench_one(server: Server, blob: Path, digest: str, chunk: int, duration: int,
+              settle: float = 0.0) -> dict[str, float]:
     addr = ("127.0.0.1", server.port)
     size = blob.stat().st_size
     mib = size / (1 << 20)
     res: dict[str, float] = {}
     # Each timed upload starts on a clean disk: upstream does not fsync, so without this the
-    # writeback of its last gigabyte competes with the next server's durable writes.
+    # writeback of its last gigabyte competes with the next server's durable writes. On a
+    # virtual disk the host may still be writing after sync() returns: ``settle`` seconds more.
     os.sync()
+    time.sleep(settle)
     res["upload_monolithic"] = mib / upload_monolithic(addr, "bench/mono", blob, digest)
     os.sync()
+    time.sleep(settle)
     res["upload_chunked"] = mib / upload_chunked(addr, "bench/chunked", blob, digest, chunk)
     download(addr, "bench/mono", digest, size)  # warm the page cache the same way for both
     res["download"] = mib / min(download(addr, "bench/mono", digest, size) for _ in range(2))
@@ -310,6 +314,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="trustbox worker processes [2]")
     ap.add_argument("--verify-blobs", default="first", choices=["always", "first", "never"])
     ap.add_argument("--upstream", default=shutil.which("docker-registry") or "/usr/bin/docker-registry")
+    ap.add_argument("--settle", type=float, default=0.0,
+                    help="seconds to wait after sync() before each timed upload [0]")
     ap.add_argument("--order", choices=["upstream-first", "trustbox-first"], default="upstream-first",
                     help="which server is measured first [upstream-first]")
     ap.add_argument("--workdir", default=None, help="where blobs and stores go [a temp dir under /var/tmp]")
@@ -331,7 +337,8 @@ def main() -> None:
                 h.update(piece)
         digest = "sha256:" + h.hexdigest()
         print(f"# blob {blob.stat().st_size} bytes, chunk {args.chunk_mib} MiB, wrk {args.duration}s, "
-              f"trustbox workers={args.workers} verify={args.verify_blobs}, {args.order}", flush=True)
+              f"trustbox workers={args.workers} verify={args.verify_blobs}, {args.order}, settle {args.settle}s",
+              flush=True)
 
         results: dict[str, dict[str, float]] = {}
         starters = {
@@ -342,7 +349,7 @@ def main() -> None:
         for name in order:
             server = starters[name]()
             try:
-                results[name] = bench_one(server, blob, digest, args.chunk_mib << 20, args.duration)
+                results[name] = bench_one(server, blob, digest, args.chunk_mib << 20, args.duration, args.settle)
             finally:
                 server.stop()
 
