@@ -124,7 +124,7 @@ def test_writer_starts_writeback_every_flush_interval(tmp_path, monkeypatch) -> 
     path.write_bytes(b"x" * 10)
     with open(path, "r+b", buffering=0) as f:
         f.seek(10)
-        w = uploads._Writer(f.fileno(), 10)
+        w = uploads._Writer(f.fileno(), path, 10)
         for _ in range(5):
             w([b"a" * 30, b"b" * 30])
     assert path.read_bytes() == b"x" * 10 + b"a" * 30 + b"b" * 30 + (b"a" * 30 + b"b" * 30) * 4

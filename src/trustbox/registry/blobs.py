@@ -80,10 +80,10 @@ class BlobStore:
         while len(self._verified) > VERIFIED_ENTRIES:
             self._verified.popitem(last=False)
 
-    def known_good(self, d: Digest, info: ObjectInfo) -> bool:
-        """Whether the stored object with this identity verified (or was written verified)
-        and has not changed since, as far as this process knows."""
-        return self._verified.get(str(d)) == info.identity
+    def verified_identity(self, d: Digest) -> tuple[object, ...] | None:
+        """Identity of the stored object as it was when it last verified (or was written
+        verified) in this process, or None; a stored object with another identity changed."""
+        return self._verified.get(str(d))
 
     def needs_check(self, blob: BlobInfo, full_read: bool) -> bool:
         """Whether this read must re-hash the blob under the configured policy."""
@@ -91,7 +91,7 @@ class BlobStore:
             return False
         if self.policy is VerifyPolicy.ALWAYS and full_read:
             return True
-        return self._verified.get(str(blob.digest)) != blob.info.identity
+        return self.verified_identity(blob.digest) != blob.info.identity
 
     def _hash_stored(self, d: Digest, size: int) -> str:
         h = d.hasher()

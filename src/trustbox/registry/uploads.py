@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 from collections import deque
@@ -100,18 +101,27 @@ _SYNC_FILE_RANGE_WRITE = 2
 class _Writer:
     """The write lane's work: append batches at the descriptor's position and, every
     ``FLUSH_EVERY`` bytes, start the kernel writing them out (sync_file_range, which does not
-    wait), so the commit's fsync has little left to do."""
+    wait; where it is missing, an fdatasync on a thread of its own), so the commit's fsync has
+    little left to do. Writeback errors are left to that fsync."""
 
-    def __init__(self, fd: int, offset: int) -> None:
+    def __init__(self, fd: int, path: Path, offset: int) -> None:
         self.fd = fd
+        self.path = path
         self.flushed = self.end = offset
+        self._flushing: threading.Thread | None = None
 
     def __call__(self, batch: list[bytes]) -> None:
         _write_all(self.fd, batch)
         self.end += sum(len(c) for c in batch)
-        if _sync_file_range is not None and self.end - self.flushed >= FLUSH_EVERY:
+        if self.end - self.flushed < FLUSH_EVERY:
+            return
+        if _sync_file_range is not None:
             _sync_file_range(self.fd, self.flushed, self.end - self.flushed, _SYNC_FILE_RANGE_WRITE)
-            self.flushed = self.end  # an error here is left to the commit's fsync
+        elif self._flushing is None or not self._flushing.is_alive():
+            # its own descriptor: it may outlive the request, which does not wait for it
+            self._flushing = threading.Thread(target=_writeback, args=(self.path,), daemon=True)
+            self._flushing.start()
+        self.flushed = self.end
 
 
 def _read_good(directory: Path) -> int:
@@ -338,10 +348,7 @@ class UploadStore:
         # write instead of their sum (sha256 without SHA-NI runs at only ~250 MB/s). A batch is
         # the list of received chunks as they came: copying them into one buffer cost a copy
         # of the whole upload plus a page fault for every fresh page of the buffers.
-        lanes = [_Lane(_Writer(f.fileno(), start))] + ([_Lane(_hash_all(hasher))] if hasher is not None else [])
-        flushing: asyncio.Future[None] | None = None
-        unflushed = 0
-        loop = asyncio.get_running_loop()
+        lanes = [_Lane(_Writer(f.fileno(), up.data, start))] + ([_Lane(_hash_all(hasher))] if hasher is not None else [])
         ok = False
         try:
             f.seek(start)
@@ -357,13 +364,7 @@ class UploadStore:
                     batch, buf = buf, []  # handed over: nothing changes it afterwards
                     for lane in lanes:
                         await lane.submit(batch)
-                    unflushed += buffered
                     buffered = 0
-                    if (_sync_file_range is None and unflushed >= FLUSH_EVERY
-                            and (flushing is None or flushing.done())):
-                        # no sync_file_range: start writeback early from a worker thread
-                        flushing = loop.run_in_executor(None, _writeback, up.data)
-                        unflushed = 0
             if buf:
                 for lane in lanes:
                     await lane.submit(buf)
@@ -385,8 +386,7 @@ class UploadStore:
                 _write_good(up.directory, start + written)
             ok = True
         finally:
-            # an early writeback still running is not waited for: it holds its own descriptor,
-            # and the commit's fsync is what makes the blob durable
+            # early writeback is not waited for: the commit's fsync is what makes the blob durable
             for lane in lanes:
                 await lane.drain(quiet=True)
             if not ok:
@@ -429,8 +429,9 @@ class UploadStore:
             )
         driver = self.blobs.driver
         key = layout.blob_key(d)
-        existing = await in_thread(driver.stat, key)
-        if existing is not None and self.blobs.known_good(d, existing):
+        mark = self.blobs.verified_identity(d)  # no mark, no need to look (a HEAD on S3)
+        existing = await in_thread(driver.stat, key) if mark is not None else None
+        if existing is not None and existing.identity == mark:
             # The same content is stored already and verified unchanged since: keep it. Writing
             # the copy over it would only free the old one's blocks (~0.2 s per GiB) or upload
             # it to remote storage again.
