@@ -9,10 +9,15 @@ Measures, on the same machine in one run:
     workers once per process), and the peak of the summed PSS sampled every 50 ms (shared
     pages split between processes: the real footprint).
 
-Prints ``name value unit`` lines, then ratios (trustbox / upstream).
+Each of ``--trials`` trials starts both servers on empty storage and measures one after the
+other, in alternating order (the second server of a trial finds a disk still busy with the
+first one's 2 GiB, so one order alone favours whichever goes first). Prints a ratio line per
+trial, then ``name value unit`` lines with each metric's median over the trials (peaks: the
+maximum), then ratios of those medians (trustbox / upstream) with the per-trial range.
 
     python3 bench/registry_bench.py [--size-mib 1024] [--chunk-mib 64] [--duration 5] [--workers 2]
-                                    [--order upstream-first|trustbox-first] [--settle SECONDS]
+                                    [--trials 4] [--order upstream-first|trustbox-first]
+                                    [--settle SECONDS]
 
 The HTTP client is a tiny raw-socket one using sendfile()/recv_into(), so it is not the
 bottleneck. trustbox fsyncs every blob before answering 201; upstream does not fsync.
@@ -306,6 +311,21 @@ UNITS = {"upload_monolithic": "MiB/s", "upload_chunked": "MiB/s", "download": "M
          "peak_rss_sum": "MiB", "peak_pss": "MiB"}
 
 
+def trial_orders(trials: int, first: str) -> list[list[str]]:
+    """Server order of each trial: alternating, so each server goes first in half the trials.
+
+    Whichever server is measured second finds a disk that has just taken the first one's
+    2 GiB, so a single run favours the first; alternating cancels that out."""
+    a, b = (["trustbox", "upstream"] if first == "trustbox-first" else ["upstream", "trustbox"])
+    return [[a, b] if i % 2 == 0 else [b, a] for i in range(trials)]
+
+
+def median(values: list[float]) -> float:
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mib", type=int, default=1024, help="blob size [1024]")
@@ -316,13 +336,18 @@ def main() -> None:
     ap.add_argument("--upstream", default=shutil.which("docker-registry") or "/usr/bin/docker-registry")
     ap.add_argument("--settle", type=float, default=0.0,
                     help="seconds to wait after sync() before each timed upload [0]")
+    ap.add_argument("--trials", type=int, default=4,
+                    help="trials; each starts both servers afresh on empty storage, in alternating "
+                         "order; medians are reported [4]")
     ap.add_argument("--order", choices=["upstream-first", "trustbox-first"], default="upstream-first",
-                    help="which server is measured first [upstream-first]")
+                    help="which server is measured first in the first trial [upstream-first]")
     ap.add_argument("--workdir", default=None, help="where blobs and stores go [a temp dir under /var/tmp]")
     args = ap.parse_args()
     for tool in ("wrk", args.upstream):
         if not shutil.which(tool):
             sys.exit(f"missing tool: {tool}")
+    if args.trials < 1:
+        sys.exit("--trials must be at least 1")
 
     work = Path(tempfile.mkdtemp(prefix="regbench-", dir=args.workdir or "/var/tmp"))
     try:
@@ -337,28 +362,41 @@ def main() -> None:
                 h.update(piece)
         digest = "sha256:" + h.hexdigest()
         print(f"# blob {blob.stat().st_size} bytes, chunk {args.chunk_mib} MiB, wrk {args.duration}s, "
-              f"trustbox workers={args.workers} verify={args.verify_blobs}, {args.order}, settle {args.settle}s",
+              f"trustbox workers={args.workers} verify={args.verify_blobs}, {args.trials} trials "
+              f"alternating from {args.order}, settle {args.settle}s",
               flush=True)
 
-        results: dict[str, dict[str, float]] = {}
         starters = {
-            "upstream": lambda: start_upstream(work / "upstream", args.upstream),
-            "trustbox": lambda: start_trustbox(work / "trustbox", args.workers, args.verify_blobs),
+            "upstream": lambda root: start_upstream(root, args.upstream),
+            "trustbox": lambda root: start_trustbox(root, args.workers, args.verify_blobs),
         }
-        order = ["trustbox", "upstream"] if args.order == "trustbox-first" else ["upstream", "trustbox"]
-        for name in order:
-            server = starters[name]()
-            try:
-                results[name] = bench_one(server, blob, digest, args.chunk_mib << 20, args.duration, args.settle)
-            finally:
-                server.stop()
+        trials: list[dict[str, dict[str, float]]] = []
+        for t, order in enumerate(trial_orders(args.trials, args.order), 1):
+            trial: dict[str, dict[str, float]] = {}
+            for name in order:
+                root = work / f"{name}-{t}"
+                server = starters[name](root)
+                try:
+                    trial[name] = bench_one(server, blob, digest, args.chunk_mib << 20, args.duration,
+                                            args.settle)
+                finally:
+                    server.stop()
+                    shutil.rmtree(root, ignore_errors=True)  # every trial starts on empty storage
+            trials.append(trial)
+            print(f"# trial {t} ({order[0]} first): " + ", ".join(
+                f"{k} {trial['trustbox'][k] / trial['upstream'][k]:.2f}x"
+                for k in ("upload_monolithic", "upload_chunked", "download")), flush=True)
 
+        results = {name: {k: (max if k.startswith("peak") else median)([tr[name][k] for tr in trials])
+                          for k in UNITS} for name in ("upstream", "trustbox")}
         for name in ("upstream", "trustbox"):
             for k, v in results[name].items():
                 print(f"{name}.{k} {v:.1f} {UNITS[k]}")
         for k in UNITS:
             u, t = results["upstream"][k], results["trustbox"][k]
-            print(f"ratio.{k} {t / u if u else float('inf'):.2f} x")
+            spread = [tr["trustbox"][k] / tr["upstream"][k] for tr in trials if tr["upstream"][k]]
+            extra = f" (trials {min(spread):.2f}-{max(spread):.2f})" if len(spread) > 1 else ""
+            print(f"ratio.{k} {t / u if u else float('inf'):.2f} x{extra}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
