@@ -311,3 +311,18 @@ def test_parse_document_fast_path_never_disagrees(signed, style):
     assert value == strict
     if canonical is not None:
         assert canonical == encode_canonical(strict["signed"])
+
+
+@pytest.mark.parametrize(
+    ("when", "text"),
+    [
+        ((2026, 12, 1, 16, 52, 30), "Tue Dec 1 16:52:30 UTC 2026"),  # day not padded, as notary-server
+        ((2026, 11, 25, 7, 5, 9), "Wed Nov 25 07:05:09 UTC 2026"),
+    ],
+)
+def test_go_time_matches_notary_expiry_text(when, text):
+    from datetime import datetime, timezone
+
+    from trustbox.trustserver.validation import go_time
+
+    assert go_time(datetime(*when, tzinfo=timezone.utc)) == text

@@ -96,8 +96,9 @@ class Part:
 
 
 def go_time(dt: datetime) -> str:
-    """An expiry as upstream's ErrExpired prints it (Go ``time.UnixDate``, e.g. ``Sat Nov  5 07:59:27 UTC 2026``)."""
-    return f"{dt:%a %b} {dt.day:>2} {dt:%H:%M:%S} UTC {dt.year}"
+    """An expiry as upstream's ErrExpired prints it: Go layout ``Mon Jan 2 15:04:05 MST 2006``,
+    the day not padded (unlike ``time.UnixDate``), e.g. ``Sat Nov 5 07:59:27 UTC 2026``."""
+    return f"{dt:%a %b} {dt.day} {dt:%H:%M:%S} UTC {dt.year}"
 
 
 def _md(data: bytes, role: str, expect: type[Any], value: Any = None, canonical: bytes | None = None) -> Metadata[Any]:
