@@ -321,8 +321,8 @@ def test_parse_document_fast_path_never_disagrees(signed, style):
     ],
 )
 def test_go_time_matches_notary_expiry_text(when, text):
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     from trustbox.trustserver.validation import go_time
 
-    assert go_time(datetime(*when, tzinfo=timezone.utc)) == text
+    assert go_time(datetime(*when, tzinfo=UTC)) == text
