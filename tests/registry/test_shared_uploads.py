@@ -333,3 +333,128 @@ def test_two_server_processes_share_sessions(moto_endpoint: str, tmp_path: Path)
             assert resp.status_code == 201, resp.text
             got = http.get(f"{urls[0]}/v2/lb/app/blobs/{digest}")
             assert got.status_code == 200 and got.content == data
+
+
+# --- a stored chunk that is the whole blob is adopted, not uploaded again ------------------------
+
+
+def _count_blob_uploads(r: Reg) -> list[str]:
+    """Record the keys the replica uploads whole files to (chunk stores are not counted)."""
+    driver: Any = r.driver
+    seen: list[str] = []
+    real = driver.put_file
+
+    def put_file(key: str, path: Path) -> None:
+        seen.append(key)
+        real(key, path)
+
+    driver.put_file = put_file
+    return seen
+
+
+def _s3_sha256(r: Reg, key: str) -> str | None:
+    driver: Any = r.driver
+    head = driver.client.head_object(Bucket=driver.bucket, Key=driver._key(key), ChecksumMode="ENABLED")
+    return head.get("ChecksumSHA256")
+
+
+def test_docker_push_of_one_patch_adopts_the_chunk(pair: tuple[Reg, Reg]) -> None:
+    """docker: POST, one PATCH with the whole layer, PUT without a body (here on two replicas)."""
+    import base64
+
+    a, b = pair
+    data = os.urandom((6 << 20) + 7)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    uploads = _count_blob_uploads(a)
+    loc = _start(a)
+    resp = b.patch(loc, content=data, headers={"Content-Type": "application/octet-stream"})
+    assert resp.status_code == 202, resp.text
+    [chunk] = [k for k, _ in b.driver.walk("uploads") if "/chunks/" in k]
+    # the first chunk was stored with its SHA-256 (the store checked it on receipt)
+    assert _s3_sha256(b, chunk) == base64.b64encode(hashlib.sha256(data).digest()).decode()
+    resp = a.put(f"/{_path(resp.headers['location'])}?digest={digest}")
+    assert resp.status_code == 201, resp.text
+    assert uploads == []  # nothing sent again: copied inside the bucket
+    for r in (a, b):
+        assert r.get(f"/v2/team/app/blobs/{digest}").content == data
+    assert _sessions(a) == []
+    from trustbox.registry.digests import parse_digest
+
+    assert a.app.state.registry.blobs.verified_identity(parse_digest(digest)) is not None
+
+
+def test_a_chunk_changed_in_the_bucket_is_not_adopted(pair: tuple[Reg, Reg]) -> None:
+    """Someone with write access to the bucket replaces the stored chunk with as many other
+    bytes, even claiming the right checksum (S3 itself refuses that PUT; moto stores the claim,
+    and the copy's checksum gives it away): the blob is uploaded from the replica's verified
+    copy instead."""
+    import base64
+
+    a, b = pair
+    data = os.urandom(5 << 20)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    uploads = _count_blob_uploads(b)
+    loc = _start(a)
+    resp = b.patch(loc, content=data, headers={"Content-Type": "application/octet-stream"})
+    assert resp.status_code == 202, resp.text
+    [chunk] = [k for k, _ in b.driver.walk("uploads") if "/chunks/" in k]
+    driver: Any = b.driver
+    claimed = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    for tampered in ({}, {"ChecksumAlgorithm": "SHA256", "ChecksumSHA256": claimed}):
+        try:
+            driver.client.put_object(Bucket=driver.bucket, Key=driver._key(chunk), Body=os.urandom(len(data)), **tampered)
+        except Exception:  # a store that checks the claimed checksum refuses the forgery outright
+            continue
+        assert driver.adopt(chunk, "blobs/probe", hashlib.sha256(data).hexdigest(), len(data)) is False
+    resp = b.put(f"/{_path(resp.headers['location'])}?digest={digest}")  # b holds the verified copy
+    assert resp.status_code == 201, resp.text
+    assert len(uploads) == 1  # uploaded, not adopted
+    assert a.get(f"/v2/team/app/blobs/{digest}").content == data
+
+
+def test_only_a_single_whole_chunk_is_adopted(pair: tuple[Reg, Reg]) -> None:
+    a, b = pair
+    data = os.urandom(6 << 20)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    uploads = _count_blob_uploads(a)
+    # two chunks
+    loc = _start(a)
+    resp = _patch(b, loc, data[: 5 << 20], 0)
+    resp = _patch(a, "/" + _path(resp.headers["location"]), data[5 << 20:], 5 << 20)
+    assert a.put(f"/{_path(resp.headers['location'])}?digest={digest}").status_code == 201
+    assert len(uploads) == 1
+    # one chunk, the rest in the PUT's body (other bytes: a stored, verified blob is kept as it is)
+    data = os.urandom(6 << 20)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    loc = _start(a, "team/other")
+    resp = b.patch(loc, content=data[:-10], headers={"Content-Type": "application/octet-stream"})
+    resp = a.put(f"/{_path(resp.headers['location'])}?digest={digest}", content=data[-10:],
+                 headers={"Content-Type": "application/octet-stream"})
+    assert resp.status_code == 201, resp.text
+    assert len(uploads) == 2
+    assert a.get(f"/v2/team/other/blobs/{digest}").content == data
+
+
+def test_adopt_needs_the_checksum_and_the_size(pair: tuple[Reg, Reg], tmp_path: Path) -> None:
+    from trustbox.registry.storage import FilesystemDriver
+
+    driver: Any = pair[0].driver
+    data = b"payload" * 1000
+    hex_ = hashlib.sha256(data).hexdigest()
+    staged = tmp_path / "staged"
+    staged.write_bytes(data)
+    assert driver.put_file_if_absent("z/with", staged, hashlib.sha256(data).digest()) is True
+    staged.write_bytes(data)
+    assert driver.put_file_if_absent("z/without", staged) is True
+    assert driver.adopt("z/with", "z/wrong-size", hex_, len(data) + 1) is False
+    assert driver.adopt("z/with", "z/wrong-digest", "00" * 32, len(data)) is False
+    assert driver.adopt("z/without", "z/no-checksum", hex_, len(data)) is False
+    assert driver.adopt("z/missing", "z/gone", hex_, len(data)) is False
+    for never in ("z/wrong-size", "z/wrong-digest", "z/no-checksum", "z/gone"):
+        assert driver.stat(never) is None
+    assert driver.adopt("z/with", "z/copy", hex_, len(data)) is True
+    assert driver.read("z/copy") == data
+    fs = FilesystemDriver(tmp_path / "fs")
+    staged.write_bytes(data)
+    assert fs.put_file_if_absent("z/with", staged, hashlib.sha256(data).digest()) is True
+    assert fs.adopt("z/with", "z/copy", hex_, len(data)) is False

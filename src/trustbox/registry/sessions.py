@@ -11,7 +11,9 @@ shared is written to the storage driver::
 A chunk is published before its PATCH is acknowledged, so the session's size is the length of
 the contiguous run of chunk objects from offset 0. A replica that lacks part of the prefix
 downloads only the chunks it does not hold. The commit (PUT) still verifies the digest over
-the whole content and uploads the blob atomically; then the session's objects are removed.
+the whole content and uploads the blob atomically (or, when the only chunk is the whole blob
+and the store vouches for its sha256, has the store copy it: ``StorageDriver.adopt``); then
+the session's objects are removed.
 
 All methods are synchronous storage calls: run them in a worker thread.
 """
@@ -84,18 +86,21 @@ class SharedSessions:
             offset += found[offset].size
         return SharedSession(raw.decode("utf-8", "replace"), tuple(chunks))
 
-    def publish(self, upload_id: str, offset: int, source: Path, start: int, length: int) -> bool:
+    def publish(
+        self, upload_id: str, offset: int, source: Path, start: int, length: int, sha256: bytes | None = None
+    ) -> bool:
         """Store bytes ``start..start+length`` of the local file ``source`` as the chunk at
         ``offset`` (a copy is staged next to it, then uploaded). False when a chunk at that
         offset exists already: another replica took a concurrent PATCH of this session first,
-        and stored chunks are never replaced."""
+        and stored chunks are never replaced. ``sha256`` is the chunk's digest when known (the
+        store checks it and keeps it, so a chunk that is the whole blob can be adopted)."""
         if length <= 0:
             return True
         staged = source.with_name(f"publish-{offset}.tmp")
         with open(source, "rb") as src, open(staged, "wb") as dst:
             _copy_range(src, dst, start, length)
         # consumes the staged copy
-        return self.driver.put_file_if_absent(layout.upload_chunk_key(upload_id, offset), staged)
+        return self.driver.put_file_if_absent(layout.upload_chunk_key(upload_id, offset), staged, sha256)
 
     def fetch(self, session: SharedSession, have: int, into: Path) -> int:
         """Append to ``into`` (which holds the first ``have`` bytes) the bytes it lacks;

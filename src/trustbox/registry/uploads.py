@@ -338,6 +338,8 @@ class UploadStore:
         if state is not None and state.offset != up.size:
             self._hashes.pop(up.id, None)
             state = None
+        if state is None and up.size == 0:  # nothing to catch up on (the POST went to another replica)
+            state = self._hashes[up.id] = _HashState(0, hashlib.sha256())
         hasher = state.hasher if state is not None else None
         saved = hasher.copy() if hasher is not None else None
         start = up.size
@@ -376,7 +378,10 @@ class UploadStore:
                     detail={"declared": expected, "received": written},
                 )
             if publish and written and self.shared is not None and up.remote is not None:
-                if not await in_thread(self.shared.publish, up.id, start, up.data, start, written):
+                # a first chunk's digest is the running hash: stored with it, a chunk that turns
+                # out to be the whole blob is adopted at commit instead of uploaded again
+                sha256 = hasher.digest() if hasher is not None and start == 0 else None
+                if not await in_thread(self.shared.publish, up.id, start, up.data, start, written, sha256):
                     raise RangeInvalid(
                         f"another request stored a chunk at offset {start} of this upload first; "
                         "ask for the upload's status and continue from there",
@@ -438,15 +443,29 @@ class UploadStore:
             await self.blobs.link(up.repo, d)
             await self.cancel(up)
             return up.size
-        if driver.cheap_io:  # local storage: the spool file becomes the blob, so it must be on disk
-            await in_thread(self._fsync, up.data)
-        await in_thread(driver.put_file, key, up.data)
+        if not await self._adopt_chunk(up, d, key):  # adopted: copied inside the store, not sent again
+            if driver.cheap_io:  # local storage: the spool file becomes the blob, so it must be on disk
+                await in_thread(self._fsync, up.data)
+            await in_thread(driver.put_file, key, up.data)
         info = await in_thread(driver.stat, key)
         if info is not None:
             self.blobs.mark_verified(d, info)
         await self.blobs.link(up.repo, d)
         await self.cancel(up)
         return up.size
+
+    async def _adopt_chunk(self, up: Upload, d: Digest, key: str) -> bool:
+        """For a shared session whose one stored chunk is the whole upload (docker's PATCH of
+        the whole layer, then an empty PUT): let the store copy that chunk to ``key`` if it
+        vouches for its sha256 (see ``StorageDriver.adopt``). The local copy was verified
+        against ``d`` already; this spares uploading the same bytes a second time."""
+        remote = up.remote
+        if remote is None or d.algorithm != "sha256" or len(remote.chunks) != 1:
+            return False
+        chunk = remote.chunks[0]
+        if chunk.offset != 0 or chunk.size != up.size:
+            return False
+        return await in_thread(self.blobs.driver.adopt, chunk.key, key, d.hex, up.size)
 
     async def cancel(self, up: Upload) -> None:
         """Forget the session and remove its files (and its shared record)."""

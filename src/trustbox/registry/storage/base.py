@@ -41,9 +41,20 @@ class StorageDriver(Protocol):
         """Move the local file ``path`` to ``key`` atomically and durably (``path`` is consumed)."""
         ...
 
-    def put_file_if_absent(self, key: str, path: Path) -> bool:
+    def put_file_if_absent(self, key: str, path: Path, sha256: bytes | None = None) -> bool:
         """Like :meth:`put_file`, but only if ``key`` does not exist yet: False (and ``path``
-        removed) when it does. Where the store cannot tell atomically, it stores anyway."""
+        removed) when it does. Where the store cannot tell atomically, it stores anyway.
+        ``sha256`` (the file's digest, when the caller knows it) lets the store check the
+        bytes on receipt and keep the checksum with the object, for :meth:`adopt`."""
+        ...
+
+    def adopt(self, src: str, dst: str, sha256_hex: str, size: int) -> bool:
+        """Make ``dst`` a copy of the stored object ``src`` without sending its bytes again,
+        but only if the store itself vouches that ``src`` has ``size`` bytes with that sha256
+        (a checksum it computed or checked when ``src`` was written). False when it cannot
+        (no such checksum, another value, too big, no server-side copy): ``dst`` is then
+        unchanged, or, only if the store let the source change during the copy, holds bytes
+        the caller must overwrite."""
         ...
 
     def stat(self, key: str) -> ObjectInfo | None:

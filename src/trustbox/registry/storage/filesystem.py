@@ -91,9 +91,9 @@ class FilesystemDriver:
             Path(path).unlink(missing_ok=True)
         fsync_dir(target.parent)
 
-    def put_file_if_absent(self, key: str, path: Path) -> bool:
+    def put_file_if_absent(self, key: str, path: Path, sha256: bytes | None = None) -> bool:
         """Hard-link the fsynced file into place, which fails if the name exists; ``path`` is
-        consumed either way."""
+        consumed either way (``sha256`` is not kept: the filesystem has no checksums)."""
         target = self.root / key
         self._make_parent(target)
         try:
@@ -104,6 +104,11 @@ class FilesystemDriver:
             Path(path).unlink(missing_ok=True)
         fsync_dir(target.parent)
         return True
+
+    def adopt(self, src: str, dst: str, sha256_hex: str, size: int) -> bool:
+        """Never: files carry no checksum (and a local upload's spool file is renamed into
+        place anyway)."""
+        return False
 
     def stat(self, key: str) -> ObjectInfo | None:
         """Size plus (inode, size, mtime, ctime) as identity: any rewrite changes ctime."""

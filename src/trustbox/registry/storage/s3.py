@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,16 +82,23 @@ class S3Driver:
     # single PUTs carry If-None-Match; S3 takes up to 5 GiB in one
     _CONDITIONAL_MAX = 5 << 30
 
-    def put_file_if_absent(self, key: str, path: Path) -> bool:
+    def put_file_if_absent(self, key: str, path: Path, sha256: bytes | None = None) -> bool:
         """PUT with ``If-None-Match: *`` (S3 since 2024, MinIO, moto): False on 412. A store
-        that answers 501 to the condition, or a file over 5 GiB, is stored unconditionally."""
+        that answers 501 to the condition, or a file over 5 GiB, is stored unconditionally.
+        With ``sha256`` the PUT carries it as the object's SHA-256 checksum (S3 refuses the
+        PUT if the bytes it received do not match, and keeps the value for :meth:`adopt`)."""
         from botocore.exceptions import ClientError
 
         try:
             if self._conditional and Path(path).stat().st_size <= self._CONDITIONAL_MAX:
+                extra: dict[str, str] = {}
+                if sha256 is not None:
+                    extra = {"ChecksumAlgorithm": "SHA256", "ChecksumSHA256": base64.b64encode(sha256).decode()}
                 try:
                     with open(path, "rb") as body:
-                        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body, IfNoneMatch="*")
+                        self.client.put_object(
+                            Bucket=self.bucket, Key=self._key(key), Body=body, IfNoneMatch="*", **extra
+                        )
                     return True
                 except ClientError as exc:
                     err = exc.response.get("Error", {})
@@ -104,6 +112,33 @@ class S3Driver:
             return True
         finally:
             Path(path).unlink(missing_ok=True)
+
+    def adopt(self, src: str, dst: str, sha256_hex: str, size: int) -> bool:
+        """Server-side copy of ``src`` to ``dst`` when S3 holds a full-object SHA-256 checksum
+        of ``src`` equal to ``sha256_hex`` and ``size`` matches: the copy is pinned to the
+        version that was checked (``CopySourceIfMatch`` on its ETag) and S3 computes the
+        checksum of the copy again, which must match too. False otherwise (``dst`` then holds
+        nothing new, except when the store ignored the pin and the copy's checksum differs:
+        the caller overwrites it)."""
+        from botocore.exceptions import ClientError
+
+        if size > self._CONDITIONAL_MAX:  # one CopyObject takes up to 5 GiB
+            return False
+        want = base64.b64encode(bytes.fromhex(sha256_hex)).decode()
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(src), ChecksumMode="ENABLED")
+            if head.get("ChecksumSHA256") != want or int(head["ContentLength"]) != size:
+                return False  # no checksum (written without one, or multipart: composite), or another one
+            resp = self.client.copy_object(
+                Bucket=self.bucket,
+                Key=self._key(dst),
+                CopySource={"Bucket": self.bucket, "Key": self._key(src)},
+                CopySourceIfMatch=head["ETag"],
+                ChecksumAlgorithm="SHA256",
+            )
+        except ClientError:
+            return False  # changed since the HEAD (412), gone, or no server-side copy here
+        return bool(resp.get("CopyObjectResult", {}).get("ChecksumSHA256") == want)
 
     def stat(self, key: str) -> ObjectInfo | None:
         """HEAD the object: ETag and LastModified are its identity."""
