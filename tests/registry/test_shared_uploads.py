@@ -458,3 +458,41 @@ def test_adopt_needs_the_checksum_and_the_size(pair: tuple[Reg, Reg], tmp_path: 
     staged.write_bytes(data)
     assert fs.put_file_if_absent("z/with", staged, hashlib.sha256(data).digest()) is True
     assert fs.adopt("z/with", "z/copy", hex_, len(data)) is False
+
+
+def test_store_refusing_checksums_stores_chunks_without_them(pair: tuple[Reg, Reg], tmp_path: Path) -> None:
+    from botocore.exceptions import ClientError
+
+    driver: Any = pair[0].driver
+    refused = []
+    real_put = driver.client.put_object
+
+    def no_checksums(**kwargs: Any) -> Any:
+        if "ChecksumSHA256" in kwargs:
+            refused.append(kwargs["Key"])
+            raise ClientError({"Error": {"Code": "InvalidArgument", "Message": "x-amz-checksum-sha256"},
+                               "ResponseMetadata": {"HTTPStatusCode": 400}}, "PutObject")
+        return real_put(**kwargs)
+
+    driver.client.put_object = no_checksums
+    data = b"chunk" * 100
+    for name in ("first", "second"):
+        staged = tmp_path / name
+        staged.write_bytes(data)
+        assert driver.put_file_if_absent(f"c/{name}", staged, hashlib.sha256(data).digest()) is True
+        assert driver.read(f"c/{name}") == data
+    assert len(refused) == 1  # asked once, then no more
+    assert driver.adopt("c/first", "c/copy", hashlib.sha256(data).hexdigest(), len(data)) is False
+    # a digest mismatch is an error, not a reason to drop checksums
+    driver._checksums = True
+
+    def bad_digest(**kwargs: Any) -> Any:
+        raise ClientError({"Error": {"Code": "BadDigest", "Message": "mismatch"},
+                           "ResponseMetadata": {"HTTPStatusCode": 400}}, "PutObject")
+
+    driver.client.put_object = bad_digest
+    staged = tmp_path / "third"
+    staged.write_bytes(data)
+    with pytest.raises(ClientError):
+        driver.put_file_if_absent("c/third", staged, hashlib.sha256(data).digest())
+    assert driver._checksums is True and not staged.exists()

@@ -36,6 +36,7 @@ class S3Driver:
             client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
         self.client = client
         self._conditional = True
+        self._checksums = True  # the store takes x-amz-checksum-sha256 on PUT
         self._transfer = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20)
         base = spool_dir or Path(tempfile.gettempdir()) / f"trustbox-registry-spool-{bucket}"
         self._spool = Path(base) / "uploads"
@@ -90,9 +91,9 @@ class S3Driver:
         from botocore.exceptions import ClientError
 
         try:
-            if self._conditional and Path(path).stat().st_size <= self._CONDITIONAL_MAX:
+            while self._conditional and Path(path).stat().st_size <= self._CONDITIONAL_MAX:
                 extra: dict[str, str] = {}
-                if sha256 is not None:
+                if sha256 is not None and self._checksums:
                     extra = {"ChecksumAlgorithm": "SHA256", "ChecksumSHA256": base64.b64encode(sha256).decode()}
                 try:
                     with open(path, "rb") as body:
@@ -102,10 +103,16 @@ class S3Driver:
                     return True
                 except ClientError as exc:
                     err = exc.response.get("Error", {})
+                    code = err.get("Code")
                     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-                    if status == 412 or err.get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    if status == 412 or code in ("PreconditionFailed", "ConditionalRequestConflict"):
                         return False
-                    if status != 501 and err.get("Code") != "NotImplemented":
+                    if extra and status in (400, 501) and code not in ("BadDigest", "InvalidDigest"):
+                        # a store that refuses (SHA-256) checksums: store chunks without them from
+                        # now on (nothing is adopted then); a digest mismatch is a real error
+                        self._checksums = False
+                        continue
+                    if status != 501 and code != "NotImplemented":
                         raise
                     self._conditional = False  # this store has no conditional writes
             self.client.upload_file(str(path), self.bucket, self._key(key), Config=self._transfer)
