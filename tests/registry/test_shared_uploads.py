@@ -358,6 +358,16 @@ def _s3_sha256(r: Reg, key: str) -> str | None:
     return head.get("ChecksumSHA256")
 
 
+def _one_patch(a: Reg, b: Reg, data: bytes) -> tuple[str, str]:
+    """docker's way: POST on ``a``, one PATCH with everything on ``b``; the PUT's path and the
+    key of the one stored chunk."""
+    loc = _start(a)
+    resp = b.patch(loc, content=data, headers={"Content-Type": "application/octet-stream"})
+    assert resp.status_code == 202, resp.text
+    [chunk] = [k for k, _ in b.driver.walk("uploads") if "/chunks/" in k]
+    return "/" + _path(resp.headers["location"]), chunk
+
+
 def test_docker_push_of_one_patch_adopts_the_chunk(pair: tuple[Reg, Reg]) -> None:
     """docker: POST, one PATCH with the whole layer, PUT without a body (here on two replicas)."""
     import base64
@@ -366,13 +376,10 @@ def test_docker_push_of_one_patch_adopts_the_chunk(pair: tuple[Reg, Reg]) -> Non
     data = os.urandom((6 << 20) + 7)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     uploads = _count_blob_uploads(a)
-    loc = _start(a)
-    resp = b.patch(loc, content=data, headers={"Content-Type": "application/octet-stream"})
-    assert resp.status_code == 202, resp.text
-    [chunk] = [k for k, _ in b.driver.walk("uploads") if "/chunks/" in k]
+    put_path, chunk = _one_patch(a, b, data)
     # the first chunk was stored with its SHA-256 (the store checked it on receipt)
     assert _s3_sha256(b, chunk) == base64.b64encode(hashlib.sha256(data).digest()).decode()
-    resp = a.put(f"/{_path(resp.headers['location'])}?digest={digest}")
+    resp = a.put(f"{put_path}?digest={digest}")
     assert resp.status_code == 201, resp.text
     assert uploads == []  # nothing sent again: copied inside the bucket
     for r in (a, b):
@@ -394,10 +401,7 @@ def test_a_chunk_changed_in_the_bucket_is_not_adopted(pair: tuple[Reg, Reg]) -> 
     data = os.urandom(5 << 20)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     uploads = _count_blob_uploads(b)
-    loc = _start(a)
-    resp = b.patch(loc, content=data, headers={"Content-Type": "application/octet-stream"})
-    assert resp.status_code == 202, resp.text
-    [chunk] = [k for k, _ in b.driver.walk("uploads") if "/chunks/" in k]
+    put_path, chunk = _one_patch(a, b, data)
     driver: Any = b.driver
     claimed = base64.b64encode(hashlib.sha256(data).digest()).decode()
     for tampered in ({}, {"ChecksumAlgorithm": "SHA256", "ChecksumSHA256": claimed}):
@@ -406,7 +410,7 @@ def test_a_chunk_changed_in_the_bucket_is_not_adopted(pair: tuple[Reg, Reg]) -> 
         except Exception:  # a store that checks the claimed checksum refuses the forgery outright
             continue
         assert driver.adopt(chunk, "blobs/probe", hashlib.sha256(data).hexdigest(), len(data)) is False
-    resp = b.put(f"/{_path(resp.headers['location'])}?digest={digest}")  # b holds the verified copy
+    resp = b.put(f"{put_path}?digest={digest}")  # b holds the verified copy
     assert resp.status_code == 201, resp.text
     assert len(uploads) == 1  # uploaded, not adopted
     assert a.get(f"/v2/team/app/blobs/{digest}").content == data
