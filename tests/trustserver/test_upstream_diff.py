@@ -8,7 +8,7 @@ import shutil
 import socket
 import subprocess
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -17,6 +17,7 @@ from ts_asgi import ASGIClient
 from ts_repo import Repo, multipart, parse_key, target
 
 from trustbox.tuf.keys import PrivateKey
+from trustbox.tuf.timefmt import utcnow
 
 NOTARY_SERVER = shutil.which("notary-server")
 pytestmark = [pytest.mark.interop, pytest.mark.skipif(NOTARY_SERVER is None, reason="notary-server not installed")]
@@ -74,7 +75,7 @@ def test_edge_requests_identical(upstream, client):
             assert b.headers.get(h) == a.headers.get(h), (req, h)
 
 
-def _scenario(c: httpx.Client, gun: str) -> list[tuple[str, int, bytes]]:
+def _scenario(c: httpx.Client, gun: str, now: datetime) -> list[tuple[str, int, bytes]]:
     out: list[tuple[str, int, bytes]] = []
 
     def post(label: str, parts: dict[str, bytes]) -> None:
@@ -82,7 +83,7 @@ def _scenario(c: httpx.Client, gun: str) -> list[tuple[str, int, bytes]]:
         r = c.post(f"/v2/{gun}/_trust/tuf/", content=body, headers={"content-type": ct})
         out.append((label, r.status_code, r.content))
 
-    repo = Repo(gun, parse_key(c.get(f"/v2/{gun}/_trust/tuf/timestamp.key").content))
+    repo = Repo(gun, parse_key(c.get(f"/v2/{gun}/_trust/tuf/timestamp.key").content), now=now)
     stranger = PrivateKey.generate("ecdsa")
     post("no root", {"targets": repo.targets(2)})
     post("root v5", {"root": repo.root(version=5), "targets": repo.targets(2), "snapshot": repo.snapshot(2)})
@@ -93,7 +94,7 @@ def _scenario(c: httpx.Client, gun: str) -> list[tuple[str, int, bytes]]:
     post("root expired", {"root": repo.root(expires=repo.now.replace(microsecond=0) - timedelta(days=1)),
                           "targets": repo.targets(2), "snapshot": repo.snapshot(2)})
     repo.root_version = 0
-    other = Repo("example.com/other", repo.timestamp_pub)
+    other = Repo("example.com/other", repo.timestamp_pub, now=now)
     post("cross gun", {"root": other.root(), "targets": other.targets(2), "snapshot": other.snapshot(2)})
     post("delegation first", {"root": repo.root(), "targets/releases": repo.targets(1, role="targets/releases"),
                               "snapshot": repo.snapshot(2)})
@@ -126,8 +127,11 @@ def _scenario(c: httpx.Client, gun: str) -> list[tuple[str, int, bytes]]:
 
 def test_validation_errors_identical(upstream, client):
     gun = "example.com/diff/repo"
-    expected = _scenario(upstream, gun)
-    got = _scenario(client, gun)
+    # one clock for both runs: the expiry messages print the documents' expiry times, which are
+    # derived from `now`; two clocks could straddle a second and make the bodies differ
+    now = utcnow().replace(microsecond=0)
+    expected = _scenario(upstream, gun, now)
+    got = _scenario(client, gun, now)
     for (label, sa, ba), (_, sb, bb) in zip(expected, got, strict=True):
         assert (sb, bb) == (sa, ba), label
 
