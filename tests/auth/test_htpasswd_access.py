@@ -7,8 +7,9 @@ from pathlib import Path
 import bcrypt
 import pytest
 
+from trustbox.auth import htpasswd as htpasswd_mod
 from trustbox.auth.access import AccessRules
-from trustbox.auth.htpasswd import HtpasswdFile, add_user, make_entry, parse
+from trustbox.auth.htpasswd import DEFAULT_COST, HtpasswdFile, add_user, make_entry, parse, typical_cost
 from trustbox.auth.scopes import CATALOG, repository
 from trustbox.errors import ConfigError, FormatError
 
@@ -40,10 +41,64 @@ def test_reads_apache_and_python_hashes(tmp_path: Path) -> None:
     assert h.check("u1", "pw1") and h.check("u2", "pw2") and not h.check("u1", "pw2")
 
 
-@pytest.mark.parametrize("text", ["alice:{SHA}abc=\n", "alice:$apr1$xyz\n", "justaname\n", "alice:$2y$10$short\n"])
+_SALT_AND_HASH = "abcdefghijklmnopqrstuv" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ01234"
+
+
+@pytest.mark.parametrize("text", [
+    "alice:{SHA}abc=\n", "alice:$apr1$xyz\n", "justaname\n", "alice:$2y$10$short\n", "alice:plain\n",
+    "alice:crypt13chars\n",
+    # bcrypt-shaped but not bcrypt: bcrypt would refuse them at once, without its work, so an
+    # existing user's wrong password would be answered faster than an unknown user's
+    f"alice:$2y$99${_SALT_AND_HASH}\n", f"alice:$2y$03${_SALT_AND_HASH}\n", f"alice:$2x$10${_SALT_AND_HASH}\n",
+    f"alice:$2y$1a${_SALT_AND_HASH}\n", f"alice:$2y$10${_SALT_AND_HASH[:-1]}!\n",
+])
 def test_non_bcrypt_rejected(text: str) -> None:
     with pytest.raises(ConfigError):
         parse(text)
+    assert parse(f"alice:$2y$10${_SALT_AND_HASH}\n") == {"alice": f"$2y$10${_SALT_AND_HASH}"}
+
+
+def _record_bcrypt(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Record the hash every bcrypt check runs against (its prefix holds variant and cost)."""
+    seen: list[bytes] = []
+    real = htpasswd_mod.bcrypt.checkpw
+
+    def recording(password: bytes, hashed: bytes) -> bool:
+        seen.append(hashed)
+        return real(password, hashed)
+
+    monkeypatch.setattr(htpasswd_mod.bcrypt, "checkpw", recording)
+    return seen
+
+
+def test_unknown_users_are_checked_at_the_files_cost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unknown user costs the same bcrypt work as a known user's wrong password.
+
+    ``htpasswd -B`` writes cost 5; a cost-10 dummy made unknown users ~15x slower to refuse.
+    """
+    f = tmp_path / "htpasswd"
+    apache = "$2y$" + bcrypt.hashpw(b"pw", bcrypt.gensalt(5)).decode()[4:]  # as htpasswd -B writes it
+    f.write_text(f"alice:{apache}\n{make_entry('bob', 'pw', cost=5)}\n")
+    h = HtpasswdFile(f)
+    assert h.dummy_cost == 5
+    seen = _record_bcrypt(monkeypatch)
+    assert not h.check("alice", "wrong") and not h.check("mallory", "wrong")
+    assert [s[:7] for s in seen] == [b"$2b$05$", b"$2b$05$"]  # same variant, same cost
+    assert bcrypt.checkpw(b"x", seen[1]) is False  # a valid bcrypt hash that no password matches
+    f.write_text(f"{make_entry('alice', 'pw', cost=4)}\n{make_entry('bob', 'pw', cost=4)}\n"
+                 f"{make_entry('carol', 'pw', cost=6)}\n")
+    seen.clear()
+    assert not h.check("mallory", "wrong")  # the file changed: the dummy follows its cost
+    assert h.dummy_cost == 4 and seen[0][:7] == b"$2b$04$"
+
+
+def test_typical_cost() -> None:
+    def h(cost: int) -> str:
+        return f"$2y${cost:02d}${_SALT_AND_HASH}"
+
+    assert typical_cost([h(5), h(5), h(12)]) == 5  # what most users have
+    assert typical_cost([h(5), h(12)]) == 12  # a tie: the slower
+    assert typical_cost([]) == DEFAULT_COST
 
 
 @pytest.mark.parametrize("user", ["", "a:b", "a b", "*", "+"])

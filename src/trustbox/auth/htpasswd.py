@@ -1,8 +1,9 @@
 """htpasswd files with bcrypt entries (``htpasswd -B``), as registry:2 reads them.
 
-Checks take the same time whether or not the user exists (an unknown user is checked against a
-dummy hash), the file is re-read when it changes on disk, and entries can be added or replaced
-with an atomic rewrite.
+Checks take the same time whether or not the user exists: an unknown user is checked against a
+dummy hash made at load with the cost the file's entries use most (``htpasswd -B`` writes cost 5,
+``trustbox auth htpasswd add`` cost 10). The file is re-read when it changes on disk, and entries
+can be added or replaced with an atomic rewrite.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import tempfile
 import threading
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +24,8 @@ import bcrypt
 
 from trustbox.errors import ConfigError, FormatError
 
-_BCRYPT_PREFIXES = ("$2y$", "$2a$", "$2b$")
+# $2y$ (Apache), $2a$ and $2b$, a two-digit cost 04..31, 22 characters of salt, 31 of hash.
+_BCRYPT_RE = re.compile(r"^\$2[aby]\$(?:0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$")
 DEFAULT_COST = 10
 _RESERVED_USERS = ("*", "+")
 
@@ -28,6 +33,28 @@ _RESERVED_USERS = ("*", "+")
 def _normalise(hashed: str) -> bytes:
     """``$2y$`` (Apache) and ``$2a$`` are the same algorithm as ``$2b$`` for our purposes."""
     return ("$2b$" + hashed[4:]).encode("ascii")
+
+
+def bcrypt_cost(hashed: str | bytes) -> int:
+    """The cost (log2 of the rounds) of a bcrypt hash ``$2?$NN$...``; ValueError if there is none."""
+    text = hashed.decode("ascii") if isinstance(hashed, bytes) else hashed
+    return int(text[4:6])
+
+
+def typical_cost(hashes: Iterable[str]) -> int:
+    """The cost most of ``hashes`` use (the higher one on a tie); DEFAULT_COST when there are none.
+
+    An unknown user checked at this cost takes as long as a wrong password for most known users.
+    """
+    counts = Counter(bcrypt_cost(h) for h in hashes)
+    if not counts:
+        return DEFAULT_COST
+    return max(counts, key=lambda cost: (counts[cost], cost))
+
+
+def dummy_hash(cost: int) -> bytes:
+    """A ``$2b$`` hash of a random secret at ``cost``: what unknown users are checked against."""
+    return bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=cost, prefix=b"2b"))
 
 
 def validate_user(user: str) -> None:
@@ -56,7 +83,11 @@ def make_entry(user: str, password: str, cost: int = DEFAULT_COST) -> str:
 
 
 def parse(text: str, source: str = "htpasswd") -> dict[str, str]:
-    """Users and hashes of an htpasswd file; only bcrypt entries are accepted."""
+    """Users and hashes of an htpasswd file; only well-formed bcrypt entries are accepted.
+
+    Raises ConfigError naming the line of anything else (a malformed hash would be refused
+    without bcrypt's work: faster, which would tell that the user exists).
+    """
     users: dict[str, str] = {}
     for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -65,8 +96,10 @@ def parse(text: str, source: str = "htpasswd") -> dict[str, str]:
         user, sep, hashed = line.partition(":")
         if not sep or not user:
             raise ConfigError(f"{source}:{n}: not a user:hash entry")
-        if not hashed.startswith(_BCRYPT_PREFIXES) or len(hashed) != 60:
-            raise ConfigError(f"{source}:{n}: only bcrypt entries are supported", hint="create them with htpasswd -B")
+        if not _BCRYPT_RE.match(hashed):
+            raise ConfigError(
+                f"{source}:{n}: only well-formed bcrypt entries are supported", hint="create them with htpasswd -B"
+            )
         users[user] = hashed
     return users
 
@@ -88,7 +121,7 @@ class HtpasswdFile:
         self._stamp: _Stamp | None = None
         self._cache_key = secrets.token_bytes(32)
         self._ok: set[bytes] = set()
-        self._dummy: bytes | None = None
+        self._dummy = b""
         self._reload_if_changed()
 
     def _stat(self) -> _Stamp:
@@ -107,7 +140,11 @@ class HtpasswdFile:
                 text = self.path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"cannot read htpasswd file {self.path}: {exc}") from None
-            self._users = parse(text, str(self.path))
+            users = parse(text, str(self.path))
+            cost = typical_cost(users.values())
+            if not self._dummy or bcrypt_cost(self._dummy) != cost:
+                self._dummy = dummy_hash(cost)
+            self._users = users
             self._stamp = stamp
             self._ok = set()
 
@@ -116,24 +153,39 @@ class HtpasswdFile:
         self._reload_if_changed()
         return sorted(self._users)
 
-    def _dummy_hash(self) -> bytes:
-        if self._dummy is None:
-            self._dummy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=DEFAULT_COST))
-        return self._dummy
+    @property
+    def dummy_cost(self) -> int:
+        """The bcrypt cost unknown users are checked at (the file's typical cost)."""
+        return bcrypt_cost(self._dummy)
+
+    def _memo(self, user: str, hashed: str | None, raw: bytes) -> bytes:
+        return hmac.new(self._cache_key, f"{user}\x00{hashed}\x00".encode() + raw, hashlib.sha256).digest()
+
+    def remembered(self, user: str, password: str) -> bool:
+        """Whether ``password`` for ``user`` passed :meth:`check` since the file last changed.
+
+        Cheap (no bcrypt), so callers may ask it on the event loop. Raises ConfigError if the
+        file changed and can no longer be read.
+        """
+        self._reload_if_changed()
+        hashed = self._users.get(user)
+        raw = password.encode("utf-8", "surrogatepass")
+        return hashed is not None and self._memo(user, hashed, raw) in self._ok
 
     def check(self, user: str, password: str) -> bool:
         """Whether ``password`` is right for ``user``; takes as long for unknown users.
 
         Successful checks are remembered (as a keyed hash, never the password) until the file
-        changes, so repeated requests do not pay bcrypt's cost each time.
+        changes, so repeated requests do not pay bcrypt's cost each time. Raises ConfigError if
+        the file changed and can no longer be read.
         """
         self._reload_if_changed()
         raw = password.encode("utf-8", "surrogatepass")
         hashed = self._users.get(user)
-        memo = hmac.new(self._cache_key, f"{user}\x00{hashed}\x00".encode() + raw, hashlib.sha256).digest()
+        memo = self._memo(user, hashed, raw)
         if hashed is not None and memo in self._ok:
             return True
-        candidate = _normalise(hashed) if hashed is not None else self._dummy_hash()
+        candidate = _normalise(hashed) if hashed is not None else self._dummy
         try:
             good = bcrypt.checkpw(raw, candidate) if len(raw) <= 72 else False
         except ValueError:
