@@ -25,6 +25,7 @@ from trustbox.auth.middleware import (
     registry_required_scopes,
 )
 from trustbox.auth.scopes import CATALOG, repository
+from trustbox.auth.throttle import FailureThrottle, ThrottleLimits
 from trustbox.errors import ConfigError
 
 REALM, SERVICE = "https://auth.test/token", "svc"
@@ -142,6 +143,44 @@ def test_basic_authorizer(tmp_path: Path) -> None:
     assert client.get("/v2/", auth=("bob", "pw2")).status_code == 200
     bad = base64.b64encode(b"nocolon").decode()
     assert client.get("/v2/", headers={"Authorization": f"Basic {bad}"}).status_code == 401
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_basic_authorizer_throttles_failures(tmp_path: Path) -> None:
+    """registry:2 / trust server Basic auth: the token server's throttle, same 429."""
+    f = tmp_path / "htpasswd"
+    add_user(f, "alice", "pw", cost=4)
+    clock = Clock()
+    authorizer = BasicAuthorizer(HtpasswdFile(f), "reg", throttle=FailureThrottle(ThrottleLimits(3, 5, 60), clock))
+    app = AuthMiddleware(tiny_app(), authorizer, registry_required_scopes,
+                         extra_headers={"Docker-Distribution-API-Version": "registry/2.0"})
+    client = TestClient(app, client=("192.0.2.1", 1234))
+    for _ in range(5):
+        assert client.get("/v2/").status_code == 401  # the challenge round trip is not a failure
+    for _ in range(3):
+        assert client.get("/v2/", auth=("alice", "bad")).status_code == 401
+    for password in ("bad", "pw"):
+        r = client.get("/v2/a/manifests/x", auth=("alice", password))
+        assert r.status_code == 429 and r.headers["retry-after"] == "20"
+        assert r.headers["docker-distribution-api-version"] == "registry/2.0"
+        assert r.json() == {"errors": [{"code": "TOOMANYREQUESTS", "message": r.json()["errors"][0]["message"]}]}
+    clock.now += 20
+    assert client.get("/v2/", auth=("alice", "pw")).status_code == 200
+    sprayer = TestClient(app, client=("2001:db8::1", 1234))
+    for n in range(5):  # user names sprayed from one address (IPv6: its /64)
+        assert sprayer.get("/v2/", auth=(f"nobody{n}", "x")).status_code == 401
+    sprayer = TestClient(app, client=("2001:db8::2", 1234))
+    assert sprayer.get("/v2/", auth=("nobody9", "x")).status_code == 429
+    assert client.get("/v2/", auth=("nobody9", "x")).status_code == 401
 
 
 def test_no_auth_and_config(tmp_path: Path) -> None:

@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
-import anyio.to_thread
-
 from trustbox.auth.access import AccessRules
 from trustbox.auth.htpasswd import HtpasswdFile
 from trustbox.auth.scopes import (
@@ -43,6 +41,7 @@ from trustbox.auth.scopes import (
     satisfies,
     unauthorized_body,
 )
+from trustbox.auth.throttle import FailureThrottle, PasswordGate, Throttled
 from trustbox.auth.tokens import InvalidTokenError, TokenVerifier
 from trustbox.errors import ConfigError
 
@@ -86,8 +85,10 @@ class Outcome:
 class Authorizer(Protocol):
     """Decides whether a request with an ``Authorization`` header may have ``required``."""
 
-    async def authorize(self, authorization: str | None, required: Sequence[Scope]) -> Outcome:
-        """Allow (with who) or refuse (with the response to send)."""
+    async def authorize(
+        self, authorization: str | None, required: Sequence[Scope], client: str | None = None
+    ) -> Outcome:
+        """Allow (with who) or refuse (with the response to send); ``client``: the peer's address."""
         ...
 
 
@@ -104,7 +105,9 @@ def _refuse_401(challenge: str, required: Sequence[Scope]) -> Outcome:
 class NoAuthorizer:
     """Lets every request through."""
 
-    async def authorize(self, authorization: str | None, required: Sequence[Scope]) -> Outcome:
+    async def authorize(
+        self, authorization: str | None, required: Sequence[Scope], client: str | None = None
+    ) -> Outcome:
         """Always allowed, anonymously."""
         return Outcome(info=AuthInfo(None, tuple(required), "none"))
 
@@ -130,20 +133,33 @@ class BasicAuthorizer:
     """htpasswd Basic auth like registry:2's ``htpasswd`` controller.
 
     Any valid user gets every scope unless ``rules`` are given; then a valid user lacking access
-    gets 403 ``DENIED``.
+    gets 403 ``DENIED``. Failed passwords are throttled per account and per client address
+    (``throttle``, default :class:`FailureThrottle`'s limits): 429 ``TOOMANYREQUESTS`` with
+    ``Retry-After`` while locked.
     """
 
-    def __init__(self, htpasswd: HtpasswdFile, realm: str, rules: AccessRules | None = None) -> None:
+    def __init__(
+        self, htpasswd: HtpasswdFile, realm: str, rules: AccessRules | None = None,
+        throttle: FailureThrottle | None = None,
+    ) -> None:
         self.htpasswd = htpasswd
         self.realm = realm
         self.rules = rules
+        self.gate = PasswordGate(htpasswd, throttle if throttle is not None else FailureThrottle())
 
-    async def authorize(self, authorization: str | None, required: Sequence[Scope]) -> Outcome:
-        """Check the Basic credentials, then the rules."""
+    async def authorize(
+        self, authorization: str | None, required: Sequence[Scope], client: str | None = None
+    ) -> Outcome:
+        """Check the Basic credentials (throttled), then the rules."""
         creds = parse_basic(authorization)
         ok = False
         if creds is not None:
-            ok = await anyio.to_thread.run_sync(self.htpasswd.check, creds[0], creds[1])
+            try:
+                ok = await self.gate.check(creds[0], creds[1], client)
+            except Throttled as exc:
+                log.warning("throttled Basic auth for user %r from %s", creds[0], client)
+                headers = (("Content-Type", JSON_CONTENT_TYPE), *exc.headers().items())
+                return Outcome(refusal=Refusal(429, headers, exc.body()))
         if creds is None or not ok:
             return _refuse_401(basic_challenge(self.realm), required)
         user = creds[0]
@@ -171,7 +187,9 @@ class BearerAuthorizer:
         """Build from the four options notary-server and registry:2 take."""
         return cls(TokenVerifier.from_bundle(rootcertbundle, issuer, service), realm, service)
 
-    async def authorize(self, authorization: str | None, required: Sequence[Scope]) -> Outcome:
+    async def authorize(
+        self, authorization: str | None, required: Sequence[Scope], client: str | None = None
+    ) -> Outcome:
         """Verify the bearer token and that its access covers ``required``."""
         parts = (authorization or "").split(" ")
         if len(parts) != 2 or parts[0].lower() != "bearer":
@@ -224,7 +242,8 @@ class AuthMiddleware:
             if name.lower() == b"authorization":
                 authorization = value.decode("latin-1")
                 break
-        outcome = await self.authorizer.authorize(authorization, required)
+        peer = scope.get("client")
+        outcome = await self.authorizer.authorize(authorization, required, peer[0] if peer else None)
         if outcome.refusal is not None:
             await self._send_refusal(scope, receive, send, outcome.refusal)
             return

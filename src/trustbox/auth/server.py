@@ -6,6 +6,10 @@ auth server does; ``POST /token`` takes the OAuth2 password grant form newer cli
 granted access is the intersection of what was asked for and what the rules allow; a request for
 something not allowed still gets a token, just without that access (the resource server then
 refuses), exactly like Docker Hub's auth server.
+
+Abuse limits: the ``POST`` form is read only up to ``max_form_bytes`` (413 beyond, without
+buffering more), and failed password checks are throttled per account and per client address
+(429 with ``Retry-After``; :mod:`trustbox.auth.throttle`).
 """
 
 from __future__ import annotations
@@ -15,11 +19,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Message
 
 from trustbox.auth.access import AccessRules
 from trustbox.auth.htpasswd import HtpasswdFile
@@ -33,16 +37,22 @@ from trustbox.auth.scopes import (
     merge_scopes,
     parse_scopes,
 )
+from trustbox.auth.throttle import FailureThrottle, PasswordGate, Throttled
 from trustbox.auth.tokens import DEFAULT_TTL, TokenIssuer
 from trustbox.errors import FormatError
 
 log = logging.getLogger(__name__)
 MAX_SCOPES = 32
+DEFAULT_MAX_FORM_BYTES = 8 * 1024
 
 
 @dataclass
 class TokenServerConfig:
-    """What the token server needs: a signer, users, rules and the services it issues for."""
+    """What the token server needs: a signer, users, rules and the services it issues for.
+
+    ``throttle`` limits failed password checks (None: unlimited); ``max_form_bytes`` bounds the
+    body of ``POST /token``.
+    """
 
     issuer: TokenIssuer
     htpasswd: HtpasswdFile | None
@@ -50,6 +60,8 @@ class TokenServerConfig:
     services: frozenset[str] = field(default_factory=frozenset)
     ttl: int = DEFAULT_TTL
     realm: str = "trustbox token server"
+    throttle: FailureThrottle | None = field(default_factory=FailureThrottle)
+    max_form_bytes: int = DEFAULT_MAX_FORM_BYTES
 
 
 def _issued_at(ts: datetime.datetime) -> str:
@@ -62,15 +74,53 @@ class _Refused(Exception):
         self.message = message
 
 
+class _FormTooLarge(Exception):
+    """A ``POST /token`` body (announced or received) over the limit."""
+
+
+async def read_bounded(request: Request, limit: int) -> bytes:
+    """The request body, never holding more than ``limit`` bytes of it.
+
+    Raises _FormTooLarge as soon as the announced ``Content-Length`` or the bytes received so far
+    exceed ``limit`` (the rest is not read), FormatError for a malformed ``Content-Length``.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not (declared.isascii() and declared.isdigit()):
+            raise FormatError("malformed Content-Length")
+        if int(declared) > limit:
+            raise _FormTooLarge()
+    body = bytearray()
+    async for chunk in request.stream():
+        if len(body) + len(chunk) > limit:
+            raise _FormTooLarge()
+        body += chunk
+    return bytes(body)
+
+
+async def parse_form(request: Request, body: bytes) -> dict[str, str]:
+    """The text fields of a form ``body`` already read from ``request`` (urlencoded or multipart).
+
+    Raises whatever Starlette's form parser raises for a malformed body.
+    """
+
+    async def replay() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    form = await Request(request.scope, replay).form()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
 class TokenService:
     """The request handling, independent of the HTTP framework's routing."""
 
     def __init__(self, config: TokenServerConfig) -> None:
         self.config = config
+        self.gate = PasswordGate(config.htpasswd, config.throttle) if config.htpasswd is not None else None
 
-    def _error(self, status: int, code: str, message: str) -> _Refused:
-        resp = Response(error_body(code, message, with_detail=False), status, media_type=JSON_CONTENT_TYPE)
-        return _Refused(resp, message)
+    def _error(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> _Refused:
+        body = error_body(code, message, with_detail=False)
+        return _Refused(Response(body, status, headers=headers, media_type=JSON_CONTENT_TYPE), message)
 
     def _unauthorized(self, message: str) -> _Refused:
         resp = Response(
@@ -81,16 +131,24 @@ class TokenService:
         )
         return _Refused(resp, message)
 
-    async def authenticate(self, user: str | None, password: str | None) -> str | None:
-        """The authenticated user, None for anonymous; raise _Refused when refused."""
+    async def authenticate(self, user: str | None, password: str | None, address: str | None) -> str | None:
+        """The authenticated user, None for anonymous.
+
+        Raises _Refused: 401 for missing or wrong credentials, 429 (``TOOMANYREQUESTS`` with
+        ``Retry-After``) while the account or the client ``address`` is throttled.
+        """
         if user is None:
             if self.config.rules.allows_anonymous:
                 return None
             raise self._unauthorized("authentication required")
-        htpasswd = self.config.htpasswd
         ok = False
-        if htpasswd is not None:
-            ok = await anyio.to_thread.run_sync(htpasswd.check, user, password or "")
+        if self.gate is not None:
+            try:
+                ok = await self.gate.check(user, password or "", address)
+            except Throttled as exc:
+                log.warning("throttled token request for user %r from %s", user, address)
+                resp = Response(exc.body(), 429, headers=exc.headers(), media_type=JSON_CONTENT_TYPE)
+                raise _Refused(resp, exc.message) from None
         if not ok:
             log.info("token request with bad credentials for user %r", user)
             raise self._unauthorized("incorrect username or password")
@@ -134,7 +192,8 @@ class TokenService:
             creds = parse_basic(request.headers.get("authorization"))
             if creds is None and request.headers.get("authorization"):
                 raise self._unauthorized("malformed credentials")
-            user = await self.authenticate(*(creds or (None, None)))
+            name, password = creds if creds is not None else (None, None)
+            user = await self.authenticate(name, password, _address(request))
             token, _granted, expires_in, issued_at = self.issue(user, service, scopes)
         except _Refused as refused:
             return refused.response
@@ -150,10 +209,12 @@ class TokenService:
             return JSONResponse({"error": error, "error_description": description}, status)
 
         try:
-            form = await request.form()
+            values = await parse_form(request, await read_bounded(request, self.config.max_form_bytes))
+        except _FormTooLarge:
+            limit = self.config.max_form_bytes
+            return self._error(413, "SIZE_INVALID", f"request body larger than {limit} bytes").response
         except Exception:  # noqa: BLE001 - any malformed body is the client's fault
             return oauth_error(400, "invalid_request", "malformed form body")
-        values = {k: v for k, v in form.items() if isinstance(v, str)}
         grant_type = values.get("grant_type", "")
         if grant_type != "password":
             return oauth_error(400, "unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
@@ -163,11 +224,13 @@ class TokenService:
         try:
             service = self.check_service(values.get("service"))
             scopes = self.requested([values.get("scope", "")])
-            user = await self.authenticate(username, password)
+            user = await self.authenticate(username, password, _address(request))
             token, granted, expires_in, issued_at = self.issue(user, service, scopes)
         except _Refused as refused:
             if refused.response.status_code == 401:
                 return oauth_error(401, "invalid_grant", "incorrect username or password")
+            if refused.response.status_code == 429:
+                return refused.response
             return oauth_error(400, "invalid_request", refused.message)
         return JSONResponse(
             {
@@ -179,6 +242,10 @@ class TokenService:
             },
             headers={"Cache-Control": "no-store"},
         )
+
+
+def _address(request: Request) -> str | None:
+    return request.client.host if request.client else None
 
 
 def create_app(config: TokenServerConfig) -> Starlette:

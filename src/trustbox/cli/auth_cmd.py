@@ -130,6 +130,16 @@ def keygen(directory: Path, cn: str, days: int, force: bool) -> None:
               help="A service (token audience) to issue for; repeatable. Default: any.")
 @click.option("--ttl", type=click.IntRange(10, 86400), default=300, show_default=True, envvar="TRUSTBOX_AUTH_TTL",
               help="Token lifetime in seconds.")
+@click.option("--max-form-bytes", type=click.IntRange(512, 1024 * 1024), default=8192, show_default=True,
+              envvar="TRUSTBOX_AUTH_MAX_FORM_BYTES", help="Largest POST /token body; larger ones get 413.")
+@click.option("--max-failures-per-account", type=click.IntRange(0), default=10, show_default=True,
+              envvar="TRUSTBOX_AUTH_MAX_FAILURES_PER_ACCOUNT",
+              help="Wrong passwords an account may have per --failure-window before 429s (0: no limit).")
+@click.option("--max-failures-per-address", type=click.IntRange(0), default=30, show_default=True,
+              envvar="TRUSTBOX_AUTH_MAX_FAILURES_PER_ADDRESS",
+              help="Wrong passwords a client address (IPv6: its /64) may have per --failure-window (0: no limit).")
+@click.option("--failure-window", type=click.IntRange(1, 86400), default=60, show_default=True,
+              envvar="TRUSTBOX_AUTH_FAILURE_WINDOW", help="Seconds over which the failure limits apply.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
 @_one_line_errors
 def serve_auth(
@@ -143,6 +153,10 @@ def serve_auth(
     cert: Path,
     services: tuple[str, ...],
     ttl: int,
+    max_form_bytes: int,
+    max_failures_per_account: int,
+    max_failures_per_address: int,
+    failure_window: int,
     log_level: str,
 ) -> None:
     """Run the docker token server (GET/POST /token)."""
@@ -151,6 +165,7 @@ def serve_auth(
     from trustbox.auth.access import AccessRules
     from trustbox.auth.htpasswd import HtpasswdFile
     from trustbox.auth.server import TokenServerConfig, create_app
+    from trustbox.auth.throttle import FailureThrottle, ThrottleLimits
     from trustbox.auth.tokens import TokenIssuer
 
     host, port = _parse_listen(listen)
@@ -162,6 +177,8 @@ def serve_auth(
         rules=AccessRules.load(rules_path),
         services=frozenset(s for v in services for s in v.split()),
         ttl=ttl,
+        throttle=FailureThrottle(ThrottleLimits(max_failures_per_account, max_failures_per_address, failure_window)),
+        max_form_bytes=max_form_bytes,
     )
     if config.htpasswd is None and not config.rules.allows_anonymous:
         raise ConfigError("no --htpasswd and no anonymous rule: nobody could get a token")
