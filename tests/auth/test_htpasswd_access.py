@@ -29,8 +29,10 @@ def test_add_and_check(tmp_path: Path) -> None:
     assert not h.check("mallory", "s3cret")
     assert add_user(f, "alice", "new-pass", cost=4) is True
     assert f.read_text().count("alice:") == 1
+    assert not h.remembered("alice", "s3cret")  # the file changed: the memo no longer counts
     assert not h.check("alice", "s3cret")  # reloaded on change, memo dropped
-    assert h.check("alice", "new-pass")
+    assert h.check("alice", "new-pass") and h.remembered("alice", "new-pass")
+    assert not h.remembered("alice", "s3cret") and not h.remembered("bob", "hunter2")
 
 
 def test_reads_apache_and_python_hashes(tmp_path: Path) -> None:

@@ -164,10 +164,12 @@ class HtpasswdFile:
     def remembered(self, user: str, password: str) -> bool:
         """Whether ``password`` for ``user`` passed :meth:`check` since the file last changed.
 
-        Cheap (no bcrypt), so callers may ask it on the event loop. Raises ConfigError if the
-        file changed and can no longer be read.
+        Cheap (one ``stat``, no bcrypt, no reload: False when the file changed, :meth:`check`
+        then reloads it), so callers may ask it on the event loop. Raises ConfigError if the file
+        can no longer be found.
         """
-        self._reload_if_changed()
+        if self._stat() != self._stamp:
+            return False
         hashed = self._users.get(user)
         raw = password.encode("utf-8", "surrogatepass")
         return hashed is not None and self._memo(user, hashed, raw) in self._ok
