@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import anyio
@@ -88,6 +89,21 @@ def test_memory_is_bounded_and_drained_keys_are_forgotten() -> None:
     assert len(t.accounts) == 1 and len(t.addresses) == 1
     t.refund("x", "192.0.2.1")
     assert len(t.accounts) == 0 and len(t.addresses) == 0
+
+
+def test_long_user_names_do_not_grow_memory() -> None:
+    """Names kilobytes long (a Basic header or a form allows them) are kept as fixed-size keys."""
+    t = FailureThrottle(ThrottleLimits(account_failures=10, address_failures=10, max_keys=1000), Clock())
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(3000):
+            t.charge(f"{n:08d}" + "x" * 4096, f"198.51.{n // 256}.{n % 256}")
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert t.accounts is not None and len(t.accounts) == 1000
+    assert held < 1024 * 1024, held  # 1000 names of 4 KiB would hold 4 MiB
 
 
 def test_address_keys() -> None:

@@ -10,8 +10,9 @@ guess. Charging before the check bounds parallel guessing as well as sequential 
 refused request costs nothing, so an attacker who keeps knocking does not extend the lock.
 
 Unknown account names are charged exactly like known ones (the throttle must not tell which
-users exist). Memory is bounded: each table keeps at most ``max_keys`` keys, dropping the
-longest-unchanged first, and a bucket that has drained is forgotten. IPv6 clients are keyed by
+users exist). Memory is bounded: keys are stored as 16-byte digests (a user name can be kilobytes
+long), each table keeps at most ``max_keys`` of them, dropping the longest-unchanged first, and a
+bucket that has drained is forgotten. IPv6 clients are keyed by
 their /64 (one host usually owns the whole prefix).
 
 :class:`PasswordGate` puts the throttle in front of an :class:`HtpasswdFile`; the token server and
@@ -20,6 +21,7 @@ their /64 (one host usually owns the whole prefix).
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
 import threading
@@ -80,6 +82,10 @@ class ThrottleLimits:
             raise ConfigError("the throttle must be able to track at least one key")
 
 
+def _digest(key: str) -> bytes:
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
 class _Buckets:
     """Leaky buckets of failures by key: each drains at ``limit / window`` per second."""
 
@@ -87,20 +93,19 @@ class _Buckets:
         self.limit = limit
         self.rate = limit / window
         self.max_keys = max_keys
-        self._levels: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (level, when)
+        self._levels: OrderedDict[bytes, tuple[float, float]] = OrderedDict()  # digest -> (level, when)
 
     def __len__(self) -> int:
         return len(self._levels)
 
-    def level(self, key: str, now: float) -> float:
-        """The bucket's level at ``now`` (0 for an unknown key)."""
-        level, when = self._levels.get(key, (0.0, now))
+    def _level(self, digest: bytes, now: float) -> float:
+        level, when = self._levels.get(digest, (0.0, now))
         return max(0.0, level - max(0.0, now - when) * self.rate)
 
     def wait(self, key: str, now: float) -> float:
         """Seconds until ``key`` may be charged once more (0: now)."""
-        excess = self.level(key, now) - (self.limit - 1)
-        return excess / self.rate if excess > 0 else 0.0
+        excess = self._level(_digest(key), now) - (self.limit - 1)
+        return excess / self.rate if excess > _EMPTY else 0.0
 
     def add(self, key: str, amount: float, now: float) -> None:
         """Charge (or refund, with a negative ``amount``) ``key``.
@@ -108,13 +113,14 @@ class _Buckets:
         Keys are kept in the order they last changed; drained keys at the old end are dropped, and
         the oldest ones beyond ``max_keys``.
         """
-        level = self.level(key, now) + amount
-        self._levels.pop(key, None)
+        digest = _digest(key)
+        level = self._level(digest, now) + amount
+        self._levels.pop(digest, None)
         if level > _EMPTY:
-            self._levels[key] = (level, now)
+            self._levels[digest] = (level, now)
         while self._levels:
             oldest = next(iter(self._levels))
-            if len(self._levels) <= self.max_keys and self.level(oldest, now) > _EMPTY:
+            if len(self._levels) <= self.max_keys and self._level(oldest, now) > _EMPTY:
                 break
             del self._levels[oldest]
 
