@@ -54,6 +54,8 @@ class Stack:
             "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": "repository passphrase for the tutorial",
             "LANG": "C.UTF-8",
         }
+        if os.environ.get("PYTHONPATH"):  # a checkout's sources first (``PYTHONPATH=src``), as for the test process
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         env.update(extra)
         return env
 
@@ -101,14 +103,24 @@ def _trustbox_trust_server(workdir: Path) -> Iterator[tuple[str, Path]]:
 
 
 @contextmanager
+def trust_server(variant: str, workdir: Path) -> Iterator[tuple[str, Path]]:
+    """A trust server of ``variant`` on fresh storage under ``workdir``: ``(url, ca)``."""
+    if variant == "upstream":
+        with notary_server(_mk(workdir)) as info:
+            yield info
+    else:
+        with _trustbox_trust_server(_mk(workdir)) as info:
+            yield info
+
+
+@contextmanager
 def start_stack(variant: str, workdir: Path) -> Iterator[Stack]:
     """Start the servers of ``variant`` under ``workdir``."""
     with ExitStack() as es:
+        url, ca = es.enter_context(trust_server(variant, workdir / ("notary" if variant == "upstream" else "trust")))
         if variant == "upstream":
-            url, ca = es.enter_context(notary_server(workdir / "notary"))
             reg = es.enter_context(upstream_registry(_mk(workdir / "registry")))
         else:
-            url, ca = es.enter_context(_trustbox_trust_server(_mk(workdir / "trust")))
             reg = es.enter_context(trustbox_registry(_mk(workdir / "registry")))
         yield Stack(variant, url, ca, reg, workdir)
 

@@ -6,7 +6,9 @@ docker prints them; every other failure is one ``Error: ...`` line.
 
 Exit codes of ``trustbox verify``: 0 signed and matching, 1 not signed / signer missing /
 registry content does not match the signature, 2 usage or configuration, 3 trust server or
-registry unreachable.
+registry unreachable. Like docker, a trust server that does not serve its timestamp makes the
+cached trust data (within its expiry) stand in, with notary's warning on stderr; ``verify
+--require-fresh`` refuses that case.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import click
 from trustbox.client.images import (
     EXIT_NETWORK,
     EXIT_USAGE,
+    NotaryTrust,
     Reporter,
     TransferOptions,
     TrustError,
@@ -79,8 +82,13 @@ def _transfer_options(func: F) -> F:
     return func
 
 
+def _warn(line: str) -> None:
+    """A trust client warning (notary's text) on stderr."""
+    click.echo(line, err=True)
+
+
 def _options(insecure: tuple[str, ...], ca_certs: tuple[Path, ...]) -> TransferOptions:
-    return TransferOptions(registry=RegistryOptions.from_env(insecure, ca_certs))
+    return TransferOptions(registry=RegistryOptions.from_env(insecure, ca_certs), trust=NotaryTrust(warn=_warn))
 
 
 def _fail(ctx: click.Context, exc: TrustboxError, code: int | None = None) -> None:
@@ -158,17 +166,21 @@ def pull_cmd(
               help="Require a signature by this signer (a targets/<NAME> delegation, or 'Repo Admin'); repeatable.")
 @click.option("--deep", is_flag=True, help="Also download and verify every child manifest and blob.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable verdict on stdout.")
+@click.option("--require-fresh", is_flag=True,
+              help="Fail when the trust server does not serve current trust data (no fallback to the local cache).")
 @_transfer_options
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 @click.pass_context
 def verify_cmd(
-    ctx: click.Context, image: str, signers: tuple[str, ...], deep: bool, as_json: bool,
+    ctx: click.Context, image: str, signers: tuple[str, ...], deep: bool, as_json: bool, require_fresh: bool,
     insecure: tuple[str, ...], ca_certs: tuple[Path, ...], quiet: bool,
 ) -> None:
     """CI/CD gate: exit 0 only if IMAGE:TAG is signed (by every --signer) and the registry serves
-    exactly the signed manifest (digest and size).
+    exactly the signed manifest (digest and size). When the trust server does not serve its
+    timestamp, the cached trust data is used (with a warning) unless --require-fresh is given.
 
-    Exit codes: 0 verified, 1 not signed / signer missing / mismatch, 2 usage, 3 network.
+    Exit codes: 0 verified, 1 not signed / signer missing / mismatch / no current trust data,
+    2 usage, 3 network.
     """
     try:
         opts = _options(insecure, ca_certs)
@@ -176,7 +188,8 @@ def verify_cmd(
         _fail(ctx, exc, EXIT_USAGE)
         return
     try:
-        verdict = verify_image(image, signers=signers, deep=deep, opts=opts, reporter=RichReporter(quiet or as_json))
+        verdict = verify_image(image, signers=signers, deep=deep, require_fresh=require_fresh, opts=opts,
+                               reporter=RichReporter(quiet or as_json))
     except NetworkError as exc:
         _fail(ctx, exc, EXIT_NETWORK)
         return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from trustbox.errors import (
     ConfigError,
     FormatError,
@@ -20,6 +22,26 @@ class RepositoryNotExistError(NotFoundError):
         super().__init__(f"{host} does not have trust data for {gun}")
         self.host = host
         self.gun = gun
+
+
+class RemoteTrustDataMissingError(NotFoundError):
+    """The server has no trust data for a GUN the local cache holds (a new, wiped or restored trust
+    server), and the cached repository could not be published to it again: nothing was published.
+    Not a :class:`RepositoryNotExistError`, so no caller starts a new repository over the cache."""
+
+    def __init__(self, host: str, gun: str, cache_dir: Path, reason: str) -> None:
+        super().__init__(
+            f"{host} does not have trust data for {gun} but the local cache does ({reason}); "
+            f"restore the trust server's data, or remove the cache {cache_dir} to start a new repository"
+        )
+        self.host = host
+        self.gun = gun
+        self.cache_dir = cache_dir
+
+
+class UnconfirmedStateError(NetworkError):
+    """Nothing to publish, but the server did not serve its current timestamp, so it cannot be
+    confirmed to hold the versions the change was made against (nothing is reported as published)."""
 
 
 class MetaNotFoundError(NotFoundError):

@@ -123,6 +123,14 @@ class TrustedTarget:
     length: int
     role: str
     signers: tuple[str, ...] = ()
+    #: why the trust data came from the local cache (the server did not serve its current timestamp);
+    #: None when the server confirmed it
+    stale: TrustboxError | None = field(default=None, compare=False)
+
+    @property
+    def from_cache(self) -> bool:
+        """Whether the lookup used the cached trust data instead of the server's current one."""
+        return self.stale is not None
 
 
 class TrustAdapter(Protocol):
@@ -154,14 +162,16 @@ def _find_factory() -> Callable[..., Any]:
     raise TrustUnavailableError("the content trust client is not available in this build of trustbox")
 
 
-def _to_target(tag: str, t: Any) -> TrustedTarget:
+def _to_target(tag: str, t: Any, client: Any = None) -> TrustedTarget:
     hexd = str(getattr(t, "sha256_hex", "") or "")
+    stale = getattr(client, "stale_reason", None)
     return TrustedTarget(
         tag=str(getattr(t, "name", tag) or tag),
         digest=f"sha256:{hexd}",
         length=int(getattr(t, "length", 0)),
         role=str(getattr(t, "role", "")),
         signers=tuple(str(s) for s in (getattr(t, "signers", None) or ())),
+        stale=stale if isinstance(stale, TrustboxError) else None,
     )
 
 
@@ -196,7 +206,7 @@ class NotaryTrust:
             _close(client)
         if t is None:
             raise TrustError(f"No valid trust data for {tag}")
-        target = _to_target(tag, t)
+        target = _to_target(tag, t, client)
         if len(target.digest) != len("sha256:") + 64:
             raise TrustError(f"No valid trust data for {tag}")
         return target
@@ -211,7 +221,7 @@ class NotaryTrust:
             raise notary_error(ref.name, exc) from None
         finally:
             _close(client)
-        return [_to_target(str(getattr(t, "name", "")), t) for t in ts]
+        return [_to_target(str(getattr(t, "name", "")), t, client) for t in ts]
 
     def sign(self, ref: ImageRef, tag: str, digest: str, length: int) -> None:
         """Sign the pushed manifest under ``tag``."""
@@ -538,6 +548,8 @@ class Verdict:
     media_type: str | None = None
     platforms: list[str] = field(default_factory=list)
     blobs_verified: int | None = None
+    #: the trust data came from the local cache (None: no trust data was loaded)
+    from_cache: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A machine-readable verdict."""
@@ -557,6 +569,7 @@ class Verdict:
             else None,
             "platforms": self.platforms,
             "blobs_verified": self.blobs_verified,
+            "from_cache": self.from_cache,
         }
 
 
@@ -565,11 +578,13 @@ def verify_image(
     *,
     signers: Iterable[str] = (),
     deep: bool = False,
+    require_fresh: bool = False,
     opts: TransferOptions,
     reporter: Reporter,
 ) -> Verdict:
     """``trustbox verify``: is ``IMAGE:TAG`` signed (by ``signers``) and does the registry serve
-    exactly the signed manifest? Never raises for a negative answer; see ``Verdict.exit_code``."""
+    exactly the signed manifest? ``require_fresh`` refuses trust data the server did not confirm
+    (the cached timestamp was used). Never raises for a negative answer; see ``Verdict.exit_code``."""
     v = Verdict(image=image, required_signers=sorted(set(signers)))
     try:
         ref = parse_image_ref(image, default_tag=True)
@@ -589,6 +604,14 @@ def verify_image(
         return v
     except TrustUnavailableError as exc:
         v.exit_code, v.reason = EXIT_USAGE, exc.message
+        return v
+    v.from_cache = target.from_cache
+    if require_fresh and target.stale is not None:
+        v.exit_code = EXIT_NETWORK if isinstance(target.stale, NetworkError) else EXIT_UNTRUSTED
+        v.reason = (
+            f"the trust server did not serve current trust data for {ref.name} ({target.stale.message}); "
+            "the cached copy is not accepted with --require-fresh"
+        )
         return v
     v.signed_digest, v.signed_size, v.role, v.signers = target.digest, target.length, target.role, sorted(target.signers)
     missing = [s for s in v.required_signers if s not in target.signers]

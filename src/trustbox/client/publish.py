@@ -5,6 +5,10 @@ docker does: local root key, new targets key, server-managed timestamp and snaps
 takes target and delegation changes, and :meth:`RepoDraft.sign` produces the documents to
 upload: every changed role with its version bumped and a fresh expiry (targets and
 delegations 3 years, root 10 years), plus a snapshot only when its key is held locally.
+
+A draft over a cached repository the server does not hold (``initial_publish``, notary's
+``initialPublish``) also uploads everything the server lacks: the cached root and every
+unchanged targets role as cached, so the server either takes the whole repository or refuses it.
 """
 
 from __future__ import annotations
@@ -63,6 +67,11 @@ def _sign_with(md: Metadata[Any], keys: Sequence[tuple[str, PrivateKey]], thresh
         )
 
 
+def _role_order(role: str) -> tuple[int, str]:
+    """``targets`` first, then delegations by depth and name (parents before children)."""
+    return (role.count("/") if role != TARGETS else -1, role)
+
+
 class RepoDraft:
     """Staged changes to one repository, turned into signed documents by :meth:`sign`."""
 
@@ -76,6 +85,7 @@ class RepoDraft:
         snapshot: Metadata[Snapshot] | None,
         *,
         new_repo: bool = False,
+        initial_publish: bool = False,
         root_signers: Sequence[tuple[str, PrivateKey]] = (),
     ) -> None:
         self.gun = gun
@@ -86,6 +96,8 @@ class RepoDraft:
         self.bodies: dict[str, Targets] = {role: _copy_targets(md) for role, md in targets.items()}
         self.snapshot = snapshot
         self.new_repo = new_repo
+        #: the server has none of this (cached) repository: upload all of it with the changes
+        self.initial_publish = initial_publish
         self.root_signers = list(root_signers)
         self.dirty: set[str] = set()
         if new_repo:
@@ -94,13 +106,16 @@ class RepoDraft:
     # -- construction ------------------------------------------------------------------------------
 
     @classmethod
-    def from_collection(cls, tc: TrustedCollection, keystore: KeyStore, now: datetime) -> RepoDraft:
-        """A draft over verified metadata."""
+    def from_collection(
+        cls, tc: TrustedCollection, keystore: KeyStore, now: datetime, *, initial_publish: bool = False
+    ) -> RepoDraft:
+        """A draft over verified metadata (``initial_publish``: the server holds none of it).
+        Raises RoleError when targets is not loaded."""
         if tc.targets is None:
             raise RoleError("targets metadata is not loaded")
         targets = {TARGETS: tc.targets}
         targets.update({name: loaded.metadata for name, loaded in tc.delegations.items()})
-        return cls(tc.gun, keystore, now, tc.root, targets, tc.snapshot)
+        return cls(tc.gun, keystore, now, tc.root, targets, tc.snapshot, initial_publish=initial_publish)
 
     @classmethod
     def new_repository(cls, gun: str, keystore: KeyStore, now: datetime, remote: RemoteStore) -> RepoDraft:
@@ -260,7 +275,9 @@ class RepoDraft:
         return self.keystore.signing_keys(keys, keys.keys()), threshold
 
     def sign(self) -> list[tuple[str, bytes]]:
-        """Sign every changed role (and the snapshot if its key is held); the parts to upload."""
+        """Sign every changed role (and the snapshot if its key is held); the parts to upload.
+        An initial publish adds the cached root and unchanged targets roles. Raises
+        NoSigningKeysError / InsufficientSignaturesError when keys are missing."""
         parts: list[tuple[str, bytes]] = []
         signed: dict[str, bytes] = {}
         if self.new_repo:
@@ -269,7 +286,10 @@ class RepoDraft:
             _sign_with(self.root, self.root_signers, threshold, ROOT)
             signed[ROOT] = self.root.to_bytes()
             parts.append((ROOT, signed[ROOT]))
-        order = sorted(self.dirty, key=lambda r: (r != TARGETS, r))
+        elif self.initial_publish:
+            signed[ROOT] = self.root.to_bytes()
+            parts.append((ROOT, signed[ROOT]))
+        order = sorted(self.dirty, key=_role_order)
         for role in order:
             body = self.bodies[role]
             body.version += 1
@@ -279,6 +299,11 @@ class RepoDraft:
             _sign_with(md, keys, threshold, role)
             signed[role] = md.to_bytes()
             parts.append((role, signed[role]))
+        if self.initial_publish:
+            for role in sorted(set(self.trusted) - set(signed), key=_role_order):
+                if role in self.bodies:  # not deleted by this draft
+                    signed[role] = self.trusted[role].to_bytes()
+                    parts.append((role, signed[role]))
         if self._holds_snapshot_key():
             parts.append((SNAPSHOT, self._sign_snapshot(signed)))
         return parts

@@ -3,13 +3,17 @@
 Docker semantics: a tag is looked up in ``targets/releases`` then ``targets``; signing a tag
 initialises a new repository (server-managed snapshot, the tag in ``targets``) or signs into
 every role the local keys can sign (``AddToAllSignableRoles``), then publishes.
+
+A publish is reported done only when the server has answered 2xx to the update; when the server
+has no trust data for a cached repository, the whole cached repository is uploaded with the change
+(notary's initial publish) and a refusal is reported as :class:`RemoteTrustDataMissingError`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +22,13 @@ import httpx
 
 from trustbox.client import config
 from trustbox.client.cache import MetadataCache
-from trustbox.client.errors import NoSuchTargetError, RepositoryNotExistError
+from trustbox.client.errors import (
+    NoSuchTargetError,
+    RemoteTrustDataMissingError,
+    RepositoryNotExistError,
+    ServerRejectedError,
+    UnconfirmedStateError,
+)
 from trustbox.client.http import PULL, PUSH_PULL, RemoteStore
 from trustbox.client.publish import RepoDraft
 from trustbox.client.reference import parse_reference
@@ -98,6 +108,7 @@ class TrustClient:
         credentials: config.Credentials | None = None,
         pinning: TrustPinning | None = None,
         insecure_skip_verify: bool = False,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         self.gun = gun
         self.server_url = server_url
@@ -116,8 +127,13 @@ class TrustClient:
         self.cache = MetadataCache(self.trust_dir, gun)
         self.keystore = KeyStore(self.trust_dir, passphrase_retriever or docker_retriever())
         self.pinning = pinning or TrustPinning()
+        self.warn = warn
         self._tc: TrustedCollection | None = None
         self.skipped: dict[str, TrustboxError] = {}
+        #: why the last update used the cached timestamp (None: the server confirmed the current versions)
+        self.stale_reason: TrustboxError | None = None
+        #: the last (write) update found no trust data on the server; the collection is the cache's
+        self.remote_missing = False
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -136,10 +152,20 @@ class TrustClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def update(self) -> None:
-        """Fetch and verify the repository's metadata (raises trustbox errors)."""
+    def update(self, for_write: bool = False) -> None:
+        """Fetch and verify the repository's metadata (raises trustbox errors). ``for_write`` also
+        asks the server whether it holds the repository at all (notary's ``Update(forWrite)``)."""
         self._tc = None
-        self._tc, self.skipped = update_repository(self.gun, self.remote, self.cache, self.now, self.pinning)
+        result = update_repository(
+            self.gun, self.remote, self.cache, self.now, self.pinning, check_initialized=for_write, warn=self.warn
+        )
+        self._tc, self.skipped = result.collection, result.skipped
+        self.stale_reason, self.remote_missing = result.stale, result.remote_missing
+
+    @property
+    def from_cache(self) -> bool:
+        """Whether the last update used the cached timestamp (the server did not confirm it)."""
+        return self.stale_reason is not None
 
     @property
     def collection(self) -> TrustedCollection:
@@ -204,33 +230,57 @@ class TrustClient:
 
     # -- writing ---------------------------------------------------------------------------------
 
+    def update_for_write(self) -> None:
+        """:meth:`update` with a ``pull,push`` token and the server's root checked (before a publish)."""
+        self.remote.use_actions(PUSH_PULL)
+        self.update(for_write=True)
+
     def draft(self) -> RepoDraft:
-        """A draft over the current verified state."""
-        return RepoDraft.from_collection(self.collection, self.keystore, self.now)
+        """A draft over the current verified state (an initial publish if the last write update
+        found the server without trust data)."""
+        return RepoDraft.from_collection(self.collection, self.keystore, self.now, initial_publish=self.remote_missing)
 
     def new_repository_draft(self) -> RepoDraft:
-        """A draft initialising the repository (docker's ``Initialize(rootKey, snapshot)``)."""
+        """A draft initialising the repository (docker's ``Initialize(rootKey, snapshot)``); the
+        cache is replaced only once the server has accepted it."""
         self.remote.use_actions(PUSH_PULL)
-        self.cache.clear()
         return RepoDraft.new_repository(self.gun, self.keystore, self.now, self.remote)
 
     def draft_or_new(self) -> tuple[RepoDraft, bool]:
-        """(draft, created): the current state, or a new repository if the server has none."""
-        self.remote.use_actions(PUSH_PULL)
+        """(draft, created): the current state, or a new repository if neither the server nor the
+        cache has one. Raises RemoteTrustDataMissingError when the server has none and the
+        cache's copy is unusable."""
         try:
-            self.update()
+            self.update_for_write()
         except RepositoryNotExistError:
             return self.new_repository_draft(), True
         return self.draft(), False
 
     def publish(self, draft: RepoDraft) -> None:
-        """Sign the draft and upload it in one POST; the next read updates again."""
+        """Sign the draft and upload it in one POST; done only when the server answers 2xx (the
+        next read updates again). Raises UnconfirmedStateError when there is nothing to send but
+        the server did not confirm the current versions, RemoteTrustDataMissingError when the
+        server refuses the cached repository it lacks, and the server's error otherwise."""
         self.remote.use_actions(PUSH_PULL)
         parts = draft.sign()
         if not parts:
+            if self.stale_reason is not None:
+                raise UnconfirmedStateError(
+                    f"nothing to publish for {self.gun}, but the trust server did not serve its current "
+                    f"timestamp ({self.stale_reason.message}), so it cannot be confirmed to hold these "
+                    "versions; nothing was published"
+                )
             return
-        self.remote.post_update(parts)
+        try:
+            self.remote.post_update(parts)
+        except ServerRejectedError as exc:
+            if draft.initial_publish:
+                raise RemoteTrustDataMissingError(
+                    self.remote.host, self.gun, self.cache.root_dir, f"the server refused it: {exc.message}"
+                ) from exc
+            raise
         if draft.new_repo:
+            self.cache.clear()
             self.cache.set(ROOT, draft.root.to_bytes())
         self._tc = None
 

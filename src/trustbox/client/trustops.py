@@ -110,7 +110,13 @@ class TrustContext:
             http=self.http_factory() if self.http_factory else None,
             credentials=config.registry_credentials(ref, self.environ),
             pinning=config.trust_pinning(self.environ),
+            warn=self.warn,
         )
+
+    def warn(self, line: str) -> None:
+        """A warning line on ``err`` (notary's warnings, e.g. the cached timestamp in use)."""
+        self.err.write(line + "\n")
+        self.err.flush()
 
     def ask(self, message: str) -> bool:
         """Docker's ``prompt.Confirm``: ``<message> [y/N] ``, yes only for y/Y."""
@@ -423,8 +429,7 @@ def _remove_single_signer(ctx: TrustContext, repo: str, name: str, force: bool) 
     client = _client(ctx, ref)
     with client:
         try:
-            client.remote.use_actions(("pull", "push"))
-            client.update()
+            client.update_for_write()
         except TrustboxError as exc:
             raise notary_error(ref.gun, exc) from exc
         draft = client.draft()
@@ -542,8 +547,7 @@ def revoke(ctx: TrustContext, image: str, yes: bool = False) -> list[str]:
     client = _client(ctx, ref)
     with client:
         try:
-            client.remote.use_actions(("pull", "push"))
-            client.update()
+            client.update_for_write()
             tc = client.collection
             if ref.tag:
                 found = tc.find_target(ref.tag, RELEASED_ROLES)
