@@ -617,7 +617,7 @@ class RegistryClient:
                     raise NetworkError(f"tags list of {self.host}/{repo}: {exc}") from None
                 except FormatError:
                     raise NetworkError(f"tags list of {self.host}/{repo} is not JSON") from None
-            names = doc.get("tags") if isinstance(doc, dict) else None
+            names = doc.get("tags") if isinstance(doc, dict) else ()
             if names is not None and not isinstance(names, list):
                 raise NetworkError(f"tags list of {self.host}/{repo} has no list of tags")
             tags.extend(str(t) for t in (names or []))
