@@ -4,7 +4,7 @@ Ping ``https://REGISTRY/v2/``; on a ``Bearer`` challenge get a token from the re
 credentials (Basic), on a ``Basic`` challenge retry the ping with them. Loopback registries are
 treated like docker's default insecure registries (127.0.0.0/8): HTTPS without certificate
 verification first, then plain HTTP. Requests are streamed and bodies read through
-:mod:`trustbox.client.capped`: the token answer at most 1 MiB, ping bodies not at all.
+:mod:`trustbox.client.capped`: the token answer at most 1 MiB, ping bodies 64 KiB.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Plain HTTP is used for loopback registries and ``--insecure-registry`` hosts (after trying
 HTTPS), TLS otherwise; Bearer/Basic challenges are answered with ``config.json`` credentials.
 Requests are streamed and bodies read through :mod:`trustbox.client.capped`: the manifest at most
-4 MiB (the distribution registry's own limit), a token answer 1 MiB, error bodies not at all.
+4 MiB (the distribution registry's own limit), a token answer 1 MiB, error bodies 64 KiB.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def _token(http: httpx.Client, header: str, scope: str, creds: Credentials) -> s
 
 def _get(http: httpx.Client, url: str, headers: dict[str, str], ref: ImageRef) -> tuple[httpx.Response, bytes]:
     """GET a manifest: the (released) response and, for a 200, its body (at most 4 MiB; other
-    bodies are not read). Raises NetworkError beyond 4 MiB, httpx.HTTPError."""
+    bodies: at most 64 KiB). Raises NetworkError beyond 4 MiB, httpx.HTTPError."""
     with open_response(http, "GET", url, headers=headers) as resp:
         if resp.status_code != 200:
             return resp, b""
