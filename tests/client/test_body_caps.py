@@ -22,7 +22,7 @@ from trustbox.client.capped import (
 )
 from trustbox.client.config import Credentials
 from trustbox.client.errors import BadResponseError, MetaNotFoundError, ServerRejectedError, UnauthorizedError
-from trustbox.client.http import MAX_KEY_SIZE, RemoteStore
+from trustbox.client.http import MAX_KEY_SIZE, RemoteStore, basic_auth_header
 from trustbox.client.manifest_lookup import lookup_manifest
 from trustbox.client.oci import MAX_MANIFEST_BYTES
 from trustbox.client.reference import parse_reference
@@ -150,7 +150,7 @@ def test_endless_ping_is_not_read_and_its_challenge_is_kept() -> None:
     def handler(req: httpx.Request) -> httpx.Response:
         if req.url.path == "/v2/":
             return bodies.response(401, {"WWW-Authenticate": challenge})
-        assert req.headers["authorization"] == httpx.BasicAuth("u", "p")._auth_header
+        assert req.headers["authorization"] == basic_auth_header("u", "p")
         return httpx.Response(200, content=b"{}")
 
     assert _store(handler, Credentials("u", "p")).get_sized("timestamp", 1024) == b"{}"
