@@ -3,7 +3,8 @@
 Ping ``https://REGISTRY/v2/``; on a ``Bearer`` challenge get a token from the realm with the
 credentials (Basic), on a ``Basic`` challenge retry the ping with them. Loopback registries are
 treated like docker's default insecure registries (127.0.0.0/8): HTTPS without certificate
-verification first, then plain HTTP.
+verification first, then plain HTTP. Requests are streamed and bodies read through
+:mod:`trustbox.client.capped`: the token answer at most 1 MiB, ping bodies 64 KiB.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import httpx
 
 from trustbox import __version__
 from trustbox.auth.dockerconfig import DOCKER_HUB, config_dir, registry_key
+from trustbox.client.capped import open_response, read_token
 from trustbox.client.http import parse_challenge, ssl_context
 from trustbox.errors import NetworkError, TrustboxError
 
@@ -88,7 +90,8 @@ def login(
     for base, verify in _attempts(host, ca_files, insecure):
         with httpx.Client(verify=verify, timeout=timeout, headers={"User-Agent": USER_AGENT}) as client:
             try:
-                ping = client.get(f"{base}/v2/")
+                with open_response(client, "GET", f"{base}/v2/") as ping:
+                    pass
             except httpx.HTTPError as exc:
                 last = exc
                 continue
@@ -97,6 +100,7 @@ def login(
 
 
 def _authenticate(client: httpx.Client, base: str, ping: httpx.Response, user: str, password: str) -> str:
+    """Answer the (released) ping's challenge; the method used. Raises LoginError, NetworkError."""
     if ping.status_code == 200:
         return "none"
     if ping.status_code != 401:
@@ -107,7 +111,8 @@ def _authenticate(client: httpx.Client, base: str, ping: httpx.Response, user: s
             _bearer(client, base, challenges["bearer"], user, password)
             return "bearer"
         if "basic" in challenges:
-            resp = client.get(f"{base}/v2/", auth=(user, password))
+            with open_response(client, "GET", f"{base}/v2/", auth=(user, password)) as resp:
+                pass
             if resp.status_code == 200:
                 return "basic"
             if resp.status_code == 401:
@@ -119,6 +124,8 @@ def _authenticate(client: httpx.Client, base: str, ping: httpx.Response, user: s
 
 
 def _bearer(client: httpx.Client, base: str, params: dict[str, str], user: str, password: str) -> None:
+    """Get a token from the realm with the credentials and check it on ``/v2/``.
+    Raises LoginError, NetworkError, httpx.HTTPError."""
     realm = params.get("realm", "")
     if not realm.startswith(("https://", "http://")):
         raise NetworkError(f"{base}/v2/ sent a bearer challenge without a usable realm")
@@ -127,19 +134,16 @@ def _bearer(client: httpx.Client, base: str, params: dict[str, str], user: str, 
         query["service"] = params["service"]
     if params.get("scope"):
         query["scope"] = params["scope"]
-    resp = client.get(realm, params=query, auth=(user, password))
-    if resp.status_code == 401:
-        raise LoginError("unauthorized: incorrect username or password")
-    if resp.status_code != 200:
-        raise NetworkError(f"token server {realm} answered {resp.status_code}")
-    try:
-        data = resp.json()
-    except ValueError:
-        raise NetworkError(f"token server {realm} sent invalid JSON") from None
-    token = (data.get("token") or data.get("access_token")) if isinstance(data, dict) else None
-    if not isinstance(token, str) or not token:
+    with open_response(client, "GET", realm, params=query, auth=(user, password)) as resp:
+        if resp.status_code == 401:
+            raise LoginError("unauthorized: incorrect username or password")
+        if resp.status_code != 200:
+            raise NetworkError(f"token server {realm} answered {resp.status_code}")
+        token = read_token(resp, f"token server {realm}")
+    if token is None:
         raise NetworkError(f"token server {realm} sent no token")
-    check = client.get(f"{base}/v2/", headers={"Authorization": f"Bearer {token}"})
+    with open_response(client, "GET", f"{base}/v2/", headers={"Authorization": f"Bearer {token}"}) as check:
+        pass
     if check.status_code == 200:
         return
     if check.status_code == 401:

@@ -1,23 +1,25 @@
 """HTTP access to a notary trust server: TLS, the ``/v2/`` ping, token/basic auth, size limits.
 
-Mirrors notary's ``storage/httpstore.go`` plus docker's auth transport: every download is
-capped (the referencing metadata's length, 1 MiB for timestamps, 100 MiB for roots) and the
-transfer is aborted as soon as the cap is passed.
+Mirrors notary's ``storage/httpstore.go`` plus docker's auth transport: every request is streamed
+and every body read through :mod:`trustbox.client.capped`, so every download is capped (the
+referencing metadata's length, 1 MiB for timestamps, 100 MiB for roots, 64 KiB for keys, ping and
+error bodies, 1 MiB for token answers) and the transfer is aborted as soon as the cap is passed.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from trustbox import __version__
+from trustbox.client.capped import open_response, read_capped, read_head, read_token
 from trustbox.client.config import Credentials
 from trustbox.client.errors import (
     BadResponseError,
@@ -103,22 +105,25 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
-def _error_summary(resp: httpx.Response) -> str:
+def _error_summary(body: bytes) -> str:
+    """The messages of a notary error body (``errors[].message`` plus ``detail.Error.Msg``)."""
     try:
-        body = json.loads(resp.content)
-        errs = body.get("errors") or []
-        parts = []
-        for e in errs:
-            msg = str(e.get("message", ""))
-            detail = e.get("detail")
-            if isinstance(detail, dict):
-                inner = detail.get("Error")
-                if isinstance(inner, dict) and inner.get("Msg"):
-                    msg += f" {inner['Msg']}"
-            parts.append(msg)
-        return "; ".join(p for p in parts if p)
-    except (ValueError, AttributeError, TypeError):
+        doc = loads(body)
+    except FormatError:
         return ""
+    errs = doc.get("errors") if isinstance(doc, dict) else None
+    parts = []
+    for e in errs if isinstance(errs, list) else []:
+        if not isinstance(e, dict):
+            continue
+        msg = str(e.get("message", ""))
+        detail = e.get("detail")
+        if isinstance(detail, dict):
+            inner = detail.get("Error")
+            if isinstance(inner, dict) and inner.get("Msg"):
+                msg += f" {inner['Msg']}"
+        parts.append(msg)
+    return "; ".join(p for p in parts if p)
 
 
 class RemoteStore:
@@ -164,14 +169,13 @@ class RemoteStore:
             return
         self._pinged = True
         try:
-            resp = self.http.get(self.server_url + "/v2/", timeout=PING_TIMEOUT)
-        except httpx.HTTPError as exc:
+            with open_response(self.http, "GET", self.server_url + "/v2/", timeout=PING_TIMEOUT) as resp:
+                status, header = resp.status_code, resp.headers.get("www-authenticate", "")
+        except (httpx.HTTPError, NetworkError) as exc:
             log.debug("ping of %s failed: %s", self.server_url, exc)
             return
-        if resp.status_code == 401:
-            header = resp.headers.get("www-authenticate", "")
-            if header:
-                self._challenge = parse_challenge(header)
+        if status == 401 and header:
+            self._challenge = parse_challenge(header)
 
     def use_actions(self, actions: Sequence[str]) -> None:
         """Switch the token scope (e.g. to ``pull,push`` before publishing)."""
@@ -197,18 +201,15 @@ class RemoteStore:
         creds = self._credentials()
         if creds.username:
             auth = httpx.BasicAuth(creds.username, creds.password)
+        realm = params["realm"]
         try:
-            resp = self.http.get(params["realm"], params=query, auth=auth, timeout=PING_TIMEOUT * 2)
+            with open_response(self.http, "GET", realm, params=query, auth=auth, timeout=PING_TIMEOUT * 2) as resp:
+                if resp.status_code != 200:
+                    raise UnauthorizedError()
+                token = read_token(resp, f"token server {realm}")
         except httpx.HTTPError as exc:
-            raise NetworkError(f"error contacting token server {params['realm']}: {exc}") from exc
-        if resp.status_code != 200:
-            raise UnauthorizedError()
-        try:
-            body = resp.json()
-            token = body.get("token") or body.get("access_token")
-        except (ValueError, AttributeError):
-            token = None
-        if not isinstance(token, str) or not token:
+            raise NetworkError(f"error contacting token server {realm}: {exc}") from exc
+        if token is None:
             raise UnauthorizedError()
         self._auth = f"Bearer {token}"
 
@@ -245,6 +246,7 @@ class RemoteStore:
     # -- requests ----------------------------------------------------------------------------
 
     def _check_status(self, resp: httpx.Response, resource: str) -> None:
+        """Raise the notary error for a non-200 answer (reading at most a small error body)."""
         code = resp.status_code
         if code == 200:
             return
@@ -253,42 +255,26 @@ class RemoteStore:
         if code == 401:
             raise UnauthorizedError()
         if code == 400:
-            summary = _error_summary(resp)
+            summary = _error_summary(read_head(resp))
             raise ServerRejectedError("trust server rejected operation" + (f": {summary}" if summary else ""))
         raise NetworkError(f"unable to reach trust server at this time: {code}.")
 
     def get_sized(self, name: str, limit: int) -> bytes:
-        """Download ``<name>.json`` (e.g. ``timestamp``, ``snapshot.<sha256>``, ``3.root``), at most ``limit`` bytes."""
-        url = self.base_url() + name + ".json"
-        try:
-            for retried in (False, True):
-                with self.http.stream("GET", url, headers=self._headers()) as resp:
-                    if resp.status_code != 200:
-                        resp.read()
-                        if self._challenged(resp, retried):
-                            continue
-                        self._check_status(resp, name)
-                    cl = resp.headers.get("content-length")
-                    if cl is not None and cl.isdigit() and int(cl) > limit:
-                        raise BadResponseError(f"{name}: {cl} bytes announced, limit {limit}")
-                    buf = bytearray()
-                    for chunk in resp.iter_bytes():
-                        buf += chunk
-                        if len(buf) > limit:
-                            raise BadResponseError(f"{name}: more than {limit} bytes")
-                    return bytes(buf)
-        except httpx.HTTPError as exc:
-            raise NetworkError(f"error contacting notary server: {exc}") from exc
-        raise UnauthorizedError()
+        """Download ``<name>.json`` (e.g. ``timestamp``, ``snapshot.<sha256>``, ``3.root``), at most ``limit`` bytes.
+
+        Raises BadResponseError beyond ``limit``, the errors of :meth:`_check_status`, NetworkError."""
+        with self._request("GET", self.base_url() + name + ".json") as resp:
+            self._check_status(resp, name)
+            return read_capped(resp, limit, name, error=BadResponseError)
 
     def get_key(self, role: str) -> PublicKey:
-        """``GET <role>.key``: the server-held public key for timestamp or snapshot."""
-        url = self.base_url() + role + ".key"
-        resp = self._send("GET", url)
-        self._check_status(resp, f"{role}.key")
-        if len(resp.content) > MAX_KEY_SIZE:
-            raise BadResponseError(f"{role}.key")
-        value: Any = loads(resp.content)
+        """``GET <role>.key``: the server-held public key for timestamp or snapshot.
+
+        Raises BadResponseError beyond 64 KiB, FormatError for a bad key, the errors of :meth:`_check_status`."""
+        with self._request("GET", self.base_url() + role + ".key") as resp:
+            self._check_status(resp, f"{role}.key")
+            data = read_capped(resp, MAX_KEY_SIZE, f"{role}.key", error=BadResponseError)
+        value: Any = loads(data)
         try:
             return PublicKey.from_dict(value)
         except FormatError as exc:
@@ -297,15 +283,21 @@ class RemoteStore:
     def post_update(self, parts: Sequence[tuple[str, bytes]]) -> None:
         """One multipart POST of signed documents: field ``files``, filename = role."""
         files = [("files", (role, data, "application/octet-stream")) for role, data in parts]
-        resp = self._send("POST", self.base_url(), files=files)
-        self._check_status(resp, "update")
+        with self._request("POST", self.base_url(), files=files) as resp:
+            self._check_status(resp, "update")
 
-    def _send(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """One request (bytes bodies only), answering a 401 challenge once with fresh credentials."""
+    @contextmanager
+    def _request(self, method: str, url: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """One streamed request (replayable bodies only), answering a 401 challenge once with fresh
+        credentials; the response is released on exit. Raises NetworkError for transport errors
+        (also those while the caller reads the body), UnauthorizedError for a second 401."""
         try:
-            resp = self.http.request(method, url, headers=self._headers(), **kwargs)
-            if self._challenged(resp, False):
-                resp = self.http.request(method, url, headers=self._headers(), **kwargs)
+            for retried in (False, True):
+                with open_response(self.http, method, url, headers=self._headers(), **kwargs) as resp:
+                    if self._challenged(resp, retried):
+                        continue
+                    yield resp
+                    return
         except httpx.HTTPError as exc:
             raise NetworkError(f"error contacting notary server: {exc}") from exc
-        return resp
+        raise UnauthorizedError()

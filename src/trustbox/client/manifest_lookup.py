@@ -2,6 +2,8 @@
 
 Plain HTTP is used for loopback registries and ``--insecure-registry`` hosts (after trying
 HTTPS), TLS otherwise; Bearer/Basic challenges are answered with ``config.json`` credentials.
+Requests are streamed and bodies read through :mod:`trustbox.client.capped`: the manifest at most
+4 MiB (the distribution registry's own limit), a token answer 1 MiB, error bodies 64 KiB.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from pathlib import Path
 
 import httpx
 
+from trustbox.client.capped import open_response, read_capped, read_token
 from trustbox.client.config import Credentials
 from trustbox.client.http import basic_auth_header, make_http_client, parse_challenge
+from trustbox.client.oci import MAX_MANIFEST_BYTES
 from trustbox.client.reference import ImageRef
 from trustbox.errors import HashMismatchError, NetworkError, NotFoundError
 
@@ -27,7 +31,6 @@ MANIFEST_ACCEPT = ", ".join(
         "application/vnd.docker.distribution.manifest.v1+prettyjws",
     )
 )
-MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ def _registry_hosts(ref: ImageRef, insecure: bool) -> list[str]:
 
 
 def _token(http: httpx.Client, header: str, scope: str, creds: Credentials) -> str | None:
+    """The Authorization value answering the challenge ``header``, None if it cannot be answered.
+    Raises NetworkError, httpx.HTTPError."""
     scheme, params = parse_challenge(header)
     if scheme == "basic":
         return basic_auth_header(creds.username, creds.password) if creds.username else None
@@ -57,12 +62,20 @@ def _token(http: httpx.Client, header: str, scope: str, creds: Credentials) -> s
     if params.get("service"):
         query["service"] = params["service"]
     auth = httpx.BasicAuth(creds.username, creds.password) if creds.username else None
-    resp = http.get(params["realm"], params=query, auth=auth)
-    if resp.status_code != 200:
-        raise NetworkError(f"cannot get a registry token from {params['realm']}: HTTP {resp.status_code}")
-    body = resp.json()
-    token = body.get("token") or body.get("access_token")
+    with open_response(http, "GET", params["realm"], params=query, auth=auth) as resp:
+        if resp.status_code != 200:
+            raise NetworkError(f"cannot get a registry token from {params['realm']}: HTTP {resp.status_code}")
+        token = read_token(resp, f"token server {params['realm']}")
     return f"Bearer {token}" if token else None
+
+
+def _get(http: httpx.Client, url: str, headers: dict[str, str], ref: ImageRef) -> tuple[httpx.Response, bytes]:
+    """GET a manifest: the (released) response and, for a 200, its body (at most 4 MiB; other
+    bodies: at most 64 KiB). Raises NetworkError beyond 4 MiB, httpx.HTTPError."""
+    with open_response(http, "GET", url, headers=headers) as resp:
+        if resp.status_code != 200:
+            return resp, b""
+        return resp, read_capped(resp, MAX_MANIFEST_BYTES, f"manifest of {ref}")
 
 
 def lookup_manifest(
@@ -85,11 +98,11 @@ def lookup_manifest(
             url = f"{base}/v2/{ref.path}/manifests/{reference}"
             headers = {"Accept": MANIFEST_ACCEPT}
             try:
-                resp = client.get(url, headers=headers)
+                resp, data = _get(client, url, headers, ref)
                 if resp.status_code == 401 and "www-authenticate" in resp.headers:
                     auth = _token(client, resp.headers["www-authenticate"], f"repository:{ref.path}:pull", creds)
                     if auth:
-                        resp = client.get(url, headers={**headers, "Authorization": auth})
+                        resp, data = _get(client, url, {**headers, "Authorization": auth}, ref)
             except httpx.HTTPError as exc:
                 errors.append(f"{base}: {exc}")
                 continue
@@ -97,9 +110,6 @@ def lookup_manifest(
                 raise NotFoundError(f"manifest for {ref} not found in the registry")
             if resp.status_code != 200:
                 raise NetworkError(f"registry answered HTTP {resp.status_code} for the manifest of {ref}")
-            data = resp.content
-            if len(data) > MAX_MANIFEST_SIZE:
-                raise NetworkError(f"manifest of {ref} is larger than {MAX_MANIFEST_SIZE} bytes")
             digest = hashlib.sha256(data).hexdigest()
             announced = resp.headers.get("docker-content-digest", "")
             if announced.startswith("sha256:") and announced != "sha256:" + digest:

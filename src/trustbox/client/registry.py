@@ -11,12 +11,15 @@
   ``username``/``password``).
 * Blobs and manifests are verified while they stream (sha256 and size) and written to temporary
   files; nothing partial is ever left behind.
+* Every request is streamed and every body read through :mod:`trustbox.client.capped`: manifests
+  at most 4 MiB (or their descriptor's size), blobs their descriptor's size, token answers 1 MiB,
+  tag lists 8 MiB, ping and error bodies 64 KiB (truncated). Redirects (blob downloads from S3)
+  are followed here, not by httpx (which would read each redirect body whole), with the same caps.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 import ssl
@@ -29,6 +32,15 @@ from urllib.parse import urlencode, urljoin
 
 import httpx
 
+from trustbox.client.capped import (
+    LIST_BODY_LIMIT,
+    iter_capped,
+    read_capped,
+    read_head,
+    read_token,
+    release,
+    send,
+)
 from trustbox.client.config import env_ca_files
 from trustbox.client.oci import (
     MANIFEST_TYPES,
@@ -43,12 +55,16 @@ from trustbox.client.oci import (
     verify_chunks,
 )
 from trustbox.client.oci_ref import is_loopback
-from trustbox.errors import ConfigError, NetworkError, NotFoundError, TrustboxError
+from trustbox.errors import ConfigError, FormatError, NetworkError, NotFoundError, TrustboxError
+from trustbox.tuf.canonical import loads
 
 USER_AGENT = "trustbox (registry client)"
 DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
 DEFAULT_MONOLITHIC_LIMIT = 8 * 1024 * 1024
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
+MAX_REDIRECTS = 10  # Go's http.Client, which docker uses
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+BLOB_CHUNK = 1024 * 1024
 
 Progress = Callable[[int], None]
 
@@ -120,16 +136,15 @@ def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
 
 
 def _error_text(resp: httpx.Response) -> tuple[str, str | None]:
-    """A short message and the first error code from a registry error body."""
+    """A short message and the first error code from a registry error body (its first 64 KiB)."""
     try:
-        body = resp.read()
-        doc = json.loads(body[:65536])
+        doc = loads(read_head(resp))
         errs = doc.get("errors") if isinstance(doc, dict) else None
         if isinstance(errs, list) and errs and isinstance(errs[0], dict):
             code = str(errs[0].get("code", ""))
             msg = str(errs[0].get("message", ""))
             return f"{code}: {msg}" if code else msg, code or None
-    except (ValueError, httpx.HTTPError):
+    except FormatError:
         pass
     return f"HTTP {resp.status_code} {resp.reason_phrase}", None
 
@@ -145,7 +160,6 @@ def _expect_ok(resp: httpx.Response, not_found: str, what: str) -> None:
     if resp.status_code == 404:
         raise NotFoundError(not_found)
     if resp.status_code != 200:
-        resp.read()
         raise _response_error(resp, what)
 
 
@@ -224,10 +238,11 @@ class RegistryClient:
         for scheme in schemes:
             base = f"{scheme}://{self.host}"
             try:
-                resp = self._client(scheme).get(f"{base}/v2/")
+                resp = send(self._client(scheme), "GET", f"{base}/v2/")
             except httpx.HTTPError as exc:
                 last = exc
                 continue
+            release(resp)
             if resp.status_code in (200, 401):
                 if resp.status_code == 401:
                     self._remember_challenge(resp)
@@ -273,21 +288,20 @@ class RegistryClient:
         auth = httpx.BasicAuth(*self._creds) if self._creds else None
         scheme_of_realm = "https" if url.startswith("https:") else "http"
         try:
-            resp = self._client(scheme_of_realm).get(url, auth=auth)
+            resp = send(self._client(scheme_of_realm), "GET", url, auth=auth)
+            try:
+                if resp.status_code in (401, 403):
+                    raise RegistryAuthError(f"registry {self.host} refused the credentials for {scope or 'access'}")
+                if resp.status_code != 200:
+                    raise NetworkError(f"token service of {self.host} answered HTTP {resp.status_code}")
+                token = read_token(resp, f"token service of {self.host}")
+            finally:
+                release(resp)
         except httpx.HTTPError as exc:
             raise NetworkError(f"cannot reach the token service of {self.host}: {exc}") from None
-        if resp.status_code in (401, 403):
-            raise RegistryAuthError(f"registry {self.host} refused the credentials for {scope or 'access'}")
-        if resp.status_code != 200:
-            raise NetworkError(f"token service of {self.host} answered HTTP {resp.status_code}")
-        try:
-            doc = resp.json()
-            token = doc.get("token") or doc.get("access_token")
-        except ValueError:
-            token = None
         if not token:
             raise NetworkError(f"token service of {self.host} returned no token")
-        self._tokens[scope] = str(token)
+        self._tokens[scope] = token
 
     def _auth_header(self, scope: str) -> dict[str, str]:
         if scope in self._tokens:
@@ -309,46 +323,75 @@ class RegistryClient:
         *,
         headers: dict[str, str] | None = None,
         content: bytes | Iterable[bytes] | None = None,
-        stream: bool = False,
         retry_auth: bool = True,
         follow: bool = False,
     ) -> httpx.Response:
-        """Send a request, answering one auth challenge (only for replayable bodies)."""
+        """Send a request (streamed: the caller reads the body through :mod:`capped` and releases
+        the response), answering one auth challenge (only for replayable bodies). Raises
+        NetworkError, RegistryAuthError."""
         full = self._url(url)
         scope = self._scope_key(repo, push)
-        scheme = "https" if full.startswith("https:") else "http"
         for attempt in (0, 1):
             h = {**(headers or {}), **self._auth_header(scope)}
-            req = self._client(scheme).build_request(method, full, headers=h, content=content)
             try:
-                resp = self._client(scheme).send(req, stream=stream, follow_redirects=follow)
+                resp = self._open(method, full, h, content, follow)
             except httpx.HTTPError as exc:
                 raise NetworkError(f"error talking to registry {self.host}: {exc}") from None
-            if resp.status_code == 401 and attempt == 0 and retry_auth:
-                resp.read()
-                resp.close()
-                self._remember_challenge(resp)
-                self._tokens.pop(scope, None)
-                self._authorize(scope)
-                continue
             if resp.status_code == 401:
-                resp.read()
-                resp.close()
+                release(resp)
+                if attempt == 0 and retry_auth:
+                    self._remember_challenge(resp)
+                    self._tokens.pop(scope, None)
+                    self._authorize(scope)
+                    continue
                 raise RegistryAuthError(f"registry {self.host} denied access to {repo or '/v2/'}")
             return resp
         raise AssertionError("unreachable")
 
+    def _open(
+        self, method: str, url: str, headers: dict[str, str], content: bytes | Iterable[bytes] | None, follow: bool
+    ) -> httpx.Response:
+        """One request; with ``follow``, up to :data:`MAX_REDIRECTS` redirects are followed here
+        (each redirect body is dropped unread), without the Authorization header once the
+        redirect leaves the registry's origin. Raises httpx.HTTPError, NetworkError."""
+        for _ in range(MAX_REDIRECTS + 1):
+            scheme = "https" if url.startswith("https:") else "http"
+            resp = send(self._client(scheme), method, url, headers=headers, content=content)
+            location = resp.headers.get("location")
+            if not follow or resp.status_code not in REDIRECT_STATUSES or not location:
+                return resp
+            release(resp)
+            target = urljoin(url, location)
+            if not target.startswith(("https://", "http://")):
+                raise NetworkError(f"registry {self.host} redirected to an unsupported URL {target[:200]!r}")
+            if _origin(target) != _origin(url):
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            url = target
+        raise NetworkError(f"registry {self.host}: more than {MAX_REDIRECTS} redirects")
+
+    @contextmanager
+    def _request(
+        self, method: str, url: str, repo: str | None, push: bool = False, **kwargs: Any
+    ) -> Iterator[httpx.Response]:
+        """:meth:`_send` as a context manager that releases the response on exit."""
+        resp = self._send(method, url, repo, push, **kwargs)
+        try:
+            yield resp
+        finally:
+            release(resp)
+
     def prepare(self, repo: str, push: bool = False) -> None:
         """Authenticate for ``repo`` up front (so streamed uploads never meet a challenge)."""
-        resp = self._send("GET", f"/v2/{repo}/tags/list?n=1", repo, push)
-        resp.read()
+        with self._request("GET", f"/v2/{repo}/tags/list?n=1", repo, push):
+            pass
 
     # -- blobs -------------------------------------------------------------------------
 
     def blob_size(self, repo: str, digest: str, push: bool = False) -> int | None:
         """Size of a blob if the repository has it (``HEAD``), else None."""
         check_digest(digest)
-        resp = self._send("HEAD", f"/v2/{repo}/blobs/{digest}", repo, push, follow=True)
+        with self._request("HEAD", f"/v2/{repo}/blobs/{digest}", repo, push, follow=True) as resp:
+            pass
         if resp.status_code == 404:
             return None
         if resp.status_code != 200:
@@ -361,25 +404,28 @@ class RegistryClient:
     def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
         """Ask the registry to mount ``digest`` from ``from_repo`` (no upload); True if it did."""
         q = urlencode({"mount": digest, "from": from_repo})
-        resp = self._send("POST", f"/v2/{repo}/blobs/uploads/?{q}", repo, True, headers={"Content-Length": "0"})
-        resp.read()
+        with self._request("POST", f"/v2/{repo}/blobs/uploads/?{q}", repo, True, headers={"Content-Length": "0"}) as resp:
+            pass
         if resp.status_code == 201:
             return True
         if resp.status_code == 202 and resp.headers.get("location"):
             # An upload session was opened instead; cancel it politely.
-            try:
-                self._send("DELETE", resp.headers["location"], repo, True).read()
-            except TrustboxError:
-                pass
-            return False
+            self._cancel_upload(resp.headers["location"], repo, retry_auth=True)
         return False
 
+    def _cancel_upload(self, location: str, repo: str, retry_auth: bool = False) -> None:
+        """``DELETE`` an upload session, ignoring any failure."""
+        try:
+            with self._request("DELETE", location, repo, True, retry_auth=retry_auth):
+                pass
+        except TrustboxError:
+            pass
+
     def _start_upload(self, repo: str) -> str:
-        resp = self._send("POST", f"/v2/{repo}/blobs/uploads/", repo, True, headers={"Content-Length": "0"})
-        resp.read()
-        if resp.status_code != 202 or not resp.headers.get("location"):
-            raise _response_error(resp, f"cannot start blob upload to {self.host}/{repo}")
-        return self._url_from_location(resp.headers["location"])
+        with self._request("POST", f"/v2/{repo}/blobs/uploads/", repo, True, headers={"Content-Length": "0"}) as resp:
+            if resp.status_code != 202 or not resp.headers.get("location"):
+                raise _response_error(resp, f"cannot start blob upload to {self.host}/{repo}")
+            return self._url_from_location(resp.headers["location"])
 
     def _url_from_location(self, loc: str) -> str:
         return urljoin(self.ping() + "/", loc)
@@ -410,7 +456,7 @@ class RegistryClient:
 
         try:
             if desc.size <= self.options.monolithic_limit:
-                resp = self._send(
+                with self._request(
                     "PUT",
                     self._with_digest(location, desc.digest),
                     repo,
@@ -418,14 +464,14 @@ class RegistryClient:
                     headers={"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)},
                     content=counted(verified),
                     retry_auth=False,
-                )
-                self._check_blob_created(resp, repo, desc)
+                ) as resp:
+                    self._check_blob_created(resp, repo, desc)
                 return
             slicer = _Slicer(verified)
             offset = 0
             while offset < desc.size:
                 length = min(self.options.chunk_size, desc.size - offset)
-                resp = self._send(
+                with self._request(
                     "PATCH",
                     location,
                     repo,
@@ -437,27 +483,22 @@ class RegistryClient:
                     },
                     content=counted(slicer.take(length)),
                     retry_auth=False,
-                )
-                resp.read()
-                if resp.status_code != 202:
-                    raise _response_error(resp, f"blob upload chunk to {self.host}/{repo} failed")
+                ) as resp:
+                    if resp.status_code != 202:
+                        raise _response_error(resp, f"blob upload chunk to {self.host}/{repo} failed")
                 offset += length
                 if resp.headers.get("location"):
                     location = self._url_from_location(resp.headers["location"])
             slicer.finish()
-            resp = self._send(
+            with self._request(
                 "PUT", self._with_digest(location, desc.digest), repo, True, headers={"Content-Length": "0"}, retry_auth=False
-            )
-            self._check_blob_created(resp, repo, desc)
+            ) as resp:
+                self._check_blob_created(resp, repo, desc)
         except (DigestMismatchError, RegistryResponseError, NetworkError):
-            try:
-                self._send("DELETE", location, repo, True, retry_auth=False).read()
-            except TrustboxError:
-                pass
+            self._cancel_upload(location, repo)
             raise
 
     def _check_blob_created(self, resp: httpx.Response, repo: str, desc: Descriptor) -> None:
-        resp.read()
         if resp.status_code != 201:
             raise _response_error(resp, f"upload of blob {desc.digest} to {self.host}/{repo} failed")
         got = resp.headers.get("docker-content-digest")
@@ -466,10 +507,10 @@ class RegistryClient:
 
     @contextmanager
     def open_blob(self, repo: str, desc: Descriptor) -> Iterator[Iterator[bytes]]:
-        """Stream a blob; the chunks are verified against ``desc`` (raises on mismatch)."""
+        """Stream a blob (following redirects); the chunks are verified against ``desc`` and
+        never more than ``desc.size`` bytes are read (raises DigestMismatchError beyond)."""
         check_digest(desc.digest)
-        resp = self._send("GET", f"/v2/{repo}/blobs/{desc.digest}", repo, stream=True, follow=True)
-        try:
+        with self._request("GET", f"/v2/{repo}/blobs/{desc.digest}", repo, follow=True) as resp:
             _expect_ok(
                 resp, f"blob {desc.digest} not found in {self.host}/{repo}",
                 f"GET blob {desc.digest} from {self.host}/{repo}",
@@ -478,7 +519,8 @@ class RegistryClient:
             def chunks() -> Iterator[bytes]:
                 received = 0
                 try:
-                    for b in resp.iter_bytes(1024 * 1024):
+                    for b in iter_capped(resp, desc.size, f"blob {desc.digest}", error=DigestMismatchError,
+                                         chunk_size=BLOB_CHUNK):
                         received += len(b)
                         yield b
                 except httpx.RemoteProtocolError as exc:
@@ -491,8 +533,6 @@ class RegistryClient:
                     raise NetworkError(f"download of blob {desc.digest} from {self.host} failed: {exc}") from None
 
             yield verify_chunks(chunks(), desc)
-        finally:
-            resp.close()
 
     def download_blob(self, repo: str, desc: Descriptor, dest: Path, progress: Progress | None = None) -> Path:
         """Download a blob to ``dest`` atomically, verifying digest and size while it streams."""
@@ -505,27 +545,19 @@ class RegistryClient:
         """Fetch a manifest by tag or digest and verify it (digest reference, ``expected``
         descriptor, and the ``Docker-Content-Digest`` header all have to agree)."""
         accept = ", ".join(MANIFEST_TYPES)
-        resp = self._send("GET", f"/v2/{repo}/manifests/{reference}", repo, headers={"Accept": accept}, stream=True, follow=True)
-        try:
+        limit = min(expected.size, MAX_MANIFEST_BYTES) if expected is not None else MAX_MANIFEST_BYTES
+        what = f"manifest {expected.digest if expected is not None else reference}"
+        with self._request("GET", f"/v2/{repo}/manifests/{reference}", repo, headers={"Accept": accept}, follow=True) as resp:
             _expect_ok(
                 resp, f"manifest unknown: {self.host}/{repo}:{reference} not found",
                 f"GET manifest {self.host}/{repo}:{reference}",
             )
-            limit = expected.size if expected is not None else MAX_MANIFEST_BYTES
-            buf = bytearray()
             try:
-                for b in resp.iter_bytes():
-                    buf += b
-                    if len(buf) > limit:
-                        what = expected.digest if expected is not None else reference
-                        raise DigestMismatchError(f"manifest {what}: larger than the expected {limit} bytes")
+                raw = read_capped(resp, limit, what, error=DigestMismatchError)
             except httpx.HTTPError as exc:
                 raise NetworkError(f"download of manifest {reference} from {self.host} failed: {exc}") from None
-            raw = bytes(buf)
             media_type = resp.headers.get("content-type", "").split(";")[0].strip()
             header_digest = resp.headers.get("docker-content-digest")
-        finally:
-            resp.close()
         digest = sha256_digest(raw)
         if reference.startswith("sha256:") and digest != reference:
             raise DigestMismatchError(f"manifest {reference}: digest mismatch: content hashes to {digest}")
@@ -540,17 +572,16 @@ class RegistryClient:
 
     def put_manifest(self, repo: str, reference: str, manifest: Manifest) -> str:
         """Upload a manifest under a tag or its digest; return the digest the registry reports."""
-        resp = self._send(
+        with self._request(
             "PUT",
             f"/v2/{repo}/manifests/{reference}",
             repo,
             True,
             headers={"Content-Type": manifest.media_type},
             content=manifest.raw,
-        )
-        resp.read()
-        if resp.status_code not in (200, 201):
-            raise _response_error(resp, f"upload of manifest {reference} to {self.host}/{repo} failed")
+        ) as resp:
+            if resp.status_code not in (200, 201):
+                raise _response_error(resp, f"upload of manifest {reference} to {self.host}/{repo} failed")
         got = str(resp.headers.get("docker-content-digest", manifest.digest))
         if got != manifest.digest:
             raise DigestMismatchError(f"registry stored manifest {manifest.digest} under a different digest {got}")
@@ -558,7 +589,8 @@ class RegistryClient:
 
     def head_manifest(self, repo: str, reference: str) -> Descriptor | None:
         """Digest, size and media type of a manifest without downloading it (None if absent)."""
-        resp = self._send("HEAD", f"/v2/{repo}/manifests/{reference}", repo, headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        with self._request("HEAD", f"/v2/{repo}/manifests/{reference}", repo, headers={"Accept": ", ".join(MANIFEST_TYPES)}) as resp:
+            pass
         if resp.status_code == 404:
             return None
         if resp.status_code != 200 or not resp.headers.get("docker-content-digest"):
@@ -574,21 +606,35 @@ class RegistryClient:
         tags: list[str] = []
         url: str | None = f"/v2/{repo}/tags/list"
         while url:
-            resp = self._send("GET", url, repo)
-            resp.read()
-            _expect_ok(
-                resp, f"repository {self.host}/{repo} not found",
-                f"tags list of {self.host}/{repo}",
-            )
-            try:
-                doc = resp.json()
-            except ValueError:
-                raise NetworkError(f"tags list of {self.host}/{repo} is not JSON") from None
-            tags.extend(str(t) for t in (doc.get("tags") or []))
+            with self._request("GET", url, repo) as resp:
+                _expect_ok(
+                    resp, f"repository {self.host}/{repo} not found",
+                    f"tags list of {self.host}/{repo}",
+                )
+                try:
+                    doc = loads(read_capped(resp, LIST_BODY_LIMIT, f"tags list of {self.host}/{repo}"))
+                except httpx.HTTPError as exc:
+                    raise NetworkError(f"tags list of {self.host}/{repo}: {exc}") from None
+                except FormatError:
+                    raise NetworkError(f"tags list of {self.host}/{repo} is not JSON") from None
+            names = doc.get("tags") if isinstance(doc, dict) else ()
+            if names is not None and not isinstance(names, list):
+                raise NetworkError(f"tags list of {self.host}/{repo} has no list of tags")
+            tags.extend(str(t) for t in (names or []))
             link = resp.headers.get("link", "")
             m = re.match(r"\s*<([^>]+)>\s*;\s*rel=\"?next\"?", link)
             url = m.group(1) if m else None
         return tags
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    """Scheme, host and port of ``url`` (for dropping credentials on cross-origin redirects);
+    None for a URL httpx cannot parse (sending to it then fails)."""
+    try:
+        u = httpx.URL(url)
+    except httpx.InvalidURL:
+        return None
+    return u.scheme, u.host, u.port
 
 
 class _Slicer:
