@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 from trustbox.errors import FormatError, RoleError
-from trustbox.tuf.canonical import encode_canonical, encode_canonical_parsed, encode_wire, loads
+from trustbox.tuf.canonical import encode_canonical, encode_canonical_parsed, encode_wire, loads_document
 from trustbox.tuf.keys import PrivateKey, PublicKey, b64decode, b64encode
 from trustbox.tuf.timefmt import format_time, parse_time
 
@@ -446,6 +446,11 @@ class Timestamp(Signed):
 _CLASSES: dict[str, type[Signed]] = {"Root": Root, "Targets": Targets, "Snapshot": Snapshot, "Timestamp": Timestamp}
 
 
+def signed_class(role: str) -> type[Signed]:
+    """The body class documents of ``role`` have (``Targets`` for delegations)."""
+    return _CLASSES[role_type(role)]
+
+
 # --- the signed envelope -------------------------------------------------------------------
 
 
@@ -485,8 +490,10 @@ class Metadata(Generic[T]):
 
     @staticmethod
     def parse(data: bytes, where: str = "metadata", expect: type[Signed] | None = None) -> Metadata[Any]:
-        """Parse a document from bytes; ``expect`` checks its ``_type``."""
-        return Metadata.from_value(loads(data), data, where, expect)
+        """Parse a document from bytes (one strict JSON parse, the canonical ``signed`` bytes
+        computed at most once); ``expect`` checks its ``_type``. Raises FormatError."""
+        value, signed_bytes = loads_document(data)
+        return Metadata.from_value(value, data, where, expect, signed_bytes)
 
     @staticmethod
     def from_value(
