@@ -56,6 +56,11 @@ def role_type(role: str) -> str:
     return _TYPE_NAMES[TARGETS if is_delegation(role) else role]
 
 
+def within_paths(name: str, paths: list[str]) -> bool:
+    """Whether ``name`` (a target or a delegated path) starts with one of the path prefixes."""
+    return any(name.startswith(p) for p in paths)
+
+
 def parent_role(role: str) -> str:
     """The role that delegates to ``role`` (``targets/a/b`` -> ``targets/a``)."""
     return role.rsplit("/", 1)[0]
@@ -304,7 +309,7 @@ class DelegatedRole:
 
     def covers(self, target: str) -> bool:
         """Whether ``target`` falls under one of the role's path prefixes."""
-        return any(target.startswith(p) for p in self.paths)
+        return within_paths(target, self.paths)
 
 
 @dataclass

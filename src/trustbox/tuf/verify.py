@@ -50,6 +50,7 @@ from trustbox.tuf.metadata import (
     is_delegation,
     parent_role,
     signed_class,
+    within_paths,
 )
 
 MAX_ROOT_SIZE = 100 * 1024 * 1024
@@ -253,7 +254,7 @@ def check_structure(role: str, signed: Signed) -> None:
 
 def restrict_paths(parent_paths: list[str], paths: list[str]) -> list[str]:
     """The delegated ``paths`` that lie within one of ``parent_paths`` (prefixes)."""
-    return [p for p in paths if any(p.startswith(pp) for pp in parent_paths)]
+    return [p for p in paths if within_paths(p, parent_paths)]
 
 
 def delegated_role(parent: Metadata[Targets], parent_paths: list[str], role: str) -> tuple[DelegatedRole, dict[str, PublicKey]]:
@@ -283,13 +284,13 @@ def check_paths(role: str, md: Metadata[Targets], paths: list[str]) -> None:
     such entries; the trust server refuses to publish them."""
     for d in md.signed.delegations.roles:
         for p in d.paths:
-            if not restrict_paths(paths, [p]):
+            if not within_paths(p, paths):
                 raise InvalidMetadataError(
                     role, f"delegation role {d.name} path {p!r} is not within the paths delegated to its parent"
                 )
     if role != TARGETS:
         for name in md.signed.targets:
-            if not restrict_paths(paths, [name]):
+            if not within_paths(name, paths):
                 raise InvalidMetadataError(role, f"target {name!r} is outside the role's paths")
 
 
@@ -365,7 +366,7 @@ def verify_root(md: Metadata[Root], gun: str, now: datetime | None, trusted: Met
     try:
         return verify_threshold(md, certs, md.signed.roles[ROOT].threshold, ROOT)
     except (ThresholdError, SignatureError) as exc:
-        raise RootSignaturesError(f"valid signatures did not meet threshold for root version {version}") from exc
+        raise RootSignaturesError(f"valid signatures did not meet threshold for {ROOT}") from exc
 
 
 # --- the client's state machine ----------------------------------------------------------------
