@@ -173,6 +173,13 @@ def _certificate_scenario(c: httpx.Client, gun: str, now: datetime) -> list[tupl
     repo.docs["targets/releases"] = rel.to_bytes()
     post("delegation signed by the SHA-1 certificate", {"targets/releases": repo.docs["targets/releases"],
                                                         "snapshot": repo.snapshot(4)})
+    qa, stranger = PrivateKey.generate("ecdsa"), PrivateKey.generate("ecdsa")
+    post("delegating to a plain key", {"targets": repo.targets(4, delegations=[("targets/qa", qa.public_key(), [""])]),
+                                       "snapshot": repo.snapshot(5)})
+    post("delegation badly formed and badly signed", {
+        "targets/qa": repo.targets(1, role="targets/qa", key=stranger,
+                                   delegations=[("targets/other/x", stranger.public_key(), [""])]),
+        "snapshot": repo.snapshot(6)})
     fresh = Repo(gun + "/keyid", parse_key(c.get(f"/v2/{gun}/keyid/_trust/tuf/timestamp.key").content), now=now)
     wrong = "ab" * 32
     fresh.root_version = 0
@@ -190,12 +197,14 @@ def _certificate_scenario(c: httpx.Client, gun: str, now: datetime) -> list[tupl
 def test_certificate_and_key_id_rules_identical(upstream, client):
     """The previous root's SHA-1 certificate does not count for a rotation; a new root's
     certificates are checked before the rotation; a delegation key certificate signed with SHA-1
-    is refused; a key listed under another key's ID is refused: as notary-server words each."""
+    is refused; a delegation's structure is checked before its signatures; a key listed under
+    another key's ID is refused: as notary-server words each."""
     gun = "example.com/diff/certs"
     now = utcnow().replace(microsecond=0)
     expected = _certificate_scenario(upstream, gun, now)
     got = _certificate_scenario(client, gun, now)
-    assert [status for _label, status, _body in expected] == [200, 400, 400, 200, 400, 400]
+    assert [status for _label, status, _body in expected] == [200, 400, 400, 200, 400, 200, 400, 400]
+    assert b"targets/qa type metadata invalid: delegation role targets/other/x invalid" in expected[6][2]
     for (label, sa, ba), (_, sb, bb) in zip(expected, got, strict=True):
         assert (sb, bb) == (sa, ba), label
 

@@ -354,6 +354,19 @@ def test_delegation_not_direct_child(client):
     assert invalid(r, "ErrBadTargets") == "targets type metadata invalid: delegation role targets/a/b invalid"
 
 
+def test_delegation_structure_is_checked_before_its_signatures(client):
+    """notary loads a delegation's structure and version before its signatures (targets: after)."""
+    repo, _ = _with_delegation(client)
+    stranger = PrivateKey.generate("ecdsa")
+    rel = repo.targets(1, key=stranger, role="targets/releases",
+                       delegations=[("targets/other/x", stranger.public_key(), [""])])
+    r = post(client, GUN, {"targets/releases": rel, "snapshot": repo.snapshot(4)})
+    assert invalid(r, "ErrBadTargets") == "targets/releases type metadata invalid: delegation role targets/other/x invalid"
+    bad = repo.targets(4, key=stranger, delegations=[("targets/other/x", stranger.public_key(), [""])])
+    r = post(client, GUN, {"targets": bad, "snapshot": repo.snapshot(4)})
+    assert invalid(r, "ErrBadTargets") == "valid signatures did not meet threshold for targets"
+
+
 def test_delegation_key_missing(client):
     repo = publish_new(client)
     dkey = PrivateKey.generate("ecdsa")

@@ -26,11 +26,12 @@ from trustbox.errors import (
 from trustbox.tuf.certs import SHA1_SIGNED, CertificateError
 from trustbox.tuf.keys import PrivateKey
 from trustbox.tuf.loader import LoaderInputError, RepoLoader
-from trustbox.tuf.metadata import FileMeta, Metadata, Root, Snapshot
+from trustbox.tuf.metadata import FileMeta, Metadata, RoleKeys, Root, Snapshot
 from trustbox.tuf.verify import (
     ChecksumMismatchError,
     InvalidDelegationError,
     InvalidMetadataError,
+    KeyIDMismatchError,
     NoSignaturesError,
     PreviousRootCertificatesError,
     RoleExpiredError,
@@ -171,6 +172,22 @@ def _snapshot_lies_about_a_length(r: RepoBuilder) -> Docs:
     return snapshot_with(r, r.publish(), longer)
 
 
+def _targets_key_listed_under_another_id(r: RepoBuilder) -> Docs:
+    wrong = "ab" * 32
+    body = Metadata.parse(r.root(), "root", expect=Root).signed
+    body.keys[wrong] = body.keys.pop(body.roles["targets"].keyids[0])
+    body.roles["targets"] = RoleKeys([wrong])
+    root: Metadata[Root] = Metadata(body)
+    for key, pub in r.root_keys:
+        root.sign(key, pub.keyid)
+    docs = dict(r.publish(), root=root.to_bytes())
+    targets = Metadata.parse(docs["targets"])
+    targets.signatures = []
+    targets.sign(r.keys["targets"], wrong)
+    docs["targets"] = targets.to_bytes()
+    return resnapshot(r, docs)
+
+
 ATTACKS: list[tuple[Callable[[RepoBuilder], Docs], type[TrustboxError]]] = [
     (_targets_by_stranger, ThresholdError),
     (_targets_unsigned, NoSignaturesError),
@@ -181,6 +198,7 @@ ATTACKS: list[tuple[Callable[[RepoBuilder], Docs], type[TrustboxError]]] = [
     (_snapshot_without_root, InvalidMetadataError),
     (_targets_from_another_snapshot, ChecksumMismatchError),
     (_snapshot_lies_about_a_length, LengthError),
+    (_targets_key_listed_under_another_id, KeyIDMismatchError),
 ]
 
 

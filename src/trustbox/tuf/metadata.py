@@ -165,12 +165,21 @@ class FileMeta:
         """The hashes trustbox can check (sha256, sha512)."""
         return {k: v for k, v in self.hashes.items() if k in SUPPORTED_HASHES}
 
+    def difference(self, data: bytes) -> str | None:
+        """The first way ``data`` differs from this description, in notary's order: ``"checksums"``
+        (no sha256/sha512 to check), a hash algorithm whose digest differs (listed order), then
+        ``"length"``; None when ``data`` is what it describes."""
+        known = self.known_hashes()
+        if not known:
+            return "checksums"
+        for algorithm, expected in known.items():
+            if hashlib.new(algorithm, data).digest() != expected:
+                return algorithm
+        return "length" if len(data) != self.length else None
+
     def matches(self, data: bytes) -> bool:
         """Length and every known hash match ``data`` (and at least one known hash exists)."""
-        known = self.known_hashes()
-        if not known or len(data) != self.length:
-            return False
-        return all(hashlib.new(k, data).digest() == v for k, v in known.items())
+        return self.difference(data) is None
 
 
 # --- role bodies --------------------------------------------------------------------------

@@ -14,7 +14,6 @@ trusted one.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -205,17 +204,17 @@ def check_size(data: bytes, limit: int, role: str) -> None:
 
 
 def check_file(data: bytes, meta: FileMeta | None, role: str) -> None:
-    """Raise unless ``data`` is what ``meta`` (its entry in the referencing metadata) describes:
-    MissingChecksumsError (no sha256/sha512 checksum), ChecksumMismatchError, then LengthError.
-    Checksums come first, in ``meta``'s order, as notary's ``CheckHashes``."""
-    known = meta.known_hashes() if meta is not None else {}
-    if meta is None or not known:
+    """Raise unless ``data`` is what ``meta`` (its entry in the referencing metadata) describes
+    (:meth:`FileMeta.difference`): MissingChecksumsError (no sha256/sha512 checksum),
+    ChecksumMismatchError, then LengthError; checksums first, as notary's ``CheckHashes``."""
+    difference = meta.difference(data) if meta is not None else "checksums"
+    if difference is None:
+        return
+    if meta is None or difference == "checksums":
         raise MissingChecksumsError(role)
-    for algorithm, expected in known.items():
-        if hashlib.new(algorithm, data).digest() != expected:
-            raise ChecksumMismatchError(role, algorithm, expected)
-    if len(data) != meta.length:
+    if difference == "length":
         raise LengthError(f"{role}: {len(data)} bytes, but the referencing metadata says {meta.length}")
+    raise ChecksumMismatchError(role, difference, meta.hashes[difference])
 
 
 # --- structure and delegations -----------------------------------------------------------------
