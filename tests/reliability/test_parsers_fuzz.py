@@ -29,7 +29,6 @@ from trustbox.registry.mediatypes import (
     OCI_MANIFEST,
     parse_manifest,
 )
-from trustbox.trustserver.fastparse import parse_metadata
 from trustbox.trustserver.upload import MalformedUpload, boundary_of, parse_header_params, parse_multipart
 from trustbox.tuf import canonical
 from trustbox.tuf.keys import PrivateKey
@@ -136,7 +135,7 @@ def test_valid_documents_parse() -> None:
     for role, data in DOCS.items():
         md = Metadata.parse(data, role, ROLE_CLASS[role])
         assert md.signed_bytes() == canonical.encode_canonical(json.loads(data)["signed"])
-        assert parse_metadata(data, role, ROLE_CLASS[role]).signatures
+        assert Metadata.parse(data, role, ROLE_CLASS[role]).signatures
 
 
 # -- canonical JSON -----------------------------------------------------------------------------
@@ -186,7 +185,7 @@ def test_metadata_parse_mutated_structure(data: st.DataObject) -> None:
     blob = json.dumps(doc).encode()
     expect = data.draw(st.sampled_from([None, ROLE_CLASS[role]]))
     for parse in (lambda: Metadata.parse(blob, role, expect),
-                  lambda: parse_metadata(blob, role, expect or ROLE_CLASS[role])):
+                  lambda: Metadata.parse(blob, role, expect or ROLE_CLASS[role])):
         try:
             md = parse()
         except FormatError:
@@ -199,7 +198,7 @@ def test_metadata_parse_mutated_structure(data: st.DataObject) -> None:
 def test_metadata_parse_mutated_bytes(data: st.DataObject) -> None:
     role = data.draw(st.sampled_from(sorted(DOCS)))
     blob = _flip(DOCS[role], data)
-    for parse in (lambda: Metadata.parse(blob, role), lambda: parse_metadata(blob, role, ROLE_CLASS[role])):
+    for parse in (lambda: Metadata.parse(blob, role), lambda: Metadata.parse(blob, role, ROLE_CLASS[role])):
         try:
             parse()
         except FormatError:

@@ -10,13 +10,16 @@ import subprocess
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from ts_asgi import ASGIClient
-from ts_repo import Repo, multipart, parse_key, target
+from ts_repo import Repo, multipart, parse_key, root_listing, target
 
+from helpers.legacy_certs import sha1_certificate_key
 from trustbox.tuf.keys import PrivateKey
+from trustbox.tuf.metadata import Metadata
 from trustbox.tuf.timefmt import utcnow
 
 NOTARY_SERVER = shutil.which("notary-server")
@@ -132,6 +135,76 @@ def test_validation_errors_identical(upstream, client):
     now = utcnow().replace(microsecond=0)
     expected = _scenario(upstream, gun, now)
     got = _scenario(client, gun, now)
+    for (label, sa, ba), (_, sb, bb) in zip(expected, got, strict=True):
+        assert (sb, bb) == (sa, ba), label
+
+
+def _certificate_scenario(c: httpx.Client, gun: str, now: datetime) -> list[tuple[str, int, bytes]]:
+    """Root and delegation certificates, and key IDs: notary's rules the core applies."""
+    out: list[tuple[str, int, bytes]] = []
+
+    def post(label: str, parts: dict[str, bytes]) -> None:
+        body, ct = multipart(parts)
+        r = c.post(f"/v2/{gun}/_trust/tuf/", content=body, headers={"content-type": ct})
+        out.append((label, r.status_code, r.content))
+
+    ts_key = parse_key(c.get(f"/v2/{gun}/_trust/tuf/timestamp.key").content)
+    repo = Repo(gun, ts_key, now=now)
+    legacy = PrivateKey.generate("ecdsa")
+    good, old_sha1 = (repo.root_key, repo.root_pub), (legacy, sha1_certificate_key(legacy, gun, now))
+    post("root with a SHA-1 certificate too", {"root": root_listing(repo, [good, old_sha1], [0, 1]),
+                                               "targets": repo.targets(2), "snapshot": repo.snapshot(2)})
+    trusted = repo.docs["root"]
+    repo.rotate_root_key()
+    repo.extra_root_signers = []
+    new = (repo.root_key, repo.root_pub)
+    post("rotation signed by the SHA-1 certificate", {"root": root_listing(repo, [new, old_sha1], [0, 1]),
+                                                      "snapshot": repo.snapshot(3)})
+    other = Repo("example.com/other", ts_key, now=now)
+    post("root for another GUN, not chained", {"root": other.root(version=2), "snapshot": repo.snapshot(3)})
+    repo.docs["root"] = trusted
+    dk = PrivateKey.generate("ecdsa")
+    dpub = sha1_certificate_key(dk, "signer", now)
+    post("delegating to a SHA-1 certificate", {"targets": repo.targets(3, delegations=[("targets/releases", dpub, [""])]),
+                                               "snapshot": repo.snapshot(3)})
+    rel: Metadata[Any] = Metadata.parse(repo.targets(1, role="targets/releases", key=dk))
+    rel.sign(dk, dpub.keyid)
+    rel.signatures = rel.signatures[1:]
+    repo.docs["targets/releases"] = rel.to_bytes()
+    post("delegation signed by the SHA-1 certificate", {"targets/releases": repo.docs["targets/releases"],
+                                                        "snapshot": repo.snapshot(4)})
+    qa, stranger = PrivateKey.generate("ecdsa"), PrivateKey.generate("ecdsa")
+    post("delegating to a plain key", {"targets": repo.targets(4, delegations=[("targets/qa", qa.public_key(), [""])]),
+                                       "snapshot": repo.snapshot(5)})
+    post("delegation badly formed and badly signed", {
+        "targets/qa": repo.targets(1, role="targets/qa", key=stranger,
+                                   delegations=[("targets/other/x", stranger.public_key(), [""])]),
+        "snapshot": repo.snapshot(6)})
+    fresh = Repo(gun + "/keyid", parse_key(c.get(f"/v2/{gun}/keyid/_trust/tuf/timestamp.key").content), now=now)
+    wrong = "ab" * 32
+    fresh.root_version = 0
+    root = root_listing(fresh, [(fresh.root_key, fresh.root_pub)], [0], targets=wrong)
+    targets: Metadata[Any] = Metadata.parse(fresh.targets(2))
+    targets.sign(fresh.targets_key, wrong)
+    targets.signatures = targets.signatures[1:]
+    fresh.docs["targets"] = targets.to_bytes()
+    body, ct = multipart({"root": root, "targets": fresh.docs["targets"], "snapshot": fresh.snapshot(2)})
+    r = c.post(f"/v2/{gun}/keyid/_trust/tuf/", content=body, headers={"content-type": ct})
+    out.append(("targets key listed under another ID", r.status_code, r.content))
+    return out
+
+
+def test_certificate_and_key_id_rules_identical(upstream, client):
+    """The previous root's SHA-1 certificate does not count for a rotation; a new root's
+    certificates are checked before the rotation; a delegation key certificate signed with SHA-1
+    is refused; a delegation's structure is checked before its signatures; a key listed under
+    another key's ID is refused: as notary-server words each."""
+    gun = "example.com/diff/certs"
+    now = utcnow().replace(microsecond=0)
+    expected = _certificate_scenario(upstream, gun, now)
+    got = _certificate_scenario(client, gun, now)
+    assert [status for _label, status, _body in expected] == [200, 400, 400, 200, 400, 200, 400, 400]
+    assert b"targets/qa type metadata invalid: delegation role targets/other/x invalid" in expected[6][2]
     for (label, sa, ba), (_, sb, bb) in zip(expected, got, strict=True):
         assert (sb, bb) == (sa, ba), label
 

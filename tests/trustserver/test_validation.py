@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from datetime import timedelta
 
+import pytest
 from ts_helpers import GUN, error, new_repo, post, publish_new, tuf
-from ts_repo import multipart, target
+from ts_repo import Repo, multipart, root_listing, target
 
+from helpers.legacy_certs import sha1_certificate_key
+from trustbox.errors import FormatError
+from trustbox.trustserver.errors import ServerError
+from trustbox.trustserver.service import parse_parts
+from trustbox.trustserver.upload import UploadPart
+from trustbox.tuf.canonical import MAX_DEPTH, json_depth
 from trustbox.tuf.keys import PrivateKey
-from trustbox.tuf.metadata import Metadata, Targets
+from trustbox.tuf.loader import RepoLoader
+from trustbox.tuf.metadata import FileMeta, Metadata, Snapshot, Targets
+from trustbox.tuf.verify import TrustedCollection
 
 THRESHOLD_TARGETS = (
     b'{"errors":[{"code":"INVALID_UPDATE","message":"Update sent by the client is invalid.","detail":'
@@ -133,6 +143,64 @@ def test_root_rotation_needs_old_and_new_keys(client):
     repo.extra_root_signers = []
     r = post(client, GUN, {"root": repo.root(version=3, sign_with=[(old_key, old_id)]), "snapshot": repo.snapshot(4)})
     assert "could not rotate trust" in invalid(r, "ErrBadRoot")
+
+
+def test_rotation_does_not_count_a_sha1_certificate_of_the_previous_root(client):
+    """The stored root lists a good certificate and a SHA-1 one; a new root signed by the SHA-1
+    one and by its own key does not chain (the client's rule, and notary-server's)."""
+    repo = new_repo(client)
+    legacy = PrivateKey.generate("ecdsa")
+    good, old_sha1 = (repo.root_key, repo.root_pub), (legacy, sha1_certificate_key(legacy, GUN, repo.now))
+    r = post(client, GUN, {"root": root_listing(repo, [good, old_sha1], [0, 1]), "targets": repo.targets(2),
+                           "snapshot": repo.snapshot(2)})
+    assert r.status_code == 200, r.text
+    before = current(client)
+    repo.rotate_root_key()
+    new = (repo.root_key, repo.root_pub)
+    r = post(client, GUN, {"root": root_listing(repo, [new, old_sha1], [0, 1]), "snapshot": repo.snapshot(3)})
+    assert invalid(r, "ErrBadRoot") == (
+        "could not rotate trust to a new trusted root: failed to validate data with current trusted certificates"
+    )
+    unchanged(client, GUN, before)
+    repo.root_version = 1
+    r = post(client, GUN, {"root": root_listing(repo, [new, good], [0, 1]), "snapshot": repo.snapshot(3)})
+    assert r.status_code == 200, r.text
+
+
+def test_new_root_certificates_are_checked_before_the_rotation(client):
+    repo = publish_new(client)
+    other = Repo("example.com/other", repo.timestamp_pub, now=repo.now)
+    r = post(client, GUN, {"root": other.root(version=2), "snapshot": repo.snapshot(3)})
+    assert invalid(r, "ErrBadRoot") == (
+        "could not validate the path to a trusted root: unable to retrieve valid leaf certificates"
+    )
+
+
+def test_delegation_key_certificate_signed_with_sha1(client):
+    """Delegating to such a certificate is stored (as upstream); a document signed with it is not."""
+    repo = publish_new(client)
+    dk = PrivateKey.generate("ecdsa")
+    dpub = sha1_certificate_key(dk, "signer", repo.now)
+    r = post(client, GUN, {"targets": repo.targets(3, delegations=[("targets/releases", dpub, [""])]),
+                           "snapshot": repo.snapshot(3)})
+    assert r.status_code == 200, r.text
+    rel: Metadata[Targets] = Metadata.parse(repo.targets(1, role="targets/releases", key=dk))
+    rel.signatures = []
+    rel.sign(dk, dpub.keyid)
+    r = post(client, GUN, {"targets/releases": rel.to_bytes(), "snapshot": repo.snapshot(4)})
+    assert invalid(r, "ErrBadTargets") == "certificate with CN signer uses invalid SHA1 signature algorithm"
+
+
+def test_key_listed_under_another_id(client):
+    repo = new_repo(client)
+    wrong = "ab" * 32
+    root = root_listing(repo, [(repo.root_key, repo.root_pub)], [0], targets=wrong)
+    targets: Metadata[Targets] = Metadata.parse(repo.targets(2))
+    targets.signatures = []
+    targets.sign(repo.targets_key, wrong)
+    repo.docs["targets"] = targets.to_bytes()
+    r = post(client, GUN, {"root": root, "targets": repo.docs["targets"], "snapshot": repo.snapshot(2)})
+    assert invalid(r, "ErrBadTargets") == "key ID is not valid for key content"
 
 
 def test_timestamp_key_not_held(client):
@@ -286,6 +354,19 @@ def test_delegation_not_direct_child(client):
     assert invalid(r, "ErrBadTargets") == "targets type metadata invalid: delegation role targets/a/b invalid"
 
 
+def test_delegation_structure_is_checked_before_its_signatures(client):
+    """notary loads a delegation's structure and version before its signatures (targets: after)."""
+    repo, _ = _with_delegation(client)
+    stranger = PrivateKey.generate("ecdsa")
+    rel = repo.targets(1, key=stranger, role="targets/releases",
+                       delegations=[("targets/other/x", stranger.public_key(), [""])])
+    r = post(client, GUN, {"targets/releases": rel, "snapshot": repo.snapshot(4)})
+    assert invalid(r, "ErrBadTargets") == "targets/releases type metadata invalid: delegation role targets/other/x invalid"
+    bad = repo.targets(4, key=stranger, delegations=[("targets/other/x", stranger.public_key(), [""])])
+    r = post(client, GUN, {"targets": bad, "snapshot": repo.snapshot(4)})
+    assert invalid(r, "ErrBadTargets") == "valid signatures did not meet threshold for targets"
+
+
 def test_delegation_key_missing(client):
     repo = publish_new(client)
     dkey = PrivateKey.generate("ecdsa")
@@ -370,7 +451,70 @@ def test_uploaded_timestamp_is_ignored(client):
     assert client.get(tuf(GUN, "2.timestamp.json")).status_code == 200
 
 
+def test_snapshot_length_must_match_the_document(client):
+    """Right checksums but a wrong length: the client would refuse the repository, so the server
+    refuses to publish it (upstream checks checksums only)."""
+    repo = publish_new(client)
+    before = current(client)
+    data = repo.targets(3, {"v2": target(b"two")})
+    meta = {"root": FileMeta.from_bytes(repo.docs["root"]), "targets": FileMeta.from_bytes(data)}
+    meta["targets"].length += 1
+    md: Metadata[Snapshot] = Metadata(Snapshot(version=3, expires=repo.now + timedelta(days=30), meta=meta))
+    assert repo.client_snapshot_key is not None
+    md.sign(repo.client_snapshot_key)
+    r = post(client, GUN, {"targets": data, "snapshot": md.to_bytes()})
+    assert invalid(r, "ErrBadSnapshot") == f"targets: {len(data)} bytes, but the referencing metadata says {len(data) + 1}"
+    unchanged(client, GUN, before)
+
+
 # -- step 1: parts ------------------------------------------------------------------------
+
+
+def _signed_with_custom(repo, depth: int) -> bytes:
+    """targets v3 signed by the targets key, whose target ``t`` has a ``custom`` value nested so
+    that the whole document nests ``depth`` levels (document, signed, targets, t, custom...)."""
+    value = Metadata.parse(repo.targets(3, {"t": target(b"x")})).signed_value
+    custom: object = 1
+    for _ in range(depth - 4):
+        custom = {"x": custom}
+    value["targets"]["t"]["custom"] = custom
+    signed = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()  # ASCII: canonical
+    sig = {"keyid": repo.targets_key.keyid, "method": repo.targets_key.method,
+           "sig": base64.b64encode(repo.targets_key.sign(signed)).decode()}
+    data = b'{"signed":' + signed + b',"signatures":[' + json.dumps(sig, separators=(",", ":")).encode() + b"]}"
+    assert json_depth(data) == depth
+    repo.docs["targets"] = data
+    return data
+
+
+def test_nesting_bound_is_the_clients(client):
+    """A signed targets document nesting 80 levels (deep ``custom``) is refused as MALFORMED_JSON,
+    because its JSON is refused with the FormatError the client refuses it with; at the limit both
+    accept it."""
+    repo = publish_new(client)
+    before = current(client)
+    deep = _signed_with_custom(repo, 80)
+    r = post(client, GUN, {"targets": deep, "snapshot": repo.snapshot(3)})
+    assert (r.status_code, error(r)["code"]) == (400, "MALFORMED_JSON")
+    unchanged(client, GUN, before)
+    with pytest.raises(ServerError) as server_side:
+        parse_parts([UploadPart("targets", deep)])
+    assert type(server_side.value.__cause__) is FormatError
+    with pytest.raises(FormatError) as client_side:
+        Metadata.parse(deep, "targets")
+    assert str(client_side.value) == str(server_side.value.__cause__) == f"JSON nesting deeper than {MAX_DEPTH} levels"
+    loader = RepoLoader(GUN, repo.now)
+    loader.load("root", repo.docs["root"])
+    with pytest.raises(FormatError):
+        loader.load("targets", deep)
+
+    at_limit = _signed_with_custom(repo, MAX_DEPTH)
+    r = post(client, GUN, {"targets": at_limit, "snapshot": repo.snapshot(3)})
+    assert r.status_code == 200, r.text
+    tc = TrustedCollection(GUN, client.get(tuf(GUN, "root.json")).content, repo.now)
+    tc.update_timestamp(client.get(tuf(GUN, "timestamp.json")).content)
+    tc.update_snapshot(client.get(tuf(GUN, "snapshot.json")).content)
+    assert tc.update_targets(client.get(tuf(GUN, "targets.json")).content).raw == at_limit
 
 
 def test_malformed_json_exact_body(client):

@@ -119,6 +119,24 @@ class Repo:
         return data
 
 
+def root_listing(repo: Repo, root_keys: list[tuple[PrivateKey, PublicKey]], signers: list[int], **roles: str) -> bytes:
+    """``repo``'s next root with these root certificates (signed by those at ``signers``) and,
+    per role in ``roles``, the role's key listed under the given key ID instead of its own."""
+    md = Metadata.parse(repo.root(), expect=Root)
+    for _key, pub in root_keys:
+        md.signed.keys[pub.keyid] = pub
+    md.signed.roles["root"] = RoleKeys([pub.keyid for _key, pub in root_keys])
+    for role, kid in roles.items():
+        own = md.signed.roles[role].keyids[0]
+        md.signed.keys[kid] = md.signed.keys.pop(own)
+        md.signed.roles[role] = RoleKeys([kid])
+    body: Metadata[Root] = Metadata(md.signed)
+    for i in signers:
+        body.sign(root_keys[i][0], root_keys[i][1].keyid)
+    repo.docs["root"] = body.to_bytes()
+    return repo.docs["root"]
+
+
 def multipart(parts: dict[str, bytes], boundary: str = "trustboxboundary1234") -> tuple[bytes, str]:
     """A multipart body as the notary client sends it (field ``files``, filename = role)."""
     out = b""

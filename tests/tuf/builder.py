@@ -29,6 +29,8 @@ class RepoBuilder:
         self.add_root_key()
         self.root_version = 1
         self.delegation_keys: dict[str, PrivateKey] = {}
+        #: the public key listed for a delegation, when not the bare key (e.g. a certificate)
+        self.delegation_pubs: dict[str, PublicKey] = {}
         self.targets: dict[str, dict[str, FileMeta]] = {"targets": {}}
         self.delegations: dict[str, list[DelegatedRole]] = {"targets": []}
         self.versions = {"targets": 1, "snapshot": 1, "timestamp": 1}
@@ -57,10 +59,14 @@ class RepoBuilder:
     def add_target(self, name: str, data: bytes, role: str = "targets") -> None:
         self.targets.setdefault(role, {})[name] = FileMeta.from_bytes(data)
 
-    def delegate(self, role: str, paths: list[str] | None = None, parent: str = "targets") -> PrivateKey:
-        key = PrivateKey.generate("ecdsa")
+    def delegate(self, role: str, paths: list[str] | None = None, parent: str = "targets",
+                 key: PrivateKey | None = None, pub: PublicKey | None = None) -> PrivateKey:
+        key = key or PrivateKey.generate("ecdsa")
         self.delegation_keys[role] = key
-        self.delegations.setdefault(parent, []).append(DelegatedRole(role, [key.keyid], 1, paths if paths is not None else [""]))
+        if pub is not None:
+            self.delegation_pubs[role] = pub
+        kid = (pub or key.public_key()).keyid
+        self.delegations.setdefault(parent, []).append(DelegatedRole(role, [kid], 1, paths if paths is not None else [""]))
         self.targets.setdefault(role, {})
         self.delegations.setdefault(role, [])
         self.versions.setdefault(role, 1)
@@ -69,14 +75,17 @@ class RepoBuilder:
     def targets_doc(self, role: str = "targets", expired: bool = False, key: PrivateKey | None = None) -> bytes:
         dkeys = {}
         for dr in self.delegations.get(role, []):
-            k = self.delegation_keys[dr.name]
-            dkeys[k.keyid] = k.public_key()
+            pub = self.delegation_pubs.get(dr.name, self.delegation_keys[dr.name].public_key())
+            dkeys[pub.keyid] = pub
         exp = self.now - timedelta(seconds=1) if expired else self.now + self.expiry["targets"]
         body = Targets(self.versions[role], exp, targets=dict(self.targets.get(role, {})))
         body.delegations.keys = dkeys
         body.delegations.roles = list(self.delegations.get(role, []))
         md: Metadata[Targets] = Metadata(body)
-        md.sign(key or (self.keys["targets"] if role == "targets" else self.delegation_keys[role]))
+        if key is None and role in self.delegation_pubs:
+            md.sign(self.delegation_keys[role], self.delegation_pubs[role].keyid)
+        else:
+            md.sign(key or (self.keys["targets"] if role == "targets" else self.delegation_keys[role]))
         return md.to_bytes()
 
     def snapshot_doc(self, files: dict[str, bytes], expired: bool = False, key: PrivateKey | None = None) -> bytes:

@@ -31,12 +31,12 @@ from trustbox.trustserver.errors import (
     ValidationFailure,
     VersionConflict,
 )
-from trustbox.trustserver.fastparse import parse_document
 from trustbox.trustserver.generate import CannotSign, can_sign, make_snapshot, make_timestamp
 from trustbox.trustserver.signer import Signer
 from trustbox.trustserver.storage import Storage, StoredFile, Update, WriteResult
 from trustbox.trustserver.upload import UploadPart
 from trustbox.trustserver.validation import Part, UnclassifiedFailure, validate_update
+from trustbox.tuf.canonical import loads_document
 from trustbox.tuf.keys import PublicKey
 from trustbox.tuf.metadata import (
     ROOT,
@@ -122,7 +122,7 @@ def parse_parts(uploads: list[UploadPart]) -> dict[str, Part]:
         if not is_valid_role(role):
             raise INVALID_ROLE.with_detail(role)
         try:
-            value, canonical = parse_document(up.data)
+            value, canonical = loads_document(up.data)
             version = _check_signed_meta(value)
         except (FormatError, ValueError, binascii.Error) as exc:
             raise MALFORMED_JSON.with_detail() from exc

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from trustbox.errors import RootError, UnsupportedKeyError
+from trustbox.errors import RootError, UnsupportedKeyError, VerificationError
 from trustbox.tuf.keys import MIN_RSA_BITS, PrivateKey, PublicKey
 
 ROOT_CERT_VALIDITY = timedelta(days=3650)
@@ -76,11 +76,46 @@ def certificate_cn(cert: x509.Certificate) -> str | None:
     return value if isinstance(value, str) else value.decode("utf-8", "replace")
 
 
+#: what :class:`CertificateError` found (``problem``)
+SHA1_SIGNED = "sha1"
+SHORT_RSA = "short-rsa"
+EMPTY_WINDOW = "empty-window"
+
+
+class CertificateError(VerificationError):
+    """A certificate notary refuses to use as a key; ``problem`` says why, ``cn`` names it."""
+
+    def __init__(self, message: str, cn: str, problem: str) -> None:
+        super().__init__(message)
+        self.cn = cn
+        self.problem = problem
+
+
+def check_certificate(key: PublicKey) -> None:
+    """Raise CertificateError if ``key`` is a certificate notary refuses as a root or delegation
+    key whatever the time: its validity ends before it starts, it is signed with SHA-1, or it holds
+    an RSA key shorter than 2048 bits. Keys that are no certificates pass."""
+    if not key.is_x509:
+        return
+    cert = key.certificate()
+    cn = certificate_cn(cert) or ""
+    name = f"certificate {key.keyid[:12]} ({cn!r})"
+    if cert.not_valid_before_utc > cert.not_valid_after_utc:
+        raise CertificateError(f"{name} has a validity window that ends before it starts", cn, EMPTY_WINDOW)
+    algo = cert.signature_hash_algorithm
+    if algo is not None and isinstance(algo, hashes.SHA1):
+        raise CertificateError(f"{name} is signed with SHA-1", cn, SHA1_SIGNED)
+    pub = cert.public_key()
+    if isinstance(pub, rsa.RSAPublicKey) and pub.key_size < MIN_RSA_BITS:
+        raise CertificateError(f"{name} has an RSA key shorter than {MIN_RSA_BITS} bits", cn, SHORT_RSA)
+
+
 def check_root_certificate(key: PublicKey, gun: str, now: datetime | None) -> None:
     """Raise RootError unless ``key`` is a usable root certificate for ``gun``.
 
-    Checks what notary's trust pinning checks for a leaf: CN equals the GUN, not SHA-1
-    signed, RSA at least 2048 bits, and (when ``now`` is given) inside its validity window.
+    Checks what notary's trust pinning checks for a leaf: CN equals the GUN, what
+    :func:`check_certificate` checks, and (when ``now`` is given) that it is inside its validity
+    window.
     """
     if not key.is_x509:
         raise RootError(f"root key {key.keyid} is a bare {key.keytype} key, not a certificate")
@@ -88,12 +123,10 @@ def check_root_certificate(key: PublicKey, gun: str, now: datetime | None) -> No
     cn = certificate_cn(cert)
     if cn != gun:
         raise RootError(f"root certificate {key.keyid[:12]} is for {cn!r}, not for {gun!r}")
-    algo = cert.signature_hash_algorithm
-    if algo is not None and isinstance(algo, hashes.SHA1):
-        raise RootError(f"root certificate {key.keyid[:12]} is signed with SHA-1")
-    pub = cert.public_key()
-    if isinstance(pub, rsa.RSAPublicKey) and pub.key_size < MIN_RSA_BITS:
-        raise RootError(f"root certificate {key.keyid[:12]} has an RSA key shorter than {MIN_RSA_BITS} bits")
+    try:
+        check_certificate(key)
+    except CertificateError as exc:
+        raise RootError(f"root {exc}") from exc
     if now is not None:
         if now < cert.not_valid_before_utc:
             raise RootError(f"root certificate {key.keyid[:12]} is not valid before {cert.not_valid_before_utc}")

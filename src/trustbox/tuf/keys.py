@@ -8,6 +8,7 @@ Key types: ``ecdsa``, ``ecdsa-x509``, ``rsa``, ``rsa-x509``, ``ed25519``. Signat
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -60,10 +61,17 @@ def b64decode(text: str, what: str = "value") -> bytes:
     return raw
 
 
+@functools.lru_cache(maxsize=4096)
 def key_id_of(keytype: str, public: bytes) -> str:
-    """Key ID as notary computes it: sha256 of the canonical public key JSON."""
+    """Key ID as notary computes it: sha256 of the canonical public key JSON (remembered: every
+    signature check compares a listed ID with its key's)."""
     doc = {"keytype": keytype, "keyval": {"private": None, "public": b64encode(public)}}
     return hashlib.sha256(encode_canonical(doc)).hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def _load_certificate(pem: bytes) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(pem)
 
 
 def _spki_der(key: CryptoPublicKey) -> bytes:
@@ -163,7 +171,7 @@ class PublicKey:
         if not self.is_x509:
             raise UnsupportedKeyError(f"{self.keytype} key has no certificate")
         try:
-            return x509.load_pem_x509_certificate(self.public)
+            return _load_certificate(self.public)
         except ValueError as exc:
             raise FormatError(f"invalid certificate in {self.keytype} key: {exc}") from exc
 

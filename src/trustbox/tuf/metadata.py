@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 from trustbox.errors import FormatError, RoleError
-from trustbox.tuf.canonical import encode_canonical, encode_canonical_parsed, encode_wire, loads
+from trustbox.tuf.canonical import encode_canonical, encode_canonical_parsed, encode_wire, loads_document
 from trustbox.tuf.keys import PrivateKey, PublicKey, b64decode, b64encode
 from trustbox.tuf.timefmt import format_time, parse_time
 
@@ -54,6 +54,11 @@ def check_role(role: str) -> str:
 def role_type(role: str) -> str:
     """The ``_type`` value documents of ``role`` carry."""
     return _TYPE_NAMES[TARGETS if is_delegation(role) else role]
+
+
+def within_paths(name: str, paths: list[str]) -> bool:
+    """Whether ``name`` (a target or a delegated path) starts with one of the path prefixes."""
+    return any(name.startswith(p) for p in paths)
 
 
 def parent_role(role: str) -> str:
@@ -160,12 +165,21 @@ class FileMeta:
         """The hashes trustbox can check (sha256, sha512)."""
         return {k: v for k, v in self.hashes.items() if k in SUPPORTED_HASHES}
 
+    def difference(self, data: bytes) -> str | None:
+        """The first way ``data`` differs from this description, in notary's order: ``"checksums"``
+        (no sha256/sha512 to check), a hash algorithm whose digest differs (listed order), then
+        ``"length"``; None when ``data`` is what it describes."""
+        known = self.known_hashes()
+        if not known:
+            return "checksums"
+        for algorithm, expected in known.items():
+            if hashlib.new(algorithm, data).digest() != expected:
+                return algorithm
+        return "length" if len(data) != self.length else None
+
     def matches(self, data: bytes) -> bool:
         """Length and every known hash match ``data`` (and at least one known hash exists)."""
-        known = self.known_hashes()
-        if not known or len(data) != self.length:
-            return False
-        return all(hashlib.new(k, data).digest() == v for k, v in known.items())
+        return self.difference(data) is None
 
 
 # --- role bodies --------------------------------------------------------------------------
@@ -304,7 +318,7 @@ class DelegatedRole:
 
     def covers(self, target: str) -> bool:
         """Whether ``target`` falls under one of the role's path prefixes."""
-        return any(target.startswith(p) for p in self.paths)
+        return within_paths(target, self.paths)
 
 
 @dataclass
@@ -446,6 +460,11 @@ class Timestamp(Signed):
 _CLASSES: dict[str, type[Signed]] = {"Root": Root, "Targets": Targets, "Snapshot": Snapshot, "Timestamp": Timestamp}
 
 
+def signed_class(role: str) -> type[Signed]:
+    """The body class documents of ``role`` have (``Targets`` for delegations)."""
+    return _CLASSES[role_type(role)]
+
+
 # --- the signed envelope -------------------------------------------------------------------
 
 
@@ -485,8 +504,10 @@ class Metadata(Generic[T]):
 
     @staticmethod
     def parse(data: bytes, where: str = "metadata", expect: type[Signed] | None = None) -> Metadata[Any]:
-        """Parse a document from bytes; ``expect`` checks its ``_type``."""
-        return Metadata.from_value(loads(data), data, where, expect)
+        """Parse a document from bytes (one strict JSON parse, the canonical ``signed`` bytes
+        computed at most once); ``expect`` checks its ``_type``. Raises FormatError."""
+        value, signed_bytes = loads_document(data)
+        return Metadata.from_value(value, data, where, expect, signed_bytes)
 
     @staticmethod
     def from_value(

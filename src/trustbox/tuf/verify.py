@@ -1,10 +1,15 @@
-"""Signature, threshold, expiry and hash checks, and the client's trusted-metadata state machine.
+"""The TUF rules, each written once, and the client's trusted-metadata state machine.
 
 Everything here is pure: documents come in as bytes, the time comes in as a parameter.
-:class:`TrustedCollection` is fed the documents of one GUN in TUF order (root, timestamp,
-snapshot, targets, delegations) and refuses anything an attacker could have produced:
-bad or too few signatures, rollback, freeze (expiry), mix-and-match (hash mismatch), endless
-data (length limits) and roots that do not chain from the trusted one.
+The rules (signatures and thresholds, expiry, versions, hashes and lengths, document structure,
+root certificates and rotation, delegations and their paths) raise typed errors that carry what
+they found, so a server can word them as notary-server does (``trustserver/validation.py``).
+Two sequencers apply them: :class:`TrustedCollection` here (the client, fed the documents of one
+GUN in TUF order: root, timestamp, snapshot, targets, delegations) and
+:class:`~trustbox.tuf.loader.RepoLoader` (notary's ``RepoBuilder``: the trust server and the
+offline audit). Together they refuse bad or too few signatures, rollback, freeze (expiry),
+mix-and-match (hash mismatch), endless data (length limits) and roots that do not chain from the
+trusted one.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from trustbox.errors import (
     ThresholdError,
     TrustboxError,
 )
-from trustbox.tuf.certs import check_root_certificate
+from trustbox.tuf.certs import check_certificate, check_root_certificate
 from trustbox.tuf.keys import PublicKey
 from trustbox.tuf.metadata import (
     ROOT,
@@ -37,15 +42,113 @@ from trustbox.tuf.metadata import (
     FileMeta,
     Metadata,
     Root,
+    Signed,
     Snapshot,
     Targets,
     Timestamp,
     is_delegation,
     parent_role,
+    signed_class,
+    within_paths,
 )
 
 MAX_ROOT_SIZE = 100 * 1024 * 1024
 MAX_TIMESTAMP_SIZE = 1024 * 1024
+
+
+# --- typed errors -------------------------------------------------------------------------------
+
+
+class NoSignaturesError(ThresholdError):
+    """A document without a single signature (notary's ``ErrNoSignatures``)."""
+
+    def __init__(self, role: str) -> None:
+        super().__init__(f"{role} has no signatures")
+        self.role = role
+
+
+class KeyIDMismatchError(SignatureError):
+    """A signature by a key listed under an ID that is not the key's own (``ErrInvalidKeyID``)."""
+
+    def __init__(self, role: str, keyid: str) -> None:
+        super().__init__(f"{role} is signed by key ID {keyid}, which is not the ID of the key listed under it")
+        self.role = role
+        self.keyid = keyid
+
+
+class RoleExpiredError(ExpiredError):
+    """A document past its expiry (``ErrExpired``)."""
+
+    def __init__(self, role: str, signed: Signed) -> None:
+        super().__init__(f"{role} expired at {signed.expires_text}")
+        self.role = role
+        self.expires = signed.expires
+
+
+class VersionTooLowError(RollbackError):
+    """A version below the lowest acceptable one (``ErrLowVersion``)."""
+
+    def __init__(self, role: str, version: int, minimum: int) -> None:
+        super().__init__(f"{role} version {version} is lower than the trusted version {minimum}")
+        self.role = role
+        self.version = version
+        self.minimum = minimum
+
+
+class MissingChecksumsError(HashMismatchError):
+    """The referencing metadata has no sha256/sha512 checksum for a document (``ErrMissingMeta``)."""
+
+    def __init__(self, role: str) -> None:
+        super().__init__(f"{role}: the referencing metadata lists no sha256 or sha512 checksum for it")
+        self.role = role
+
+
+class ChecksumMismatchError(HashMismatchError):
+    """Bytes whose checksum differs from the referencing metadata's (``ErrMismatchedChecksum``)."""
+
+    def __init__(self, role: str, algorithm: str, expected: bytes) -> None:
+        super().__init__(f"{role}: {algorithm} checksum mismatch with the referencing metadata")
+        self.role = role
+        self.algorithm = algorithm
+        self.expected = expected
+
+
+class InvalidMetadataError(FormatError):
+    """A document that parses but breaks a structure rule (``ErrInvalidMetadata``)."""
+
+    def __init__(self, role: str, reason: str) -> None:
+        super().__init__(f"{role} type metadata invalid: {reason}")
+        self.role = role
+
+
+class InvalidDelegationError(RoleError):
+    """A delegated role its parent does not delegate, or delegates with unknown keys (``ErrInvalidRole``)."""
+
+    def __init__(self, role: str, reason: str) -> None:
+        super().__init__(f"tuf: invalid role {role}. {reason}")
+        self.role = role
+
+
+class RootCertificatesError(RootError):
+    """A root without a usable root certificate for the GUN (``ErrValidationFail``)."""
+
+
+class RootRotationError(RootError):
+    """A new root not signed to threshold by the trusted root's certificates (``ErrRootRotationFail``)."""
+
+    def __init__(self, version: int, detail: str = "") -> None:
+        super().__init__(f"root version {version} is not signed by the previously trusted root keys{detail}")
+
+
+class PreviousRootCertificatesError(RootRotationError):
+    """The trusted root has no usable certificate for the GUN, so nothing can chain from it."""
+
+
+class RootSignaturesError(RootError, ThresholdError):
+    """A root not signed to its own threshold by its own usable certificates."""
+
+
+# --- signatures, expiry, versions, hashes ------------------------------------------------------
 
 
 def valid_signers(md: Metadata[Any], keys: dict[str, PublicKey]) -> list[str]:
@@ -67,7 +170,15 @@ def valid_signers(md: Metadata[Any], keys: dict[str, PublicKey]) -> list[str]:
 
 
 def verify_threshold(md: Metadata[Any], keys: dict[str, PublicKey], threshold: int, role: str) -> list[str]:
-    """Raise ThresholdError unless ``threshold`` distinct ``keys`` signed ``md``; return the signers."""
+    """Return the IDs of ``keys`` that signed ``md``, at least ``threshold`` of them (notary's
+    ``VerifySignatures``). Raises NoSignaturesError, KeyIDMismatchError (a signature names a key
+    listed under another key's ID) or ThresholdError."""
+    if not md.signatures:
+        raise NoSignaturesError(role)
+    for sig in md.signatures:
+        key = keys.get(sig.keyid)
+        if key is not None and key.keyid != sig.keyid:
+            raise KeyIDMismatchError(role, sig.keyid)
     good = valid_signers(md, keys)
     if len(good) < threshold:
         raise ThresholdError(f"valid signatures did not meet threshold for {role}")
@@ -75,58 +186,189 @@ def verify_threshold(md: Metadata[Any], keys: dict[str, PublicKey], threshold: i
 
 
 def check_expiry(md: Metadata[Any], now: datetime, role: str) -> None:
-    """Raise ExpiredError if ``md`` has expired at ``now``."""
+    """Raise RoleExpiredError if ``md`` has expired at ``now``."""
     if md.signed.is_expired(now):
-        raise ExpiredError(f"{role} expired at {md.signed.expires_text}")
+        raise RoleExpiredError(role, md.signed)
 
 
-def check_file(data: bytes, meta: FileMeta, role: str) -> None:
-    """Raise LengthError / HashMismatchError unless ``data`` is what ``meta`` describes."""
-    if len(data) > meta.length:
-        raise LengthError(f"{role}: {len(data)} bytes, more than the {meta.length} the referencing metadata allows")
-    if not meta.known_hashes():
-        raise HashMismatchError(f"{role}: the referencing metadata lists no sha256 or sha512 hash")
-    if not meta.matches(data):
-        raise HashMismatchError(f"{role}: checksum mismatch with the referencing metadata")
+def check_version(role: str, version: int, minimum: int) -> None:
+    """Raise VersionTooLowError if ``version`` is below ``minimum`` (rollback)."""
+    if version < minimum:
+        raise VersionTooLowError(role, version, minimum)
 
 
-def verify_root_self(root: Metadata[Root], gun: str, now: datetime | None) -> list[str]:
-    """Check a root on its own (trust on first use): certificates for ``gun`` and self-signatures.
+def check_size(data: bytes, limit: int, role: str) -> None:
+    """Raise LengthError if ``data`` is longer than ``limit`` (endless data)."""
+    if len(data) > limit:
+        raise LengthError(f"{role}: {len(data)} bytes, more than the {limit} the referencing metadata allows")
 
-    Returns the signing root key IDs. ``now`` = None skips certificate validity (for an old,
-    already trusted root).
+
+def check_file(data: bytes, meta: FileMeta | None, role: str) -> None:
+    """Raise unless ``data`` is what ``meta`` (its entry in the referencing metadata) describes
+    (:meth:`FileMeta.difference`): MissingChecksumsError (no sha256/sha512 checksum),
+    ChecksumMismatchError, then LengthError; checksums first, as notary's ``CheckHashes``."""
+    difference = meta.difference(data) if meta is not None else "checksums"
+    if difference is None:
+        return
+    if meta is None or difference == "checksums":
+        raise MissingChecksumsError(role)
+    if difference == "length":
+        raise LengthError(f"{role}: {len(data)} bytes, but the referencing metadata says {meta.length}")
+    raise ChecksumMismatchError(role, difference, meta.hashes[difference])
+
+
+# --- structure and delegations -----------------------------------------------------------------
+
+
+def _require_sha256(meta: dict[str, FileMeta], listed: str, role: str) -> None:
+    entry = meta.get(listed)
+    if entry is None or "sha256" not in entry.hashes:
+        raise InvalidMetadataError(role, f"missing {listed} sha256 checksum information")
+
+
+def _check_delegations(role: str, targets: Targets) -> None:
+    keys = targets.delegations.keys
+    for d in targets.delegations.roles:
+        if not is_delegation(d.name) or parent_role(d.name) != role:
+            raise InvalidMetadataError(role, f"delegation role {d.name} invalid")
+        for kid in d.keyids:
+            if kid not in keys:
+                raise InvalidMetadataError(role, f"key ID {kid} specified in {d.name} without corresponding key")
+            if keys[kid].keyid != kid:
+                raise InvalidMetadataError(role, f"key ID {kid} does not match its key")
+
+
+def check_structure(role: str, signed: Signed) -> None:
+    """Raise InvalidMetadataError where a parsed body breaks notary's structure rules: a snapshot
+    lists sha256 checksums of root and targets, a timestamp one of the snapshot; a targets
+    document delegates only to its direct children, with keys it lists under their own IDs."""
+    if isinstance(signed, Snapshot):
+        for listed in (ROOT, TARGETS):
+            _require_sha256(signed.meta, listed, role)
+    elif isinstance(signed, Timestamp):
+        _require_sha256(signed.meta, SNAPSHOT, role)
+    elif isinstance(signed, Targets):
+        _check_delegations(role, signed)
+
+
+def restrict_paths(parent_paths: list[str], paths: list[str]) -> list[str]:
+    """The delegated ``paths`` that lie within one of ``parent_paths`` (prefixes)."""
+    return [p for p in paths if within_paths(p, parent_paths)]
+
+
+def delegated_role(parent: Metadata[Targets], parent_paths: list[str], role: str) -> tuple[DelegatedRole, dict[str, PublicKey]]:
+    """The entry of ``role`` in its parent's delegations, with its paths narrowed to the parent's
+    effective ``parent_paths``, and its keys (notary's ``GetDelegationRole``).
+
+    Raises InvalidDelegationError (not delegated there, or a key the parent does not list) and
+    CertificateError (a key certificate notary refuses: SHA-1, short RSA, empty validity).
     """
-    keys, threshold = root.signed.role_keys(ROOT)
+    entry = parent.signed.delegations.get(role)
+    if entry is None:
+        raise InvalidDelegationError(role, "delegation does not exist")
+    listed = parent.signed.delegations.keys
+    for kid in entry.keyids:
+        if kid not in listed:
+            raise InvalidDelegationError(role, f"role lists unknown key {kid} as a signing key")
+    keys = {kid: listed[kid] for kid in entry.keyids}
+    for key in keys.values():
+        check_certificate(key)
+    narrowed = DelegatedRole(role, entry.keyids, entry.threshold, restrict_paths(parent_paths, entry.paths))
+    return narrowed, keys
+
+
+def check_paths(role: str, md: Metadata[Targets], paths: list[str]) -> None:
+    """Raise InvalidMetadataError if a targets document whose effective paths are ``paths``
+    delegates a path outside them or (a delegation) lists a target outside them. Clients ignore
+    such entries; the trust server refuses to publish them."""
+    for d in md.signed.delegations.roles:
+        for p in d.paths:
+            if not within_paths(p, paths):
+                raise InvalidMetadataError(
+                    role, f"delegation role {d.name} path {p!r} is not within the paths delegated to its parent"
+                )
+    if role != TARGETS:
+        for name in md.signed.targets:
+            if not within_paths(name, paths):
+                raise InvalidMetadataError(role, f"target {name!r} is outside the role's paths")
+
+
+def check_document(
+    md: Metadata[Any],
+    role: str,
+    keys: dict[str, PublicKey],
+    threshold: int,
+    now: datetime,
+    *,
+    minimum: int = 1,
+    allow_expired: bool = False,
+) -> list[str]:
+    """Every check a timestamp, snapshot, targets or delegation document gets once its bytes
+    passed the checksum of the referencing metadata, in notary's order: signatures, structure,
+    version, expiry (a delegation's structure and version before its signatures). Returns the
+    signers; raises what :func:`verify_threshold`, :func:`check_structure`, :func:`check_version`
+    and :func:`check_expiry` raise."""
+    if is_delegation(role):
+        check_structure(role, md.signed)
+        check_version(role, md.signed.version, minimum)
+        signers = verify_threshold(md, keys, threshold, role)
+    else:
+        signers = verify_threshold(md, keys, threshold, role)
+        check_structure(role, md.signed)
+        check_version(role, md.signed.version, minimum)
+    if not allow_expired:
+        check_expiry(md, now, role)
+    return signers
+
+
+# --- roots ---------------------------------------------------------------------------------------
+
+
+def root_certificates(root: Root, gun: str, now: datetime | None) -> tuple[dict[str, PublicKey], list[str]]:
+    """The root role's certificates usable for ``gun`` (CN, no SHA-1, no short RSA, and valid at
+    ``now`` unless None), by their own key IDs, and why the others are not."""
+    keys, _ = root.role_keys(ROOT)
     usable: dict[str, PublicKey] = {}
-    errors: list[str] = []
-    for kid, key in keys.items():
+    reasons: list[str] = []
+    for key in keys.values():
         try:
             check_root_certificate(key, gun, now)
         except TrustboxError as exc:
-            errors.append(str(exc))
+            reasons.append(str(exc))
             continue
-        usable[kid] = key
-    if not usable:
-        raise RootError("no valid root certificate for " + gun + (": " + "; ".join(errors) if errors else ""))
-    return verify_threshold(root, usable, threshold, ROOT)
+        usable[key.keyid] = key
+    return usable, reasons
 
 
-def verify_root_rotation(old: Metadata[Root], new: Metadata[Root], gun: str, now: datetime) -> None:
-    """A new root must be signed by the old root's threshold of old keys and by its own."""
-    old_keys, old_threshold = old.signed.role_keys(ROOT)
-    # only the old root's certificates for this GUN count (expiry is not checked for the old root)
-    usable: dict[str, PublicKey] = {}
-    for kid, key in old_keys.items():
+def verify_root(md: Metadata[Root], gun: str, now: datetime | None, trusted: Metadata[Root] | None = None) -> list[str]:
+    """Check a root as notary's ``ValidateRoot`` does; return the IDs of its own certificates that signed it.
+
+    The root needs certificates for ``gun`` (valid at ``now``; None skips validity, for a root
+    trusted earlier), else RootCertificatesError. A root replacing the ``trusted`` one must be
+    signed to the trusted root's threshold by the trusted root's certificates for ``gun`` (their
+    validity is not checked): PreviousRootCertificatesError when it has none, else
+    RootRotationError. Last, the root must be signed to its own threshold by its own usable
+    certificates: RootSignaturesError.
+    """
+    certs, reasons = root_certificates(md.signed, gun, now)
+    if not certs:
+        raise RootCertificatesError(f"no valid root certificate for {gun}" + (": " + "; ".join(reasons) if reasons else ""))
+    version = md.signed.version
+    if trusted is not None:
+        old, _ = root_certificates(trusted.signed, gun, None)
+        if not old:
+            raise PreviousRootCertificatesError(version, f": the trusted root has no usable certificate for {gun}")
         try:
-            check_root_certificate(key, gun, None)
-        except TrustboxError:
-            continue
-        usable[kid] = key
+            verify_threshold(md, old, trusted.signed.roles[ROOT].threshold, ROOT)
+        except (ThresholdError, SignatureError) as exc:
+            raise RootRotationError(version) from exc
     try:
-        verify_threshold(new, usable, old_threshold, ROOT)
-    except ThresholdError as exc:
-        raise RootError(f"root version {new.signed.version} is not signed by the previously trusted root keys") from exc
-    verify_root_self(new, gun, now)
+        return verify_threshold(md, certs, md.signed.roles[ROOT].threshold, ROOT)
+    except (ThresholdError, SignatureError) as exc:
+        raise RootSignaturesError(f"valid signatures did not meet threshold for {ROOT}") from exc
+
+
+# --- the client's state machine ----------------------------------------------------------------
 
 
 @dataclass
@@ -158,8 +400,8 @@ class TrustedCollection:
         self.gun = gun
         self.now = now
         self.floor = dict(floor_versions or {})
-        root = Metadata.parse(root_data, "root", expect=Root)
-        verify_root_self(root, gun, now if tofu else None)
+        root = Metadata.parse(root_data, ROOT, expect=Root)
+        verify_root(root, gun, now if tofu else None)
         if tofu:
             check_expiry(root, now, ROOT)
         self.root: Metadata[Root] = root
@@ -171,16 +413,15 @@ class TrustedCollection:
     # -- root --------------------------------------------------------------------------------
 
     def update_root(self, data: bytes) -> Metadata[Root]:
-        """Accept the next root version: signed by the trusted root and by itself, version + 1."""
-        if len(data) > MAX_ROOT_SIZE:
-            raise LengthError(f"root is larger than {MAX_ROOT_SIZE} bytes")
-        new = Metadata.parse(data, "root", expect=Root)
+        """Accept the next root version: version + 1, chaining from the trusted root (:func:`verify_root`)."""
+        check_size(data, MAX_ROOT_SIZE, ROOT)
+        new = Metadata.parse(data, ROOT, expect=Root)
         old = self.root
         if new.signed.version != old.signed.version + 1:
             raise RollbackError(
                 f"root version {new.signed.version} does not follow the trusted version {old.signed.version}"
             )
-        verify_root_rotation(old, new, self.gun, self.now)
+        verify_root(new, self.gun, self.now, old)
         self.root = new
         # a new root invalidates everything verified with the old keys
         self.timestamp = self.snapshot = self.targets = None
@@ -193,37 +434,32 @@ class TrustedCollection:
 
     # -- timestamp / snapshot / targets --------------------------------------------------------
 
-    def _check_version(self, role: str, version: int, previous: Metadata[Any] | None) -> None:
+    def _minimum(self, role: str, previous: Metadata[Any] | None) -> int:
         floor = self.floor.get(role, 0)
-        if previous is not None:
-            floor = max(floor, previous.signed.version)
-        if version < floor:
-            raise RollbackError(f"{role} version {version} is lower than the trusted version {floor}")
+        return max(floor, previous.signed.version) if previous is not None else floor
+
+    def _load(
+        self, role: str, data: bytes, keys: tuple[dict[str, PublicKey], int], previous: Metadata[Any] | None
+    ) -> Metadata[Any]:
+        md = Metadata.parse(data, role, expect=signed_class(role))
+        check_document(md, role, keys[0], keys[1], self.now, minimum=self._minimum(role, previous))
+        return md
 
     def update_timestamp(self, data: bytes) -> Metadata[Timestamp]:
-        """Verify timestamp.json: size, signatures, version not lower, not expired."""
-        if len(data) > MAX_TIMESTAMP_SIZE:
-            raise LengthError(f"timestamp is larger than {MAX_TIMESTAMP_SIZE} bytes")
-        md = Metadata.parse(data, TIMESTAMP, expect=Timestamp)
-        keys, threshold = self.root.signed.role_keys(TIMESTAMP)
-        verify_threshold(md, keys, threshold, TIMESTAMP)
-        self._check_version(TIMESTAMP, md.signed.version, self.timestamp)
-        check_expiry(md, self.now, TIMESTAMP)
-        self.timestamp = md
-        return md
+        """Verify timestamp.json: size, signatures, structure, version not lower, not expired."""
+        check_size(data, MAX_TIMESTAMP_SIZE, TIMESTAMP)
+        self.timestamp = self._load(TIMESTAMP, data, self.root.signed.role_keys(TIMESTAMP), self.timestamp)
+        return self.timestamp
 
     def update_snapshot(self, data: bytes) -> Metadata[Snapshot]:
-        """Verify snapshot.json against the timestamp's hashes, then signatures, version, expiry."""
+        """Verify snapshot.json against the timestamp's checksums, then signatures, structure, version, expiry."""
         if self.timestamp is None:
             raise TrustboxError("timestamp must be loaded before snapshot")
-        check_file(data, self.timestamp.signed.snapshot_meta, SNAPSHOT)
-        md = Metadata.parse(data, SNAPSHOT, expect=Snapshot)
-        keys, threshold = self.root.signed.role_keys(SNAPSHOT)
-        verify_threshold(md, keys, threshold, SNAPSHOT)
-        self._check_version(SNAPSHOT, md.signed.version, self.snapshot)
-        check_expiry(md, self.now, SNAPSHOT)
-        self.snapshot = md
-        return md
+        meta = self.timestamp.signed.snapshot_meta
+        check_size(data, meta.length, SNAPSHOT)
+        check_file(data, meta, SNAPSHOT)
+        self.snapshot = self._load(SNAPSHOT, data, self.root.signed.role_keys(SNAPSHOT), self.snapshot)
+        return self.snapshot
 
     def snapshot_meta(self, role: str) -> FileMeta | None:
         """The snapshot entry of ``role`` (None if not listed)."""
@@ -231,54 +467,39 @@ class TrustedCollection:
             raise TrustboxError("snapshot must be loaded first")
         return self.snapshot.signed.meta.get(role)
 
-    def update_targets(self, data: bytes) -> Metadata[Targets]:
-        """Verify targets.json against the snapshot's hashes and the root's targets keys."""
-        meta = self.snapshot_meta(TARGETS)
-        if meta is None:
-            raise HashMismatchError("snapshot does not list targets")
-        check_file(data, meta, TARGETS)
-        md = Metadata.parse(data, TARGETS, expect=Targets)
-        keys, threshold = self.root.signed.role_keys(TARGETS)
-        verify_threshold(md, keys, threshold, TARGETS)
-        self._check_version(TARGETS, md.signed.version, self.targets)
-        check_expiry(md, self.now, TARGETS)
-        self.targets = md
-        return md
+    def _listed(self, role: str, data: bytes) -> None:
+        meta = self.snapshot_meta(role)
+        if meta is not None:
+            check_size(data, meta.length, role)
+        check_file(data, meta, role)
 
-    def parent_of(self, role: str) -> tuple[Metadata[Targets], DelegatedRole, list[str]]:
-        """The verified parent document of ``role``, its entry there, and the effective paths."""
+    def update_targets(self, data: bytes) -> Metadata[Targets]:
+        """Verify targets.json against the snapshot's checksums and the root's targets keys."""
+        self._listed(TARGETS, data)
+        self.targets = self._load(TARGETS, data, self.root.signed.role_keys(TARGETS), self.targets)
+        return self.targets
+
+    def _parent(self, role: str) -> tuple[Metadata[Targets], list[str]]:
         if not is_delegation(role):
             raise RoleError(f"{role!r} is not a delegated role")
         parent = parent_role(role)
         if parent == TARGETS:
             if self.targets is None:
                 raise TrustboxError("targets must be loaded before its delegations")
-            parent_md, parent_paths = self.targets, [""]
-        else:
-            loaded = self.delegations.get(parent)
-            if loaded is None:
-                raise RoleError(f"parent role {parent} of {role} is not loaded")
-            parent_md, parent_paths = loaded.metadata, loaded.role.paths
-        entry = parent_md.signed.delegations.get(role)
-        if entry is None:
-            raise RoleError(f"{role} is not delegated by {parent}")
-        paths = [p for p in entry.paths if any(p.startswith(pp) for pp in parent_paths)]
-        return parent_md, entry, paths
+            return self.targets, [""]
+        loaded = self.delegations.get(parent)
+        if loaded is None:
+            raise RoleError(f"parent role {parent} of {role} is not loaded")
+        return loaded.metadata, loaded.role.paths
 
     def update_delegation(self, role: str, data: bytes) -> Metadata[Targets]:
         """Verify a delegated targets document with the keys its parent lists for it."""
-        parent_md, entry, paths = self.parent_of(role)
-        meta = self.snapshot_meta(role)
-        if meta is None:
-            raise HashMismatchError(f"snapshot does not list {role}")
-        check_file(data, meta, role)
-        md = Metadata.parse(data, role, expect=Targets)
-        keys, threshold = parent_md.signed.delegations.role_keys(role)
-        verify_threshold(md, keys, threshold, role)
+        parent_md, parent_paths = self._parent(role)
+        entry, keys = delegated_role(parent_md, parent_paths, role)
+        self._listed(role, data)
         previous = self.delegations.get(role)
-        self._check_version(role, md.signed.version, previous.metadata if previous else None)
-        check_expiry(md, self.now, role)
-        self.delegations[role] = LoadedRole(role, md, DelegatedRole(role, entry.keyids, entry.threshold, paths))
+        md = self._load(role, data, (keys, entry.threshold), previous.metadata if previous else None)
+        self.delegations[role] = LoadedRole(role, md, entry)
         return md
 
     # -- lookups -----------------------------------------------------------------------------
