@@ -254,7 +254,7 @@ class AuthMiddleware:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
-        headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in refusal.headers + self.extra_headers]
+        headers = [(k.lower().encode("latin-1"), v.encode("utf-8")) for k, v in refusal.headers + self.extra_headers]
         headers.append((b"content-length", str(len(refusal.body)).encode()))
         await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
         body = b"" if scope.get("method") == "HEAD" else refusal.body

@@ -18,6 +18,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from trustbox.errors import FormatError
+from trustbox.httpnum import INT64_MIN, parse_decimal
 from trustbox.registry import layout
 from trustbox.registry.auth import auth_middleware
 from trustbox.registry.blobs import BlobInfo, BlobStore, VerifyPolicy
@@ -28,6 +30,7 @@ from trustbox.registry.errors import (
     BlobUploadInvalid,
     Denied,
     DigestInvalid,
+    ManifestInvalid,
     ManifestTimeout,
     NameUnknown,
     NotFound,
@@ -188,8 +191,9 @@ class Registry:
         if n_text is None or n_text == "":
             return items, headers
         try:
-            n = int(n_text)
-        except ValueError:
+            # Go's strconv.Atoi as registry:2 (a sign is allowed); bounded to int64
+            n = parse_decimal(n_text, min_value=INT64_MIN, signed=True)
+        except FormatError:
             raise PaginationInvalid(detail={"n": n_text[:50]}) from None
         if n < 0:
             raise PaginationInvalid(detail={"n": n})
@@ -346,17 +350,20 @@ class Registry:
         return self._created(name, want)
 
     @staticmethod
-    def _declared_length(request: Request) -> int | None:
+    def _declared_length(request: Request, error: type[RegistryError] = BlobUploadInvalid) -> int | None:
+        """The ``Content-Length`` header as a number, None when absent.
+
+        Raises:
+            RegistryError: ``error`` (400) when the header is not plain decimal digits or is
+                beyond int64 (Go's net/http refuses those with 400 before registry:2 sees them).
+        """
         cl = request.headers.get("content-length")
         if cl is None:
             return None
         try:
-            value = int(cl)
-        except ValueError:
-            raise BlobUploadInvalid(f"invalid Content-Length {cl[:50]!r}") from None
-        if value < 0:
-            raise BlobUploadInvalid(f"invalid Content-Length {cl[:50]!r}")
-        return value
+            return parse_decimal(cl)
+        except FormatError:
+            raise error(f"invalid Content-Length {cl[:50]!r}", detail={"contentLength": cl[:50]}) from None
 
     def _chunk_length(self, request: Request, up: Upload) -> int | None:
         cr = request.headers.get("content-range")
@@ -425,8 +432,8 @@ class Registry:
 
     async def _read_manifest_body(self, request: Request) -> bytes:
         limit = self.config.max_manifest_size
-        cl = request.headers.get("content-length")
-        if cl is not None and cl.isdigit() and int(cl) > limit:
+        declared = self._declared_length(request, ManifestInvalid)
+        if declared is not None and declared > limit:
             raise TooLarge(f"manifest is larger than {limit} bytes", detail={"limit": limit})
         buf = bytearray()
         async for chunk in self._body(request, ManifestTimeout):

@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from trustbox.errors import FormatError
+from trustbox.httpnum import NumberRangeError, parse_decimal
 from trustbox.trustserver.cache import CachedResponse, PostgresListener, ResponseCache
 from trustbox.trustserver.config import ServerConfig
 from trustbox.trustserver.errors import (
@@ -63,6 +65,19 @@ MAX_GUN = 255
 
 CT_TEXT = (b"content-type", b"text/plain; charset=utf-8")
 CT_JSON = (b"content-type", b"application/json; charset=utf-8")
+
+
+def parse_version(text: str) -> int:
+    """The version of a ``<version>.<role>.json`` path, as upstream's ``strconv.Atoi`` (int64).
+
+    Raises:
+        ServerError: ``METADATA_NOT_FOUND`` (404) wrapping Go's ``*NumError`` as notary-server
+            does, for a number beyond int64.
+    """
+    try:
+        return parse_decimal(text)
+    except FormatError:
+        raise METADATA_NOT_FOUND.with_detail({"Func": "Atoi", "Num": text, "Err": EMPTY}) from None
 
 
 class MethodNotAllowed(Exception):
@@ -284,10 +299,8 @@ class TrustServerApp:
             m = R_BY_VERSION.match(path)
             if m:
                 self._check_gun(m["gun"], False)
-                text = m["version"]
-                if len(text) > 18:  # Go's Atoi overflows: upstream wraps the *NumError
-                    raise METADATA_NOT_FOUND.with_detail({"Func": "Atoi", "Num": text, "Err": EMPTY})
-                return await self._get(path, m["gun"], m["role"], "GetRoleByVersion", version=int(text))
+                version = parse_version(m["version"])
+                return await self._get(path, m["gun"], m["role"], "GetRoleByVersion", version=version)
             m = R_CURRENT.match(path)
             if m:
                 self._check_gun(m["gun"], False)
@@ -378,8 +391,10 @@ class TrustServerApp:
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
-                    declared = int(value)
-                except ValueError as exc:
+                    declared = parse_decimal(value)
+                except NumberRangeError:
+                    declared = limit + 1  # beyond int64: certainly larger than the limit
+                except FormatError as exc:
                     raise MALFORMED_UPLOAD.with_detail() from exc
                 if declared > limit:
                     raise TOO_LARGE.with_detail(f"request body larger than {limit} bytes")

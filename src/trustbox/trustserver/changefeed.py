@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
+from trustbox.httpnum import INT32_MAX, INT32_MIN, NumberRangeError, NumberSyntaxError, parse_decimal
 from trustbox.trustserver.errors import EMPTY, INVALID_PARAMETERS, ServerError, go_json
 from trustbox.trustserver.storage import Change
 
 DEFAULT_PAGE_SIZE = 100
-_INT32 = (-(2**31), 2**31 - 1)
-_DECIMAL = re.compile(r"^[+-]?[0-9]+$")
 
 
 def _go_quote(s: str) -> str:
@@ -20,13 +18,17 @@ def _go_quote(s: str) -> str:
 
 
 def parse_int32(text: str) -> int:
-    """Go ``strconv.ParseInt(text, 10, 32)``; ValueError carries Go's error text."""
-    if not _DECIMAL.match(text):
-        raise ValueError(f"strconv.ParseInt: parsing {_go_quote(text)}: invalid syntax")
-    value = int(text)
-    if not _INT32[0] <= value <= _INT32[1]:
-        raise ValueError(f"strconv.ParseInt: parsing {_go_quote(text)}: value out of range")
-    return value
+    """Go ``strconv.ParseInt(text, 10, 32)``.
+
+    Raises:
+        ValueError: carrying Go's error text (``invalid syntax`` / ``value out of range``).
+    """
+    try:
+        return parse_decimal(text, min_value=INT32_MIN, max_value=INT32_MAX, signed=True)
+    except NumberRangeError:
+        raise ValueError(f"strconv.ParseInt: parsing {_go_quote(text)}: value out of range") from None
+    except NumberSyntaxError:
+        raise ValueError(f"strconv.ParseInt: parsing {_go_quote(text)}: invalid syntax") from None
 
 
 def parse_params(query_string: bytes) -> tuple[int, int]:

@@ -7,31 +7,38 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from trustbox.errors import FormatError
 
+# [0-9], not \d: Python's \d (and int()) take the digits of every script, Go's parser only ASCII
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
+    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
 )
 
 
 def parse_time(text: object, what: str = "expires") -> datetime:
-    """Parse an RFC 3339 timestamp into an aware UTC datetime (fraction cut to microseconds)."""
+    """Parse an RFC 3339 timestamp into an aware UTC datetime (fraction cut to microseconds).
+
+    Raises:
+        FormatError: not a string, not RFC 3339 (ASCII digits only, nothing after it), or not a
+            date a ``datetime`` can hold in UTC.
+    """
     if not isinstance(text, str):
         raise FormatError(f"{what} must be an RFC 3339 timestamp string")
-    m = _RFC3339.match(text)
+    m = _RFC3339.fullmatch(text)  # not match(): "$" would let a trailing newline through
     if not m:
-        raise FormatError(f"{what} {text!r} is not an RFC 3339 timestamp")
+        raise FormatError(f"{what} {text[:100]!r} is not an RFC 3339 timestamp")
     year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
     frac = m.group(7) or ""
     micro = int((frac + "000000")[:6]) if frac else 0
-    if m.group(8):
-        tz = UTC
-    else:
-        sign = 1 if m.group(9) == "+" else -1
-        tz = timezone(sign * timedelta(hours=int(m.group(10)), minutes=int(m.group(11))))
     try:
-        dt = datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
-    except ValueError as exc:
+        if m.group(8):
+            tz = UTC
+        else:
+            sign = 1 if m.group(9) == "+" else -1
+            tz = timezone(sign * timedelta(hours=int(m.group(10)), minutes=int(m.group(11))))
+        # astimezone: year 9999 at -01:00 or year 1 at +01:00 overflows datetime
+        return datetime(year, month, day, hour, minute, second, micro, tzinfo=tz).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise FormatError(f"{what} {text!r} is not a valid date: {exc}") from exc
-    return dt.astimezone(UTC)
 
 
 def format_time(dt: datetime) -> str:
