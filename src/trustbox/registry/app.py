@@ -18,6 +18,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from trustbox.auth.middleware import AuthInfo
 from trustbox.registry import layout
 from trustbox.registry.auth import auth_middleware
 from trustbox.registry.blobs import BlobInfo, BlobStore, VerifyPolicy
@@ -67,6 +68,15 @@ def error_response(err: RegistryError, head: bool = False) -> Response:
     return Response(body, status_code=err.status, media_type="application/json", headers=headers)
 
 
+def _session_owner(request: Request, repo: str) -> str:
+    """Whose quota of upload sessions a new session counts against: the authenticated user,
+    or the repository when there is no user (no auth, anonymous tokens)."""
+    info = request.scope.get("state", {}).get("auth")
+    if isinstance(info, AuthInfo) and info.user:
+        return f"user:{info.user}"
+    return f"repository:{repo}"
+
+
 def _headers(**extra: str) -> dict[str, str]:
     h = {API_VERSION[0]: API_VERSION[1]}
     for k, v in extra.items():
@@ -88,7 +98,7 @@ class Registry:
             )
         self.driver = driver
         self.blobs = BlobStore(driver, VerifyPolicy(config.verify_blobs))
-        self.uploads = UploadStore(self.blobs, config.max_upload_sessions)
+        self.uploads = UploadStore(self.blobs, config.max_upload_sessions, idle_timeout=config.upload_idle_timeout)
         self.manifests = ManifestStore(self.blobs, config.max_json_depth)
         self._routes: dict[tuple[str, str], Handler] = {
             ("blobs/uploads", "POST"): self.upload_start,
@@ -331,7 +341,7 @@ class Registry:
                 return self._created(name, d)
         digest_param = q.get("digest")
         want = parse_digest(digest_param) if digest_param else None
-        up = await self.uploads.create(name, transient=want is not None)
+        up = await self.uploads.create(name, owner=_session_owner(request, name), transient=want is not None)
         if want is None:
             return self._upload_headers(up)
         async with self.uploads.lock(up.id):
