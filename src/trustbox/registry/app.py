@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from trustbox.auth.middleware import AuthInfo
+from trustbox.auth.scopes import PULL, repository, satisfies
 from trustbox.registry import layout
 from trustbox.registry.auth import auth_middleware
 from trustbox.registry.blobs import BlobInfo, BlobStore, VerifyPolicy
@@ -44,15 +44,13 @@ from trustbox.registry.manifests import ManifestStore
 from trustbox.registry.mediatypes import OCI_INDEX
 from trustbox.registry.names import check_name
 from trustbox.registry.ranges import parse_byte_range, parse_content_range
+from trustbox.registry.request import RegistryRequest, registry_request
 from trustbox.registry.storage import StorageDriver, open_storage
 from trustbox.registry.uploads import Upload, UploadStore
 
 log = logging.getLogger("trustbox.registry")
 
 API_VERSION = ("Docker-Distribution-API-Version", "registry/2.0")
-_ROUTE = re.compile(
-    r"^/v2/(?P<name>.+?)/(?P<kind>blobs/uploads|blobs|manifests|tags/list|referrers)(?:/(?P<ref>[^/]*))?$"
-)
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CONFIG_ENV = "TRUSTBOX_REGISTRY_CONFIG_JSON"
 
@@ -66,6 +64,12 @@ def error_response(err: RegistryError, head: bool = False) -> Response:
     if head:
         headers["Content-Length"] = "0"
     return Response(body, status_code=err.status, media_type="application/json", headers=headers)
+
+
+def _query(request: Request) -> RegistryRequest:
+    """The request as parsed once for the auth layer and the handlers (see
+    :mod:`trustbox.registry.request`)."""
+    return registry_request(request.scope)
 
 
 def _session_owner(request: Request, repo: str) -> str:
@@ -97,6 +101,7 @@ class Registry:
                 spool_dir=Path(config.spool_dir) if config.spool_dir else None,
             )
         self.driver = driver
+        self.auth_enabled = config.auth_section() is not None
         self.blobs = BlobStore(driver, VerifyPolicy(config.verify_blobs))
         self.uploads = UploadStore(self.blobs, config.max_upload_sessions, idle_timeout=config.upload_idle_timeout)
         self.manifests = ManifestStore(self.blobs, config.max_json_depth)
@@ -148,10 +153,10 @@ class Registry:
             if method not in ("GET", "HEAD"):
                 raise Unsupported(headers={"Allow": "GET, HEAD"})
             return await self.catalog(request)
-        m = _ROUTE.fullmatch(path)
-        if m is None:
+        route = _query(request).route
+        if route is None:
             raise NotFound(detail={"path": path[:300]})
-        name, kind, ref = m.group("name"), m.group("kind"), m.group("ref")
+        name, kind, ref = route.name, route.kind, route.ref
         check_name(name)
         if kind in ("tags/list",) and ref is not None:
             raise NotFound(detail={"path": path[:300]})
@@ -189,7 +194,7 @@ class Registry:
 
     @staticmethod
     def _page(items: list[str], request: Request, base: str) -> tuple[list[str], dict[str, str]]:
-        q = request.query_params
+        q = _query(request)
         last = q.get("last")
         if last:
             items = [i for i in items if i > last]
@@ -320,26 +325,18 @@ class Registry:
         )
 
     async def upload_start(self, request: Request, name: str, ref: str | None) -> Response:
-        """POST /v2/<name>/blobs/uploads/: start, monolithic (``digest``) or mount (``mount``)."""
+        """POST /v2/<name>/blobs/uploads/: start, monolithic (``digest``) or cross-repository
+        mount (``mount`` and ``from``: 201 only when the blob is in ``from`` and the caller may
+        pull ``from``; otherwise, and without ``from``, an upload starts, as registry:2 does)."""
         if ref:
             raise NotFound(detail={"path": request.url.path[:300]})
-        q = request.query_params
-        mount = q.get("mount")
-        if mount:
+        q = _query(request)
+        mount, source, digest_param = q.get("mount"), q.get("from"), q.get("digest")
+        if mount and source:
             d = parse_digest(mount)
-            source = q.get("from")
-            if source:
-                try:
-                    check_name(source)
-                    linked = await self.blobs.stat(source, d)
-                except RegistryError:
-                    linked = None
-            else:
-                linked = await self.blobs.stat_global(d)
-            if linked is not None:
+            if await self._mountable(request, source, d):
                 await self.blobs.link(name, d)
                 return self._created(name, d)
-        digest_param = q.get("digest")
         want = parse_digest(digest_param) if digest_param else None
         up = await self.uploads.create(name, owner=_session_owner(request, name), transient=want is not None)
         if want is None:
@@ -354,6 +351,25 @@ class Registry:
                 raise
             await self.uploads.commit(up, want)
         return self._created(name, want)
+
+    async def _mountable(self, request: Request, source: str, d: Digest) -> bool:
+        """Whether ``d`` may be mounted from ``source``: the caller may pull ``source`` (the
+        auth layer checked it already; this holds even if a layer above it changes) and the
+        blob is linked there. Never raises: an unusable source just means no mount."""
+        if not self._may_pull(request, source):
+            return False
+        try:
+            check_name(source)
+            return await self.blobs.stat(source, d) is not None
+        except RegistryError:
+            return False
+
+    def _may_pull(self, request: Request, repo: str) -> bool:
+        """True when the request's credentials grant ``pull`` on ``repo`` (always without auth)."""
+        info = request.scope.get("state", {}).get("auth")
+        if not isinstance(info, AuthInfo):
+            return not self.auth_enabled
+        return not satisfies(info.granted, [repository(repo, PULL)])
 
     @staticmethod
     def _declared_length(request: Request) -> int | None:
@@ -402,7 +418,7 @@ class Registry:
     async def upload_put(self, request: Request, name: str, ref: str | None) -> Response:
         """PUT /v2/<name>/blobs/uploads/<uuid>?digest=: optional last chunk, then commit (201)."""
         up = await self.uploads.get(name, ref or "")
-        digest_param = request.query_params.get("digest")
+        digest_param = _query(request).get("digest")
         if not digest_param:
             raise DigestInvalid("digest parameter missing", detail={"digest": ""})
         want = parse_digest(digest_param)
@@ -449,7 +465,7 @@ class Registry:
         """PUT /v2/<name>/manifests/<reference>[?tag=..]: validate, check references, store (201)."""
         assert ref is not None
         body = await self._read_manifest_body(request)
-        extra_tags = request.query_params.getlist("tag") if ":" in ref else []
+        extra_tags = _query(request).getlist("tag") if ":" in ref else []
         d, parsed = await self.manifests.put(name, ref, body, request.headers.get("content-type"), extra_tags)
         headers = _headers(
             Location=f"/v2/{name}/manifests/{d}", Docker_Content_Digest=str(d), Content_Length="0"
@@ -473,7 +489,7 @@ class Registry:
         """GET /v2/<name>/referrers/<digest>[?artifactType=]: an OCI image index."""
         assert ref is not None
         subject = parse_digest(ref)
-        artifact_type = request.query_params.get("artifactType") or None
+        artifact_type = _query(request).get("artifactType") or None
         entries = await self.manifests.referrers(name, subject, artifact_type)
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
         headers = _headers()
