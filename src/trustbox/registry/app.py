@@ -72,6 +72,16 @@ def _query(request: Request) -> RegistryRequest:
     return registry_request(request.scope)
 
 
+def _failed_verification(d: Digest) -> BlobUnknown:
+    """404 ``BLOB_UNKNOWN`` for a blob whose stored content failed verification and was
+    quarantined (the message is what clients print)."""
+    return BlobUnknown(
+        "stored blob failed digest verification (corrupted or tampered in storage); "
+        "the registry quarantined it, push it again",
+        detail={"digest": str(d), "reason": "verification failed"},
+    )
+
+
 def _session_owner(request: Request, repo: str) -> str:
     """Whose quota of upload sessions a new session counts against: the authenticated user,
     or the repository when there is no user (no auth, anonymous tokens)."""
@@ -231,19 +241,19 @@ class Registry:
     # --- blobs --------------------------------------------------------------------------
 
     async def _visible_blob(self, name: str, ref: str) -> BlobInfo:
+        """The blob ``ref`` as linked in ``name``. Raises BlobUnknown when it is not linked there,
+        and says why when its content was quarantined after failing verification."""
         d = parse_digest(ref)
         blob = await self.blobs.stat(name, d)
         if blob is None:
+            if await self.blobs.is_linked(name, d) and await self.blobs.quarantined(d):
+                raise _failed_verification(d)
             raise BlobUnknown(detail={"digest": str(d)})
         return blob
 
     async def _checked(self, blob: BlobInfo, full_read: bool) -> None:
         if self.blobs.needs_check(blob, full_read) and not await self.blobs.verify(blob):
-            raise BlobUnknown(
-                "blob content in storage does not match its digest (corrupted or tampered); "
-                "it has been quarantined, push it again",
-                detail={"digest": str(blob.digest), "reason": "verification failed"},
-            )
+            raise _failed_verification(blob.digest)
 
     async def blob_get(self, request: Request, name: str, ref: str | None) -> Response:
         """GET/HEAD /v2/<name>/blobs/<digest>, with single ``Range`` support."""

@@ -70,6 +70,12 @@ class BlobStore:
         if await run_io(self.driver, self.driver.stat, key) is None:
             await run_io(self.driver, self.driver.write, key, str(d).encode())
 
+    async def quarantined(self, d: Digest) -> bool:
+        """True when content stored under ``d`` failed verification and was moved to quarantine
+        (``quarantine/<alg>/<hex>.<unix time>``)."""
+        names = await run_io(self.driver, self.driver.list_dir, f"{layout.QUARANTINE}/{d.algorithm}")
+        return any(n.startswith(f"{d.hex}.") for n in names)
+
     async def unlink(self, name: str, d: Digest) -> bool:
         """Remove the blob from repository ``name`` (content stays until garbage collection)."""
         return await run_io(self.driver, self.driver.delete, layout.layer_link(name, d))
