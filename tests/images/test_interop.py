@@ -36,7 +36,7 @@ from trustbox.client.oci import DigestMismatchError
 from trustbox.client.oci_layout import OCILayoutSource, open_destination, open_source
 from trustbox.client.oci_sample import write_sample_image
 from trustbox.client.registry import RegistryClient, RegistryOptions
-from trustbox.errors import TrustboxError
+from trustbox.errors import NotFoundError, TrustboxError
 
 pytestmark = pytest.mark.interop
 
@@ -150,6 +150,11 @@ def test_tampered_blob_in_storage_is_refused(registry: RunningRegistry, tmp_path
     # EOF"); trustbox's registry re-hashes and refuses to serve. Either way: named, refused.
     assert victim in str(ei.value)
     assert not out.exists()
+    if registry.name == "trustbox":  # the registry says why the blob is gone, and the client prints it
+        assert "stored blob failed digest verification" in str(ei.value)
+        with RegistryClient(registry.host, RegistryOptions()) as c, pytest.raises(NotFoundError) as again:
+            c.download_blob("interop/tamper", top.layers[0], tmp_path / "single" / "victim")
+        assert "stored blob failed digest verification" in str(again.value)  # also once quarantined
     # same-size tampering: only the hash can tell
     other = top.layers[1]
     f = registry.blob_file(other.digest)

@@ -27,6 +27,7 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 EMPTY_JSON = "application/vnd.oci.empty.v1+json"
+REALM, SERVICE = "https://auth.test/token", "registry.test"  # token auth in tests (auth.helpers issuers)
 
 
 @pytest.fixture(scope="session")
@@ -138,3 +139,11 @@ def fsreg(tmp_path: Path) -> Reg:
 def error_code(resp: Any) -> str:
     """The first error code of a JSON error response."""
     return str(resp.json()["errors"][0]["code"])
+
+
+def token_config(tmp_path: Path, issuer_cert: bytes) -> dict[str, Any]:
+    """Config fragments for registry:2-style token auth trusting ``issuer_cert`` (issuer "trustbox")."""
+    bundle = tmp_path / "token-bundle.pem"
+    bundle.write_bytes(issuer_cert)
+    return {"auth_token_realm": REALM, "auth_token_service": SERVICE, "auth_token_issuer": "trustbox",
+            "auth_token_rootcertbundle": str(bundle)}

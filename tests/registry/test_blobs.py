@@ -227,13 +227,18 @@ def test_mount_missing_falls_back_to_upload(reg: Reg) -> None:
     assert reg.head(f"/v2/dst/blobs/{d}").status_code == 404
 
 
-def test_mount_without_from(reg: Reg) -> None:
+def test_mount_without_from_starts_an_upload(reg: Reg) -> None:
+    """As registry:2: no ``from``, no mount (a blob stored for another repository is neither
+    linked nor revealed); the upload that starts works as any other."""
     d = reg.push_blob("src", b"anywhere")
-    r = reg.post(f"/v2/dst/blobs/uploads/?mount={d}")
+    for query in (f"mount={d}", f"mount={d}&from=", f"mount={sha(b'missing')}"):
+        r = reg.post(f"/v2/dst/blobs/uploads/?{query}")
+        assert r.status_code == 202, query
+        assert "/v2/dst/blobs/uploads/" in r.headers["Location"]
+        assert reg.head(f"/v2/dst/blobs/{d}").status_code == 404
+    r = reg.put(f"{r.headers['Location']}?digest={d}", content=b"anywhere")
     assert r.status_code == 201
     assert reg.get(f"/v2/dst/blobs/{d}").content == b"anywhere"
-    r = reg.post(f"/v2/dst/blobs/uploads/?mount={sha(b'missing')}")
-    assert r.status_code == 202
 
 
 def test_blob_delete(reg: Reg) -> None:

@@ -34,8 +34,13 @@ def test_corrupted_blob_refused_and_quarantined(reg: Reg) -> None:
     assert r.status_code == 404
     assert error_code(r) == "BLOB_UNKNOWN"
     assert r.json()["errors"][0]["detail"]["reason"] == "verification failed"
+    assert r.json()["errors"][0]["message"].startswith("stored blob failed digest verification")
     # quarantined: gone from blob storage, kept aside for inspection
     assert reg.head(f"/v2/a/blobs/{d}").status_code == 404
+    r = reg.get(f"/v2/a/blobs/{d}")  # later reads still say why, in the repositories that link it
+    assert r.status_code == 404 and "failed digest verification" in r.json()["errors"][0]["message"]
+    r = reg.get(f"/v2/other/blobs/{d}")
+    assert r.status_code == 404 and r.json()["errors"][0]["message"] == "blob unknown to registry"
     assert reg.driver.stat(layout.blob_key(parse_digest(d))) is None
     assert [k for k, _ in reg.driver.walk(layout.QUARANTINE)]
     # pushing the good content again heals the repository

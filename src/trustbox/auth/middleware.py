@@ -6,7 +6,8 @@
 
 ``required_scopes(method, path, query)`` tells what a request needs: ``None`` lets it through
 without authentication (health, metrics), ``[]`` needs any authenticated user, otherwise the
-listed scopes. Refusals are answered exactly as notary-server / registry:2 answer them (401
+listed scopes. An app that parses each request once for both the access check and its handlers
+(the registry, :mod:`trustbox.registry.request`) passes ``requirements(scope)`` instead. Refusals are answered exactly as notary-server / registry:2 answer them (401
 ``UNAUTHORIZED`` with a ``WWW-Authenticate`` challenge, both when no token was sent and when the
 token lacks the access). On success the caller's identity is left in ``scope["state"]["auth"]``
 (Starlette: ``request.state.auth``), an :class:`AuthInfo`.
@@ -52,6 +53,7 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[ASGIScope, Receive, Send], Awaitable[None]]
 RequiredScopes = Callable[[str, str, str], Sequence[Scope] | None]
+Requirements = Callable[[ASGIScope], Sequence[Scope] | None]
 
 DEFAULT_EXEMPT_PATHS = frozenset({"/_notary_server/health", "/metrics", "/debug/health", "/health"})
 
@@ -219,10 +221,12 @@ class AuthMiddleware:
         *,
         exempt_paths: Iterable[str] = DEFAULT_EXEMPT_PATHS,
         extra_headers: Mapping[str, str] | None = None,
+        requirements: Requirements | None = None,
     ) -> None:
         self.app = app
         self.authorizer = authorizer
         self.required_scopes: RequiredScopes = required_scopes or _all_scopes
+        self.requirements = requirements
         self.exempt_paths = frozenset(exempt_paths)
         self.extra_headers = tuple((extra_headers or {}).items())
 
@@ -231,9 +235,12 @@ class AuthMiddleware:
         if scope["type"] not in ("http", "websocket") or scope["path"] in self.exempt_paths:
             await self.app(scope, receive, send)
             return
-        method = scope.get("method", "GET")
-        query = scope.get("query_string", b"").decode("latin-1")
-        required = self.required_scopes(method, scope["path"], query)
+        if self.requirements is not None:
+            required = self.requirements(scope)
+        else:
+            method = scope.get("method", "GET")
+            query = scope.get("query_string", b"").decode("latin-1")
+            required = self.required_scopes(method, scope["path"], query)
         if required is None:
             await self.app(scope, receive, send)
             return
@@ -314,30 +321,35 @@ _REGISTRY_ACTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-def registry_required_scopes(method: str, path: str, query: str = "") -> list[Scope] | None:
-    """The scopes registry:2 (distribution 2.8) asks for.
+def registry_scopes(method: str, path: str, repo: str | None, mount_sources: Iterable[str] = ()) -> list[Scope] | None:
+    """The scopes registry:2 (distribution 2.8) asks for, given the request's repository.
 
     Repository routes: GET/HEAD → ``pull``; POST/PUT/PATCH → ``pull,push``; DELETE → ``delete``;
-    a ``from=`` parameter (cross-repository mount) adds ``pull`` on that repository.
-    ``/v2/_catalog`` → ``registry:catalog:*``; ``/v2/`` and other ``/v2/`` paths → an
+    each ``from=`` repository (cross-repository mount) adds ``pull`` on it. ``/v2/_catalog`` →
+    ``registry:catalog:*``; ``/v2/`` and other ``/v2/`` paths (``repo`` None) → an
     authenticated user, no scope; paths outside ``/v2/`` (health, metrics) → nothing.
     """
     if not path.startswith("/v2/"):
         return None
     if path == "/v2/_catalog":
         return [CATALOG]
-    m = _REGISTRY_REPO_ROUTE.match(path)
-    if m is None:
+    if repo is None:
         return []
     scopes: list[Scope] = []
     actions = _REGISTRY_ACTIONS.get(method)
     if actions:
-        scopes.append(repository(m.group("name"), *actions))
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key == "from" and value:
-            scopes.append(repository(value, PULL))
-            break
+        scopes.append(repository(repo, *actions))
+    scopes.extend(repository(source, PULL) for source in mount_sources)
     return scopes
+
+
+def registry_required_scopes(method: str, path: str, query: str = "") -> list[Scope] | None:
+    """:func:`registry_scopes` for a raw path and query (any ``/v2/<name>/...`` API route; every
+    non-empty ``from`` value needs ``pull``). The registry itself shares one parse of the request
+    with its handlers instead (:mod:`trustbox.registry.request`)."""
+    m = _REGISTRY_REPO_ROUTE.match(path)
+    sources = dict.fromkeys(value for key, value in parse_qsl(query, keep_blank_values=True) if key == "from" and value)
+    return registry_scopes(method, path, m.group("name") if m is not None else None, sources)
 
 
 # --- configuration ----------------------------------------------------------------------------

@@ -32,6 +32,10 @@ from trustbox.registry.config import load_config
 @click.option("--auth-token-rootcertbundle", envvar="TRUSTBOX_AUTH_TOKEN_ROOTCERTBUNDLE", type=click.Path(dir_okay=False),
               help="Token auth: PEM certificates of the token signing keys.")
 @click.option("--workers", envvar="TRUSTBOX_WORKERS", type=int, help="Worker processes [1].")
+@click.option("--upload-idle-timeout", envvar="TRUSTBOX_UPLOAD_IDLE_TIMEOUT", type=int,
+              help="Seconds without a chunk after which an upload session expires [3600].")
+@click.option("--max-upload-sessions", envvar="TRUSTBOX_MAX_UPLOAD_SESSIONS", type=int,
+              help="Open upload sessions per user (per repository without auth) [1000].")
 @click.option("--read-only/--read-write", "read_only", default=None, envvar="TRUSTBOX_READ_ONLY",
               help="Refuse every write with DENIED.")
 @click.option("--delete/--no-delete", "delete_enabled", default=None, envvar="TRUSTBOX_DELETE_ENABLED",

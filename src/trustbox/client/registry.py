@@ -156,9 +156,11 @@ def _response_error(resp: httpx.Response, what: str) -> RegistryResponseError:
 
 
 def _expect_ok(resp: httpx.Response, not_found: str, what: str) -> None:
-    """Raise NotFoundError(``not_found``) on 404, :func:`_response_error` on any other non-200."""
+    """Raise NotFoundError(``not_found``, plus the registry's own error when it sent one, e.g.
+    why a stored blob is gone) on 404, :func:`_response_error` on any other non-200."""
     if resp.status_code == 404:
-        raise NotFoundError(not_found)
+        msg, code = _error_text(resp)
+        raise NotFoundError(f"{not_found}: {msg}" if code else not_found)
     if resp.status_code != 200:
         raise _response_error(resp, what)
 

@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from trustbox.auth.middleware import AuthInfo
+from trustbox.auth.scopes import PULL, repository, satisfies
 from trustbox.errors import FormatError
 from trustbox.httpnum import INT64_MIN, parse_decimal
 from trustbox.registry import layout
@@ -46,15 +47,13 @@ from trustbox.registry.manifests import ManifestStore
 from trustbox.registry.mediatypes import OCI_INDEX
 from trustbox.registry.names import check_name
 from trustbox.registry.ranges import parse_byte_range, parse_content_range
+from trustbox.registry.request import RegistryRequest, registry_request
 from trustbox.registry.storage import StorageDriver, open_storage
 from trustbox.registry.uploads import Upload, UploadStore
 
 log = logging.getLogger("trustbox.registry")
 
 API_VERSION = ("Docker-Distribution-API-Version", "registry/2.0")
-_ROUTE = re.compile(
-    r"^/v2/(?P<name>.+?)/(?P<kind>blobs/uploads|blobs|manifests|tags/list|referrers)(?:/(?P<ref>[^/]*))?$"
-)
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CONFIG_ENV = "TRUSTBOX_REGISTRY_CONFIG_JSON"
 
@@ -68,6 +67,31 @@ def error_response(err: RegistryError, head: bool = False) -> Response:
     if head:
         headers["Content-Length"] = "0"
     return Response(body, status_code=err.status, media_type="application/json", headers=headers)
+
+
+def _query(request: Request) -> RegistryRequest:
+    """The request as parsed once for the auth layer and the handlers (see
+    :mod:`trustbox.registry.request`)."""
+    return registry_request(request.scope)
+
+
+def _failed_verification(d: Digest) -> BlobUnknown:
+    """404 ``BLOB_UNKNOWN`` for a blob whose stored content failed verification and was
+    quarantined (the message is what clients print)."""
+    return BlobUnknown(
+        "stored blob failed digest verification (corrupted or tampered in storage); "
+        "the registry quarantined it, push it again",
+        detail={"digest": str(d), "reason": "verification failed"},
+    )
+
+
+def _session_owner(request: Request, repo: str) -> str:
+    """Whose quota of upload sessions a new session counts against: the authenticated user,
+    or the repository when there is no user (no auth, anonymous tokens)."""
+    info = request.scope.get("state", {}).get("auth")
+    if isinstance(info, AuthInfo) and info.user:
+        return f"user:{info.user}"
+    return f"repository:{repo}"
 
 
 def _headers(**extra: str) -> dict[str, str]:
@@ -90,8 +114,9 @@ class Registry:
                 spool_dir=Path(config.spool_dir) if config.spool_dir else None,
             )
         self.driver = driver
+        self.auth_enabled = config.auth_section() is not None
         self.blobs = BlobStore(driver, VerifyPolicy(config.verify_blobs))
-        self.uploads = UploadStore(self.blobs, config.max_upload_sessions)
+        self.uploads = UploadStore(self.blobs, config.max_upload_sessions, idle_timeout=config.upload_idle_timeout)
         self.manifests = ManifestStore(self.blobs, config.max_json_depth)
         self._routes: dict[tuple[str, str], Handler] = {
             ("blobs/uploads", "POST"): self.upload_start,
@@ -141,10 +166,10 @@ class Registry:
             if method not in ("GET", "HEAD"):
                 raise Unsupported(headers={"Allow": "GET, HEAD"})
             return await self.catalog(request)
-        m = _ROUTE.fullmatch(path)
-        if m is None:
+        route = _query(request).route
+        if route is None:
             raise NotFound(detail={"path": path[:300]})
-        name, kind, ref = m.group("name"), m.group("kind"), m.group("ref")
+        name, kind, ref = route.name, route.kind, route.ref
         check_name(name)
         if kind in ("tags/list",) and ref is not None:
             raise NotFound(detail={"path": path[:300]})
@@ -182,7 +207,7 @@ class Registry:
 
     @staticmethod
     def _page(items: list[str], request: Request, base: str) -> tuple[list[str], dict[str, str]]:
-        q = request.query_params
+        q = _query(request)
         last = q.get("last")
         if last:
             items = [i for i in items if i > last]
@@ -220,19 +245,19 @@ class Registry:
     # --- blobs --------------------------------------------------------------------------
 
     async def _visible_blob(self, name: str, ref: str) -> BlobInfo:
+        """The blob ``ref`` as linked in ``name``. Raises BlobUnknown when it is not linked there,
+        and says why when its content was quarantined after failing verification."""
         d = parse_digest(ref)
         blob = await self.blobs.stat(name, d)
         if blob is None:
+            if await self.blobs.is_linked(name, d) and await self.blobs.quarantined(d):
+                raise _failed_verification(d)
             raise BlobUnknown(detail={"digest": str(d)})
         return blob
 
     async def _checked(self, blob: BlobInfo, full_read: bool) -> None:
         if self.blobs.needs_check(blob, full_read) and not await self.blobs.verify(blob):
-            raise BlobUnknown(
-                "blob content in storage does not match its digest (corrupted or tampered); "
-                "it has been quarantined, push it again",
-                detail={"digest": str(blob.digest), "reason": "verification failed"},
-            )
+            raise _failed_verification(blob.digest)
 
     async def blob_get(self, request: Request, name: str, ref: str | None) -> Response:
         """GET/HEAD /v2/<name>/blobs/<digest>, with single ``Range`` support."""
@@ -314,28 +339,20 @@ class Registry:
         )
 
     async def upload_start(self, request: Request, name: str, ref: str | None) -> Response:
-        """POST /v2/<name>/blobs/uploads/: start, monolithic (``digest``) or mount (``mount``)."""
+        """POST /v2/<name>/blobs/uploads/: start, monolithic (``digest``) or cross-repository
+        mount (``mount`` and ``from``: 201 only when the blob is in ``from`` and the caller may
+        pull ``from``; otherwise, and without ``from``, an upload starts, as registry:2 does)."""
         if ref:
             raise NotFound(detail={"path": request.url.path[:300]})
-        q = request.query_params
-        mount = q.get("mount")
-        if mount:
+        q = _query(request)
+        mount, source, digest_param = q.get("mount"), q.get("from"), q.get("digest")
+        if mount and source:
             d = parse_digest(mount)
-            source = q.get("from")
-            if source:
-                try:
-                    check_name(source)
-                    linked = await self.blobs.stat(source, d)
-                except RegistryError:
-                    linked = None
-            else:
-                linked = await self.blobs.stat_global(d)
-            if linked is not None:
+            if await self._mountable(request, source, d):
                 await self.blobs.link(name, d)
                 return self._created(name, d)
-        digest_param = q.get("digest")
         want = parse_digest(digest_param) if digest_param else None
-        up = await self.uploads.create(name, transient=want is not None)
+        up = await self.uploads.create(name, owner=_session_owner(request, name), transient=want is not None)
         if want is None:
             return self._upload_headers(up)
         async with self.uploads.lock(up.id):
@@ -348,6 +365,25 @@ class Registry:
                 raise
             await self.uploads.commit(up, want)
         return self._created(name, want)
+
+    async def _mountable(self, request: Request, source: str, d: Digest) -> bool:
+        """Whether ``d`` may be mounted from ``source``: the caller may pull ``source`` (the
+        auth layer checked it already; this holds even if a layer above it changes) and the
+        blob is linked there. Never raises: an unusable source just means no mount."""
+        if not self._may_pull(request, source):
+            return False
+        try:
+            check_name(source)
+            return await self.blobs.stat(source, d) is not None
+        except RegistryError:
+            return False
+
+    def _may_pull(self, request: Request, repo: str) -> bool:
+        """True when the request's credentials grant ``pull`` on ``repo`` (always without auth)."""
+        info = request.scope.get("state", {}).get("auth")
+        if not isinstance(info, AuthInfo):
+            return not self.auth_enabled
+        return not satisfies(info.granted, [repository(repo, PULL)])
 
     @staticmethod
     def _declared_length(request: Request, error: type[RegistryError] = BlobUploadInvalid) -> int | None:
@@ -399,7 +435,7 @@ class Registry:
     async def upload_put(self, request: Request, name: str, ref: str | None) -> Response:
         """PUT /v2/<name>/blobs/uploads/<uuid>?digest=: optional last chunk, then commit (201)."""
         up = await self.uploads.get(name, ref or "")
-        digest_param = request.query_params.get("digest")
+        digest_param = _query(request).get("digest")
         if not digest_param:
             raise DigestInvalid("digest parameter missing", detail={"digest": ""})
         want = parse_digest(digest_param)
@@ -446,7 +482,7 @@ class Registry:
         """PUT /v2/<name>/manifests/<reference>[?tag=..]: validate, check references, store (201)."""
         assert ref is not None
         body = await self._read_manifest_body(request)
-        extra_tags = request.query_params.getlist("tag") if ":" in ref else []
+        extra_tags = _query(request).getlist("tag") if ":" in ref else []
         d, parsed = await self.manifests.put(name, ref, body, request.headers.get("content-type"), extra_tags)
         headers = _headers(
             Location=f"/v2/{name}/manifests/{d}", Docker_Content_Digest=str(d), Content_Length="0"
@@ -470,7 +506,7 @@ class Registry:
         """GET /v2/<name>/referrers/<digest>[?artifactType=]: an OCI image index."""
         assert ref is not None
         subject = parse_digest(ref)
-        artifact_type = request.query_params.get("artifactType") or None
+        artifact_type = _query(request).get("artifactType") or None
         entries = await self.manifests.referrers(name, subject, artifact_type)
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
         headers = _headers()

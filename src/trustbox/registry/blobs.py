@@ -47,8 +47,10 @@ class BlobStore:
         # used entries are forgotten past VERIFIED_ENTRIES (such a blob is simply hashed again)
         self._verified: OrderedDict[str, tuple[object, ...]] = OrderedDict()
 
-    async def stat_global(self, d: Digest) -> BlobInfo | None:
-        """The blob's content, whatever repository links it."""
+    async def _stored(self, d: Digest) -> BlobInfo | None:
+        """The blob's content, whatever repository links it. Private: whether a blob is stored
+        somewhere is answered only through a repository that links it (:meth:`stat`), so a
+        caller learns nothing about repositories it may not pull."""
         info = await run_io(self.driver, self.driver.stat, layout.blob_key(d))
         return BlobInfo(d, info.size, info) if info is not None else None
 
@@ -60,13 +62,19 @@ class BlobStore:
         """The blob as visible from repository ``name`` (linked and present), or None."""
         if not await self.is_linked(name, d):
             return None
-        return await self.stat_global(d)
+        return await self._stored(d)
 
     async def link(self, name: str, d: Digest) -> None:
         """Make the blob visible in repository ``name``."""
         key = layout.layer_link(name, d)
         if await run_io(self.driver, self.driver.stat, key) is None:
             await run_io(self.driver, self.driver.write, key, str(d).encode())
+
+    async def quarantined(self, d: Digest) -> bool:
+        """True when content stored under ``d`` failed verification and was moved to quarantine
+        (``quarantine/<alg>/<hex>.<unix time>``)."""
+        names = await run_io(self.driver, self.driver.list_dir, f"{layout.QUARANTINE}/{d.algorithm}")
+        return any(n.startswith(f"{d.hex}.") for n in names)
 
     async def unlink(self, name: str, d: Digest) -> bool:
         """Remove the blob from repository ``name`` (content stays until garbage collection)."""

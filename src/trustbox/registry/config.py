@@ -37,7 +37,8 @@ class RegistryConfig:
     workers: int = 1
     max_manifest_size: int = 4 << 20
     max_json_depth: int = 64
-    max_upload_sessions: int = 1000
+    max_upload_sessions: int = 1000  # open upload sessions per user (per repository without auth)
+    upload_idle_timeout: int = 3600  # seconds without a chunk after which an upload session expires
     body_timeout: int = 60
     log_level: str = "info"
 
@@ -65,7 +66,8 @@ class RegistryConfig:
         self.auth_section()
         if self.workers < 1:
             raise ConfigError("workers must be at least 1")
-        for name in ("max_manifest_size", "max_json_depth", "max_upload_sessions", "body_timeout"):
+        for name in ("max_manifest_size", "max_json_depth", "max_upload_sessions", "upload_idle_timeout",
+                     "body_timeout"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         return self

@@ -180,6 +180,15 @@ class NotFound(RegistryError):
     default_message = "no such endpoint"
 
 
+class ParameterInvalid(RegistryError):
+    """An unusable set of query parameters (one the API defines once, given more than once):
+    the spec's ``UNSUPPORTED`` ("invalid set of parameters"), answered 400."""
+
+    code = "UNSUPPORTED"
+    status = 400
+    default_message = "invalid set of query parameters"
+
+
 class RangeInvalid(RegistryError):
     """A chunk or byte range that does not fit (out-of-order chunk, unsatisfiable range)."""
 

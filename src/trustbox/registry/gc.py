@@ -9,6 +9,7 @@ removed as well.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from trustbox.registry.digests import Digest, parse_digest
 from trustbox.registry.errors import RegistryError
 from trustbox.registry.mediatypes import parse_manifest
 from trustbox.registry.sessions import SharedSessions
+from trustbox.registry.spool import OwnerIndex, last_activity, session_entries
 from trustbox.registry.storage.base import StorageDriver
 
 
@@ -95,18 +97,16 @@ def collect(driver: StorageDriver, *, dry_run: bool = False, min_age: float = 36
         if not dry_run:
             driver.delete(key)
     spool = driver.spool_dir
-    if spool.is_dir():
-        for entry in spool.iterdir():
-            try:
-                mtime = max((p.stat().st_mtime for p in entry.iterdir()), default=entry.stat().st_mtime)
-            except FileNotFoundError:
-                continue
-            if now - mtime > upload_max_age:
-                report.uploads_removed.append(entry.name)
-                if not dry_run:
-                    import shutil
-
-                    shutil.rmtree(entry, ignore_errors=True)
+    for entry in session_entries(spool):
+        mtime = last_activity(entry)
+        if mtime is not None and now - mtime > upload_max_age:
+            report.uploads_removed.append(entry.name)
+            if not dry_run:
+                shutil.rmtree(entry, ignore_errors=True)
+    if not dry_run:
+        index = OwnerIndex(spool)
+        for key, upload_id in index.orphans(spool):
+            index.remove(key, upload_id)
     if not driver.cheap_io:  # sessions shared by replicas through remote storage
         shared = SharedSessions(driver)
         for upload_id in shared.older_than(now, upload_max_age):

@@ -40,10 +40,12 @@ class Chunk:
 
 @dataclass(frozen=True, slots=True)
 class SharedSession:
-    """What storage says about a session: owner repository and its contiguous chunks."""
+    """What storage says about a session: owner repository, its contiguous chunks, and when
+    it last changed (newest object's modification time, for the idle timeout)."""
 
     repo: str
     chunks: tuple[Chunk, ...]
+    touched: float = 0.0
 
     @property
     def size(self) -> int:
@@ -67,7 +69,9 @@ class SharedSessions:
         chunk_prefix = f"{layout.upload_prefix(upload_id)}/chunks/"
         found: dict[int, Chunk] = {}
         has_repo = False
+        touched = 0.0
         for key, info in self.driver.walk(layout.upload_prefix(upload_id)):
+            touched = max(touched, info.mtime)
             if key == repo_key:
                 has_repo = True
             elif key.startswith(chunk_prefix):
@@ -84,7 +88,7 @@ class SharedSessions:
         while offset in found and found[offset].size > 0:
             chunks.append(found[offset])
             offset += found[offset].size
-        return SharedSession(raw.decode("utf-8", "replace"), tuple(chunks))
+        return SharedSession(raw.decode("utf-8", "replace"), tuple(chunks), touched)
 
     def publish(
         self, upload_id: str, offset: int, source: Path, start: int, length: int, sha256: bytes | None = None
@@ -122,7 +126,8 @@ class SharedSessions:
             self.driver.delete(key)
 
     def older_than(self, now: float, max_age: float) -> list[str]:
-        """Sessions whose newest object is older than ``max_age`` seconds."""
+        """Sessions whose newest object is older than ``max_age`` seconds (idle ones: a chunk
+        stored for a session is a new object)."""
         newest: dict[str, float] = {}
         for key, info in self.driver.walk(layout.UPLOADS):
             parts = key.split("/")

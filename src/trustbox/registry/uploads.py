@@ -1,11 +1,17 @@
 """Blob uploads: a local spool file per session, hashed while it streams in.
 
-An upload lives in ``<spool>/<uuid>/`` (``data`` plus ``repo``). Chunks are appended with the
-running sha256 kept in memory; if the in-memory state is missing or stale (another worker
-process took a chunk, or a restart) the hash is recomputed from the file. A failed or
-interrupted chunk is cut off again, so the session stays at its last good offset. Committing
-fsyncs the file, checks the digest, then renames it into blob storage: nothing partial is
-ever visible.
+An upload lives in ``<spool>/<uuid>/`` (``data``, ``repo`` and ``owner``; layout in
+:mod:`trustbox.registry.spool`). Chunks are appended with the running sha256 kept in memory; if
+the in-memory state is missing or stale (another worker process took a chunk, or a restart) the
+hash is recomputed from the file. A failed or interrupted chunk is cut off again, so the session
+stays at its last good offset. Committing fsyncs the file, checks the digest, then renames it
+into blob storage: nothing partial is ever visible.
+
+Open sessions are limited per owner (the authenticated user, else the repository), so one
+pusher holding many sessions cannot refuse anyone else's push, and a session idle for longer
+than ``idle_timeout`` expires: it is unknown from then on (404 ``BLOB_UPLOAD_UNKNOWN``, as
+registry:2 answers for a purged upload) and its files, local and shared, are removed by a purge
+that runs in a worker thread at most every ``purge_interval`` seconds, started by new sessions.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -37,11 +43,14 @@ from trustbox.registry.errors import (
     TooManyRequests,
 )
 from trustbox.registry.sessions import SharedSession, SharedSessions
+from trustbox.registry.spool import TRASH as _TRASH
+from trustbox.registry.spool import OwnerIndex, last_activity, owner_key, session_entries
 
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 WRITE_BATCH = 4 << 20
 FLUSH_EVERY = 16 << 20
-_TRASH = ".gone-"  # prefix of session directories being deleted
+#: the longest pause between two purges of idle sessions (shorter for short idle timeouts)
+PURGE_INTERVAL = 60.0
 _BIG_DELETE = 16 << 20  # spool files from this size are deleted off the event loop
 
 
@@ -199,17 +208,33 @@ class _Lane:
 class UploadStore:
     """Create, append to, inspect, commit and cancel uploads."""
 
-    def __init__(self, blobs: BlobStore, max_sessions: int | None = None, shared: bool | None = None) -> None:
-        """``shared`` (default: when storage is remote) records sessions in the storage driver
-        so that any replica can continue them (see :mod:`trustbox.registry.sessions`)."""
+    def __init__(
+        self,
+        blobs: BlobStore,
+        max_sessions: int | None = None,
+        shared: bool | None = None,
+        *,
+        idle_timeout: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``max_sessions``: open sessions per owner; ``idle_timeout``: seconds after the last
+        chunk (or the start) that a session expires (None: never); ``clock``: wall-clock time,
+        compared with file and object modification times. ``shared`` (default: when storage is
+        remote) records sessions in the storage driver so that any replica can continue them
+        (see :mod:`trustbox.registry.sessions`)."""
         self.blobs = blobs
         self.spool = blobs.driver.spool_dir
         self.max_sessions = max_sessions
+        self.idle_timeout = idle_timeout
+        self.clock = clock
+        self.purge_interval = min(PURGE_INTERVAL, idle_timeout / 4) if idle_timeout else PURGE_INTERVAL
         if shared is None:
             shared = not blobs.driver.cheap_io
         self.shared = SharedSessions(blobs.driver) if shared else None
+        self.owners = OwnerIndex(self.spool)
         self._hashes: dict[str, _HashState] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._next_purge = float("-inf")
 
     def lock(self, upload_id: str) -> asyncio.Lock:
         """A per-session lock serialising chunks of one upload within this process."""
@@ -218,31 +243,31 @@ class UploadStore:
             lk = self._locks[upload_id] = asyncio.Lock()
         return lk
 
-    async def create(self, repo: str, *, transient: bool = False) -> Upload:
-        """Start a new session for ``repo``; TooManyRequests when ``max_sessions`` are open.
+    async def create(self, repo: str, *, owner: str = "", transient: bool = False) -> Upload:
+        """Start a new session for ``repo`` on behalf of ``owner`` (a user; default: the
+        repository). Raises TooManyRequests when the owner holds ``max_sessions`` open
+        sessions (after idle ones expired), OSError when the spool is unusable.
 
         A ``transient`` session lives only within the current request (POST with ``digest``):
         it is never recorded in shared storage.
         """
-        up = self._create_local(repo)
+        await self.purge_idle()
+        up = self._create_local(repo, owner_key(owner or f"repository:{repo}"))
         if self.shared is not None and not transient:
             try:
                 await in_thread(self.shared.create, up.id, repo)
             except BaseException:
                 self._forget_local(up.id)
                 raise
-            up = Upload(up.id, repo, up.directory, 0, SharedSession(repo, ()))
+            up = Upload(up.id, repo, up.directory, 0, SharedSession(repo, (), self.clock()))
         return up
 
-    def _create_local(self, repo: str) -> Upload:
+    def _create_local(self, repo: str, key: str) -> Upload:
         if self.max_sessions is not None:
-            try:
-                open_sessions = sum(1 for e in os.scandir(self.spool) if not e.name.startswith(_TRASH))
-            except FileNotFoundError:
-                open_sessions = 0
+            open_sessions = self.owners.count(key)
             if open_sessions >= self.max_sessions:
                 raise TooManyRequests(
-                    f"{open_sessions} upload sessions are open (limit {self.max_sessions}); "
+                    f"you have {open_sessions} upload sessions open (limit {self.max_sessions}); "
                     "finish or cancel some, or retry later",
                     detail={"limit": self.max_sessions},
                     headers={"Retry-After": "10"},
@@ -252,21 +277,28 @@ class UploadStore:
         d.mkdir(parents=True)
         (d / "data").touch()
         (d / "repo").write_text(repo)
+        (d / "owner").write_text(key)
+        self.owners.add(key, upload_id)
         self._hashes[upload_id] = _HashState(0, hashlib.sha256())
         return Upload(upload_id, repo, d, 0)
 
     async def get(self, repo: str, upload_id: str) -> Upload:
-        """The session ``upload_id`` of ``repo``; BlobUploadUnknown otherwise."""
+        """The session ``upload_id`` of ``repo``; BlobUploadUnknown otherwise (also once it
+        has been idle for longer than ``idle_timeout``: it is then removed)."""
         if not _UUID_RE.match(upload_id):
             raise BlobUploadUnknown(detail={"uuid": upload_id[:100]})
         if self.shared is None:
-            return self._get_local(repo, upload_id)
+            up, touched = self._get_local(repo, upload_id)
+            await self._expire_if_idle(up, touched)
+            return up
         session = await in_thread(self.shared.describe, upload_id)
         if session is None:  # finished or cancelled, maybe by another replica: drop our copy
             self._forget_local(upload_id)
             raise BlobUploadUnknown(detail={"uuid": upload_id})
         if session.repo != repo:
             raise BlobUploadUnknown(detail={"uuid": upload_id})
+        remote = Upload(upload_id, repo, self.spool / upload_id, session.size, session)
+        await self._expire_if_idle(remote, session.touched)
         d = self.spool / upload_id
         if not (d / "data").exists():
             d.mkdir(parents=True, exist_ok=True)
@@ -274,16 +306,35 @@ class UploadStore:
             (d / "repo").write_text(repo)
         return Upload(upload_id, repo, d, session.size, session)
 
-    def _get_local(self, repo: str, upload_id: str) -> Upload:
+    def _get_local(self, repo: str, upload_id: str) -> tuple[Upload, float]:
+        """The local session and when its data last changed; BlobUploadUnknown when it is
+        missing or belongs to another repository."""
         d = self.spool / upload_id
         try:
             owner = (d / "repo").read_text()
-            size = (d / "data").stat().st_size
+            st = (d / "data").stat()
         except (FileNotFoundError, NotADirectoryError):
             raise BlobUploadUnknown(detail={"uuid": upload_id}) from None
         if owner != repo:
             raise BlobUploadUnknown(detail={"uuid": upload_id})
-        return Upload(upload_id, repo, d, size)
+        return Upload(upload_id, repo, d, st.st_size), st.st_mtime
+
+    def _idle(self, touched: float) -> bool:
+        return self.idle_timeout is not None and self.clock() - touched > self.idle_timeout
+
+    def _busy(self, upload_id: str) -> bool:
+        """True while a request of this process works on the session (its lock is held)."""
+        lk = self._locks.get(upload_id)
+        return lk is not None and lk.locked()
+
+    async def _expire_if_idle(self, up: Upload, touched: float) -> None:
+        """Remove the session and raise BlobUploadUnknown if it was idle for too long."""
+        if self._idle(touched) and not self._busy(up.id):
+            await self.cancel(up)
+            raise BlobUploadUnknown(
+                "upload session expired (idle for too long); start the upload again",
+                detail={"uuid": up.id, "idle_timeout_seconds": self.idle_timeout},
+            )
 
     def _state(self, up: Upload) -> _HashState:
         st = self._hashes.get(up.id)
@@ -476,10 +527,14 @@ class UploadStore:
     def _forget_local(self, upload_id: str) -> None:
         """Drop the session's state and files. The directory is renamed away at once; deleting
         a big spool file takes long (~0.2 s per GiB), so under an event loop that happens in a
-        worker thread, not waited for (``purge_older_than`` and ``registry gc`` remove leftovers)."""
+        worker thread, not waited for (:meth:`purge_idle` and ``registry gc`` remove leftovers)."""
         self._hashes.pop(upload_id, None)
         self._locks.pop(upload_id, None)
         d = self.spool / upload_id
+        try:
+            self.owners.remove((d / "owner").read_text(), upload_id)
+        except (OSError, ValueError):  # no owner recorded here (a session another replica started)
+            pass
         try:
             big = (d / "data").stat().st_size >= _BIG_DELETE
         except OSError:
@@ -502,19 +557,46 @@ class UploadStore:
             trash = d
         loop.run_in_executor(None, partial(shutil.rmtree, trash, ignore_errors=True))
 
-    def purge_older_than(self, seconds: float) -> list[str]:
-        """Remove sessions untouched for ``seconds``; return their ids."""
+    async def purge_idle(self, *, force: bool = False) -> list[str]:
+        """Remove sessions idle for longer than ``idle_timeout``, local and shared; return their
+        ids. Runs at most every ``purge_interval`` seconds (unless ``force``); the storage scans
+        run in a worker thread. Sessions a request of this process is working on are kept."""
+        now = self.clock()
+        if self.idle_timeout is None or (now < self._next_purge and not force):
+            return []
+        self._next_purge = now + self.purge_interval
+        local, shared = await in_thread(self._idle_sessions, now, self.idle_timeout)
         removed: list[str] = []
-        now = time.time()
-        if not self.spool.is_dir():
-            return removed
-        for entry in self.spool.iterdir():
-            data = entry / "data"
-            try:
-                mtime = data.stat().st_mtime
-            except FileNotFoundError:
-                mtime = entry.stat().st_mtime
-            if now - mtime > seconds:
-                shutil.rmtree(entry, ignore_errors=True)
-                removed.append(entry.name)
+        for upload_id in dict.fromkeys(local + shared):
+            if self._busy(upload_id):
+                continue
+            # a local copy idle here may belong to a shared session another replica is
+            # continuing: only what storage says is idle is removed for everyone
+            self._forget_local(upload_id)
+            removed.append(upload_id)
+        gone = [u for u in shared if u in removed]
+        if gone and self.shared is not None:
+            await in_thread(_remove_all, self.shared, gone)
         return removed
+
+    def _idle_sessions(self, now: float, max_idle: float) -> tuple[list[str], list[str]]:
+        """(local session ids, shared session ids) idle for longer than ``max_idle``; deletes
+        leftover ``.gone-*`` directories and index entries of vanished sessions on the way."""
+        local: list[str] = []
+        for entry in session_entries(self.spool):
+            touched = last_activity(entry)
+            if touched is None or now - touched <= max_idle:
+                continue
+            if entry.name.startswith(_TRASH):
+                shutil.rmtree(entry, ignore_errors=True)
+            elif _UUID_RE.match(entry.name):
+                local.append(entry.name)
+        for key, upload_id in self.owners.orphans(self.spool):
+            self.owners.remove(key, upload_id)
+        shared = self.shared.older_than(now, max_idle) if self.shared is not None else []
+        return local, shared
+
+
+def _remove_all(shared: SharedSessions, upload_ids: Iterable[str]) -> None:
+    for upload_id in upload_ids:
+        shared.remove(upload_id)
