@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from trustbox.auth.access import AccessRules
 from trustbox.auth.htpasswd import HtpasswdFile
-from trustbox.auth.middleware import parse_basic
+from trustbox.auth.middleware import AuthInfo, parse_basic
 from trustbox.auth.scopes import (
     JSON_CONTENT_TYPE,
     Scope,
@@ -135,6 +135,7 @@ class TokenService:
             if creds is None and request.headers.get("authorization"):
                 raise self._unauthorized("malformed credentials")
             user = await self.authenticate(*(creds or (None, None)))
+            request.state.auth = AuthInfo(user, method="basic")  # the access log's user
             token, _granted, expires_in, issued_at = self.issue(user, service, scopes)
         except _Refused as refused:
             return refused.response
@@ -164,6 +165,7 @@ class TokenService:
             service = self.check_service(values.get("service"))
             scopes = self.requested([values.get("scope", "")])
             user = await self.authenticate(username, password)
+            request.state.auth = AuthInfo(user, method="basic")  # the access log's user
             token, granted, expires_in, issued_at = self.issue(user, service, scopes)
         except _Refused as refused:
             if refused.response.status_code == 401:

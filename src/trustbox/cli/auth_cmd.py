@@ -130,7 +130,9 @@ def keygen(directory: Path, cn: str, days: int, force: bool) -> None:
               help="A service (token audience) to issue for; repeatable. Default: any.")
 @click.option("--ttl", type=click.IntRange(10, 86400), default=300, show_default=True, envvar="TRUSTBOX_AUTH_TTL",
               help="Token lifetime in seconds.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True,
+              envvar="TRUSTBOX_AUTH_LOG_LEVEL",
+              help="Log level; info and debug also log one access line per request to stderr.")
 @_one_line_errors
 def serve_auth(
     listen: str,
@@ -146,12 +148,12 @@ def serve_auth(
     log_level: str,
 ) -> None:
     """Run the docker token server (GET/POST /token)."""
-    import uvicorn
-
+    from trustbox.accesslog import access_log_enabled
     from trustbox.auth.access import AccessRules
     from trustbox.auth.htpasswd import HtpasswdFile
     from trustbox.auth.server import TokenServerConfig, create_app
     from trustbox.auth.tokens import TokenIssuer
+    from trustbox.serving import run_asgi
 
     host, port = _parse_listen(listen)
     if (tls_cert is None) != (tls_key is None):
@@ -168,15 +170,8 @@ def serve_auth(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     scheme = "https" if tls_cert else "http"
     click.echo(f"token server on {scheme}://{listen}/token (issuer {issuer})", err=True)
-    uvicorn.run(
-        create_app(config),
-        host=host,
-        port=port,
-        ssl_certfile=str(tls_cert) if tls_cert else None,
-        ssl_keyfile=str(tls_key) if tls_key else None,
-        log_level=log_level,
-        access_log=log_level == "debug",
-    )
+    run_asgi(create_app(config), host, port, tls_cert, tls_key, server="uvicorn", log_level=log_level,
+             access_log=access_log_enabled(log_level))
 
 
 # --- login / logout -----------------------------------------------------------------------------
