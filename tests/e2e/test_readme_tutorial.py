@@ -73,6 +73,10 @@ def _check_run(proc: subprocess.CompletedProcess[str], blocks: list[tuple[str, l
                 assert any(ln.startswith(expected[:-3]) for ln in produced.splitlines()), (expected, produced)
             else:
                 assert expected in produced.splitlines(), (expected, produced)
+    # the registry logged the tutorial's requests, one access line each
+    logs_block = next(i for i, (kind, lines) in enumerate(blocks) if "trustbox sandbox logs registry" in lines)
+    assert re.search(r'^127\.0\.0\.1 - - \[[^\]]+\] "GET /v2/test/trusttest/manifests/\S+ HTTP/1\.1" 200 \d+ ',
+                     chunks[str(logs_block)], re.M), chunks[str(logs_block)]
     # the trusted pull wrote a layout; the refused one wrote nothing; down -v removed everything
     assert (workdir / "pulled" / "index.json").exists()
     assert not (workdir / "pulled-again").exists()
