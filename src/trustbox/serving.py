@@ -10,6 +10,10 @@ variables, closures).
 ``__rsgi__``; uvicorn falls back to ASGI). ``in_process=True`` with one worker runs granian's
 embedded server on an event loop in this process instead of forking a worker: one process
 (one copy of the application in memory) instead of a supervisor plus a worker.
+
+``access_log=True`` puts :class:`trustbox.accesslog.AccessLogMiddleware` in front of the
+application (one stable line per request on stderr; granian's and uvicorn's own access logs stay
+off). The middleware is ASGI, so an RSGI application is then served through its ASGI interface.
 """
 
 from __future__ import annotations
@@ -38,10 +42,13 @@ def _load_string(target: str, factory: bool) -> Any:
     return obj() if factory else obj
 
 
-def _resolve(app: AppLike, factory: bool) -> Any:
-    if isinstance(app, str):
-        return _load_string(app, factory)
-    return app() if factory else app
+def _resolve(app: AppLike, factory: bool, access_log: bool = False) -> Any:
+    obj = _load_string(app, factory) if isinstance(app, str) else app() if factory else app
+    if access_log:
+        from trustbox.accesslog import AccessLogMiddleware
+
+        return AccessLogMiddleware(obj)
+    return obj
 
 
 def run_asgi(
@@ -67,6 +74,8 @@ def run_asgi(
 
     ``tls_min_version`` ("1.2" or "1.3") applies to granian (whose default is 1.3);
     ``http_version`` "1" serves HTTP/1.1 only (no h2 offered in TLS ALPN), "auto" both.
+    ``access_log`` logs every request through :mod:`trustbox.accesslog` (and forces ASGI).
+    Raises ConfigError on an unknown server, interface or HTTP version, or half a TLS pair.
     """
     if http_version not in ("auto", "1", "2"):
         raise ConfigError(f"unknown HTTP version {http_version!r}", hint="use auto, 1 or 2")
@@ -79,6 +88,8 @@ def run_asgi(
             import granian  # noqa: F401
         except ImportError:  # pragma: no cover - granian is a dependency
             server = "uvicorn"
+    if access_log:
+        interface = "asgi"
     if server == "granian":
         options = _GranianOptions(interface, in_process and workers == 1, tls_min_version, backlog, http_version)
         _run_granian(
@@ -141,7 +152,7 @@ def _run_granian(
     target = app if isinstance(app, str) else "trustbox.serving:<in-process>"
 
     def loader(*_args: Any, **_kwargs: Any) -> Any:
-        return _resolve(app, factory)
+        return _resolve(app, factory, access_log)
 
     kwargs: dict[str, Any] = {
         "address": host,
@@ -149,7 +160,7 @@ def _run_granian(
         "interface": Interfaces.RSGI if options.interface == "rsgi" else Interfaces.ASGI,
         "runtime_threads": runtime_threads,
         "log_level": LogLevels(log_level.lower()),
-        "log_access": access_log,
+        "log_access": False,  # trustbox's own access lines instead (see the loader)
         "websockets": False,
     }
     if options.backlog is not None:
@@ -230,15 +241,17 @@ def _run_uvicorn(
 ) -> None:
     import uvicorn
 
-    target: Any = app if isinstance(app, str) else _resolve(app, factory)
+    # an import string lets uvicorn start several workers; the access log wraps an object in this process
+    in_place = isinstance(app, str) and not access_log
+    target: Any = app if in_place else _resolve(app, factory, access_log)
     uvicorn.run(
         target,
         host=host,
         port=port,
         ssl_certfile=str(tls_cert) if tls_cert else None,
         ssl_keyfile=str(tls_key) if tls_key else None,
-        workers=workers if isinstance(app, str) else 1,
-        factory=factory and isinstance(app, str),
+        workers=workers if in_place else 1,
+        factory=factory and in_place,
         log_level=log_level.lower(),
-        access_log=access_log,
+        access_log=False,
     )

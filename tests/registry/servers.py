@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,21 +26,25 @@ def registry_process(args: list[str], env: dict[str, str] | None = None, tls_ca:
     addr = f"127.0.0.1:{port}"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("TRUSTBOX_")}
     full_env.update(env or {})
+    # output goes to a file: a pipe nobody reads would fill with access lines and stall the server
+    log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
         [sys.executable, "-c", "from trustbox.cli import main; main()", "serve", "registry",
          "--listen", addr, *args],
-        env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     scheme = "https" if tls_ca else "http"
     try:
         try:
             wait_http(f"{scheme}://{addr}/v2/", proc, ca=tls_ca, ok=(200, 401), timeout=20)
         except RuntimeError as exc:
-            out = proc.stdout.read().decode() if proc.poll() is not None and proc.stdout else ""
+            log.seek(0)
+            out = log.read().decode(errors="replace") if proc.poll() is not None else ""
             raise RuntimeError(f"registry did not start: {exc}\n{out}") from None
         yield addr
     finally:
         stop_process(proc, group=True)
+        log.close()
 
 
 def make_tls(directory: Path) -> tuple[Path, Path, Path]:

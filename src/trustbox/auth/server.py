@@ -27,7 +27,7 @@ from starlette.types import Message
 
 from trustbox.auth.access import AccessRules
 from trustbox.auth.htpasswd import HtpasswdFile
-from trustbox.auth.middleware import parse_basic
+from trustbox.auth.middleware import AuthInfo, parse_basic
 from trustbox.auth.scopes import (
     JSON_CONTENT_TYPE,
     Scope,
@@ -194,6 +194,7 @@ class TokenService:
                 raise self._unauthorized("malformed credentials")
             name, password = creds if creds is not None else (None, None)
             user = await self.authenticate(name, password, _address(request))
+            request.state.auth = AuthInfo(user, method="basic")  # the access log's user
             token, _granted, expires_in, issued_at = self.issue(user, service, scopes)
         except _Refused as refused:
             return refused.response
@@ -225,6 +226,7 @@ class TokenService:
             service = self.check_service(values.get("service"))
             scopes = self.requested([values.get("scope", "")])
             user = await self.authenticate(username, password, _address(request))
+            request.state.auth = AuthInfo(user, method="basic")  # the access log's user
             token, granted, expires_in, issued_at = self.issue(user, service, scopes)
         except _Refused as refused:
             if refused.response.status_code == 401:

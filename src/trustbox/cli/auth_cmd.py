@@ -140,7 +140,9 @@ def keygen(directory: Path, cn: str, days: int, force: bool) -> None:
               help="Wrong passwords a client address (IPv6: its /64) may have per --failure-window (0: no limit).")
 @click.option("--failure-window", type=click.IntRange(1, 86400), default=60, show_default=True,
               envvar="TRUSTBOX_AUTH_FAILURE_WINDOW", help="Seconds over which the failure limits apply.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True,
+              envvar="TRUSTBOX_AUTH_LOG_LEVEL",
+              help="Log level; info and debug also log one access line per request to stderr.")
 @_one_line_errors
 def serve_auth(
     listen: str,
@@ -160,13 +162,13 @@ def serve_auth(
     log_level: str,
 ) -> None:
     """Run the docker token server (GET/POST /token)."""
-    import uvicorn
-
+    from trustbox.accesslog import access_log_enabled
     from trustbox.auth.access import AccessRules
     from trustbox.auth.htpasswd import HtpasswdFile
     from trustbox.auth.server import TokenServerConfig, create_app
     from trustbox.auth.throttle import FailureThrottle, ThrottleLimits
     from trustbox.auth.tokens import TokenIssuer
+    from trustbox.serving import run_asgi
 
     host, port = _parse_listen(listen)
     if (tls_cert is None) != (tls_key is None):
@@ -185,15 +187,8 @@ def serve_auth(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     scheme = "https" if tls_cert else "http"
     click.echo(f"token server on {scheme}://{listen}/token (issuer {issuer})", err=True)
-    uvicorn.run(
-        create_app(config),
-        host=host,
-        port=port,
-        ssl_certfile=str(tls_cert) if tls_cert else None,
-        ssl_keyfile=str(tls_key) if tls_key else None,
-        log_level=log_level,
-        access_log=log_level == "debug",
-    )
+    run_asgi(create_app(config), host, port, tls_cert, tls_key, server="uvicorn", log_level=log_level,
+             access_log=access_log_enabled(log_level))
 
 
 # --- login / logout -----------------------------------------------------------------------------

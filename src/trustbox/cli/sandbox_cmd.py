@@ -12,8 +12,10 @@ from trustbox.errors import ConfigError
 from trustbox.sandbox.sandbox import (
     DEFAULT_AUTH_PORT,
     DEFAULT_AUTH_USER,
+    DEFAULT_LOG_LEVEL,
     DEFAULT_REGISTRY_PORT,
     DEFAULT_TRUST_PORT,
+    LOG_LEVELS,
     AuthOptions,
     Sandbox,
     SandboxState,
@@ -30,19 +32,37 @@ def _sandbox(directory: Path | None) -> Sandbox:
     return Sandbox(directory or default_dir())
 
 
+def _command(sb: Sandbox, verb: str) -> str:
+    """``trustbox sandbox VERB``, with ``--dir`` when ``sb`` is not the default sandbox."""
+    where = "" if sb.dir == _sandbox(None).dir else f" --dir {shlex.quote(str(sb.dir))}"
+    return f"trustbox sandbox {verb}{where}"
+
+
 def _print_exports(sb: Sandbox, state: SandboxState) -> None:
     for name, value in sb.exports(state):
         click.echo(f"export {name}={shlex.quote(value)}")
     # The notary client reads its server and CA only from flags or a config file, not the
-    # environment, so a shell function points it at the sandbox's config file.
+    # environment, so a shell function points it at the sandbox's config file, and at the trust
+    # folder docker and trustbox use (notary's own default, ~/.notary, would not hold their keys).
     cfg = shlex.quote(str(sb.notary_config))
-    click.echo(f'notary() {{ command notary -c {cfg} "$@"; }}')
+    click.echo(f'notary() {{ command notary -c {cfg} -d "${{DOCKER_CONFIG:-$HOME/.docker}}/trust" "$@"; }}')
 
 
 def _require(sb: Sandbox) -> SandboxState:
+    """The sandbox's state; raises ConfigError when there is no sandbox."""
     state = sb.load()
     if state is None:
-        raise ConfigError(f"no sandbox in {sb.dir}", hint="start one with 'trustbox sandbox up'")
+        raise ConfigError(f"no sandbox in {sb.dir}", hint=f"start one with '{_command(sb, 'up')}'")
+    return state
+
+
+def _require_running(sb: Sandbox) -> SandboxState:
+    """The state of a sandbox whose servers all run; raises ConfigError (one line) otherwise."""
+    state = _require(sb)
+    stopped = [name for name, alive in sb.running(state).items() if not alive]
+    if stopped:
+        what = "is not running" if len(stopped) == len(state.services()) else f"is not running ({', '.join(stopped)} stopped)"
+        raise ConfigError(f"sandbox at {sb.dir} {what}; start it with '{_command(sb, 'up')}'")
     return state
 
 
@@ -67,14 +87,20 @@ def sandbox_group() -> None:
               help="File whose first line is that user's password (default: a generated one).")
 @click.option("--auth-private", is_flag=True,
               help="Refuse anonymous pulls too (the notary CLI, which reads anonymously, then cannot read).")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS), default=None,
+              help=f"The servers' log level; info and debug log one line per request ('trustbox sandbox logs') "
+                   f"[{DEFAULT_LOG_LEVEL}, or what the sandbox was started with].")
 def up_cmd(directory: Path | None, trust_port: int, registry_port: int, docker_config: Path | None, auth: bool,
-           auth_port: int, auth_user: str, auth_password_file: Path | None, auth_private: bool) -> None:
-    """Start the sandbox (a no-op that prints the exports if it is already running)."""
+           auth_port: int, auth_user: str, auth_password_file: Path | None, auth_private: bool,
+           log_level: str | None) -> None:
+    """Start the sandbox (if it is already running, say so and print the exports again)."""
     sb = _sandbox(directory)
     t0 = time.monotonic()
     options = AuthOptions(auth_port, auth_user, auth_password_file, auth_private) if auth else None
-    state, started = sb.up(trust_port, registry_port, docker_config=docker_config, auth=options)
-    if started:
+    state, started = sb.up(trust_port, registry_port, docker_config=docker_config, auth=options, log_level=log_level)
+    if not started:
+        click.echo(f"# trustbox sandbox in {sb.dir} is already running", err=True)
+    else:
         click.echo(f"# trustbox sandbox is up in {sb.dir} ({time.monotonic() - t0:.1f}s)", err=True)
         click.echo(f"#   trust server: {state.trust.url()}   registry: localhost:{state.registry.port}", err=True)
         if state.auth is not None:
@@ -82,16 +108,16 @@ def up_cmd(directory: Path | None, trust_port: int, registry_port: int, docker_c
                        f"   password in: {state.auth_password_file}", err=True)
             click.echo(f"#   log in: trustbox login localhost:{state.registry.port} -u {state.auth_user}"
                        f" --password-stdin < {shlex.quote(state.auth_password_file or '')}", err=True)
-        click.echo("# paste these lines (or run: eval \"$(trustbox sandbox env)\"):", err=True)
+    click.echo(f'# paste these lines (or run: eval "$({_command(sb, "env")})"):', err=True)
     _print_exports(sb, state)
 
 
 @sandbox_group.command("env")
 @_dir_option
 def env_cmd(directory: Path | None) -> None:
-    """Print the exports for a running sandbox."""
+    """Print the exports for a running sandbox (an error when it is not running)."""
     sb = _sandbox(directory)
-    _print_exports(sb, _require(sb))
+    _print_exports(sb, _require_running(sb))
 
 
 @sandbox_group.command("status")
@@ -141,11 +167,18 @@ def logs_cmd(directory: Path | None, follow: bool, service: str) -> None:
 
 @sandbox_group.command("down")
 @_dir_option
-@click.option("-v", "--volumes", "remove", is_flag=True, help="Also remove keys, data and certificates.")
+@click.option("-v", "--volumes", "remove", is_flag=True,
+              help="Also remove the sandbox's data, server keys and certificates, the CA copies installed with "
+                   "--docker-config and the trust data cached for its registry (private keys are kept).")
 def down_cmd(directory: Path | None, remove: bool) -> None:
-    """Stop the sandbox (with -v, remove everything it created)."""
+    """Stop the sandbox (with -v, remove everything it created; private keys are kept)."""
     sb = _sandbox(directory)
-    if not sb.down(remove=remove):
+    result = sb.down(remove=remove)
+    for path in result.removed:
+        click.echo(f"removed {path}", err=True)
+    for path in result.kept_keys:
+        click.echo(f"private keys kept in {path}", err=True)
+    if not result.existed:
         click.echo(f"no sandbox in {sb.dir}", err=True)
         return
     click.echo(f"sandbox in {sb.dir} {'removed' if remove else 'stopped'}", err=True)

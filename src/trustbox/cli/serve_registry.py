@@ -43,11 +43,13 @@ from trustbox.registry.config import load_config
 @click.option("--s3-endpoint-url", envvar="TRUSTBOX_S3_ENDPOINT_URL", help="S3 endpoint (MinIO, moto...).")
 @click.option("--server", type=click.Choice(["granian", "uvicorn"]), default="granian", show_default=True,
               envvar="TRUSTBOX_SERVER", help="ASGI server.")
-@click.option("--log-level", envvar="TRUSTBOX_LOG_LEVEL", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--log-level", envvar="TRUSTBOX_LOG_LEVEL", type=click.Choice(["debug", "info", "warning", "error"]),
+              help="Log level; info and debug also log one access line per request to stderr [info].")
 @http_limit_options
 def serve_registry(config_file: str | None, server: str, **options: Any) -> None:
     """Serve the OCI distribution API v1.1 (a registry:2 replacement that verifies every digest)."""
     apply_http_limits(options)
+    from trustbox.accesslog import access_log_enabled
     from trustbox.registry.app import CONFIG_ENV
     from trustbox.serving import run_asgi
 
@@ -64,6 +66,7 @@ def serve_registry(config_file: str | None, server: str, **options: Any) -> None
     run_asgi(
         app_from_env, host, port, config.tls_cert, config.tls_key, config.workers,
         factory=True, server=server, log_level="warning" if config.log_level == "info" else config.log_level,
+        access_log=access_log_enabled(config.log_level),
         in_process=True,  # one worker: served by this process (no supervisor + worker pair)
     )
 

@@ -51,7 +51,8 @@ from trustbox.trustserver.config import (
     help="Allow a fixed, public key passphrase (tests only).",
 )
 @click.option("--workers", envvar="TRUSTBOX_WORKERS", type=int, default=None, help="Server processes [1].")
-@click.option("--log-level", envvar="TRUSTBOX_LOG_LEVEL", default=None, help="Log level [error].")
+@click.option("--log-level", envvar="TRUSTBOX_LOG_LEVEL", default=None,
+              help="Log level; info and debug also log one access line per request to stderr [error].")
 @click.option("--signer", "signer_url", envvar="TRUSTBOX_SIGNER_URL", default=None,
               help="URL of a `trustbox serve signer` service (default: sign in-process).")
 @click.option("--signer-token-file", envvar="TRUSTBOX_SIGNER_TOKEN_FILE", default=None,

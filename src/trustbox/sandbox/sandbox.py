@@ -9,9 +9,14 @@ Layout of the sandbox folder::
     trust/key-passphrase    passphrase protecting the server-managed keys at rest
     registry/               the registry's storage
     notary/config.json      a notary client config pointing at the sandbox
-    logs/trust.log, logs/registry.log, logs/auth.log
+    logs/trust.log, logs/registry.log, logs/auth.log   each server's stderr (access lines at info)
     auth/                   with --auth: signing-key.pem + cert.pem (token signing), htpasswd,
                             password (the generated one), rules.toml
+
+Outside the folder the sandbox writes the CA copies for the docker CLI (``--docker-config``:
+``<docker config>/tls/<host:port>/ca.crt``, listed in ``sandbox.json``), and clients cache the
+sandbox's trust data in the trust folder (``<trust dir>/tuf/<registry host:port>/...``).
+``down -v`` removes both; private keys in ``<trust dir>/private`` are kept.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from trustbox.client.config import trust_dir as docker_trust_dir
 from trustbox.errors import ConfigError, TrustboxError
 from trustbox.sandbox.pki import make_ca, make_server_cert, write_private
 
@@ -43,6 +49,8 @@ AUTH_ISSUER = "trustbox-sandbox"
 TRUST_SERVICE = "trustbox-sandbox-trust"
 REGISTRY_SERVICE = "trustbox-sandbox-registry"
 HEALTH_TIMEOUT = 20.0
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_LOG_LEVEL = "info"
 
 
 def default_dir() -> Path:
@@ -79,10 +87,24 @@ class SandboxState:
     auth_user: str | None = None
     auth_password_file: str | None = None
     auth_private: bool = False
+    #: CA copies installed for the docker CLI (``--docker-config``), removed by ``down -v``
+    docker_ca_files: list[str] = field(default_factory=list)
+    #: the servers' ``--log-level`` (info: one access line per request in their logs)
+    log_level: str = DEFAULT_LOG_LEVEL
 
     def services(self) -> list[Service]:
         """Every server of this sandbox (the token server first: the others point at it)."""
         return ([self.auth] if self.auth else []) + [self.trust, self.registry]
+
+
+@dataclass
+class Removal:
+    """What ``down`` did: whether a sandbox existed, what it removed outside its folder, and
+    where the private keys it left alone are."""
+
+    existed: bool
+    removed: list[Path] = field(default_factory=list)
+    kept_keys: list[Path] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -111,6 +133,21 @@ def _pid_alive(pid: int) -> bool:
     except ChildProcessError:
         pass
     return True
+
+
+def server_hosts() -> list[str]:
+    """The names the sandbox's servers answer to (its certificate's names): localhost, loopback
+    addresses, this host's name and fully qualified name."""
+    hosts = ["localhost", "127.0.0.1", "::1"]
+    for name in (socket.gethostname(), socket.getfqdn()):
+        if name and name not in hosts:
+            hosts.append(name)
+    return hosts
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port`` as it names docker's TLS and trust folders (IPv6 addresses in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _port_free(bind: str, port: int) -> bool:
@@ -161,6 +198,8 @@ class Sandbox:
                 docker_config=raw.get("docker_config"), created=raw.get("created", ""),
                 auth=Service(**raw["auth"]) if raw.get("auth") else None, auth_user=raw.get("auth_user"),
                 auth_password_file=raw.get("auth_password_file"), auth_private=bool(raw.get("auth_private", False)),
+                docker_ca_files=[str(f) for f in raw.get("docker_ca_files", [])],
+                log_level=raw.get("log_level", DEFAULT_LOG_LEVEL),
             )
         except FileNotFoundError:
             return None
@@ -182,14 +221,7 @@ class Sandbox:
     def _make_pki(self) -> None:
         now = datetime.now(UTC)
         ca_pair, ca_cert, ca_key = make_ca(now)
-        hosts = ["localhost", "127.0.0.1", "::1"]
-        hostname = socket.gethostname()
-        if hostname and hostname not in hosts:
-            hosts.append(hostname)
-        fqdn = socket.getfqdn()
-        if fqdn and fqdn not in hosts:
-            hosts.append(fqdn)
-        server = make_server_cert(ca_cert, ca_key, hosts, now)
+        server = make_server_cert(ca_cert, ca_key, server_hosts(), now)
         write_private(self.dir / "tls" / "ca.key", ca_pair.key_pem)
         (self.dir / "tls" / "ca.crt").write_bytes(ca_pair.cert_pem)
         (self.dir / "tls" / "server.crt").write_bytes(server.cert_pem + ca_pair.cert_pem)
@@ -203,11 +235,12 @@ class Sandbox:
     def _commands(self, state: SandboxState) -> dict[str, list[str]]:
         tls = ["--tls-cert", str(self.dir / "tls" / "server.crt"), "--tls-key", str(self.dir / "tls" / "server.key")]
         base = [sys.executable, "-m", "trustbox", "serve"]
+        level = ["--log-level", state.log_level]
         cmds = {
-            "trust": base + ["trust", "--listen", f"{state.bind}:{state.trust.port}", *tls,
+            "trust": base + ["trust", "--listen", f"{state.bind}:{state.trust.port}", *tls, *level,
                              "--db", f"sqlite:///{self.dir / 'trust' / 'trust.db'}",
                              "--key-passphrase-file", str(self.dir / "trust" / "key-passphrase")],
-            "registry": base + ["registry", "--listen", f"{state.bind}:{state.registry.port}", *tls,
+            "registry": base + ["registry", "--listen", f"{state.bind}:{state.registry.port}", *tls, *level,
                                 "--storage", str(self.dir / "registry")],
         }
         if state.auth is not None:
@@ -216,7 +249,7 @@ class Sandbox:
                                    "--htpasswd", str(a / "htpasswd"), "--rules", str(a / "rules.toml"),
                                    "--issuer", AUTH_ISSUER, "--signing-key", str(a / "signing-key.pem"),
                                    "--cert", str(a / "cert.pem"), "--service", TRUST_SERVICE,
-                                   "--service", REGISTRY_SERVICE, "--log-level", "warning"]
+                                   "--service", REGISTRY_SERVICE, *level]
             for name, service in (("trust", TRUST_SERVICE), ("registry", REGISTRY_SERVICE)):
                 cmds[name] += ["--auth-token-realm", f"{state.auth.url()}/token", "--auth-token-service", service,
                                "--auth-token-issuer", AUTH_ISSUER, "--auth-token-rootcertbundle", str(a / "cert.pem")]
@@ -307,12 +340,17 @@ class Sandbox:
             return "(no log)"
 
     def up(self, trust_port: int, registry_port: int, bind: str = "127.0.0.1", docker_config: Path | None = None,
-           auth: AuthOptions | None = None) -> tuple[SandboxState, bool]:
+           auth: AuthOptions | None = None, log_level: str | None = None) -> tuple[SandboxState, bool]:
         """Start the sandbox (creating it if new). Returns the state and whether anything was started.
 
         With ``auth``, a token server runs as a third service and the other two require its tokens;
-        a sandbox once started with auth keeps it when restarted.
+        a sandbox once started with auth keeps it when restarted. ``log_level`` (one of
+        :data:`LOG_LEVELS`; None keeps the sandbox's, info for a new one) is the servers' level.
+        Raises ConfigError for an unknown level or a port in use, TrustboxError when a server
+        does not start.
         """
+        if log_level is not None and log_level not in LOG_LEVELS:
+            raise ConfigError(f"unknown log level {log_level!r}", hint="use one of " + ", ".join(LOG_LEVELS))
         state = self.load()
         if state is not None:
             alive = self.running(state)
@@ -328,6 +366,8 @@ class Sandbox:
                                  registry=Service("registry", registry_port, health_path="/v2/"))
         if auth is not None and state.auth is None:
             state.auth = Service("auth", auth.port, health_path="/health")
+        if log_level is not None:
+            state.log_level = log_level
         for s in state.services():
             if not _port_free(state.bind, s.port):
                 raise ConfigError(f"port {s.port} (sandbox {s.name} server) is already in use",
@@ -356,19 +396,83 @@ class Sandbox:
             self._install_docker_ca(state, docker_config)
         return state, True
 
+    def trust_dir(self, state: SandboxState) -> Path:
+        """The trust folder trustbox and docker use with this sandbox's settings:
+        ``<--docker-config>/trust``, else ``$DOCKER_CONFIG/trust`` or ``~/.docker/trust``."""
+        if state.docker_config:
+            return Path(state.docker_config) / "trust"
+        return docker_trust_dir().expanduser().absolute()
+
     def _write_notary_config(self, state: SandboxState) -> None:
-        cfg = {"trust_dir": str(Path.home() / ".notary"),
+        """notary's config: the sandbox's server and CA, and the trust folder docker and trustbox use
+        (so ``notary key list`` shows the keys ``trustbox trust sign`` made)."""
+        cfg = {"trust_dir": str(self.trust_dir(state)),
                "remote_server": {"url": state.trust.url(), "root_ca": str(self.ca_cert)}}
         self.notary_config.write_text(json.dumps(cfg, indent=2) + "\n")
 
     def _install_docker_ca(self, state: SandboxState, docker_config: Path) -> None:
+        """Copy the CA to ``<docker_config>/tls/<host:port>/ca.crt`` for every server and record the copies."""
+        installed = set(state.docker_ca_files)
         for s in state.services():
             for host in ("localhost", "127.0.0.1"):
-                d = docker_config.expanduser() / "tls" / f"{host}:{s.port}"
+                d = docker_config.expanduser().absolute() / "tls" / host_port(host, s.port)
                 d.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(self.ca_cert, d / "ca.crt")
+                installed.add(str(d / "ca.crt"))
+        state.docker_ca_files = sorted(installed)
         state.docker_config = str(docker_config.expanduser().absolute())
+        self._write_notary_config(state)
         self.save(state)
+
+    def _remove_docker_ca(self, state: SandboxState) -> list[Path]:
+        """Remove the recorded CA copies that still hold this sandbox's CA (and their folders once empty)."""
+        removed: list[Path] = []
+        try:
+            ca = self.ca_cert.read_bytes()
+        except OSError:
+            return removed
+        for name in state.docker_ca_files:
+            path = Path(name)
+            try:
+                if path.read_bytes() != ca:
+                    continue  # replaced since: not ours any more
+                path.unlink()
+            except OSError:
+                continue
+            removed.append(path)
+            try:
+                path.parent.rmdir()
+            except OSError:
+                pass  # other files in it
+        return removed
+
+    def _trust_dirs(self, state: SandboxState) -> list[Path]:
+        """Every trust folder that may cache this sandbox's trust data: docker's (as configured for
+        the sandbox and in this environment) and the one the sandbox's notary config names."""
+        dirs = [self.trust_dir(state), docker_trust_dir().expanduser().absolute()]
+        try:
+            notary_dir = json.loads(self.notary_config.read_text()).get("trust_dir")
+        except (OSError, ValueError, AttributeError):
+            notary_dir = None
+        if isinstance(notary_dir, str) and notary_dir:
+            dirs.append(Path(notary_dir).expanduser().absolute())
+        return list(dict.fromkeys(dirs))
+
+    def _forget_trust_data(self, state: SandboxState) -> tuple[list[Path], list[Path]]:
+        """Remove the cached trust data of the sandbox registry's repositories (``tuf/<host:port>``,
+        for every name the registry answers to) from every trust folder; it described servers that
+        no longer exist. Returns what was removed and the private-key folders kept."""
+        removed: list[Path] = []
+        kept: list[Path] = []
+        for d in self._trust_dirs(state):
+            for host in server_hosts():
+                cached = d / "tuf" / host_port(host, state.registry.port)
+                if cached.is_dir() and not cached.is_symlink():
+                    shutil.rmtree(cached)
+                    removed.append(cached)
+            if (d / "private").is_dir():
+                kept.append(d / "private")
+        return removed, kept
 
     def stop(self, state: SandboxState) -> None:
         """Stop every server (SIGTERM, then SIGKILL after a grace period)."""
@@ -392,15 +496,30 @@ class Sandbox:
         if self.state_file.exists():
             self.save(state)
 
-    def down(self, remove: bool = False) -> bool:
-        """Stop the sandbox; with ``remove`` also delete keys, data and certificates. Returns whether one existed."""
-        state = self.load()
+    def down(self, remove: bool = False) -> Removal:
+        """Stop the sandbox; with ``remove`` also delete its folder (server keys, data, certificates),
+        the CA copies it installed for docker and the trust data cached for its registry.
+
+        Private keys (in the trust folders' ``private/``) are kept. Raises ConfigError when
+        ``sandbox.json`` is damaged.
+        """
+        try:
+            state = self.load()
+        except ConfigError:
+            if not remove:
+                raise
+            state = None  # a damaged sandbox.json: its servers cannot be found, its folder still goes
         if state is not None:
             self.stop(state)
-        existed = state is not None or self.dir.exists()
-        if remove and self.dir.exists():
-            shutil.rmtree(self.dir)
-        return existed
+        result = Removal(existed=state is not None or self.dir.exists())
+        if remove:
+            if state is not None:
+                result.removed += self._remove_docker_ca(state)
+                removed, result.kept_keys = self._forget_trust_data(state)
+                result.removed += removed
+            if self.dir.exists():
+                shutil.rmtree(self.dir)
+        return result
 
     # -- what users paste ------------------------------------------------------------------------
 

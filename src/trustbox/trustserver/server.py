@@ -135,6 +135,7 @@ def _serve_granian_rsgi(config: ServerConfig, host: str, port: int) -> None:
     worker the app runs in this process (granian's embedded server): no second Python process
     holding its own copy of the interpreter and libraries.
     """
+    from trustbox.accesslog import access_log_enabled
     from trustbox.serving import run_asgi
 
     level = config.log_level.lower()
@@ -148,6 +149,7 @@ def _serve_granian_rsgi(config: ServerConfig, host: str, port: int) -> None:
         config.workers,
         factory=True,
         log_level=level if level in ("debug", "info", "warning", "error") else "error",
+        access_log=access_log_enabled(level),  # served through ASGI then (the RSGI path stays unlogged)
         interface="asgi" if auth else "rsgi",
         in_process=True,
         tls_min_version="1.2",  # granian defaults to TLS 1.3 only; notary-server accepts 1.2
