@@ -292,6 +292,11 @@ class RegistryClient:
         try:
             resp = send(self._client(scheme_of_realm), "GET", url, auth=auth)
             try:
+                if resp.status_code in (401, 403) and self._creds is None:
+                    raise RegistryAuthError(
+                        f"registry {self.host} denied access to {scope or 'access'} without credentials",
+                        hint=f"log in first: trustbox login {self.host}",
+                    )
                 if resp.status_code in (401, 403):
                     raise RegistryAuthError(f"registry {self.host} refused the credentials for {scope or 'access'}")
                 if resp.status_code != 200:
