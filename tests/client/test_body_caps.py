@@ -244,3 +244,19 @@ def test_lookup_manifest_error_bodies_are_not_read(status: int, error: str) -> N
     with pytest.raises(TrustboxError, match=error):
         lookup_manifest(parse_reference(REF), http=_client(lambda req: bodies.response(status)))
     assert bodies.made[0].sent == 0
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("ErrBadHierarchy", "Metadata hierarchy is incomplete: "),
+    ("ErrBadRoot", "The root metadata is invalid: "),
+    ("ErrBadTargets", "The targets metadata is invalid: "),
+    ("ErrBadSnapshot", "The snapshot metadata is invalid: "),
+    ("ErrValidation", "An error occurred during validation: "),
+])
+def test_rejected_update_is_worded_as_notarys_typed_error(name: str, text: str) -> None:
+    # notary's client decodes errors[0].detail into the typed validation error and prints its text
+    body = (b'{"errors":[{"code":"INVALID_UPDATE","message":"Update sent by the client is invalid.",'
+            b'"detail":{"Name":"' + name.encode() + b'","Error":{"Msg":"no snapshot was included"}}}]}')
+    with pytest.raises(ServerRejectedError) as info:
+        _store(lambda req: httpx.Response(400, content=body)).post_update([("targets", b"{}")])
+    assert info.value.message == text + "no snapshot was included"

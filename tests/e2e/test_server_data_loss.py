@@ -50,7 +50,8 @@ def test_a_trust_server_on_fresh_storage_is_not_reported_as_signed(variant: str,
             assert "Successfully signed" not in r.stdout
             lines = r.stderr.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith("Error: ") and lost in lines[0]
-            assert "no snapshot was included in update and server does not hold current snapshot key" in lines[0]
+            assert ("Metadata hierarchy is incomplete: no snapshot was included in update and server does not hold "
+                    "current snapshot key") in lines[0]
 
             r = tb(env, "push", f"oci:{image}:latest", f"{repo}:latest")
             assert r.returncode != 0

@@ -105,25 +105,43 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
-def _error_summary(body: bytes) -> str:
-    """The messages of a notary error body (``errors[].message`` plus ``detail.Error.Msg``)."""
+# notary-server's typed validation errors (``errors[0].detail`` = ``{"Name": ..., "Error": {"Msg": ...}}``)
+# and the text notary's client prints for each once it has decoded them
+_VALIDATION_ERRORS = {
+    "ErrValidation": "An error occurred during validation: ",
+    "ErrBadHierarchy": "Metadata hierarchy is incomplete: ",
+    "ErrBadRoot": "The root metadata is invalid: ",
+    "ErrBadTargets": "The targets metadata is invalid: ",
+    "ErrBadSnapshot": "The snapshot metadata is invalid: ",
+}
+
+
+def _rejection(body: bytes) -> str:
+    """The message of a 400 from a trust server, worded as the notary client words it.
+
+    A body with exactly one error whose ``detail`` is one of notary-server's typed validation errors
+    gives that error's own text (``Metadata hierarchy is incomplete: ...``), as notary's
+    ``tryUnmarshalError`` does; otherwise the messages (``errors[].message`` plus ``detail.Error.Msg``)."""
+    default = "trust server rejected operation"
     try:
         doc = loads(body)
     except FormatError:
-        return ""
+        return default
     errs = doc.get("errors") if isinstance(doc, dict) else None
+    errs = [e for e in errs if isinstance(e, dict)] if isinstance(errs, list) else []
     parts = []
-    for e in errs if isinstance(errs, list) else []:
-        if not isinstance(e, dict):
-            continue
+    for e in errs:
         msg = str(e.get("message", ""))
         detail = e.get("detail")
-        if isinstance(detail, dict):
-            inner = detail.get("Error")
-            if isinstance(inner, dict) and inner.get("Msg"):
-                msg += f" {inner['Msg']}"
+        inner = detail.get("Error") if isinstance(detail, dict) else None
+        if isinstance(inner, dict) and inner.get("Msg"):
+            prefix = _VALIDATION_ERRORS.get(str(detail.get("Name"))) if isinstance(detail, dict) else None
+            if prefix is not None and len(errs) == 1:
+                return prefix + str(inner["Msg"])
+            msg += f" {inner['Msg']}"
         parts.append(msg)
-    return "; ".join(p for p in parts if p)
+    summary = "; ".join(p for p in parts if p)
+    return f"{default}: {summary}" if summary else default
 
 
 class RemoteStore:
@@ -255,8 +273,7 @@ class RemoteStore:
         if code == 401:
             raise UnauthorizedError()
         if code == 400:
-            summary = _error_summary(read_head(resp))
-            raise ServerRejectedError("trust server rejected operation" + (f": {summary}" if summary else ""))
+            raise ServerRejectedError(_rejection(read_head(resp)))
         raise NetworkError(f"unable to reach trust server at this time: {code}.")
 
     def get_sized(self, name: str, limit: int) -> bytes:
