@@ -113,3 +113,42 @@ def test_signer_and_trust_processes(tmp_path: Path):
         trust.stop()
         signer.terminate()
         signer.wait(15)
+
+
+def _signer_answering(handler):
+    import httpx
+
+    from trustbox.trustserver.remote_signer import RemoteSigner
+
+    return RemoteSigner("http://signer.test", "t", transport=httpx.MockTransport(handler))
+
+
+def test_signer_answers_are_bounded_and_checked():
+    import httpx
+    import pytest
+
+    from trustbox.errors import NetworkError
+
+    sent = []
+
+    def endless():
+        while True:
+            sent.append(1)
+            yield b"x" * 65536
+
+    answers = {
+        "endless": lambda req: httpx.Response(200, content=endless()),
+        "endless error": lambda req: httpx.Response(500, content=endless()),
+        "not json": lambda req: httpx.Response(200, content=b"<html>"),
+        "not an object": lambda req: httpx.Response(200, content=b"[1]"),
+        "no fields": lambda req: httpx.Response(200, content=b"{}"),
+        "bad base64": lambda req: httpx.Response(200, content=b'{"keytype":"ecdsa","public":"!!"}'),
+    }
+    for label, handler in answers.items():
+        sent.clear()
+        s = _signer_answering(handler)
+        with pytest.raises(NetworkError):
+            s.latest_key("example.com/a", "timestamp")
+        with pytest.raises(NetworkError):
+            s.sign("example.com/a", "k", b"msg")
+        assert len(sent) <= 4, label  # at most the 64 KiB bound plus one piece per call

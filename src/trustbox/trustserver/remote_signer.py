@@ -32,6 +32,7 @@ from trustbox.trustserver.signer import LocalSigner
 from trustbox.tuf.keys import PublicKey
 
 MAX_REQUEST = 1024 * 1024
+MAX_RESPONSE = 64 * 1024  # a key or a signature; the trust server never reads more of an answer
 
 
 def _key_body(key: PublicKey | None) -> tuple[int, dict[str, Any]]:
@@ -141,22 +142,52 @@ class RemoteSigner:
         )
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """POST one operation; the answer's JSON object, or None for 404.
+
+        Raises NetworkError when the service is unreachable, answers another status, or sends a body
+        that is larger than ``MAX_RESPONSE`` or not a JSON object (never read past the bound)."""
         try:
-            r = self._client.post(path, json=body)
+            with self._client.stream("POST", path, json=body, headers={"Accept-Encoding": "identity"}) as r:
+                if r.status_code == 404:
+                    return None
+                if r.headers.get("content-encoding", "identity") != "identity":
+                    raise NetworkError("signer service sent an encoded answer")
+                raw = bytearray()
+                for chunk in r.iter_bytes():
+                    raw += chunk
+                    if len(raw) > MAX_RESPONSE:
+                        raise NetworkError(f"signer service sent more than {MAX_RESPONSE} bytes")
         except httpx.HTTPError as exc:
             raise NetworkError(f"signer service unreachable: {exc}") from exc
-        if r.status_code == 404:
-            return None
         if r.status_code != 200:
-            raise NetworkError(f"signer service answered {r.status_code}: {r.text[:200]}")
-        data: dict[str, Any] = r.json()
+            text = bytes(raw[:200]).decode("utf-8", "replace")
+            raise NetworkError(f"signer service answered {r.status_code}: {text}")
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise NetworkError("signer service sent an answer that is not a JSON object")
         return data
 
     @staticmethod
-    def _key(d: dict[str, Any] | None) -> PublicKey | None:
+    def _field(d: dict[str, Any], name: str, b64: bool = False) -> Any:
+        """``d[name]`` (base64-decoded when ``b64``). Raises NetworkError when it is missing or malformed."""
+        value = d.get(name)
+        if not isinstance(value, str):
+            raise NetworkError(f"signer service sent an answer without {name!r}")
+        if not b64:
+            return value
+        try:
+            return base64.b64decode(value, validate=True)
+        except ValueError:
+            raise NetworkError(f"signer service sent a malformed {name!r}") from None
+
+    @classmethod
+    def _key(cls, d: dict[str, Any] | None) -> PublicKey | None:
         if d is None:
             return None
-        return PublicKey(str(d["keytype"]), base64.b64decode(str(d["public"])))
+        return PublicKey(cls._field(d, "keytype"), cls._field(d, "public", b64=True))
 
     def create_key(self, gun: str, role: str, algorithm: str) -> PublicKey:
         """Create a key on the service."""
@@ -178,7 +209,7 @@ class RemoteSigner:
         d = self._post("/v1/sign", {"gun": gun, "keyid": keyid, "message": base64.b64encode(message).decode()})
         if d is None:
             raise KeyStoreError(f"the signer service holds no key {keyid[:12]} for {gun}")
-        return str(d["method"]), base64.b64decode(str(d["sig"]))
+        return str(self._field(d, "method")), bytes(self._field(d, "sig", b64=True))
 
     def close(self) -> None:
         """Close the HTTP client."""
