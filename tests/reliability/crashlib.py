@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -42,13 +43,22 @@ class KillableServer:
         self.log: list[str] = []
 
     def start(self, timeout: float = 60) -> None:
+        # stderr goes to a file: the servers log a line per request, which would fill an unread pipe
+        # and stall them
+        self._stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, start_new_session=True)
+                                     stderr=self._stderr, start_new_session=True)
         try:
             wait_http(self.url + self.ready_path, self.proc, timeout=timeout, interval=0.05)
         except RuntimeError as exc:
-            err = self.proc.stderr.read().decode() if self.proc.poll() is not None and self.proc.stderr else ""
+            err = self._read_stderr() if self.proc.poll() is not None else ""
             raise AssertionError(f"server did not become ready: {exc} {err}") from None
+
+    def _read_stderr(self) -> str:
+        self._stderr.seek(0)
+        text = self._stderr.read().decode(errors="replace")
+        self._stderr.close()
+        return text
 
     def kill(self) -> None:
         """SIGKILL the whole process group (granian's parent and its workers)."""
@@ -58,8 +68,7 @@ class KillableServer:
         except ProcessLookupError:
             pass
         self.proc.wait(10)
-        if self.proc.stderr:
-            self.log.append(self.proc.stderr.read().decode(errors="replace"))
+        self.log.append(self._read_stderr())
         self.kills += 1
 
     def stop(self) -> None:

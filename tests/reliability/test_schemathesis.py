@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,14 +74,20 @@ def registry_json_error_body(ctx: Any, response: Any, case: Any) -> bool | None:
 def _serve(args: list[str], env: dict[str, str], ready: str) -> Iterator[str]:
     port = free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("TRUSTBOX_")} | env
+    log = tempfile.TemporaryFile()  # not a pipe: nobody reads it while the server runs (access lines)
     proc = subprocess.Popen([sys.executable, "-m", "trustbox", "serve", *args, "--listen", f"127.0.0.1:{port}"],
-                            env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=full_env, stdout=subprocess.DEVNULL, stderr=log,
                             start_new_session=True)
+
+    def logged() -> bytes:
+        log.seek(0)
+        return log.read()
+
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            raise AssertionError(f"server exited: {logged().decode(errors='replace')}")
         try:
             if httpx.get(url + ready, timeout=2).status_code == 200:
                 break
@@ -94,10 +101,12 @@ def _serve(args: list[str], env: dict[str, str], ready: str) -> Iterator[str]:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
-            _, err = proc.communicate(timeout=15)
+            proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            _, err = proc.communicate()
+            proc.wait()
+        err = logged()
+        log.close()
         # an unhandled exception would be logged even if the answer hid it
         assert b"Traceback" not in err, err.decode(errors="replace")[-3000:]
 
