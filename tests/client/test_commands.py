@@ -165,9 +165,9 @@ def test_errors_are_one_line_like_docker(ctx: TrustContext, args: tuple[str, ...
 
 
 def test_no_trust_data_message(ctx: TrustContext) -> None:
-    from trustbox.client.reference import parse_reference
     from trustbox.client.trustops import notary_error
     from trustbox.errors import TrustboxError
+    from trustbox.oci.reference import parse_reference
 
     client = ctx.client(parse_reference("localhost:25000/spec/none:latest"))
     with pytest.raises(TrustboxError) as info:

@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 
 from trustbox.client.config import registry_credentials
-from trustbox.client.reference import parse_reference
 from trustbox.client.registry import load_credentials
+from trustbox.oci.reference import parse_reference
 
 
 def _helper(bin_dir: Path, name: str, user: str, secret: str) -> None:

@@ -28,10 +28,10 @@ from trustbox.cli import cli
 from trustbox.client.capped import SMALL_BODY_LIMIT, TOKEN_BODY_LIMIT
 from trustbox.client.http import basic_auth_header
 from trustbox.client.images import RegistryDestination, Reporter, copy_image
-from trustbox.client.oci import MAX_MANIFEST_BYTES, Manifest
 from trustbox.client.oci_layout import open_source
 from trustbox.client.oci_sample import write_sample_image
 from trustbox.client.registry import RegistryClient, RegistryOptions
+from trustbox.oci.manifest import MAX_MANIFEST_BYTES, Manifest
 from trustbox.tuf.metadata import FileMeta, Metadata, Targets
 from trustbox.tuf.verify import MAX_TIMESTAMP_SIZE
 

@@ -18,10 +18,10 @@ from images.fake_registry import FakeRegistry
 from trustbox.cli import cli
 from trustbox.client import images as images_mod
 from trustbox.client.errors import NoSuchTargetError, RepositoryNotExistError
-from trustbox.client.oci import Manifest
 from trustbox.client.oci_layout import OCILayoutSource
 from trustbox.client.registry import RegistryOptions
 from trustbox.errors import NetworkError
+from trustbox.oci.manifest import Manifest
 
 HOST = "127.0.0.1:5000"
 TRUST_HOST = "127.0.0.1:4443"

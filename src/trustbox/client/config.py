@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from trustbox.client.errors import TrustServerURLError
-from trustbox.client.reference import ImageRef
 from trustbox.errors import ConfigError, TrustboxError
+from trustbox.oci.reference import ImageRef
 
 if TYPE_CHECKING:
     from trustbox.client.tufclient import TrustPinning

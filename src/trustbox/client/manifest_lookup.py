@@ -18,9 +18,9 @@ import httpx
 from trustbox.client.capped import open_response, read_capped, read_token
 from trustbox.client.config import Credentials
 from trustbox.client.http import basic_auth_header, make_http_client, parse_challenge
-from trustbox.client.oci import MAX_MANIFEST_BYTES
-from trustbox.client.reference import ImageRef
 from trustbox.errors import HashMismatchError, NetworkError, NotFoundError
+from trustbox.oci.manifest import MAX_MANIFEST_BYTES
+from trustbox.oci.reference import ImageRef
 
 MANIFEST_ACCEPT = ", ".join(
     (

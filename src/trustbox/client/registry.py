@@ -32,6 +32,7 @@ from urllib.parse import urlencode, urljoin
 
 import httpx
 
+from trustbox.client.blobio import copy_verified, verify_chunks
 from trustbox.client.capped import (
     LIST_BODY_LIMIT,
     iter_capped,
@@ -42,20 +43,13 @@ from trustbox.client.capped import (
     send,
 )
 from trustbox.client.config import env_ca_files
-from trustbox.client.oci import (
-    MANIFEST_TYPES,
-    MAX_MANIFEST_BYTES,
-    Descriptor,
-    DigestMismatchError,
-    Manifest,
-    check_digest,
-    copy_verified,
-    parse_manifest,
-    sha256_digest,
-    verify_chunks,
-)
-from trustbox.client.oci_ref import is_loopback
 from trustbox.errors import ConfigError, FormatError, NetworkError, NotFoundError, TrustboxError
+from trustbox.oci.descriptor import Descriptor
+from trustbox.oci.digest import check_sha256, sha256_digest
+from trustbox.oci.errors import DigestMismatchError
+from trustbox.oci.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
+from trustbox.oci.mediatypes import MANIFEST_TYPES
+from trustbox.oci.reference import is_loopback
 from trustbox.tuf.canonical import loads
 
 USER_AGENT = "trustbox (registry client)"
@@ -396,7 +390,7 @@ class RegistryClient:
 
     def blob_size(self, repo: str, digest: str, push: bool = False) -> int | None:
         """Size of a blob if the repository has it (``HEAD``), else None."""
-        check_digest(digest)
+        check_sha256(digest)
         with self._request("HEAD", f"/v2/{repo}/blobs/{digest}", repo, push, follow=True) as resp:
             pass
         if resp.status_code == 404:
@@ -516,7 +510,7 @@ class RegistryClient:
     def open_blob(self, repo: str, desc: Descriptor) -> Iterator[Iterator[bytes]]:
         """Stream a blob (following redirects); the chunks are verified against ``desc`` and
         never more than ``desc.size`` bytes are read (raises DigestMismatchError beyond)."""
-        check_digest(desc.digest)
+        check_sha256(desc.digest)
         with self._request("GET", f"/v2/{repo}/blobs/{desc.digest}", repo, follow=True) as resp:
             _expect_ok(
                 resp, f"blob {desc.digest} not found in {self.host}/{repo}",

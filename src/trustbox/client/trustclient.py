@@ -31,11 +31,11 @@ from trustbox.client.errors import (
 )
 from trustbox.client.http import PULL, PUSH_PULL, RemoteStore
 from trustbox.client.publish import RepoDraft
-from trustbox.client.reference import parse_reference
 from trustbox.client.tufclient import TrustPinning, update_repository
 from trustbox.errors import KeyStoreError, TrustboxError
 from trustbox.keystore.passphrase import PassphraseRetriever, docker_retriever
 from trustbox.keystore.store import KeyStore
+from trustbox.oci.reference import parse_reference
 from trustbox.tuf.metadata import ROOT, TARGETS, FileMeta
 from trustbox.tuf.timefmt import utcnow
 from trustbox.tuf.verify import TrustedCollection
