@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from trustbox.auth.dockerconfig import (
+from trustbox.client.dockerenv import (
     DOCKER_HUB,
     credentials_for,
     erase_credentials,
     registry_key,
     store_credentials,
 )
-from trustbox.auth.login import is_loopback, parse_challenges
+from trustbox.client.login import is_loopback, parse_challenges
 from trustbox.errors import ConfigError
 
 HELPER = """#!/bin/sh

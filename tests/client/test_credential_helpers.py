@@ -7,8 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from trustbox.client.config import registry_credentials
-from trustbox.client.registry import load_credentials
+from trustbox.client.dockerenv import load_credentials, registry_credentials
 from trustbox.oci.reference import parse_reference
 
 

@@ -208,8 +208,8 @@ def login_cmd(
     ca_files: tuple[Path, ...], insecure: bool,
 ) -> None:
     """Log in to a registry and store the credentials as docker does."""
-    from trustbox.auth.dockerconfig import store_credentials
-    from trustbox.auth.login import login
+    from trustbox.client.dockerenv import store_credentials
+    from trustbox.client.login import login
 
     if password and password_stdin:
         raise ConfigError("--password and --password-stdin are mutually exclusive")
@@ -232,7 +232,7 @@ def login_cmd(
 @_one_line_errors
 def logout_cmd(registry: str) -> None:
     """Forget the credentials stored for a registry."""
-    from trustbox.auth.dockerconfig import erase_credentials, registry_key
+    from trustbox.client.dockerenv import erase_credentials, registry_key
 
     key = registry_key(registry)
     if erase_credentials(key):

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 
 from trustbox.client.capped import open_response, read_capped, read_token
-from trustbox.client.config import Credentials
-from trustbox.client.http import basic_auth_header, make_http_client, parse_challenge
+from trustbox.client.dockerenv import Credentials
+from trustbox.client.remote import basic_auth_header, make_http_client, parse_challenge
 from trustbox.errors import HashMismatchError, NetworkError, NotFoundError
 from trustbox.oci.manifest import MAX_MANIFEST_BYTES
 from trustbox.oci.reference import ImageRef

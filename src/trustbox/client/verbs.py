@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from trustbox.client import config
+from trustbox.client import dockerenv
 from trustbox.client.errors import (
     Cancelled,
     InsufficientSignaturesError,
@@ -29,8 +29,7 @@ from trustbox.client.errors import (
     UnauthorizedError,
 )
 from trustbox.client.manifest_lookup import ManifestInfo, lookup_manifest
-from trustbox.client.textfmt import NaturalKey, go_json_indent, tab_table
-from trustbox.client.trustclient import (
+from trustbox.client.repository import (
     RELEASED_ROLES,
     RELEASES_ROLE,
     REPO_ADMIN,
@@ -38,6 +37,7 @@ from trustbox.client.trustclient import (
     is_released_role,
     signer_name,
 )
+from trustbox.client.textfmt import NaturalKey, go_json_indent, tab_table
 from trustbox.errors import (
     ConfigError,
     ExpiredError,
@@ -57,6 +57,7 @@ from trustbox.oci.reference import ImageRef, parse_reference
 from trustbox.tuf.keys import PublicKey
 from trustbox.tuf.metadata import ROOT, TARGETS, FileMeta
 from trustbox.tuf.pem import PEMBlock, encode_pem_block
+from trustbox.tuf.verify import valid_signers
 
 VALID_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
@@ -83,7 +84,7 @@ class TrustContext:
     @property
     def trust_dir(self) -> Path:
         """``$DOCKER_CONFIG/trust``."""
-        return config.trust_dir(self.environ)
+        return dockerenv.trust_dir(self.environ)
 
     def retriever(self) -> PassphraseRetriever:
         """The passphrase retriever (docker's env variables, then a prompt)."""
@@ -97,8 +98,8 @@ class TrustContext:
 
     def client(self, ref: ImageRef) -> TrustClient:
         """A TrustClient for the image's repository."""
-        server = config.trust_server(ref, self.environ)
-        tls = config.tls_files(server, self.environ, self.ca_files)
+        server = dockerenv.trust_server(ref, self.environ)
+        tls = dockerenv.tls_files(server, self.environ, self.ca_files)
         return TrustClient(
             ref.gun,
             server,
@@ -108,8 +109,8 @@ class TrustContext:
             passphrase_retriever=self.retriever(),
             now=self.now,
             http=self.http_factory() if self.http_factory else None,
-            credentials=config.registry_credentials(ref, self.environ),
-            pinning=config.trust_pinning(self.environ),
+            credentials=dockerenv.registry_credentials(ref, self.environ),
+            pinning=dockerenv.trust_pinning(self.environ),
             warn=self.warn,
         )
 
@@ -459,7 +460,6 @@ def _is_last_signer(client: TrustClient, keyids: Sequence[str]) -> bool:
     loaded = tc.delegations.get(RELEASES_ROLE)
     if loaded is None or not loaded.metadata.signed.targets:
         return False
-    from trustbox.tuf.verify import valid_signers
 
     keys, threshold = tc.targets.signed.delegations.role_keys(RELEASES_ROLE) if tc.targets else ({}, 1)
     remaining = [k for k in valid_signers(loaded.metadata, keys) if k not in set(keyids)]
@@ -530,8 +530,8 @@ def _manifest(ctx: TrustContext, ref: ImageRef) -> ManifestInfo:
         return lookup_manifest(
             ref,
             insecure=insecure,
-            ca_files=list(ctx.ca_files) + config.tls_files("https://" + ref.domain, ctx.environ).ca_files,
-            credentials=config.registry_credentials(ref, ctx.environ),
+            ca_files=list(ctx.ca_files) + dockerenv.tls_files("https://" + ref.domain, ctx.environ).ca_files,
+            credentials=dockerenv.registry_credentials(ref, ctx.environ),
             http=http,
         )
     except TrustboxError as exc:

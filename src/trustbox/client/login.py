@@ -9,7 +9,6 @@ verification first, then plain HTTP. Requests are streamed and bodies read throu
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,10 +17,11 @@ from pathlib import Path
 import httpx
 
 from trustbox import __version__
-from trustbox.auth.dockerconfig import DOCKER_HUB, config_dir, registry_key
 from trustbox.client.capped import open_response, read_token
-from trustbox.client.http import parse_challenge, ssl_context
+from trustbox.client.dockerenv import DOCKER_HUB, registry_key, registry_tls_dirs, tls_dir_files
+from trustbox.client.remote import parse_challenge, ssl_context
 from trustbox.errors import NetworkError, TrustboxError
+from trustbox.oci.reference import is_loopback
 
 USER_AGENT = f"trustbox/{__version__}"
 TIMEOUT = 15.0
@@ -36,27 +36,8 @@ def parse_challenges(values: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
     return [parse_challenge(header) for header in values]
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host[:port]`` names this machine (localhost or a loopback address)."""
-    name = host
-    if name.startswith("["):
-        name = name[1 : name.find("]")] if "]" in name else name[1:]
-    elif name.count(":") == 1:
-        name = name.split(":", 1)[0]
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
 def _ca_files(host: str, extra: Sequence[Path]) -> list[Path]:
-    files = list(extra)
-    for d in (config_dir() / "tls" / host, Path("/etc/docker/certs.d") / host):
-        if d.is_dir():
-            files.extend(sorted(d.glob("*.crt")))
-    return files
+    return list(extra) + tls_dir_files(host, registry_tls_dirs()).ca_files
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import base64
-import os
 import re
 import ssl
 from collections.abc import Callable, Iterable, Iterator
@@ -42,7 +41,13 @@ from trustbox.client.capped import (
     release,
     send,
 )
-from trustbox.client.config import env_ca_files
+from trustbox.client.dockerenv import (
+    env_ca_files,
+    insecure_registries,
+    load_credentials,
+    registry_tls_dirs,
+    tls_dir_files,
+)
 from trustbox.errors import ConfigError, FormatError, NetworkError, NotFoundError, TrustboxError
 from trustbox.oci.descriptor import Descriptor
 from trustbox.oci.digest import check_sha256, sha256_digest
@@ -76,28 +81,6 @@ class RegistryResponseError(TrustboxError):
         self.code = code
 
 
-def docker_config_dir() -> Path:
-    """``$DOCKER_CONFIG`` or ``~/.docker``."""
-    env = os.environ.get("DOCKER_CONFIG")
-    return Path(env) if env else Path.home() / ".docker"
-
-
-def insecure_registries_from_env() -> tuple[str, ...]:
-    """Hosts listed in ``TRUSTBOX_INSECURE_REGISTRIES`` (comma-separated)."""
-    raw = os.environ.get("TRUSTBOX_INSECURE_REGISTRIES", "")
-    return tuple(h.strip() for h in raw.split(",") if h.strip())
-
-
-def load_credentials(host: str, config_dir: Path | None = None) -> tuple[str, str] | None:
-    """Username and password docker stored for ``host`` (credential helper first, then ``auths``)."""
-    from trustbox.auth.dockerconfig import credentials_for
-
-    environ = dict(os.environ)
-    if config_dir is not None:
-        environ["DOCKER_CONFIG"] = str(config_dir)
-    return credentials_for(host, environ)
-
-
 @dataclass
 class RegistryOptions:
     """How to reach registries: TLS trust, insecure hosts, credentials, transfer sizes."""
@@ -117,7 +100,7 @@ class RegistryOptions:
     def from_env(cls, insecure: Iterable[str] = (), ca_certs: Iterable[str | Path] = ()) -> RegistryOptions:
         """Options from the environment plus command-line values."""
         return cls(
-            insecure_registries=tuple(insecure) + insecure_registries_from_env(),
+            insecure_registries=tuple(insecure) + insecure_registries(),
             ca_certs=tuple(Path(p) for p in ca_certs) + tuple(env_ca_files()),
         )
 
@@ -177,16 +160,12 @@ class RegistryClient:
 
     def _ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context()
-        dirs = [(self.options.docker_config or docker_config_dir()) / "tls" / self.host]
-        dirs += [d / self.host for d in self.options.certs_d]
-        for d in dirs:
-            if not d.is_dir():
-                continue
-            for f in sorted(d.iterdir()):
-                if f.suffix == ".crt":
-                    ctx.load_verify_locations(cafile=str(f))
-                elif f.suffix == ".cert" and f.with_suffix(".key").exists():
-                    ctx.load_cert_chain(str(f), str(f.with_suffix(".key")))
+        dirs = registry_tls_dirs(config=self.options.docker_config)[:1] + list(self.options.certs_d)
+        found = tls_dir_files(self.host, dirs)
+        for f in found.ca_files:
+            ctx.load_verify_locations(cafile=str(f))
+        for cert, key in found.client_pairs:
+            ctx.load_cert_chain(str(cert), str(key))
         for ca in self.options.ca_certs:
             try:
                 ctx.load_verify_locations(cafile=str(ca))

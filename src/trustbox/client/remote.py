@@ -20,14 +20,14 @@ import httpx
 
 from trustbox import __version__
 from trustbox.client.capped import open_response, read_capped, read_head, read_token
-from trustbox.client.config import Credentials
+from trustbox.client.dockerenv import Credentials, credentials_for
 from trustbox.client.errors import (
     BadResponseError,
     MetaNotFoundError,
     ServerRejectedError,
     UnauthorizedError,
 )
-from trustbox.errors import FormatError, NetworkError
+from trustbox.errors import FormatError, NetworkError, TrustboxError
 from trustbox.tuf.canonical import loads
 from trustbox.tuf.keys import PublicKey
 
@@ -235,9 +235,6 @@ class RemoteStore:
         """The registry's credentials (docker's rule), else those stored for the trust server itself."""
         if self.credentials:
             return self.credentials
-        from trustbox.auth.dockerconfig import credentials_for
-        from trustbox.errors import TrustboxError
-
         try:
             found = credentials_for(self.host)
         except TrustboxError:

@@ -15,7 +15,8 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from trustbox.client.oci_layout import (
+from trustbox.client.distribution import RegistryClient, RegistryOptions
+from trustbox.client.layout import (
     ImageDestination,
     ImageSource,
     Progress,
@@ -23,7 +24,6 @@ from trustbox.client.oci_layout import (
     open_source,
     parse_local_ref,
 )
-from trustbox.client.registry import RegistryClient, RegistryOptions
 from trustbox.errors import (
     ConfigError,
     ExpiredError,
