@@ -16,8 +16,9 @@ from trustbox.client.dockerenv import (
     registry_key,
     store_credentials,
 )
-from trustbox.client.login import is_loopback, parse_challenges
+from trustbox.client.transport import parse_challenges
 from trustbox.errors import ConfigError
+from trustbox.oci.reference import is_loopback
 
 HELPER = """#!/bin/sh
 store="$(dirname "$0")/store.json"

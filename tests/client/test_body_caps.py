@@ -23,7 +23,8 @@ from trustbox.client.capped import (
 from trustbox.client.dockerenv import Credentials
 from trustbox.client.errors import BadResponseError, MetaNotFoundError, ServerRejectedError, UnauthorizedError
 from trustbox.client.manifest_lookup import lookup_manifest
-from trustbox.client.remote import MAX_KEY_SIZE, RemoteStore, basic_auth_header
+from trustbox.client.remote import MAX_KEY_SIZE, RemoteStore
+from trustbox.client.transport import basic_auth_header
 from trustbox.errors import NetworkError, TrustboxError
 from trustbox.oci.manifest import MAX_MANIFEST_BYTES
 from trustbox.oci.reference import parse_reference
