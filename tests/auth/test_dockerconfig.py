@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from trustbox.auth.dockerconfig import (
+from trustbox.client.dockerenv import (
     DOCKER_HUB,
     credentials_for,
     erase_credentials,
     registry_key,
     store_credentials,
 )
-from trustbox.auth.login import is_loopback, parse_challenges
+from trustbox.client.transport import parse_challenges
 from trustbox.errors import ConfigError
+from trustbox.oci.reference import is_loopback
 
 HELPER = """#!/bin/sh
 store="$(dirname "$0")/store.json"

@@ -23,7 +23,7 @@ import pytest
 
 from auth.conftest import HERE, TokenServer
 from helpers.net import free_port, stop_process, wait_http
-from trustbox.auth.dockerconfig import credentials_for
+from trustbox.client.dockerenv import credentials_for
 
 pytestmark = pytest.mark.interop
 

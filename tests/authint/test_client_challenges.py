@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from trustbox.client.config import Credentials
+from trustbox.client.dockerenv import Credentials
 from trustbox.client.errors import UnauthorizedError
-from trustbox.client.http import RemoteStore
+from trustbox.client.remote import RemoteStore
 
 SERVER = "https://trust.example.test:4443"
 CHALLENGE = 'Bearer realm="https://auth.example.test/token",service="notary"'

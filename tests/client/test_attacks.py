@@ -12,8 +12,7 @@ from client.fakeserver import FakeNotary
 from client.repobuilder import GUN, RepoBuilder, target_meta
 from trustbox.client.errors import BadResponseError, NoSuchTargetError
 from trustbox.client.manifest_lookup import check_manifest, lookup_manifest
-from trustbox.client.reference import parse_reference
-from trustbox.client.tufclient import TrustPinning
+from trustbox.client.pinning import TrustPinning
 from trustbox.errors import (
     ExpiredError,
     HashMismatchError,
@@ -22,6 +21,7 @@ from trustbox.errors import (
     RootError,
     ThresholdError,
 )
+from trustbox.oci.reference import parse_reference
 from trustbox.tuf.keys import ECDSA, ED25519, PrivateKey
 from trustbox.tuf.metadata import FileMeta
 

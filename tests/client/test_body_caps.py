@@ -20,13 +20,14 @@ from trustbox.client.capped import (
     read_token,
     send,
 )
-from trustbox.client.config import Credentials
+from trustbox.client.dockerenv import Credentials
 from trustbox.client.errors import BadResponseError, MetaNotFoundError, ServerRejectedError, UnauthorizedError
-from trustbox.client.http import MAX_KEY_SIZE, RemoteStore, basic_auth_header
 from trustbox.client.manifest_lookup import lookup_manifest
-from trustbox.client.oci import MAX_MANIFEST_BYTES
-from trustbox.client.reference import parse_reference
+from trustbox.client.remote import MAX_KEY_SIZE, RemoteStore
+from trustbox.client.transport import basic_auth_header
 from trustbox.errors import NetworkError, TrustboxError
+from trustbox.oci.manifest import MAX_MANIFEST_BYTES
+from trustbox.oci.reference import parse_reference
 
 SERVER = "https://trust.example.test"
 GUN = "example.test/app"

@@ -7,9 +7,8 @@ import json
 import os
 from pathlib import Path
 
-from trustbox.client.config import registry_credentials
-from trustbox.client.reference import parse_reference
-from trustbox.client.registry import load_credentials
+from trustbox.client.dockerenv import load_credentials, registry_credentials
+from trustbox.oci.reference import parse_reference
 
 
 def _helper(bin_dir: Path, name: str, user: str, secret: str) -> None:

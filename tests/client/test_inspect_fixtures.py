@@ -12,7 +12,8 @@ from client.fakeserver import FakeNotary
 from client.repobuilder import NOW
 from testdata import FIXTURES
 from trustbox.cli import cli
-from trustbox.client.trustops import TrustContext, inspect, inspect_pretty
+from trustbox.client.verbs import TrustContext, inspect, inspect_pretty
+from trustbox.oci.reference import parse_reference
 
 CLI_OUT = FIXTURES / "docker-demo" / "cli-output"
 DEMOS = ("docker-demo", "notary-demo")
@@ -83,7 +84,7 @@ def test_inspect_unknown_tag_gives_empty_signatures(ctx: TrustContext) -> None:
 
 def test_pull_lookup_matches_docker_pull_output(ctx: TrustContext) -> None:
     """``Pull (1 of 1): <name>:<tag>@sha256:<digest>``: the digest docker resolved, from our client."""
-    client = ctx.client(__import__("trustbox.client.reference", fromlist=["x"]).parse_reference("localhost:25000/spec/docker-demo:v1"))
+    client = ctx.client(parse_reference("localhost:25000/spec/docker-demo:v1"))
     t = client.get_signed_target("v1")
     line = (CLI_OUT / "dct-pull-v1-no-daemon.txt").read_text().splitlines()[0]
     assert line == f"Pull (1 of 1): localhost:25000/spec/docker-demo:v1@{t.digest}"

@@ -1,5 +1,5 @@
 """No unbounded response read can come back into the client: outside ``client/capped.py`` the
-client modules and ``auth/login.py`` neither send requests themselves (httpx's non-streaming calls
+client modules (login included) neither send requests themselves (httpx's non-streaming calls
 read the whole body before they return, and follow redirects by reading each redirect body) nor
 touch a body (``.content``, ``.text``, ``.json()``, ``.read()``, ``.iter_*``).
 
@@ -31,7 +31,7 @@ OTHER_HTTP_MODULES = ("urllib.request", "http.client", "requests", "urllib3", "a
 
 
 def _modules() -> list[Path]:
-    files = sorted((SRC / "client").glob("*.py")) + [SRC / "auth" / "login.py"]
+    files = sorted((SRC / "client").rglob("*.py"))
     return [f for f in files if f != CAPPED]
 
 
@@ -95,10 +95,11 @@ def test_no_unbounded_reads_outside_the_capped_reader(path: Path) -> None:
 
 
 def test_every_http_module_is_checked() -> None:
-    users = [p for p in (SRC / "client").glob("*.py") if "httpx" in p.read_text()]
-    assert {p.name for p in users} >= {"http.py", "registry.py", "manifest_lookup.py", "capped.py"}
+    users = [p for p in (SRC / "client").rglob("*.py") if "httpx" in p.read_text()]
+    assert {p.name for p in users} >= {"remote.py", "distribution.py", "manifest_lookup.py", "login.py", "capped.py"}
     assert set(users) - {CAPPED} <= set(_modules())
-    assert "open_response" in (SRC / "auth" / "login.py").read_text()
+    assert "open_response" in (SRC / "client" / "login.py").read_text()
+    assert not [p for p in (SRC / "auth").rglob("*.py") if "httpx" in p.read_text()]  # auth/ is server-only
 
 
 # --- the checker finds what the client used to do ------------------------------------------------

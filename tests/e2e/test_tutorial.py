@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from e2e.stack import Stack, missing, start_stack
-from trustbox.client.oci_layout import OCILayoutSource
-from trustbox.client.oci_sample import write_sample_image
+from trustbox.client.layout import OCILayoutSource
+from trustbox.client.sample import write_sample_image
 
 pytestmark = pytest.mark.interop
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from trustbox.client.oci import Manifest
-from trustbox.client.oci_sample import write_sample_image
+from trustbox.client.sample import write_sample_image
+from trustbox.oci.manifest import Manifest
 
 
 @pytest.fixture(autouse=True)

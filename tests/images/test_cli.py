@@ -16,12 +16,12 @@ from click.testing import CliRunner
 
 from images.fake_registry import FakeRegistry
 from trustbox.cli import cli
-from trustbox.client import images as images_mod
+from trustbox.client import transfer as images_mod
+from trustbox.client.distribution import RegistryOptions
 from trustbox.client.errors import NoSuchTargetError, RepositoryNotExistError
-from trustbox.client.oci import Manifest
-from trustbox.client.oci_layout import OCILayoutSource
-from trustbox.client.registry import RegistryOptions
+from trustbox.client.layout import OCILayoutSource
 from trustbox.errors import NetworkError
+from trustbox.oci.manifest import Manifest
 
 HOST = "127.0.0.1:5000"
 TRUST_HOST = "127.0.0.1:4443"
@@ -152,7 +152,7 @@ def test_tag_moved_after_signing_is_refused(env: Any, sample: tuple[Path, Manife
     root, top = sample
     run("push", f"oci:{root}:v1", f"{IMG}:latest", env=DCT)
     other = tmp_path / "other"
-    from trustbox.client.oci_sample import write_sample_image
+    from trustbox.client.sample import write_sample_image
 
     evil = write_sample_image(other, "v1", message="evil")
     run("push", f"oci:{other}:v1", f"{IMG}:latest")  # unsigned overwrite of the tag

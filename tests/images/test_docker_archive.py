@@ -11,14 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from trustbox.client.images import Reporter, copy_image
-from trustbox.client.oci import (
-    DOCKER_CONFIG,
-    DOCKER_LAYER_GZIP,
-    DOCKER_MANIFEST,
-    ImageError,
-)
-from trustbox.client.oci_layout import DockerArchiveSource, OCILayoutSource, open_destination, open_source
+from trustbox.client.layout import DockerArchiveSource, OCILayoutSource, open_destination, open_source
+from trustbox.client.transfer import Reporter, copy_image
+from trustbox.oci.errors import ImageError
+from trustbox.oci.mediatypes import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST
 
 
 def _tar(files: dict[str, bytes]) -> bytes:

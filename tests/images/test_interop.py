@@ -23,7 +23,10 @@ from images.registries import (
     upstream_registry,
 )
 from images.test_docker_archive import LAYERS, docker_save
-from trustbox.client.images import (
+from trustbox.client.distribution import RegistryClient, RegistryOptions
+from trustbox.client.layout import OCILayoutSource, open_destination, open_source
+from trustbox.client.sample import write_sample_image
+from trustbox.client.transfer import (
     RegistryDestination,
     RegistrySource,
     Reporter,
@@ -32,11 +35,8 @@ from trustbox.client.images import (
     pull_image,
     push_image,
 )
-from trustbox.client.oci import DigestMismatchError
-from trustbox.client.oci_layout import OCILayoutSource, open_destination, open_source
-from trustbox.client.oci_sample import write_sample_image
-from trustbox.client.registry import RegistryClient, RegistryOptions
 from trustbox.errors import NotFoundError, TrustboxError
+from trustbox.oci.errors import DigestMismatchError
 
 pytestmark = pytest.mark.interop
 
@@ -180,8 +180,10 @@ def test_large_blob_streams_without_holding_it_in_memory(registry: RunningRegist
     import os
     import tracemalloc
 
-    from trustbox.client.oci import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, Descriptor, dump_json, parse_manifest
-    from trustbox.client.oci_layout import OCILayoutDestination
+    from trustbox.client.layout import OCILayoutDestination
+    from trustbox.oci.descriptor import Descriptor
+    from trustbox.oci.manifest import dump_json, parse_manifest
+    from trustbox.oci.mediatypes import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST
 
     size = 64 * 1024 * 1024
     big = tmp_path / "big.bin"

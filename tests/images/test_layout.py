@@ -11,23 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from trustbox.client.images import Reporter, copy_image
-from trustbox.client.oci import (
-    OCI_INDEX,
-    OCI_MANIFEST,
-    DigestMismatchError,
-    ImageError,
-    Manifest,
-    parse_manifest,
-)
-from trustbox.client.oci_layout import (
+from trustbox.client.layout import (
     OCILayoutDestination,
     OCILayoutSource,
     open_destination,
     open_source,
     parse_local_ref,
 )
-from trustbox.client.oci_sample import write_sample_image
+from trustbox.client.sample import write_sample_image
+from trustbox.client.transfer import Reporter, copy_image
+from trustbox.oci.errors import DigestMismatchError, ImageError
+from trustbox.oci.manifest import Manifest, parse_manifest
+from trustbox.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
 
 
 def _tree(root: Path) -> dict[str, str]:

@@ -11,12 +11,17 @@ import httpx
 import pytest
 
 from images.fake_registry import FakeRegistry
-from trustbox.client.images import RegistryDestination, RegistrySource, Reporter, copy_image
-from trustbox.client.oci import MANIFEST_TYPES, Descriptor, DigestMismatchError, Manifest, sha256_digest
-from trustbox.client.oci_layout import OCILayoutSource, open_destination, open_source
-from trustbox.client.oci_ref import is_loopback, parse_image_ref
-from trustbox.client.registry import RegistryAuthError, RegistryClient, RegistryOptions, load_credentials
+from trustbox.client.distribution import RegistryAuthError, RegistryClient, RegistryOptions
+from trustbox.client.dockerenv import load_credentials
+from trustbox.client.layout import OCILayoutSource, open_destination, open_source
+from trustbox.client.transfer import RegistryDestination, RegistrySource, Reporter, copy_image
 from trustbox.errors import NetworkError, NotFoundError
+from trustbox.oci.descriptor import Descriptor
+from trustbox.oci.digest import sha256_digest
+from trustbox.oci.errors import DigestMismatchError
+from trustbox.oci.manifest import Manifest
+from trustbox.oci.mediatypes import MANIFEST_TYPES
+from trustbox.oci.reference import is_loopback, parse_image_ref
 
 
 def _client(fake: FakeRegistry, host: str | None = None, **kw: object) -> RegistryClient:

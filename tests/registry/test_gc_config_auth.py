@@ -16,8 +16,8 @@ from trustbox.cli import cli
 from trustbox.errors import ConfigError
 from trustbox.registry import layout
 from trustbox.registry.config import load_config
-from trustbox.registry.digests import parse_digest
 from trustbox.registry.gc import collect
+from trustbox.registry.names import parse_digest
 
 from .conftest import Reg, build_reg, error_code
 

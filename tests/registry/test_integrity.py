@@ -14,7 +14,7 @@ import pytest
 from starlette.requests import ClientDisconnect
 
 from trustbox.registry import layout
-from trustbox.registry.digests import parse_digest
+from trustbox.registry.names import parse_digest
 from trustbox.registry.storage import FilesystemDriver
 
 from .conftest import Reg, build_reg, error_code

@@ -385,7 +385,7 @@ def test_docker_push_of_one_patch_adopts_the_chunk(pair: tuple[Reg, Reg]) -> Non
     for r in (a, b):
         assert r.get(f"/v2/team/app/blobs/{digest}").content == data
     assert _sessions(a) == []
-    from trustbox.registry.digests import parse_digest
+    from trustbox.registry.names import parse_digest
 
     assert a.app.state.registry.blobs.verified_identity(parse_digest(digest)) is not None
 

@@ -21,14 +21,9 @@ from hypothesis import strategies as st
 from helpers.notary_upload import multipart
 from trustbox.errors import FormatError, KeyStoreError, TrustboxError
 from trustbox.keystore import decode_key_file, decode_pkcs8, decrypt_pkcs8, encode_key_file, key_file_info
+from trustbox.oci.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from trustbox.registry.errors import RegistryError
-from trustbox.registry.mediatypes import (
-    DOCKER_LIST,
-    DOCKER_MANIFEST,
-    OCI_INDEX,
-    OCI_MANIFEST,
-    parse_manifest,
-)
+from trustbox.registry.manifests import validate_pushed
 from trustbox.trustserver.upload import MalformedUpload, boundary_of, parse_header_params, parse_multipart
 from trustbox.tuf import canonical
 from trustbox.tuf.keys import PrivateKey
@@ -284,7 +279,7 @@ MANIFESTS: list[tuple[dict[str, Any], str]] = [
 
 def test_valid_manifests_parse() -> None:
     for doc, ct in MANIFESTS:
-        parsed = parse_manifest(json.dumps(doc).encode(), ct)
+        parsed = validate_pushed(json.dumps(doc).encode(), ct)
         assert parsed.media_type == ct
 
 
@@ -295,7 +290,7 @@ def test_manifest_mutated_structure(data: st.DataObject) -> None:
     mutated = _mutate(doc, data)
     content_type = data.draw(st.sampled_from([ct, None, "", "application/json", OCI_INDEX, "text/plain;x=y"]))
     try:
-        parse_manifest(json.dumps(mutated).encode(), content_type)
+        validate_pushed(json.dumps(mutated).encode(), content_type)
     except RegistryError:
         pass
 
@@ -306,7 +301,7 @@ def test_manifest_mutated_bytes(data: st.DataObject) -> None:
     doc, ct = data.draw(st.sampled_from(MANIFESTS))
     blob = _flip(json.dumps(doc).encode(), data)
     try:
-        parse_manifest(blob, ct)
+        validate_pushed(blob, ct)
     except RegistryError:
         pass
 
@@ -318,7 +313,7 @@ def test_manifest_deep_nesting(depth: int) -> None:
     blob = b'{"schemaVersion":2,"mediaType":"' + OCI_MANIFEST.encode() + b'","annotations":' + b"[" * depth
     blob += b"]" * depth + b"}"
     with pytest.raises(RegistryError):
-        parse_manifest(blob, OCI_MANIFEST)
+        validate_pushed(blob, OCI_MANIFEST)
 
 
 # -- PEM key files ------------------------------------------------------------------------------

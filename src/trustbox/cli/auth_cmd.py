@@ -94,7 +94,7 @@ def keygen(directory: Path, cn: str, days: int, force: bool) -> None:
     """
     from cryptography import x509
 
-    from trustbox.auth.htpasswd import atomic_write
+    from trustbox.atomicfile import atomic_write
     from trustbox.auth.tokens import generate_signing_material, libtrust_key_id
 
     key_path, cert_path = directory / "signing-key.pem", directory / "cert.pem"
@@ -208,8 +208,8 @@ def login_cmd(
     ca_files: tuple[Path, ...], insecure: bool,
 ) -> None:
     """Log in to a registry and store the credentials as docker does."""
-    from trustbox.auth.dockerconfig import store_credentials
-    from trustbox.auth.login import login
+    from trustbox.client.dockerenv import store_credentials
+    from trustbox.client.login import login
 
     if password and password_stdin:
         raise ConfigError("--password and --password-stdin are mutually exclusive")
@@ -232,7 +232,7 @@ def login_cmd(
 @_one_line_errors
 def logout_cmd(registry: str) -> None:
     """Forget the credentials stored for a registry."""
-    from trustbox.auth.dockerconfig import erase_credentials, registry_key
+    from trustbox.client.dockerenv import erase_credentials, registry_key
 
     key = registry_key(registry)
     if erase_credentials(key):

@@ -22,7 +22,9 @@ from typing import Any, TypeVar
 
 import click
 
-from trustbox.client.images import (
+from trustbox.client.distribution import RegistryOptions
+from trustbox.client.layout import Progress
+from trustbox.client.transfer import (
     EXIT_NETWORK,
     EXIT_USAGE,
     NotaryTrust,
@@ -34,8 +36,6 @@ from trustbox.client.images import (
     push_image,
     verify_image,
 )
-from trustbox.client.oci_layout import Progress
-from trustbox.client.registry import RegistryOptions
 from trustbox.errors import NetworkError, TrustboxError
 
 F = TypeVar("F", bound=Callable[..., Any])

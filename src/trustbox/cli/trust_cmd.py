@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 
 import click
 
-from trustbox.client import trustops
-from trustbox.client.trustops import TrustContext
+from trustbox.client import verbs as trustops
+from trustbox.client.verbs import TrustContext
 from trustbox.errors import TrustboxError
 
 F = TypeVar("F", bound=Callable[..., Any])

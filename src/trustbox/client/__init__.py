@@ -1,23 +1,15 @@
-"""The notary/TUF client library and docker-trust operations.
+"""The docker-trust client: trust data (TUF over a notary server), registries, images, login.
 
-Stable API for other parts of trustbox: :class:`TrustClient`, :class:`SignedTarget` and
-:func:`trust_client_for` (see ``docs/client.md``). They are imported lazily so that modules
-of this package do not pull in the whole client when imported on their own.
+Declared API for the rest of trustbox and for scripts (see ``docs/client.md``): the trust client
+(:class:`TrustClient`, :class:`SignedTarget`, :func:`trust_client_for`, :class:`TrustPinning`) and
+the registry client (:class:`RegistryClient`, :class:`RegistryOptions`). Image references and
+manifests are the OCI core's (:mod:`trustbox.oci`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from trustbox.client.distribution import RegistryClient, RegistryOptions
+from trustbox.client.pinning import TrustPinning
+from trustbox.client.repository import SignedTarget, TrustClient, trust_client_for
 
-if TYPE_CHECKING:
-    from trustbox.client.trustclient import SignedTarget, TrustClient, trust_client_for
-
-__all__ = ["SignedTarget", "TrustClient", "trust_client_for"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from trustbox.client import trustclient
-
-        return getattr(trustclient, name)
-    raise AttributeError(f"module 'trustbox.client' has no attribute {name!r}")
+__all__ = ["RegistryClient", "RegistryOptions", "SignedTarget", "TrustClient", "TrustPinning", "trust_client_for"]

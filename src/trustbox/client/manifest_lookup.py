@@ -15,12 +15,12 @@ from pathlib import Path
 
 import httpx
 
-from trustbox.client.capped import open_response, read_capped, read_token
-from trustbox.client.config import Credentials
-from trustbox.client.http import basic_auth_header, make_http_client, parse_challenge
-from trustbox.client.oci import MAX_MANIFEST_BYTES
-from trustbox.client.reference import ImageRef
+from trustbox.client.capped import open_response, read_capped
+from trustbox.client.dockerenv import Credentials
+from trustbox.client.transport import ChallengeAuth, TokenRefusedError, make_http_client
 from trustbox.errors import HashMismatchError, NetworkError, NotFoundError
+from trustbox.oci.manifest import MAX_MANIFEST_BYTES
+from trustbox.oci.reference import ImageRef
 
 MANIFEST_ACCEPT = ", ".join(
     (
@@ -50,23 +50,20 @@ def _registry_hosts(ref: ImageRef, insecure: bool) -> list[str]:
     return [f"https://{domain}"]
 
 
-def _token(http: httpx.Client, header: str, scope: str, creds: Credentials) -> str | None:
-    """The Authorization value answering the challenge ``header``, None if it cannot be answered.
-    Raises NetworkError, httpx.HTTPError."""
-    scheme, params = parse_challenge(header)
-    if scheme == "basic":
-        return basic_auth_header(creds.username, creds.password) if creds.username else None
-    if scheme != "bearer" or "realm" not in params:
-        return None
-    query = {"scope": scope}
-    if params.get("service"):
-        query["service"] = params["service"]
-    auth = httpx.BasicAuth(creds.username, creds.password) if creds.username else None
-    with open_response(http, "GET", params["realm"], params=query, auth=auth) as resp:
-        if resp.status_code != 200:
-            raise NetworkError(f"cannot get a registry token from {params['realm']}: HTTP {resp.status_code}")
-        token = read_token(resp, f"token server {params['realm']}")
-    return f"Bearer {token}" if token else None
+def _authorization(http: httpx.Client, resp: httpx.Response, scope: str, creds: Credentials) -> str | None:
+    """The Authorization value answering the 401 ``resp``, None if it cannot be answered.
+
+    Raises:
+        NetworkError: the token service refused or is unreachable (httpx.HTTPError passes through).
+    """
+    auth = ChallengeAuth(creds)
+    auth.remember(resp)
+    try:
+        return auth.authorization(lambda _realm: http, scope)
+    except TokenRefusedError as exc:
+        if exc.status == 200:
+            return None
+        raise NetworkError(f"cannot get a registry token from {exc.realm}: HTTP {exc.status}") from None
 
 
 def _get(http: httpx.Client, url: str, headers: dict[str, str], ref: ImageRef) -> tuple[httpx.Response, bytes]:
@@ -100,7 +97,7 @@ def lookup_manifest(
             try:
                 resp, data = _get(client, url, headers, ref)
                 if resp.status_code == 401 and "www-authenticate" in resp.headers:
-                    auth = _token(client, resp.headers["www-authenticate"], f"repository:{ref.path}:pull", creds)
+                    auth = _authorization(client, resp, f"repository:{ref.path}:pull", creds)
                     if auth:
                         resp, data = _get(client, url, {**headers, "Authorization": auth}, ref)
             except httpx.HTTPError as exc:

@@ -21,11 +21,12 @@ from trustbox.auth.middleware import AuthInfo
 from trustbox.auth.scopes import PULL, repository, satisfies
 from trustbox.errors import FormatError
 from trustbox.httpnum import INT64_MIN, parse_decimal
+from trustbox.oci.digest import Digest
+from trustbox.oci.mediatypes import OCI_INDEX
 from trustbox.registry import layout
 from trustbox.registry.auth import auth_middleware
 from trustbox.registry.blobs import BlobInfo, BlobStore, VerifyPolicy
 from trustbox.registry.config import RegistryConfig
-from trustbox.registry.digests import Digest, parse_digest
 from trustbox.registry.errors import (
     BlobUnknown,
     BlobUploadInvalid,
@@ -44,8 +45,7 @@ from trustbox.registry.errors import (
     UploadTimeout,
 )
 from trustbox.registry.manifests import ManifestStore
-from trustbox.registry.mediatypes import OCI_INDEX
-from trustbox.registry.names import check_name
+from trustbox.registry.names import check_name, parse_digest
 from trustbox.registry.ranges import parse_byte_range, parse_content_range
 from trustbox.registry.request import RegistryRequest, registry_request
 from trustbox.registry.storage import StorageDriver, open_storage

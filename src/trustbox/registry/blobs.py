@@ -8,9 +8,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
 
+from trustbox.oci.digest import Digest
 from trustbox.registry import layout
 from trustbox.registry.aio import in_thread, run_io
-from trustbox.registry.digests import Digest
 from trustbox.registry.storage.base import ObjectInfo, StorageDriver
 
 log = logging.getLogger("trustbox.registry")

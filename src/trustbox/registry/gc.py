@@ -13,10 +13,11 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
+from trustbox.oci.digest import Digest
 from trustbox.registry import layout
-from trustbox.registry.digests import Digest, parse_digest
 from trustbox.registry.errors import RegistryError
-from trustbox.registry.mediatypes import parse_manifest
+from trustbox.registry.manifests import validate_pushed
+from trustbox.registry.names import parse_digest
 from trustbox.registry.sessions import SharedSessions
 from trustbox.registry.spool import OwnerIndex, last_activity, session_entries
 from trustbox.registry.storage.base import StorageDriver
@@ -67,11 +68,11 @@ def mark(driver: StorageDriver) -> set[str]:
         if body is None:
             continue
         try:
-            parsed = parse_manifest(body, None)
+            parsed = validate_pushed(body, None)
         except (RegistryError, json.JSONDecodeError):
             continue
-        for desc in parsed.blobs + parsed.children:
-            live.add(str(desc.digest))
+        for desc in [*parsed.blobs(), *parsed.manifests]:
+            live.add(desc.digest)
     return live
 
 

@@ -17,7 +17,7 @@ Repository path components cannot start with ``_``, so the ``_layers`` / ``_mani
 
 from __future__ import annotations
 
-from trustbox.registry.digests import Digest
+from trustbox.oci.digest import Digest
 
 BLOBS = "blobs"
 REPOS = "repositories"

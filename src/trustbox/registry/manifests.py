@@ -8,10 +8,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from trustbox.oci.digest import Digest, digest_bytes
+from trustbox.oci.errors import ImageError
+from trustbox.oci.manifest import MAX_JSON_DEPTH, Manifest, validate_manifest
 from trustbox.registry import layout
 from trustbox.registry.aio import run_io
 from trustbox.registry.blobs import BlobStore
-from trustbox.registry.digests import Digest, digest_bytes, parse_digest
 from trustbox.registry.errors import (
     DigestInvalid,
     ManifestBlobUnknown,
@@ -19,14 +21,35 @@ from trustbox.registry.errors import (
     ManifestUnknown,
     NotFound,
 )
-from trustbox.registry.mediatypes import MAX_JSON_DEPTH, ParsedManifest, parse_manifest, referrer_descriptor
-from trustbox.registry.names import check_tag, is_tag
+from trustbox.registry.names import check_tag, is_tag, parse_digest
 
 log = logging.getLogger("trustbox.registry")
 
 CACHE_ENTRIES = 4096
 CACHE_MAX_ITEM = 256 << 10
 CACHE_MAX_BYTES = 32 << 20
+
+
+def validate_pushed(body: bytes, content_type: str | None, max_depth: int = MAX_JSON_DEPTH) -> Manifest:
+    """The core's :func:`~trustbox.oci.manifest.validate_manifest` with the registry's error.
+
+    Raises:
+        ManifestInvalid: anything the core refuses (its message and detail).
+    """
+    try:
+        return validate_manifest(body, content_type, max_depth)
+    except ImageError as exc:
+        raise ManifestInvalid(exc.message, detail=exc.detail) from None
+
+
+def referrer_descriptor(parsed: Manifest, d: Digest, size: int) -> dict[str, Any]:
+    """The descriptor of a referrer as listed by the referrers API."""
+    desc: dict[str, Any] = {"mediaType": parsed.media_type, "digest": str(d), "size": size}
+    if parsed.artifact_type:
+        desc["artifactType"] = parsed.artifact_type
+    if parsed.annotations:
+        desc["annotations"] = parsed.annotations
+    return desc
 
 
 def _no_such_reference(reference: str) -> NotFound:
@@ -109,30 +132,30 @@ class ManifestStore:
 
     # --- writing ------------------------------------------------------------------------
 
-    async def _check_references(self, name: str, parsed: ParsedManifest) -> None:
-        for desc in parsed.blobs:
-            if desc.urls:
+    async def _check_references(self, name: str, parsed: Manifest) -> None:
+        for desc in parsed.blobs():
+            if desc.extra.get("urls"):
                 continue  # foreign / non-distributable layer: fetched from its URLs
-            blob = await self.blobs.stat(name, desc.digest)
+            blob = await self.blobs.stat(name, desc.content_digest())
             if blob is None:
                 raise ManifestBlobUnknown(
-                    f"blob {desc.digest} referenced by the manifest is unknown", detail={"digest": str(desc.digest)}
+                    f"blob {desc.digest} referenced by the manifest is unknown", detail={"digest": desc.digest}
                 )
             if blob.size != desc.size:
                 raise ManifestInvalid(
                     f"descriptor size {desc.size} of {desc.digest} does not match the stored size {blob.size}",
-                    detail={"digest": str(desc.digest), "size": desc.size, "stored": blob.size},
+                    detail={"digest": desc.digest, "size": desc.size, "stored": blob.size},
                 )
-        for desc in parsed.children:
-            if not await self.exists(name, desc.digest):
+        for desc in parsed.manifests:
+            if not await self.exists(name, desc.content_digest()):
                 raise ManifestBlobUnknown(
                     f"manifest {desc.digest} referenced by the index is unknown",
-                    detail={"digest": str(desc.digest)},
+                    detail={"digest": desc.digest},
                 )
 
     async def put(
         self, name: str, reference: str, body: bytes, content_type: str | None, extra_tags: list[str]
-    ) -> tuple[Digest, ParsedManifest]:
+    ) -> tuple[Digest, Manifest]:
         """Validate and store a manifest under a tag or digest reference (plus ``?tag=`` tags)."""
         tags: list[str] = []
         if ":" in reference:
@@ -148,7 +171,7 @@ class ManifestStore:
             d = digest_bytes(body)
         for t in extra_tags:
             tags.append(check_tag(t))
-        parsed = parse_manifest(body, content_type, self.max_depth)
+        parsed = validate_pushed(body, content_type, self.max_depth)
         await self._check_references(name, parsed)
 
         key = layout.blob_key(d)
@@ -160,7 +183,7 @@ class ManifestStore:
             desc = referrer_descriptor(parsed, d, len(body))
             await run_io(
                 self.driver, self.driver.write,
-                layout.referrer_key(name, parsed.subject.digest, d),
+                layout.referrer_key(name, parsed.subject.content_digest(), d),
                 json.dumps(desc, sort_keys=True).encode(),
             )
         for t in tags:
@@ -186,12 +209,12 @@ class ManifestStore:
                 await run_io(self.driver, self.driver.delete, layout.tag_key(name, tag))
         if body is not None:
             try:
-                parsed = parse_manifest(body, None)
+                parsed = validate_pushed(body, None)
             except ManifestInvalid:
                 parsed = None
             if parsed is not None and parsed.subject is not None:
                 await run_io(
-                    self.driver, self.driver.delete, layout.referrer_key(name, parsed.subject.digest, d)
+                    self.driver, self.driver.delete, layout.referrer_key(name, parsed.subject.content_digest(), d)
                 )
         await run_io(self.driver, self.driver.delete, link)
 

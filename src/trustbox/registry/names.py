@@ -1,10 +1,17 @@
-"""Repository names and tags: the grammar of the distribution spec."""
+"""Repository names, tags and digests a client sends: the grammar of the distribution spec.
+
+Digests are the OCI core's (:mod:`trustbox.oci.digest`); this module maps its error onto
+the registry's ``DIGEST_INVALID``.
+"""
 
 from __future__ import annotations
 
 import re
 
-from trustbox.registry.errors import NameInvalid, TagInvalid
+from trustbox.oci.digest import Digest
+from trustbox.oci.digest import parse_digest as _parse_digest
+from trustbox.oci.errors import DigestFormatError
+from trustbox.registry.errors import DigestInvalid, NameInvalid, TagInvalid
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _NAME_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
@@ -29,3 +36,15 @@ def check_tag(tag: str) -> str:
     if not _TAG_RE.fullmatch(tag):
         raise TagInvalid(f"invalid tag {tag[:200]!r}", detail={"tag": tag[:200]})
     return tag
+
+
+def parse_digest(text: str) -> Digest:
+    """The core's :func:`~trustbox.oci.digest.parse_digest` with the registry's error.
+
+    Raises:
+        DigestInvalid: malformed or unsupported (the message and detail are the core's).
+    """
+    try:
+        return _parse_digest(text)
+    except DigestFormatError as exc:
+        raise DigestInvalid(exc.message, detail=exc.detail) from None

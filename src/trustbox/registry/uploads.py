@@ -31,10 +31,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from trustbox.oci.digest import Digest
 from trustbox.registry import layout
 from trustbox.registry.aio import in_thread
 from trustbox.registry.blobs import BlobStore
-from trustbox.registry.digests import Digest
 from trustbox.registry.errors import (
     BlobUploadUnknown,
     DigestInvalid,

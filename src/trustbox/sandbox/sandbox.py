@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from trustbox.atomicfile import atomic_write
-from trustbox.client.config import trust_dir as docker_trust_dir
+from trustbox.client.dockerenv import trust_dir as docker_trust_dir
 from trustbox.errors import ConfigError, TrustboxError
 from trustbox.sandbox.pki import make_ca, make_server_cert
 

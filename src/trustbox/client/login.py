@@ -9,7 +9,6 @@ verification first, then plain HTTP. Requests are streamed and bodies read throu
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,13 +16,12 @@ from pathlib import Path
 
 import httpx
 
-from trustbox import __version__
-from trustbox.auth.dockerconfig import DOCKER_HUB, config_dir, registry_key
-from trustbox.client.capped import open_response, read_token
-from trustbox.client.http import parse_challenge, ssl_context
+from trustbox.client.capped import open_response
+from trustbox.client.dockerenv import DOCKER_HUB, Credentials, registry_key, registry_tls_dirs, tls_dir_files
+from trustbox.client.transport import USER_AGENT, fetch_token, parse_challenges, ssl_context
 from trustbox.errors import NetworkError, TrustboxError
+from trustbox.oci.reference import is_loopback
 
-USER_AGENT = f"trustbox/{__version__}"
 TIMEOUT = 15.0
 
 
@@ -31,32 +29,8 @@ class LoginError(TrustboxError):
     """Credentials the registry refused."""
 
 
-def parse_challenges(values: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
-    """``WWW-Authenticate`` values → ``[(scheme lower-cased, {param: value})]``."""
-    return [parse_challenge(header) for header in values]
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host[:port]`` names this machine (localhost or a loopback address)."""
-    name = host
-    if name.startswith("["):
-        name = name[1 : name.find("]")] if "]" in name else name[1:]
-    elif name.count(":") == 1:
-        name = name.split(":", 1)[0]
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
 def _ca_files(host: str, extra: Sequence[Path]) -> list[Path]:
-    files = list(extra)
-    for d in (config_dir() / "tls" / host, Path("/etc/docker/certs.d") / host):
-        if d.is_dir():
-            files.extend(sorted(d.glob("*.crt")))
-    return files
+    return list(extra) + tls_dir_files(host, registry_tls_dirs()).ca_files
 
 
 @dataclass(frozen=True)
@@ -134,12 +108,11 @@ def _bearer(client: httpx.Client, base: str, params: dict[str, str], user: str, 
         query["service"] = params["service"]
     if params.get("scope"):
         query["scope"] = params["scope"]
-    with open_response(client, "GET", realm, params=query, auth=(user, password)) as resp:
-        if resp.status_code == 401:
-            raise LoginError("unauthorized: incorrect username or password")
-        if resp.status_code != 200:
-            raise NetworkError(f"token server {realm} answered {resp.status_code}")
-        token = read_token(resp, f"token server {realm}")
+    status, token = fetch_token(client, realm, query, Credentials(user, password))
+    if status == 401:
+        raise LoginError("unauthorized: incorrect username or password")
+    if status != 200:
+        raise NetworkError(f"token server {realm} answered {status}")
     if token is None:
         raise NetworkError(f"token server {realm} sent no token")
     with open_response(client, "GET", f"{base}/v2/", headers={"Authorization": f"Bearer {token}"}) as check:

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from trustbox.client import config
+from trustbox.client import dockerenv
 from trustbox.client.errors import (
     Cancelled,
     InsufficientSignaturesError,
@@ -29,9 +29,7 @@ from trustbox.client.errors import (
     UnauthorizedError,
 )
 from trustbox.client.manifest_lookup import ManifestInfo, lookup_manifest
-from trustbox.client.reference import ImageRef, parse_reference
-from trustbox.client.textfmt import NaturalKey, go_json_indent, tab_table
-from trustbox.client.trustclient import (
+from trustbox.client.repository import (
     RELEASED_ROLES,
     RELEASES_ROLE,
     REPO_ADMIN,
@@ -39,6 +37,7 @@ from trustbox.client.trustclient import (
     is_released_role,
     signer_name,
 )
+from trustbox.client.textfmt import NaturalKey, go_json_indent, tab_table
 from trustbox.errors import (
     ConfigError,
     ExpiredError,
@@ -54,9 +53,11 @@ from trustbox.errors import (
 )
 from trustbox.keystore.passphrase import PassphraseRetriever, docker_retriever
 from trustbox.keystore.store import KeyInfo, KeyStore
+from trustbox.oci.reference import ImageRef, parse_reference
 from trustbox.tuf.keys import PublicKey
 from trustbox.tuf.metadata import ROOT, TARGETS, FileMeta
 from trustbox.tuf.pem import PEMBlock, encode_pem_block
+from trustbox.tuf.verify import valid_signers
 
 VALID_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
@@ -83,7 +84,7 @@ class TrustContext:
     @property
     def trust_dir(self) -> Path:
         """``$DOCKER_CONFIG/trust``."""
-        return config.trust_dir(self.environ)
+        return dockerenv.trust_dir(self.environ)
 
     def retriever(self) -> PassphraseRetriever:
         """The passphrase retriever (docker's env variables, then a prompt)."""
@@ -97,8 +98,8 @@ class TrustContext:
 
     def client(self, ref: ImageRef) -> TrustClient:
         """A TrustClient for the image's repository."""
-        server = config.trust_server(ref, self.environ)
-        tls = config.tls_files(server, self.environ, self.ca_files)
+        server = dockerenv.trust_server(ref, self.environ)
+        tls = dockerenv.tls_files(server, self.environ, self.ca_files)
         return TrustClient(
             ref.gun,
             server,
@@ -108,8 +109,8 @@ class TrustContext:
             passphrase_retriever=self.retriever(),
             now=self.now,
             http=self.http_factory() if self.http_factory else None,
-            credentials=config.registry_credentials(ref, self.environ),
-            pinning=config.trust_pinning(self.environ),
+            credentials=dockerenv.registry_credentials(ref, self.environ),
+            pinning=dockerenv.trust_pinning(self.environ),
             warn=self.warn,
         )
 
@@ -459,7 +460,6 @@ def _is_last_signer(client: TrustClient, keyids: Sequence[str]) -> bool:
     loaded = tc.delegations.get(RELEASES_ROLE)
     if loaded is None or not loaded.metadata.signed.targets:
         return False
-    from trustbox.tuf.verify import valid_signers
 
     keys, threshold = tc.targets.signed.delegations.role_keys(RELEASES_ROLE) if tc.targets else ({}, 1)
     remaining = [k for k in valid_signers(loaded.metadata, keys) if k not in set(keyids)]
@@ -469,18 +469,24 @@ def _is_last_signer(client: TrustClient, keyids: Sequence[str]) -> bool:
 # --- sign / revoke -------------------------------------------------------------------------------
 
 
-def _validate_tag(ref: ImageRef) -> None:
+def _validate_tag(ref: ImageRef) -> str:
+    """The reference's tag.
+
+    Raises:
+        TrustCommandError: a digest reference, or no tag (docker's ``trust sign`` needs one).
+    """
     if not ref.tag:
         if ref.digest:
             raise TrustCommandError("cannot use a digest reference for IMAGE:TAG")
         raise TrustCommandError(f"no tag specified for {ref.original or ref.name}")
+    return ref.tag
 
 
 def sign(ctx: TrustContext, image: str, local: bool = False) -> FileMeta:
     """``docker trust sign IMAGE:TAG``: co-sign an existing release, or sign the manifest the
     registry holds for the tag (read over HTTP, no daemon). Returns the signed target meta."""
     ref = _ref(image)
-    _validate_tag(ref)
+    tag = _validate_tag(ref)
     client = _client(ctx, ref)
     with client:
         try:
@@ -489,7 +495,7 @@ def sign(ctx: TrustContext, image: str, local: bool = False) -> FileMeta:
             raise notary_error(ref.gun, exc) from exc
         existing = None
         if not created and not local:
-            found = client.collection.find_target(ref.tag, RELEASED_ROLES)
+            found = client.collection.find_target(tag, RELEASED_ROLES)
             if found is not None and "sha256" in found[1].hashes:
                 existing = found[1]
         if existing is None:
@@ -499,21 +505,21 @@ def sign(ctx: TrustContext, image: str, local: bool = False) -> FileMeta:
             meta = FileMeta(existing.length, {"sha256": existing.hashes["sha256"]})
         ctx.out.write(f"Signing and pushing trust metadata for {image}\n")
         try:
-            roles = [TARGETS] if created else client.signable_roles(draft, ref.tag)
+            roles = [TARGETS] if created else client.signable_roles(draft, tag)
             if existing is not None:
                 sha = existing.hashes["sha256"]
                 signers = sorted(
                     signer_name(e.role)
-                    for e in client.walk_targets(ref.tag)
+                    for e in client.walk_targets(tag)
                     if not is_released_role(e.role) and e.meta.hashes.get("sha256") == sha
                 )
-                ctx.out.write(f"Existing signatures for tag {ref.tag} digest {sha.hex()} from:\n{', '.join(signers)}\n")
+                ctx.out.write(f"Existing signatures for tag {tag} digest {sha.hex()} from:\n{', '.join(signers)}\n")
             for role in roles:
-                draft.add_target(role, ref.tag, meta)
+                draft.add_target(role, tag, meta)
             client.publish(draft)
         except TrustboxError as exc:
-            raise TrustCommandError(f"failed to sign {ref.name}:{ref.tag}: {exc.message}") from exc
-    ctx.out.write(f"Successfully signed {ref.name}:{ref.tag}\n")
+            raise TrustCommandError(f"failed to sign {ref.name}:{tag}: {exc.message}") from exc
+    ctx.out.write(f"Successfully signed {ref.name}:{tag}\n")
     return meta
 
 
@@ -524,8 +530,8 @@ def _manifest(ctx: TrustContext, ref: ImageRef) -> ManifestInfo:
         return lookup_manifest(
             ref,
             insecure=insecure,
-            ca_files=list(ctx.ca_files) + config.tls_files("https://" + ref.domain, ctx.environ).ca_files,
-            credentials=config.registry_credentials(ref, ctx.environ),
+            ca_files=list(ctx.ca_files) + dockerenv.tls_files("https://" + ref.domain, ctx.environ).ca_files,
+            credentials=dockerenv.registry_credentials(ref, ctx.environ),
             http=http,
         )
     except TrustboxError as exc:

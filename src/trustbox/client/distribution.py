@@ -19,8 +19,6 @@
 
 from __future__ import annotations
 
-import base64
-import os
 import re
 import ssl
 from collections.abc import Callable, Iterable, Iterator
@@ -32,30 +30,31 @@ from urllib.parse import urlencode, urljoin
 
 import httpx
 
+from trustbox.client.blobio import copy_verified, verify_chunks
 from trustbox.client.capped import (
     LIST_BODY_LIMIT,
     iter_capped,
     read_capped,
     read_head,
-    read_token,
     release,
     send,
 )
-from trustbox.client.config import env_ca_files
-from trustbox.client.oci import (
-    MANIFEST_TYPES,
-    MAX_MANIFEST_BYTES,
-    Descriptor,
-    DigestMismatchError,
-    Manifest,
-    check_digest,
-    copy_verified,
-    parse_manifest,
-    sha256_digest,
-    verify_chunks,
+from trustbox.client.dockerenv import (
+    Credentials,
+    env_ca_files,
+    insecure_registries,
+    load_credentials,
+    registry_tls_dirs,
+    tls_dir_files,
 )
-from trustbox.client.oci_ref import is_loopback
+from trustbox.client.transport import ChallengeAuth, TokenRefusedError
 from trustbox.errors import ConfigError, FormatError, NetworkError, NotFoundError, TrustboxError
+from trustbox.oci.descriptor import Descriptor
+from trustbox.oci.digest import check_sha256, sha256_digest
+from trustbox.oci.errors import DigestMismatchError
+from trustbox.oci.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
+from trustbox.oci.mediatypes import MANIFEST_TYPES
+from trustbox.oci.reference import is_loopback
 from trustbox.tuf.canonical import loads
 
 USER_AGENT = "trustbox (registry client)"
@@ -82,28 +81,6 @@ class RegistryResponseError(TrustboxError):
         self.code = code
 
 
-def docker_config_dir() -> Path:
-    """``$DOCKER_CONFIG`` or ``~/.docker``."""
-    env = os.environ.get("DOCKER_CONFIG")
-    return Path(env) if env else Path.home() / ".docker"
-
-
-def insecure_registries_from_env() -> tuple[str, ...]:
-    """Hosts listed in ``TRUSTBOX_INSECURE_REGISTRIES`` (comma-separated)."""
-    raw = os.environ.get("TRUSTBOX_INSECURE_REGISTRIES", "")
-    return tuple(h.strip() for h in raw.split(",") if h.strip())
-
-
-def load_credentials(host: str, config_dir: Path | None = None) -> tuple[str, str] | None:
-    """Username and password docker stored for ``host`` (credential helper first, then ``auths``)."""
-    from trustbox.auth.dockerconfig import credentials_for
-
-    environ = dict(os.environ)
-    if config_dir is not None:
-        environ["DOCKER_CONFIG"] = str(config_dir)
-    return credentials_for(host, environ)
-
-
 @dataclass
 class RegistryOptions:
     """How to reach registries: TLS trust, insecure hosts, credentials, transfer sizes."""
@@ -123,16 +100,9 @@ class RegistryOptions:
     def from_env(cls, insecure: Iterable[str] = (), ca_certs: Iterable[str | Path] = ()) -> RegistryOptions:
         """Options from the environment plus command-line values."""
         return cls(
-            insecure_registries=tuple(insecure) + insecure_registries_from_env(),
+            insecure_registries=tuple(insecure) + insecure_registries(),
             ca_certs=tuple(Path(p) for p in ca_certs) + tuple(env_ca_files()),
         )
-
-
-def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
-    scheme, _, rest = header.strip().partition(" ")
-    params = {m.group(1).lower(): m.group(2) if m.group(2) is not None else m.group(3)
-              for m in re.finditer(r'([A-Za-z_]+)=(?:"([^"]*)"|([^,\s]*))', rest)}
-    return scheme.lower(), params
 
 
 def _error_text(resp: httpx.Response) -> tuple[str, str | None]:
@@ -174,25 +144,19 @@ class RegistryClient:
         self.insecure = is_loopback(host) or host in self.options.insecure_registries
         self._base: str | None = None
         self._clients: dict[str, httpx.Client] = {}
-        self._tokens: dict[str, str] = {}
-        self._basic: str | None = None
-        self._challenge: tuple[str, dict[str, str]] | None = None
-        self._creds = self.options.credentials or load_credentials(host, self.options.docker_config)
+        creds = self.options.credentials or load_credentials(host, self.options.docker_config)
+        self.auth = ChallengeAuth(Credentials(*creds) if creds else None, token_source=f"token service of {host}")
 
     # -- connection --------------------------------------------------------------------
 
     def _ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context()
-        dirs = [(self.options.docker_config or docker_config_dir()) / "tls" / self.host]
-        dirs += [d / self.host for d in self.options.certs_d]
-        for d in dirs:
-            if not d.is_dir():
-                continue
-            for f in sorted(d.iterdir()):
-                if f.suffix == ".crt":
-                    ctx.load_verify_locations(cafile=str(f))
-                elif f.suffix == ".cert" and f.with_suffix(".key").exists():
-                    ctx.load_cert_chain(str(f), str(f.with_suffix(".key")))
+        dirs = registry_tls_dirs(config=self.options.docker_config)[:1] + list(self.options.certs_d)
+        found = tls_dir_files(self.host, dirs)
+        for f in found.ca_files:
+            ctx.load_verify_locations(cafile=str(f))
+        for cert, key in found.client_pairs:
+            ctx.load_cert_chain(str(cert), str(key))
         for ca in self.options.ca_certs:
             try:
                 ctx.load_verify_locations(cafile=str(ca))
@@ -246,8 +210,7 @@ class RegistryClient:
                 continue
             release(resp)
             if resp.status_code in (200, 401):
-                if resp.status_code == 401:
-                    self._remember_challenge(resp)
+                self.auth.remember(resp)
                 self._base = base
                 return base
             last = NetworkError(f"{base}/v2/ answered HTTP {resp.status_code}; is {self.host} a registry?")
@@ -260,62 +223,54 @@ class RegistryClient:
 
     # -- auth --------------------------------------------------------------------------
 
-    def _remember_challenge(self, resp: httpx.Response) -> None:
-        header = resp.headers.get("www-authenticate")
-        if header:
-            self._challenge = _parse_challenge(header)
-
     def _scope_key(self, repo: str | None, push: bool) -> str:
         return f"repository:{repo}:{'pull,push' if push else 'pull'}" if repo else ""
 
+    def _realm_client(self, realm: str) -> httpx.Client:
+        return self._client("https" if realm.startswith("https:") else "http")
+
     def _authorize(self, scope: str) -> None:
-        if self._challenge is None:
+        """Answer the remembered challenge for ``scope``.
+
+        Raises:
+            RegistryAuthError: no challenge, Basic without credentials, another scheme, or the
+                token service refusing (with a login hint when there were no credentials).
+            NetworkError: the token service unreachable, failing or sending no token.
+        """
+        challenge = self.auth.challenge
+        if challenge is None:
             raise RegistryAuthError(f"registry {self.host} requires authentication but sent no challenge")
-        scheme, params = self._challenge
-        if scheme == "basic":
-            if self._creds is None:
-                raise RegistryAuthError(
-                    f"registry {self.host} requires a username and password",
-                    hint=f"add credentials for {self.host} to $DOCKER_CONFIG/config.json (docker login)",
-                )
-            user, pw = self._creds
-            self._basic = "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()
-            return
-        if scheme != "bearer" or "realm" not in params:
-            raise RegistryAuthError(f"registry {self.host}: unsupported authentication challenge {scheme!r}")
-        query = {"service": params["service"]} if "service" in params else {}
-        if scope:
-            query["scope"] = scope
-        url = params["realm"] + ("&" if "?" in params["realm"] else "?") + urlencode(query)
-        auth = httpx.BasicAuth(*self._creds) if self._creds else None
-        scheme_of_realm = "https" if url.startswith("https:") else "http"
+        has_creds = bool(self.auth.credentials)
+        if challenge[0] == "basic" and not has_creds:
+            raise RegistryAuthError(
+                f"registry {self.host} requires a username and password",
+                hint=f"add credentials for {self.host} to $DOCKER_CONFIG/config.json (docker login)",
+            )
         try:
-            resp = send(self._client(scheme_of_realm), "GET", url, auth=auth)
-            try:
-                if resp.status_code in (401, 403) and self._creds is None:
-                    raise RegistryAuthError(
-                        f"registry {self.host} denied access to {scope or 'access'} without credentials",
-                        hint=f"log in first: trustbox login {self.host}",
-                    )
-                if resp.status_code in (401, 403):
-                    raise RegistryAuthError(f"registry {self.host} refused the credentials for {scope or 'access'}")
-                if resp.status_code != 200:
-                    raise NetworkError(f"token service of {self.host} answered HTTP {resp.status_code}")
-                token = read_token(resp, f"token service of {self.host}")
-            finally:
-                release(resp)
+            answer = self.auth.authorization(self._realm_client, scope)
+        except TokenRefusedError as exc:
+            raise self._token_refused(exc.status, scope, has_creds) from None
         except httpx.HTTPError as exc:
             raise NetworkError(f"cannot reach the token service of {self.host}: {exc}") from None
-        if not token:
-            raise NetworkError(f"token service of {self.host} returned no token")
-        self._tokens[scope] = token
+        if answer is None:
+            raise RegistryAuthError(f"registry {self.host}: unsupported authentication challenge {challenge[0]!r}")
+
+    def _token_refused(self, status: int, scope: str, has_creds: bool) -> TrustboxError:
+        """The error for a token service answering ``status`` (200: without a token)."""
+        if status in (401, 403) and not has_creds:
+            return RegistryAuthError(
+                f"registry {self.host} denied access to {scope or 'access'} without credentials",
+                hint=f"log in first: trustbox login {self.host}",
+            )
+        if status in (401, 403):
+            return RegistryAuthError(f"registry {self.host} refused the credentials for {scope or 'access'}")
+        if status != 200:
+            return NetworkError(f"token service of {self.host} answered HTTP {status}")
+        return NetworkError(f"token service of {self.host} returned no token")
 
     def _auth_header(self, scope: str) -> dict[str, str]:
-        if scope in self._tokens:
-            return {"Authorization": f"Bearer {self._tokens[scope]}"}
-        if self._basic:
-            return {"Authorization": self._basic}
-        return {}
+        held = self.auth.cached(scope)
+        return {"Authorization": held} if held else {}
 
     def _url(self, path_or_url: str) -> str:
         base = self.ping()
@@ -347,8 +302,8 @@ class RegistryClient:
             if resp.status_code == 401:
                 release(resp)
                 if attempt == 0 and retry_auth:
-                    self._remember_challenge(resp)
-                    self._tokens.pop(scope, None)
+                    self.auth.remember(resp)
+                    self.auth.forget(scope)
                     self._authorize(scope)
                     continue
                 raise RegistryAuthError(f"registry {self.host} denied access to {repo or '/v2/'}")
@@ -396,7 +351,7 @@ class RegistryClient:
 
     def blob_size(self, repo: str, digest: str, push: bool = False) -> int | None:
         """Size of a blob if the repository has it (``HEAD``), else None."""
-        check_digest(digest)
+        check_sha256(digest)
         with self._request("HEAD", f"/v2/{repo}/blobs/{digest}", repo, push, follow=True) as resp:
             pass
         if resp.status_code == 404:
@@ -516,7 +471,7 @@ class RegistryClient:
     def open_blob(self, repo: str, desc: Descriptor) -> Iterator[Iterator[bytes]]:
         """Stream a blob (following redirects); the chunks are verified against ``desc`` and
         never more than ``desc.size`` bytes are read (raises DigestMismatchError beyond)."""
-        check_digest(desc.digest)
+        check_sha256(desc.digest)
         with self._request("GET", f"/v2/{repo}/blobs/{desc.digest}", repo, follow=True) as resp:
             _expect_ok(
                 resp, f"blob {desc.digest} not found in {self.host}/{repo}",

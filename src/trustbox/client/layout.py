@@ -26,23 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from trustbox.client.oci import (
+from trustbox.client.blobio import VerifyingWriter, copy_verified, file_chunks, verified_reader
+from trustbox.oci.descriptor import Descriptor
+from trustbox.oci.digest import check_sha256, sha256_digest
+from trustbox.oci.errors import ImageError
+from trustbox.oci.manifest import Manifest, dump_json, parse_manifest
+from trustbox.oci.mediatypes import (
     DOCKER_CONFIG,
     DOCKER_LAYER,
     DOCKER_LAYER_GZIP,
     DOCKER_MANIFEST,
     REF_NAME_ANNOTATION,
-    Descriptor,
-    ImageError,
-    Manifest,
-    VerifyingWriter,
-    check_digest,
-    copy_verified,
-    dump_json,
-    file_chunks,
-    parse_manifest,
-    sha256_digest,
-    verified_reader,
 )
 
 Progress = Callable[[int], None]
@@ -159,7 +153,7 @@ OCI_LAYOUT_BYTES = b'{"imageLayoutVersion": "1.0.0"}'
 
 
 def _blob_path(root: Path, digest: str) -> Path:
-    alg, hexd = check_digest(digest).split(":", 1)
+    alg, hexd = check_sha256(digest).split(":", 1)
     return root / "blobs" / alg / hexd
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from trustbox.client import config
+from trustbox.client import dockerenv
 from trustbox.client.cache import MetadataCache
 from trustbox.client.errors import (
     NoSuchTargetError,
@@ -29,13 +29,14 @@ from trustbox.client.errors import (
     ServerRejectedError,
     UnconfirmedStateError,
 )
-from trustbox.client.http import PULL, PUSH_PULL, RemoteStore
+from trustbox.client.pinning import TrustPinning
 from trustbox.client.publish import RepoDraft
-from trustbox.client.reference import parse_reference
-from trustbox.client.tufclient import TrustPinning, update_repository
+from trustbox.client.remote import PULL, PUSH_PULL, RemoteStore
+from trustbox.client.updater import update_repository
 from trustbox.errors import KeyStoreError, TrustboxError
 from trustbox.keystore.passphrase import PassphraseRetriever, docker_retriever
 from trustbox.keystore.store import KeyStore
+from trustbox.oci.reference import parse_reference
 from trustbox.tuf.metadata import ROOT, TARGETS, FileMeta
 from trustbox.tuf.timefmt import utcnow
 from trustbox.tuf.verify import TrustedCollection
@@ -105,7 +106,7 @@ class TrustClient:
         now: datetime | None = None,
         http: httpx.Client | None = None,
         client_pairs: Sequence[tuple[Path, Path]] = (),
-        credentials: config.Credentials | None = None,
+        credentials: dockerenv.Credentials | None = None,
         pinning: TrustPinning | None = None,
         insecure_skip_verify: bool = False,
         warn: Callable[[str], None] | None = None,
@@ -325,11 +326,11 @@ def trust_client_for(image_ref: str, **opts: object) -> TrustClient:
     environ = opts.pop("environ", None)
     env = environ if isinstance(environ, dict) else None
     ref = parse_reference(image_ref)
-    server = str(opts.pop("server_url", "") or config.trust_server(ref, env))
+    server = str(opts.pop("server_url", "") or dockerenv.trust_server(ref, env))
     extra = opts.pop("ca_files", ()) or ()
-    tls = config.tls_files(server, env, [Path(p) for p in extra])  # type: ignore[attr-defined]
-    trust_dir = Path(str(opts.pop("trust_dir", "") or config.trust_dir(env)))
-    opts.setdefault("credentials", config.registry_credentials(ref, env))
+    tls = dockerenv.tls_files(server, env, [Path(p) for p in extra])  # type: ignore[attr-defined]
+    trust_dir = Path(str(opts.pop("trust_dir", "") or dockerenv.trust_dir(env)))
+    opts.setdefault("credentials", dockerenv.registry_credentials(ref, env))
     opts.setdefault("client_pairs", tls.client_pairs)
-    opts.setdefault("pinning", config.trust_pinning(env))
+    opts.setdefault("pinning", dockerenv.trust_pinning(env))
     return TrustClient(ref.gun, server, trust_dir, ca_files=tls.ca_files, **opts)  # type: ignore[arg-type]

@@ -10,18 +10,11 @@ import io
 import tarfile
 from pathlib import Path
 
-from trustbox.client.oci import (
-    OCI_CONFIG,
-    OCI_INDEX,
-    OCI_LAYER_GZIP,
-    OCI_MANIFEST,
-    Descriptor,
-    Manifest,
-    dump_json,
-    parse_manifest,
-    sha256_digest,
-)
-from trustbox.client.oci_layout import OCILayoutDestination
+from trustbox.client.layout import OCILayoutDestination
+from trustbox.oci.descriptor import Descriptor
+from trustbox.oci.digest import sha256_digest
+from trustbox.oci.manifest import Manifest, dump_json, parse_manifest
+from trustbox.oci.mediatypes import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST
 
 _CREATED = "2016-06-10T17:26:00Z"  # the day of the tutorial's trusttest push
 

@@ -15,14 +15,8 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from trustbox.client.oci import (
-    Descriptor,
-    DigestMismatchError,
-    ImageError,
-    Manifest,
-    short_id,
-)
-from trustbox.client.oci_layout import (
+from trustbox.client.distribution import RegistryClient, RegistryOptions
+from trustbox.client.layout import (
     ImageDestination,
     ImageSource,
     Progress,
@@ -30,8 +24,6 @@ from trustbox.client.oci_layout import (
     open_source,
     parse_local_ref,
 )
-from trustbox.client.oci_ref import ImageRef, parse_image_ref
-from trustbox.client.registry import RegistryClient, RegistryOptions
 from trustbox.errors import (
     ConfigError,
     ExpiredError,
@@ -46,6 +38,11 @@ from trustbox.errors import (
     TrustboxError,
     VerificationError,
 )
+from trustbox.oci.descriptor import Descriptor
+from trustbox.oci.digest import short_id
+from trustbox.oci.errors import DigestMismatchError, ImageError
+from trustbox.oci.manifest import Manifest
+from trustbox.oci.reference import ImageRef, parse_image_ref
 
 # --- DOCKER_CONTENT_TRUST ---------------------------------------------------------------
 
@@ -587,7 +584,7 @@ def verify_image(
     (the cached timestamp was used). Never raises for a negative answer; see ``Verdict.exit_code``."""
     v = Verdict(image=image, required_signers=sorted(set(signers)))
     try:
-        ref = parse_image_ref(image, default_tag=True)
+        ref = parse_image_ref(image)
     except ConfigError as exc:
         v.exit_code, v.reason = EXIT_USAGE, exc.message
         return v

@@ -26,10 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
-
-from cryptography import x509
 
 from trustbox.client.cache import MetadataCache
 from trustbox.client.errors import (
@@ -38,7 +35,8 @@ from trustbox.client.errors import (
     RepositoryNotExistError,
     ServerRejectedError,
 )
-from trustbox.client.http import RemoteStore
+from trustbox.client.pinning import TrustPinning
+from trustbox.client.remote import RemoteStore
 from trustbox.errors import (
     ExpiredError,
     FormatError,
@@ -51,9 +49,8 @@ from trustbox.errors import (
     TrustboxError,
     VerificationError,
 )
-from trustbox.tuf.keys import PublicKey
 from trustbox.tuf.metadata import ROOT, SNAPSHOT, TARGETS, TIMESTAMP, FileMeta, Metadata, Root
-from trustbox.tuf.verify import MAX_ROOT_SIZE, MAX_TIMESTAMP_SIZE, TrustedCollection, verify_threshold
+from trustbox.tuf.verify import MAX_ROOT_SIZE, MAX_TIMESTAMP_SIZE, TrustedCollection
 
 log = logging.getLogger(__name__)
 
@@ -62,74 +59,6 @@ CACHED_TIMESTAMP_WARNING = (
     "Error while downloading remote metadata, using cached timestamp - this might not be the latest version "
     "available remotely"
 )
-
-
-@dataclass
-class TrustPinning:
-    """Notary's ``trust_pinning``: certificate IDs per GUN, CA files per GUN prefix, TOFU switch."""
-
-    certs: dict[str, list[str]] = field(default_factory=dict)
-    ca: dict[str, Path] = field(default_factory=dict)
-    disable_tofu: bool = False
-
-    def check(self, root: Metadata[Root], gun: str, now: datetime) -> None:
-        """Raise RootError unless a first-contact root satisfies the pinning for ``gun``."""
-        keys, threshold = root.signed.role_keys(ROOT)
-        pinned_ids = self.certs.get(gun)
-        if pinned_ids:
-            _check_pinned(
-                root, {k: v for k, v in keys.items() if k in pinned_ids}, threshold,
-                f"root of {gun} has none of the pinned certificates {', '.join(pinned_ids)}",
-                f"root of {gun} is not signed by its pinned certificates",
-            )
-            return
-        prefixes = [p for p in self.ca if gun.startswith(p)]
-        if prefixes:
-            ca_file = self.ca[max(prefixes, key=len)]
-            try:
-                cas = x509.load_pem_x509_certificates(Path(ca_file).read_bytes())
-            except (OSError, ValueError) as exc:
-                raise RootError(f"cannot read trust pinning CA {ca_file}: {exc}") from exc
-            _check_pinned(
-                root, {k: v for k, v in keys.items() if _issued_by_any(v, cas, now)}, threshold,
-                f"no root certificate of {gun} is issued by the pinned CA {ca_file}",
-                f"root of {gun} is not signed by certificates of the pinned CA",
-            )
-            return
-        if self.disable_tofu:
-            raise RootError(f"trust on first use is disabled and no trust pinning is configured for {gun}")
-
-
-def _check_pinned(
-    root: Metadata[Root], usable: dict[str, PublicKey], threshold: int, none_usable: str, below_threshold: str
-) -> None:
-    """Raise RootError(``none_usable``) when no pinned key is left, RootError(``below_threshold``)
-    when the pinned keys do not meet the root threshold."""
-    if not usable:
-        raise RootError(none_usable)
-    try:
-        verify_threshold(root, usable, threshold, ROOT)
-    except ThresholdError as exc:
-        raise RootError(below_threshold) from exc
-
-
-def _issued_by_any(key: PublicKey, cas: list[x509.Certificate], now: datetime) -> bool:
-    if not key.is_x509:
-        return False
-    try:
-        leaf = key.certificate()
-    except TrustboxError:
-        return False
-    if not (leaf.not_valid_before_utc <= now <= leaf.not_valid_after_utc):
-        return False
-    for ca in cas:
-        try:
-            leaf.verify_directly_issued_by(ca)
-        except (ValueError, TypeError, Exception):  # noqa: BLE001 - any failure means "not issued by"
-            continue
-        if ca.not_valid_before_utc <= now <= ca.not_valid_after_utc:
-            return True
-    return False
 
 
 class _RootChanged(Exception):

@@ -8,9 +8,7 @@ error bodies, 1 MiB for token answers) and the transfer is aborted as soon as th
 
 from __future__ import annotations
 
-import base64
 import logging
-import ssl
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,91 +16,26 @@ from typing import Any
 
 import httpx
 
-from trustbox import __version__
-from trustbox.client.capped import open_response, read_capped, read_head, read_token
-from trustbox.client.config import Credentials
+from trustbox.client.capped import open_response, read_capped, read_head
+from trustbox.client.dockerenv import Credentials, credentials_for
 from trustbox.client.errors import (
     BadResponseError,
     MetaNotFoundError,
     ServerRejectedError,
     UnauthorizedError,
 )
-from trustbox.errors import FormatError, NetworkError
+from trustbox.client.transport import ChallengeAuth, TokenRefusedError, make_http_client
+from trustbox.errors import FormatError, NetworkError, TrustboxError
 from trustbox.tuf.canonical import loads
 from trustbox.tuf.keys import PublicKey
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = f"trustbox/{__version__}"
 MAX_KEY_SIZE = 64 * 1024
 PING_TIMEOUT = 5.0
 DEFAULT_TIMEOUT = 30.0
 PULL = ("pull",)
 PUSH_PULL = ("pull", "push")
-
-
-def ssl_context(ca_files: Sequence[Path] = (), client_pairs: Sequence[tuple[Path, Path]] = ()) -> ssl.SSLContext:
-    """System trust roots plus ``ca_files``; the first client certificate pair if any."""
-    ctx = ssl.create_default_context()
-    for ca in ca_files:
-        try:
-            ctx.load_verify_locations(cafile=str(ca))
-        except (OSError, ssl.SSLError) as exc:
-            raise NetworkError(f"cannot load CA certificate {ca}: {exc}") from exc
-    for cert, key in client_pairs[:1]:
-        try:
-            ctx.load_cert_chain(str(cert), str(key))
-        except (OSError, ssl.SSLError) as exc:
-            raise NetworkError(f"cannot load client certificate {cert}: {exc}") from exc
-    return ctx
-
-
-def make_http_client(
-    ca_files: Sequence[Path] = (),
-    client_pairs: Sequence[tuple[Path, Path]] = (),
-    *,
-    insecure_skip_verify: bool = False,
-    timeout: float = DEFAULT_TIMEOUT,
-) -> httpx.Client:
-    """An httpx client with the TLS configuration docker would use for a trust server."""
-    verify: ssl.SSLContext | bool = False if insecure_skip_verify else ssl_context(ca_files, client_pairs)
-    return httpx.Client(verify=verify, timeout=timeout, headers={"User-Agent": USER_AGENT}, follow_redirects=False)
-
-
-def basic_auth_header(username: str, password: str) -> str:
-    """``Basic <base64(user:password)>``."""
-    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-
-
-def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
-    """Split ``Bearer realm="..",service=".."`` into the scheme and its parameters."""
-    scheme, _, rest = header.strip().partition(" ")
-    params: dict[str, str] = {}
-    i = 0
-    while i < len(rest):
-        while i < len(rest) and rest[i] in " ,":
-            i += 1
-        eq = rest.find("=", i)
-        if eq < 0:
-            break
-        key = rest[i:eq].strip().lower()
-        i = eq + 1
-        if i < len(rest) and rest[i] == '"':
-            j = i + 1
-            value = []
-            while j < len(rest) and rest[j] != '"':
-                if rest[j] == "\\" and j + 1 < len(rest):
-                    j += 1
-                value.append(rest[j])
-                j += 1
-            params[key] = "".join(value)
-            i = j + 1
-        else:
-            j = rest.find(",", i)
-            j = len(rest) if j < 0 else j
-            params[key] = rest[i:j].strip()
-            i = j
-    return scheme.lower(), params
 
 
 # notary-server's typed validation errors (``errors[0].detail`` = ``{"Name": ..., "Error": {"Msg": ...}}``)
@@ -164,11 +97,9 @@ class RemoteStore:
         self.host = httpx.URL(self.server_url).netloc.decode("ascii")
         self._own_client = http is None
         self.http = http or make_http_client(ca_files, client_pairs, insecure_skip_verify=insecure_skip_verify)
-        self.credentials = credentials or Credentials()
+        self.auth = ChallengeAuth(credentials, self._stored_credentials)
         self.actions = tuple(actions)
         self._pinged = False
-        self._auth: str | None = None
-        self._challenge: tuple[str, dict[str, str]] | None = None
 
     def close(self) -> None:
         """Close the HTTP client if this store created it."""
@@ -188,77 +119,48 @@ class RemoteStore:
         self._pinged = True
         try:
             with open_response(self.http, "GET", self.server_url + "/v2/", timeout=PING_TIMEOUT) as resp:
-                status, header = resp.status_code, resp.headers.get("www-authenticate", "")
+                self.auth.remember(resp)
         except (httpx.HTTPError, NetworkError) as exc:
             log.debug("ping of %s failed: %s", self.server_url, exc)
-            return
-        if status == 401 and header:
-            self._challenge = parse_challenge(header)
 
     def use_actions(self, actions: Sequence[str]) -> None:
         """Switch the token scope (e.g. to ``pull,push`` before publishing)."""
-        if tuple(actions) != self.actions:
-            self.actions = tuple(actions)
-            self._auth = None
+        self.actions = tuple(actions)
 
-    def _authorize(self) -> None:
-        if self._auth is not None or self._challenge is None:
-            return
-        scheme, params = self._challenge
-        if scheme == "basic":
-            creds = self._credentials()
-            if creds.username:
-                self._auth = basic_auth_header(creds.username, creds.password)
-            return
-        if scheme != "bearer" or "realm" not in params:
-            return
-        query: dict[str, str] = {"scope": f"repository:{self.gun}:{','.join(self.actions)}"}
-        if params.get("service"):
-            query["service"] = params["service"]
-        auth = None
-        creds = self._credentials()
-        if creds.username:
-            auth = httpx.BasicAuth(creds.username, creds.password)
-        realm = params["realm"]
-        try:
-            with open_response(self.http, "GET", realm, params=query, auth=auth, timeout=PING_TIMEOUT * 2) as resp:
-                if resp.status_code != 200:
-                    raise UnauthorizedError()
-                token = read_token(resp, f"token server {realm}")
-        except httpx.HTTPError as exc:
-            raise NetworkError(f"error contacting token server {realm}: {exc}") from exc
-        if token is None:
-            raise UnauthorizedError()
-        self._auth = f"Bearer {token}"
+    @property
+    def scope(self) -> str:
+        """The token scope of the requests: ``repository:<gun>:<actions>``."""
+        return f"repository:{self.gun}:{','.join(self.actions)}"
 
-    def _credentials(self) -> Credentials:
-        """The registry's credentials (docker's rule), else those stored for the trust server itself."""
-        if self.credentials:
-            return self.credentials
-        from trustbox.auth.dockerconfig import credentials_for
-        from trustbox.errors import TrustboxError
-
+    def _stored_credentials(self) -> Credentials:
+        """Those docker stored for the trust server itself (used when the registry's are not given)."""
         try:
             found = credentials_for(self.host)
         except TrustboxError:
             found = None
-        return Credentials(*found) if found else self.credentials
+        return Credentials(*found) if found else Credentials()
 
     def _headers(self) -> dict[str, str]:
+        """The Authorization answering the server's challenge, fetching a token if needed.
+
+        Raises:
+            UnauthorizedError: the token service refused or sent no token.
+            NetworkError: the token service cannot be reached.
+        """
         self.ping()
-        self._authorize()
-        return {"Authorization": self._auth} if self._auth else {}
+        try:
+            auth = self.auth.authorization(lambda _realm: self.http, self.scope, timeout=PING_TIMEOUT * 2)
+        except TokenRefusedError:
+            raise UnauthorizedError() from None
+        except httpx.HTTPError as exc:
+            raise NetworkError(f"error contacting token server {self.auth.realm}: {exc}") from exc
+        return {"Authorization": auth} if auth else {}
 
     def _challenged(self, resp: httpx.Response, retried: bool) -> bool:
-        """Whether ``resp`` is a 401 worth answering: remember its challenge and drop the old token."""
-        header = resp.headers.get("www-authenticate", "")
-        if resp.status_code != 401 or retried or not header:
+        """Whether ``resp`` is a 401 worth answering: remember its challenge and drop the old answer."""
+        if retried or not self.auth.remember(resp):
             return False
-        challenge = parse_challenge(header)
-        if challenge[0] not in ("bearer", "basic"):
-            return False
-        self._challenge = challenge
-        self._auth = None
+        self.auth.forget(self.scope)
         return True
 
     # -- requests ----------------------------------------------------------------------------
