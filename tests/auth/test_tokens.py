@@ -187,3 +187,16 @@ def _self_signed(key: rsa.RSAPrivateKey) -> x509.Certificate:
         .serial_number(1).not_valid_before(NOW - datetime.timedelta(days=1))
         .not_valid_after(NOW + datetime.timedelta(days=1)).sign(key, hashes.SHA256())
     )
+
+
+def test_x5c_with_an_invalid_x509_version_is_an_invalid_token() -> None:
+    # cryptography raises InvalidVersion (not a ValueError) for a certificate version it does not know
+    key, chain, ca = ca_issued_signer()
+    issuer = TokenIssuer("trustbox", key, chain)
+    header, claims, _ = _parts(issuer.issue("alice", "svc", []).token)
+    der = bytearray(base64.b64decode(header["x5c"][0]))
+    at = bytes(der).index(bytes.fromhex("a003020102")) + 4
+    der[at] = 0x62
+    header["x5c"] = [base64.b64encode(bytes(der)).decode()]
+    with pytest.raises(InvalidTokenError, match="bad certificate in x5c"):
+        TokenVerifier([ca], "trustbox", "svc").verify(_resign(issuer, header, claims))

@@ -245,3 +245,34 @@ def test_strict_base64_signatures() -> None:
     data["signatures"][0]["sig"] = sig.rstrip("=")[:-1] + alphabet[alphabet.index(last) ^ 1] + "=" * (len(sig) - len(sig.rstrip("=")))
     with pytest.raises(FormatError):
         Metadata.parse(json.dumps(data).encode())
+
+
+def _with_x509_version_98(pem: bytes) -> bytes:
+    """``pem`` with its certificate's version field changed to 98 (cryptography raises
+    ``InvalidVersion``, which is not a ValueError)."""
+    import base64 as _b64
+
+    from cryptography import x509 as _x509
+    from cryptography.hazmat.primitives import serialization as _ser
+
+    der = _x509.load_pem_x509_certificate(pem).public_bytes(_ser.Encoding.DER)
+    at = der.index(bytes.fromhex("a003020102")) + 4
+    bad = der[:at] + b"\x62" + der[at + 1:]
+    body = _b64.encodebytes(bad).decode().replace("\n", "")
+    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    return ("-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n").encode()
+
+
+def test_certificate_with_an_invalid_x509_version_is_a_format_error() -> None:
+    from datetime import datetime
+
+    from trustbox.errors import FormatError
+    from trustbox.tuf.certs import make_root_public_key
+    from trustbox.tuf.keys import PrivateKey, PublicKey
+
+    pub = make_root_public_key(PrivateKey.generate("ecdsa"), "example.com/a", datetime.now(UTC))
+    bad = _with_x509_version_98(pub.public)
+    with pytest.raises(FormatError):
+        PublicKey(pub.keytype, bad).certificate()
+    with pytest.raises(FormatError):
+        PublicKey.from_pem(bad)

@@ -297,7 +297,7 @@ def load_cert_bundle(path: Path | str) -> list[x509.Certificate]:
         raise ConfigError(f"cannot read certificate bundle {path}: {exc.strerror}") from None
     try:
         certs = x509.load_pem_x509_certificates(data)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise ConfigError(f"cannot parse certificate bundle {path}: {exc}") from None
     if not certs:
         raise ConfigError(f"certificate bundle {path} holds no certificate")
@@ -345,7 +345,7 @@ class TokenVerifier:
         for item in x5c:
             try:
                 certs.append(x509.load_der_x509_certificate(base64.b64decode(item, validate=True)))
-            except (binascii.Error, ValueError):
+            except (binascii.Error, ValueError, x509.InvalidVersion):
                 raise InvalidTokenError("invalid token: bad certificate in x5c") from None
         leaf = certs[0]
         roots_der = {r.public_bytes(serialization.Encoding.DER) for r in self.roots}

@@ -39,7 +39,7 @@ class TrustPinning:
             ca_file = self.ca[max(prefixes, key=len)]
             try:
                 cas = x509.load_pem_x509_certificates(Path(ca_file).read_bytes())
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, x509.InvalidVersion) as exc:
                 raise RootError(f"cannot read trust pinning CA {ca_file}: {exc}") from exc
             _check_pinned(
                 root, {k: v for k, v in keys.items() if _issued_by_any(v, cas, now)}, threshold,

@@ -137,7 +137,7 @@ class PublicKey:
         if block.type == "CERTIFICATE":
             try:
                 cert = x509.load_der_x509_certificate(block.der)
-            except ValueError as exc:
+            except (ValueError, x509.InvalidVersion) as exc:
                 raise FormatError(f"invalid certificate: {exc}") from exc
             return cls.from_certificate(cert)
         if block.type == "PUBLIC KEY":
@@ -172,7 +172,7 @@ class PublicKey:
             raise UnsupportedKeyError(f"{self.keytype} key has no certificate")
         try:
             return _load_certificate(self.public)
-        except ValueError as exc:
+        except (ValueError, x509.InvalidVersion) as exc:
             raise FormatError(f"invalid certificate in {self.keytype} key: {exc}") from exc
 
     def canonical(self) -> PublicKey:
