@@ -200,3 +200,18 @@ def test_x5c_with_an_invalid_x509_version_is_an_invalid_token() -> None:
     header["x5c"] = [base64.b64encode(bytes(der)).decode()]
     with pytest.raises(InvalidTokenError, match="bad certificate in x5c"):
         TokenVerifier([ca], "trustbox", "svc").verify(_resign(issuer, header, claims))
+
+
+def test_every_changed_byte_of_an_x5c_certificate_is_an_invalid_token() -> None:
+    key, chain, ca = ca_issued_signer()
+    issuer = TokenIssuer("trustbox", key, chain)
+    verifier = TokenVerifier([ca], "trustbox", "svc")
+    header, claims, _ = _parts(issuer.issue("alice", "svc", []).token)
+    der = base64.b64decode(header["x5c"][0])
+    for i in range(len(der)):
+        for value in {0x00, 0xFF, der[i] ^ 1}:
+            header["x5c"] = [base64.b64encode(der[:i] + bytes([value]) + der[i + 1:]).decode()]
+            try:
+                verifier.verify(_resign(issuer, header, claims))
+            except InvalidTokenError:
+                pass

@@ -276,3 +276,37 @@ def test_certificate_with_an_invalid_x509_version_is_a_format_error() -> None:
         PublicKey(pub.keytype, bad).certificate()
     with pytest.raises(FormatError):
         PublicKey.from_pem(bad)
+
+
+def test_every_changed_byte_of_a_certificate_is_a_trustbox_error() -> None:
+    """Certificates are untrusted bytes: every one-byte change of a root certificate (each position,
+    several values) gives a TrustboxError or a usable key, never another exception (cryptography
+    raises InvalidVersion, UnsupportedAlgorithm and ValueError for different fields)."""
+    import base64 as _b64
+    from datetime import datetime
+
+    from cryptography import x509 as _x509
+    from cryptography.hazmat.primitives import serialization as _ser
+
+    from trustbox.errors import TrustboxError
+    from trustbox.tuf.certs import check_certificate, check_root_certificate, make_root_public_key
+    from trustbox.tuf.keys import PrivateKey, PublicKey
+
+    now = datetime.now(UTC)
+    pub = make_root_public_key(PrivateKey.generate("ecdsa"), "example.com/a", now)
+    der = _x509.load_pem_x509_certificate(pub.public).public_bytes(_ser.Encoding.DER)
+
+    def pem(d: bytes) -> bytes:
+        return b"-----BEGIN CERTIFICATE-----\n" + _b64.encodebytes(d) + b"-----END CERTIFICATE-----\n"
+
+    for i in range(len(der)):
+        for value in {0x00, 0xFF, der[i] ^ 1, 0x62}:
+            changed = pem(der[:i] + bytes([value]) + der[i + 1:])
+            key = PublicKey(pub.keytype, changed)
+            for step in (lambda c=changed: PublicKey.from_pem(c), key.certificate, key.canonical, key.crypto_key,
+                         lambda k=key: check_certificate(k),
+                         lambda k=key: check_root_certificate(k, "example.com/a", now)):
+                try:
+                    step()
+                except TrustboxError:
+                    pass

@@ -23,14 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from trustbox.auth.scopes import Scope
-from trustbox.errors import ConfigError, TrustboxError
+from trustbox.errors import ConfigError, FormatError, TrustboxError
+from trustbox.tuf.keys import load_certificate
 
 DEFAULT_TTL = 300
 DEFAULT_LEEWAY = 60  # seconds, as distribution's token.Leeway
@@ -327,7 +328,10 @@ class TokenVerifier:
         self.leeway = leeway
         self.trusted_keys: dict[str, PublicKey] = {}
         for cert in self.roots:
-            key = cert.public_key()
+            try:
+                key = cert.public_key()
+            except (ValueError, UnsupportedAlgorithm):
+                continue  # a root whose key cryptography cannot use trusts nothing
             if isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
                 self.trusted_keys[libtrust_key_id(key)] = key
 
@@ -344,8 +348,8 @@ class TokenVerifier:
         certs: list[x509.Certificate] = []
         for item in x5c:
             try:
-                certs.append(x509.load_der_x509_certificate(base64.b64decode(item, validate=True)))
-            except (binascii.Error, ValueError, x509.InvalidVersion):
+                certs.append(load_certificate(der=base64.b64decode(item, validate=True)))
+            except (binascii.Error, FormatError):
                 raise InvalidTokenError("invalid token: bad certificate in x5c") from None
         leaf = certs[0]
         roots_der = {r.public_bytes(serialization.Encoding.DER) for r in self.roots}
@@ -416,7 +420,12 @@ class TokenVerifier:
         if header.get("typ", "JWT") not in ("JWT", "jwt"):
             raise InvalidTokenError("invalid token: typ is not JWT")
         if "x5c" in header:
-            key = self._chain_key(header["x5c"], current)
+            try:
+                key = self._chain_key(header["x5c"], current)
+            except (ValueError, KeyError, TypeError, UnsupportedAlgorithm) as exc:
+                # certificates from the token: cryptography refuses unknown key algorithms, curves
+                # and malformed keys while the chain is walked
+                raise InvalidTokenError("invalid token: bad certificate in x5c") from exc
         elif isinstance(header.get("kid"), str) and header["kid"] in self.trusted_keys:
             key = self.trusted_keys[header["kid"]]
         else:

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from trustbox.errors import RootError, UnsupportedKeyError, VerificationError
-from trustbox.tuf.keys import MIN_RSA_BITS, PrivateKey, PublicKey
+from trustbox.tuf.keys import MIN_RSA_BITS, PrivateKey, PublicKey, certificate_key
 
 ROOT_CERT_VALIDITY = timedelta(days=3650)
 
@@ -105,7 +105,7 @@ def check_certificate(key: PublicKey) -> None:
     algo = cert.signature_hash_algorithm
     if algo is not None and isinstance(algo, hashes.SHA1):
         raise CertificateError(f"{name} is signed with SHA-1", cn, SHA1_SIGNED)
-    pub = cert.public_key()
+    pub = certificate_key(cert)
     if isinstance(pub, rsa.RSAPublicKey) and pub.key_size < MIN_RSA_BITS:
         raise CertificateError(f"{name} has an RSA key shorter than {MIN_RSA_BITS} bits", cn, SHORT_RSA)
 

@@ -69,9 +69,43 @@ def key_id_of(keytype: str, public: bytes) -> str:
     return hashlib.sha256(encode_canonical(doc)).hexdigest()
 
 
+def certificate_key(cert: x509.Certificate) -> Any:
+    """The public key of ``cert`` (untrusted bytes: cryptography refuses unknown algorithms and
+    curves, and malformed points, with exceptions that are not all ValueErrors).
+
+    Raises:
+        FormatError: the key is malformed or of an algorithm cryptography does not know.
+    """
+    try:
+        return cert.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise FormatError(f"invalid certificate key: {exc}") from exc
+
+
+# what cryptography raises for malformed or unknown parts of a certificate: it parses fields lazily,
+# so a broken name, validity, key or extension surfaces only when that field is read
+_CERT_ERRORS = (ValueError, KeyError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion)
+
+
+def load_certificate(der: bytes | None = None, pem: bytes | None = None) -> x509.Certificate:
+    """An untrusted certificate (DER or PEM), with every field trustbox reads parsed now.
+
+    Raises:
+        FormatError: the bytes are no certificate, or a field (version, names, validity, key,
+            signature algorithm, extensions) is malformed or of a kind cryptography does not know.
+    """
+    try:
+        cert = x509.load_der_x509_certificate(der) if der is not None else x509.load_pem_x509_certificate(pem or b"")
+        _ = (cert.subject, cert.issuer, cert.not_valid_before_utc, cert.not_valid_after_utc,
+             cert.signature_hash_algorithm, cert.public_key(), cert.extensions)
+    except _CERT_ERRORS as exc:
+        raise FormatError(f"invalid certificate: {exc}") from exc
+    return cert
+
+
 @functools.lru_cache(maxsize=256)
 def _load_certificate(pem: bytes) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(pem)
+    return load_certificate(pem=pem)
 
 
 def _spki_der(key: CryptoPublicKey) -> bytes:
@@ -118,7 +152,7 @@ class PublicKey:
     def from_certificate(cls, cert: x509.Certificate) -> PublicKey:
         """An ``ecdsa-x509``/``rsa-x509`` key holding the certificate's PEM text."""
         pem = cert.public_bytes(serialization.Encoding.PEM)
-        pub = cert.public_key()
+        pub = certificate_key(cert)
         if isinstance(pub, ec.EllipticCurvePublicKey):
             return cls(ECDSA_X509, pem)
         if isinstance(pub, rsa.RSAPublicKey):
@@ -135,11 +169,7 @@ class PublicKey:
             raise FormatError("no PEM block found")
         block = blocks[0]
         if block.type == "CERTIFICATE":
-            try:
-                cert = x509.load_der_x509_certificate(block.der)
-            except (ValueError, x509.InvalidVersion) as exc:
-                raise FormatError(f"invalid certificate: {exc}") from exc
-            return cls.from_certificate(cert)
+            return cls.from_certificate(load_certificate(der=block.der))
         if block.type == "PUBLIC KEY":
             try:
                 pub = serialization.load_der_public_key(block.der)
@@ -172,13 +202,13 @@ class PublicKey:
             raise UnsupportedKeyError(f"{self.keytype} key has no certificate")
         try:
             return _load_certificate(self.public)
-        except (ValueError, x509.InvalidVersion) as exc:
-            raise FormatError(f"invalid certificate in {self.keytype} key: {exc}") from exc
+        except FormatError as exc:
+            raise FormatError(f"invalid certificate in {self.keytype} key: {exc.message}") from exc
 
     def canonical(self) -> PublicKey:
         """The bare key (x509 certificate stripped); identity for other key types."""
         if self.is_x509:
-            pub = self.certificate().public_key()
+            pub = certificate_key(self.certificate())
             if not isinstance(pub, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey)):
                 raise UnsupportedKeyError("certificate key must be ECDSA or RSA")
             return PublicKey.from_crypto(pub)
