@@ -13,6 +13,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from trustbox.atomicfile import atomic_write
 from trustbox.sandbox import pki
 
 
@@ -49,7 +50,7 @@ def write_ca_and_server_cert(
         directory / "ca.crt", directory / "ca.key", directory / "server.crt", directory / "server.key"
     )
     files.ca_cert.write_bytes(ca_pair.cert_pem)
-    pki.write_private(files.ca_key, ca_pair.key_pem)
+    atomic_write(files.ca_key, ca_pair.key_pem)
     files.server_cert.write_bytes(server.cert_pem)
-    pki.write_private(files.server_key, server.key_pem)
+    atomic_write(files.server_key, server.key_pem)
     return files

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 import secrets
-import tempfile
 import threading
 from collections import Counter
 from collections.abc import Iterable
@@ -22,6 +20,8 @@ from pathlib import Path
 
 import bcrypt
 
+# re-exported (``as``) for auth/dockerconfig.py and cli/auth_cmd.py, which import it from here
+from trustbox.atomicfile import atomic_write as atomic_write
 from trustbox.errors import ConfigError, FormatError
 
 # $2y$ (Apache), $2a$ and $2b$, a two-digit cost 04..31, 22 characters of salt, 31 of hash.
@@ -226,22 +226,3 @@ def add_user(path: Path | str, user: str, password: str, cost: int = DEFAULT_COS
         lines.append(entry)
     atomic_write(path, ("\n".join(lines) + "\n").encode("utf-8"), mode)
     return replaced
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` to a temporary file next to ``path``, fsync, chmod and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None

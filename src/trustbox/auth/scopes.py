@@ -12,11 +12,11 @@ registry 2.8 send (Go's ``%q`` quoting, ``encoding/json`` escaping and trailing 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from trustbox.errcode import DENIED, UNAUTHORIZED
 from trustbox.errors import FormatError
 
 _TYPE_RE = re.compile(r"^([a-z0-9]+)(?:\(([a-z0-9]+)\))?$")
@@ -175,16 +175,6 @@ def basic_challenge(realm: str) -> str:
 # --- bodies -----------------------------------------------------------------------------------
 
 
-def go_json(value: object) -> bytes:
-    """Go ``json.Encoder`` output: compact, HTML-escaped, UTF-8, with a trailing newline."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    text = (
-        text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-        .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-    )
-    return text.encode("utf-8") + b"\n"
-
-
 def access_records(scopes: Sequence[Scope]) -> list[dict[str, str]]:
     """One ``{"Type","Class","Name","Action"}`` record per action, in order (``auth.Access`` JSON)."""
     return [
@@ -194,26 +184,18 @@ def access_records(scopes: Sequence[Scope]) -> list[dict[str, str]]:
     ]
 
 
-def error_body(code: str, message: str, detail: object = None, with_detail: bool = True) -> bytes:
-    """The errcode envelope ``{"errors":[{"code","message","detail"}]}``."""
-    err: dict[str, object] = {"code": code, "message": message}
-    if with_detail:
-        err["detail"] = detail
-    return go_json({"errors": [err]})
-
-
 def unauthorized_body(scopes: Sequence[Scope]) -> bytes:
     """The 401 ``UNAUTHORIZED`` body with one access record per required action.
 
     With no required scopes (registry ``/v2/``) the detail is ``null``, as registry:2 sends it.
     """
     records = access_records(scopes)
-    return error_body("UNAUTHORIZED", "authentication required", records or None)
+    return UNAUTHORIZED.body(detail=records or None)
 
 
 def denied_body() -> bytes:
     """The registry's 403 ``DENIED`` body."""
-    return error_body("DENIED", "requested access to the resource is denied", with_detail=False)
+    return DENIED.body()
 
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"

@@ -32,18 +32,20 @@ from trustbox.auth.scopes import (
     JSON_CONTENT_TYPE,
     Scope,
     basic_challenge,
-    error_body,
     format_scope,
     merge_scopes,
     parse_scopes,
 )
 from trustbox.auth.throttle import FailureThrottle, PasswordGate, Throttled
 from trustbox.auth.tokens import DEFAULT_TTL, TokenIssuer
+from trustbox.errcode import INVALID_REQUEST, SIZE_INVALID, UNAUTHORIZED, ErrorCode
 from trustbox.errors import FormatError
 
 log = logging.getLogger(__name__)
 MAX_SCOPES = 32
 DEFAULT_MAX_FORM_BYTES = 8 * 1024
+#: a ``POST /token`` form over ``max_form_bytes``
+FORM_TOO_LARGE = SIZE_INVALID.answered(413)
 
 
 @dataclass
@@ -118,14 +120,14 @@ class TokenService:
         self.config = config
         self.gate = PasswordGate(config.htpasswd, config.throttle) if config.htpasswd is not None else None
 
-    def _error(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> _Refused:
-        body = error_body(code, message, with_detail=False)
-        return _Refused(Response(body, status, headers=headers, media_type=JSON_CONTENT_TYPE), message)
+    def _error(self, code: ErrorCode, message: str) -> _Refused:
+        body = code.body(message)
+        return _Refused(Response(body, code.status, media_type=JSON_CONTENT_TYPE), message)
 
     def _unauthorized(self, message: str) -> _Refused:
         resp = Response(
-            error_body("UNAUTHORIZED", message, with_detail=False),
-            401,
+            UNAUTHORIZED.body(message),
+            UNAUTHORIZED.status,
             headers={"WWW-Authenticate": basic_challenge(self.config.realm)},
             media_type=JSON_CONTENT_TYPE,
         )
@@ -157,9 +159,9 @@ class TokenService:
     def check_service(self, service: str | None) -> str:
         """The service (token audience); raise _Refused if missing or not served."""
         if not service:
-            raise self._error(400, "INVALID_REQUEST", "missing service parameter")
+            raise self._error(INVALID_REQUEST, "missing service parameter")
         if self.config.services and service not in self.config.services:
-            raise self._error(400, "INVALID_REQUEST", f"unknown service {service!r}")
+            raise self._error(INVALID_REQUEST, f"unknown service {service!r}")
         return service
 
     def requested(self, values: Sequence[str]) -> list[Scope]:
@@ -167,9 +169,9 @@ class TokenService:
         try:
             scopes = merge_scopes(parse_scopes(values))
         except FormatError as exc:
-            raise self._error(400, "INVALID_REQUEST", exc.message) from None
+            raise self._error(INVALID_REQUEST, exc.message) from None
         if len(scopes) > MAX_SCOPES:
-            raise self._error(400, "INVALID_REQUEST", "too many scopes")
+            raise self._error(INVALID_REQUEST, "too many scopes")
         return scopes
 
     def issue(self, user: str | None, service: str, scopes: Sequence[Scope]) -> tuple[str, list[Scope], int, str]:
@@ -213,7 +215,7 @@ class TokenService:
             values = await parse_form(request, await read_bounded(request, self.config.max_form_bytes))
         except _FormTooLarge:
             limit = self.config.max_form_bytes
-            return self._error(413, "SIZE_INVALID", f"request body larger than {limit} bytes").response
+            return self._error(FORM_TOO_LARGE, f"request body larger than {limit} bytes").response
         except Exception:  # noqa: BLE001 - any malformed body is the client's fault
             return oauth_error(400, "invalid_request", "malformed form body")
         grant_type = values.get("grant_type", "")

@@ -34,7 +34,7 @@ import anyio
 import anyio.to_thread
 
 from trustbox.auth.htpasswd import HtpasswdFile
-from trustbox.auth.scopes import error_body
+from trustbox.errcode import TOOMANYREQUESTS
 from trustbox.errors import ConfigError, TrustboxError
 
 DEFAULT_ACCOUNT_FAILURES = 10
@@ -56,7 +56,7 @@ class Throttled(TrustboxError):
 
     def body(self) -> bytes:
         """The errcode envelope of a 429 (``TOOMANYREQUESTS``, as distribution names it)."""
-        return error_body("TOOMANYREQUESTS", self.message, with_detail=False)
+        return TOOMANYREQUESTS.body(self.message)
 
     def headers(self) -> dict[str, str]:
         """``Retry-After`` in whole seconds."""

@@ -80,7 +80,7 @@ def keygen(directory: Path, cn: str, days: int, force: bool) -> None:
     """
     from cryptography import x509
 
-    from trustbox.auth.htpasswd import atomic_write
+    from trustbox.atomicfile import atomic_write
     from trustbox.auth.tokens import generate_signing_material, libtrust_key_id
 
     key_path, cert_path = directory / "signing-key.pem", directory / "cert.pem"

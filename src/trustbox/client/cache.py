@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from trustbox.keystore.store import atomic_write
+from trustbox.atomicfile import atomic_write
 from trustbox.tuf.metadata import check_role
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from trustbox.auth.htpasswd import atomic_write
+from trustbox.atomicfile import atomic_write
 from trustbox.client.errors import TrustServerURLError
 from trustbox.client.pinning import TrustPinning
 from trustbox.errors import ConfigError, TrustboxError

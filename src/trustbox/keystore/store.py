@@ -11,12 +11,12 @@ import logging
 import os
 import re
 import stat
-import tempfile
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
+from trustbox.atomicfile import atomic_write
 from trustbox.errors import FormatError, KeyStoreError, PassphraseError
 from trustbox.keystore.passphrase import (
     BASE_ROLES,
@@ -44,7 +44,6 @@ PRIVATE_DIR = "private"
 ROOT_KEYS_SUBDIR = "root_keys"
 NON_ROOT_KEYS_SUBDIR = "tuf_keys"
 KEY_EXTENSION = ".key"
-DIR_MODE = 0o700
 FILE_MODE = 0o600
 NOTARY_DEFAULT_IMPORT_ROLE = "delegation"
 DOCKER_DEFAULT_KEY_NAME = "signer"
@@ -60,48 +59,6 @@ class KeyInfo(NamedTuple):
     keyid: str
     role: str
     gun: str | None
-
-
-def _mkdir_private(path: Path) -> None:
-    missing = []
-    p = path
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    for d in reversed(missing):
-        try:
-            d.mkdir(mode=DIR_MODE)
-        except FileExistsError:
-            continue
-        os.chmod(d, DIR_MODE)
-
-
-def atomic_write(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
-    """Write ``data`` to ``path`` via temp file + fsync + rename (parents created 0700)."""
-    _mkdir_private(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def _gun_for_role(role: str, gun: str | None) -> str | None:

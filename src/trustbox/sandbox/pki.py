@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -76,11 +74,3 @@ def make_server_cert(
         .sign(ca_key, hashes.SHA256())
     )
     return CertPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a file readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)

@@ -37,9 +37,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from trustbox.atomicfile import atomic_write
 from trustbox.client.dockerenv import trust_dir as docker_trust_dir
 from trustbox.errors import ConfigError, TrustboxError
-from trustbox.sandbox.pki import make_ca, make_server_cert, write_private
+from trustbox.sandbox.pki import make_ca, make_server_cert
 
 DEFAULT_TRUST_PORT = 4443
 DEFAULT_REGISTRY_PORT = 5000
@@ -208,9 +209,7 @@ class Sandbox:
 
     def save(self, state: SandboxState) -> None:
         """Write ``sandbox.json`` atomically."""
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(state), indent=2))
-        os.replace(tmp, self.state_file)
+        atomic_write(self.state_file, json.dumps(asdict(state), indent=2).encode(), 0o644)
 
     def running(self, state: SandboxState) -> dict[str, bool]:
         """Whether each service process is alive."""
@@ -222,10 +221,10 @@ class Sandbox:
         now = datetime.now(UTC)
         ca_pair, ca_cert, ca_key = make_ca(now)
         server = make_server_cert(ca_cert, ca_key, server_hosts(), now)
-        write_private(self.dir / "tls" / "ca.key", ca_pair.key_pem)
-        (self.dir / "tls" / "ca.crt").write_bytes(ca_pair.cert_pem)
-        (self.dir / "tls" / "server.crt").write_bytes(server.cert_pem + ca_pair.cert_pem)
-        write_private(self.dir / "tls" / "server.key", server.key_pem)
+        atomic_write(self.dir / "tls" / "ca.key", ca_pair.key_pem)
+        atomic_write(self.dir / "tls" / "ca.crt", ca_pair.cert_pem, 0o644)
+        atomic_write(self.dir / "tls" / "server.crt", server.cert_pem + ca_pair.cert_pem, 0o644)
+        atomic_write(self.dir / "tls" / "server.key", server.key_pem)
 
     @property
     def auth_password_file(self) -> Path:
@@ -257,7 +256,7 @@ class Sandbox:
 
     def _make_auth(self, state: SandboxState, options: AuthOptions) -> None:
         """Token signing key + certificate, the htpasswd file with one user, and the access rules."""
-        from trustbox.auth.htpasswd import add_user, atomic_write, validate_user
+        from trustbox.auth.htpasswd import add_user, validate_user
         from trustbox.auth.tokens import generate_signing_material
 
         a = self.dir / "auth"
@@ -281,7 +280,7 @@ class Sandbox:
             state.auth_password_file = str(options.password_file.absolute())
         elif state.auth_user != options.user or not (a / "htpasswd").exists():
             password = secrets.token_urlsafe(18)
-            write_private(self.auth_password_file, (password + "\n").encode())
+            atomic_write(self.auth_password_file, (password + "\n").encode())
             (a / "htpasswd").unlink(missing_ok=True)
             add_user(a / "htpasswd", options.user, password)
             state.auth_password_file = str(self.auth_password_file)
@@ -379,7 +378,7 @@ class Sandbox:
             self._make_pki()
         pw = self.dir / "trust" / "key-passphrase"
         if not pw.exists():
-            write_private(pw, secrets.token_urlsafe(32).encode())
+            atomic_write(pw, secrets.token_urlsafe(32).encode())
         if auth is not None:
             self._make_auth(state, auth)
         self._write_notary_config(state)

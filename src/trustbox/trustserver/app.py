@@ -17,22 +17,12 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from trustbox.errcode import INVALID_GUN, MALFORMED_UPLOAD, METADATA_NOT_FOUND, UNKNOWN, go_json
 from trustbox.errors import FormatError
 from trustbox.httpnum import NumberRangeError, parse_decimal
 from trustbox.trustserver.cache import CachedResponse, PostgresListener, ResponseCache
 from trustbox.trustserver.config import ServerConfig
-from trustbox.trustserver.errors import (
-    BODY_TIMEOUT,
-    EMPTY,
-    INVALID_GUN,
-    MALFORMED_UPLOAD,
-    METADATA_NOT_FOUND,
-    TOO_LARGE,
-    UNKNOWN,
-    ServerError,
-    error_body,
-    go_json,
-)
+from trustbox.trustserver.errors import BODY_TIMEOUT, EMPTY, TOO_LARGE, ServerError
 from trustbox.trustserver.metrics import Metrics
 from trustbox.trustserver.service import Document, ResignNeeded, TrustService, key_json
 from trustbox.trustserver.signer import LocalSigner
@@ -77,7 +67,7 @@ def parse_version(text: str) -> int:
     try:
         return parse_decimal(text)
     except FormatError:
-        raise METADATA_NOT_FOUND.with_detail({"Func": "Atoi", "Num": text, "Err": EMPTY}) from None
+        raise ServerError(METADATA_NOT_FOUND, {"Func": "Atoi", "Num": text, "Err": EMPTY}) from None
 
 
 class MethodNotAllowed(Exception):
@@ -266,7 +256,7 @@ class TrustServerApp:
             status, headers, body = 405, [], b""
         except Exception:
             log.exception("unhandled error serving %s %s", scope.get("method"), scope.get("path"))
-            status, headers, body = 500, [CT_JSON], error_body(UNKNOWN)
+            status, headers, body = 500, [CT_JSON], UNKNOWN.body()
         headers = [*headers, (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -281,8 +271,8 @@ class TrustServerApp:
             problem = f"Require GUNs with prefix: [{' '.join(prefixes)}]"
         if problem is not None:
             if update_route:
-                raise INVALID_GUN.with_detail(problem)
-            raise METADATA_NOT_FOUND.with_detail()
+                raise ServerError(INVALID_GUN, problem)
+            raise ServerError(METADATA_NOT_FOUND)
 
     async def _dispatch(
         self, scope: Scope, receive: Receive
@@ -349,7 +339,7 @@ class TrustServerApp:
                 result = await self._run(self.service.delete, gun)
                 await self._after_write(gun, result)
                 return "DeleteTUF", 200, [], b""
-        raise METADATA_NOT_FOUND.with_detail()
+        raise ServerError(METADATA_NOT_FOUND)
 
     # -- handlers -----------------------------------------------------------------------
 
@@ -373,7 +363,7 @@ class TrustServerApp:
         else:
             doc = await self._run(self.service.get_document, gun, role, checksum, version)
         if doc is None:
-            raise METADATA_NOT_FOUND.with_detail(EMPTY)
+            raise ServerError(METADATA_NOT_FOUND, EMPTY)
         current = checksum is None and version is None
         last_modified = format_http_date_ns(doc.created_ns)
         headers = [
@@ -395,9 +385,9 @@ class TrustServerApp:
                 except NumberRangeError:
                     declared = limit + 1  # beyond int64: certainly larger than the limit
                 except FormatError as exc:
-                    raise MALFORMED_UPLOAD.with_detail() from exc
+                    raise ServerError(MALFORMED_UPLOAD) from exc
                 if declared > limit:
-                    raise TOO_LARGE.with_detail(f"request body larger than {limit} bytes")
+                    raise ServerError(TOO_LARGE, f"request body larger than {limit} bytes")
         chunks: list[bytes] = []
         total = 0
         timeout = self.config.body_timeout
@@ -406,13 +396,13 @@ class TrustServerApp:
                 async with asyncio.timeout(timeout):  # no extra task per chunk, unlike wait_for
                     msg = await receive()
             except TimeoutError:
-                raise BODY_TIMEOUT.with_detail(f"request body stalled for more than {timeout:g} seconds") from None
+                raise ServerError(BODY_TIMEOUT, f"request body stalled for more than {timeout:g} seconds") from None
             if msg["type"] == "http.disconnect":
-                raise MALFORMED_UPLOAD.with_detail()
+                raise ServerError(MALFORMED_UPLOAD)
             chunk = msg.get("body", b"")
             total += len(chunk)
             if total > limit:
-                raise TOO_LARGE.with_detail(f"request body larger than {limit} bytes")
+                raise ServerError(TOO_LARGE, f"request body larger than {limit} bytes")
             chunks.append(chunk)
             if not msg.get("more_body", False):
                 return b"".join(chunks)
@@ -425,12 +415,12 @@ class TrustServerApp:
         try:
             boundary = boundary_of(content_type)
         except MalformedUpload as exc:
-            raise MALFORMED_UPLOAD.with_detail() from exc
+            raise ServerError(MALFORMED_UPLOAD) from exc
         body = await self._read_body(scope, receive)
         try:
             uploads = parse_multipart(body, boundary)
         except MalformedUpload as exc:
-            raise MALFORMED_UPLOAD.with_detail() from exc
+            raise ServerError(MALFORMED_UPLOAD) from exc
         small = len(body) <= INLINE_UPDATE_BYTES
         del body
         result: WriteResult

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
+from trustbox.errcode import INVALID_PARAMETERS, go_json
 from trustbox.httpnum import INT32_MAX, INT32_MIN, NumberRangeError, NumberSyntaxError, parse_decimal
-from trustbox.trustserver.errors import EMPTY, INVALID_PARAMETERS, ServerError, go_json
+from trustbox.trustserver.errors import EMPTY, ServerError
 from trustbox.trustserver.storage import Change
 
 DEFAULT_PAGE_SIZE = 100

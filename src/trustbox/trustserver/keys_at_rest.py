@@ -10,21 +10,20 @@ A check value (``server_meta.kdf_check``) lets the server refuse to start with a
 Where the passphrase comes from (first match): ``--key-passphrase-file`` /
 ``TRUSTBOX_KEY_PASSPHRASE_FILE``, ``TRUSTBOX_KEY_PASSPHRASE`` / the config file; else, for a
 SQLite file database, a random passphrase kept in ``<db file>.key`` (created 0600 on first
-start); else ``--insecure-dev-keys`` (a fixed, public passphrase); otherwise start-up fails.
+start, whole and durably, by exactly one of the server processes starting together); else ``--insecure-dev-keys`` (a fixed, public passphrase); otherwise start-up fails.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
-import time
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from trustbox.atomicfile import atomic_create
 from trustbox.errors import ConfigError, KeyStoreError, PassphraseError
 from trustbox.tuf.keys import PrivateKey
 
@@ -111,21 +110,15 @@ def resolve_passphrase(
         return passphrase
     if sqlite_file is not None:
         key_file = Path(sqlite_file + ".key")
-        if not key_file.exists():
-            key_file.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:  # another server process made it first
-                pass
-            else:
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(secrets.token_urlsafe(32) + "\n")
-        for _ in range(50):  # another process may have created it and not written it yet
+        if not key_file.exists():  # the first server process to get here creates it, whole
+            atomic_create(key_file, (secrets.token_urlsafe(32) + "\n").encode())
+        try:
             value = key_file.read_text(encoding="utf-8").strip()
-            if value:
-                return value
-            time.sleep(0.02)
-        raise ConfigError(f"key passphrase file {key_file} is empty")
+        except OSError as exc:
+            raise ConfigError(f"cannot read key passphrase file {key_file}: {exc.strerror}") from exc
+        if not value:
+            raise ConfigError(f"key passphrase file {key_file} is empty")
+        return value
     if in_memory:
         return secrets.token_urlsafe(32)
     if insecure_dev_keys:

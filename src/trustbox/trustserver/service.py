@@ -17,20 +17,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from trustbox.errors import FormatError, TrustboxError
-from trustbox.trustserver import changefeed
-from trustbox.trustserver.config import ServerConfig
-from trustbox.trustserver.errors import (
-    EMPTY,
+from trustbox.errcode import (
     INVALID_ROLE,
     INVALID_UPDATE,
     MALFORMED_JSON,
     MALFORMED_UPLOAD,
     NO_FILENAME,
     VERSION,
-    ValidationFailure,
-    VersionConflict,
 )
+from trustbox.errors import FormatError, TrustboxError
+from trustbox.trustserver import changefeed
+from trustbox.trustserver.config import ServerConfig
+from trustbox.trustserver.errors import EMPTY, ServerError, ValidationFailure, VersionConflict
 from trustbox.trustserver.generate import CannotSign, can_sign, make_snapshot, make_timestamp
 from trustbox.trustserver.signer import Signer
 from trustbox.trustserver.storage import Storage, StoredFile, Update, WriteResult
@@ -118,14 +116,14 @@ def parse_parts(uploads: list[UploadPart]) -> dict[str, Part]:
     for up in uploads:
         role = up.filename[:-5] if up.filename.endswith(".json") else up.filename
         if role == "":
-            raise NO_FILENAME.with_detail()
+            raise ServerError(NO_FILENAME)
         if not is_valid_role(role):
-            raise INVALID_ROLE.with_detail(role)
+            raise ServerError(INVALID_ROLE, role)
         try:
             value, canonical = loads_document(up.data)
             version = _check_signed_meta(value)
         except (FormatError, ValueError, binascii.Error) as exc:
-            raise MALFORMED_JSON.with_detail() from exc
+            raise ServerError(MALFORMED_JSON) from exc
         parts[role] = Part(role, up.data, version, value, canonical)
     return parts
 
@@ -144,10 +142,10 @@ def check_update_limits(parts: dict[str, Part], max_targets: int, max_delegation
         if isinstance(d, dict) and isinstance(d.get("roles"), list):
             delegations += len(d["roles"])
     if targets > max_targets:
-        raise MALFORMED_UPLOAD.with_detail(f"update lists {targets} targets, more than the {max_targets} allowed")
+        raise ServerError(MALFORMED_UPLOAD, f"update lists {targets} targets, more than the {max_targets} allowed")
     if delegations > max_delegations:
-        raise MALFORMED_UPLOAD.with_detail(
-            f"update lists {delegations} delegated roles, more than the {max_delegations} allowed"
+        raise ServerError(
+            MALFORMED_UPLOAD, f"update lists {delegations} delegated roles, more than the {max_delegations} allowed"
         )
 
 
@@ -299,11 +297,11 @@ class TrustService:
             raise exc.to_server_error() from exc
         except UnclassifiedFailure as exc:
             log.info("update of %s rejected: %s", gun, exc)
-            raise INVALID_UPDATE.with_detail() from exc
+            raise ServerError(INVALID_UPDATE) from exc
         try:
             return self.storage.update_many(gun, updates)
         except VersionConflict as exc:
-            raise VERSION.with_detail(EMPTY) from exc
+            raise ServerError(VERSION, EMPTY) from exc
 
     def delete(self, gun: str) -> WriteResult:
         """Delete every document of ``gun``."""
