@@ -103,10 +103,6 @@ class TrustServerURLError(ConfigError):
         super().__init__(f"valid https URL required for trust server, got {value}")
 
 
-class ReferenceError_(ConfigError):
-    """An image reference that does not parse."""
-
-
 class Cancelled(TrustboxError):
     """The user declined a confirmation prompt."""
 
