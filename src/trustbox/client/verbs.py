@@ -18,12 +18,12 @@ from typing import Any, TextIO
 import httpx
 
 from trustbox.client import dockerenv
+from trustbox.client.distribution import ManifestInfo, lookup_manifest
 from trustbox.client.errors import (
     Cancelled,
     NoSuchTargetError,
     notary_error,
 )
-from trustbox.client.manifest_lookup import ManifestInfo, lookup_manifest
 from trustbox.client.repository import (
     RELEASED_ROLES,
     RELEASES_ROLE,
