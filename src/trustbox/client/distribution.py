@@ -150,8 +150,10 @@ def _expect_ok(resp: httpx.Response, not_found: str, what: str) -> None:
 MANIFEST_ACCEPT = ", ".join(MANIFEST_TYPES)
 
 
-def read_manifest(resp: httpx.Response, reference: str, limit: int, what: str, *, error: ErrorFactory = DigestMismatchError) -> bytes:
-    """The manifest bytes of a 200 answer, read at most ``limit`` bytes, checked against a digest
+def read_manifest(
+    resp: httpx.Response, reference: str, limit: int, what: str, *, error: ErrorFactory = DigestMismatchError
+) -> tuple[bytes, str]:
+    """The manifest bytes of a 200 answer and their sha256 digest, read at most ``limit`` bytes, checked against a digest
     ``reference`` and the registry's ``Docker-Content-Digest``: the one read of a manifest, for the
     registry client and for ``trust sign``'s lookup.
 
@@ -167,7 +169,7 @@ def read_manifest(resp: httpx.Response, reference: str, limit: int, what: str, *
     header_digest = resp.headers.get("docker-content-digest")
     if header_digest and header_digest.startswith("sha256:") and header_digest != digest:
         raise DigestMismatchError(f"manifest {reference}: registry says {header_digest} but content hashes to {digest}")
-    return raw
+    return raw, digest
 
 
 class RegistryClient:
@@ -549,17 +551,16 @@ class RegistryClient:
                 f"GET manifest {self.host}/{repo}:{reference}",
             )
             try:
-                raw = read_manifest(resp, reference, limit, what)
+                raw, digest = read_manifest(resp, reference, limit, what)
             except httpx.HTTPError as exc:
                 raise NetworkError(f"download of manifest {reference} from {self.host} failed: {exc}") from None
             media_type = resp.headers.get("content-type", "").split(";")[0].strip()
         if expected is not None:
             if len(raw) != expected.size:
                 raise DigestMismatchError(f"manifest {expected.digest}: size mismatch: expected {expected.size} bytes, got {len(raw)}")
-            digest = sha256_digest(raw)
             if digest != expected.digest:
                 raise DigestMismatchError(f"manifest {expected.digest}: digest mismatch: content hashes to {digest}")
-        return parse_manifest(raw, media_type)
+        return parse_manifest(raw, media_type, digest)
 
     def put_manifest(self, repo: str, reference: str, manifest: Manifest) -> str:
         """Upload a manifest under a tag or its digest; return the digest the registry reports."""
@@ -691,14 +692,14 @@ def _authorization(http: httpx.Client, resp: httpx.Response, scope: str, creds: 
         raise NetworkError(f"cannot get a registry token from {exc.realm}: HTTP {exc.status}") from None
 
 
-def _get(http: httpx.Client, url: str, headers: dict[str, str], ref: ImageRef) -> tuple[httpx.Response, bytes]:
+def _get(http: httpx.Client, url: str, headers: dict[str, str], ref: ImageRef) -> tuple[httpx.Response, bytes, str]:
     """GET a manifest: the (released) response and, for a 200, its body (at most 4 MiB; other
     bodies: at most 64 KiB), checked by :func:`read_manifest`. Raises ResponseTooLargeError beyond
     4 MiB, DigestMismatchError, httpx.HTTPError."""
     with open_response(http, "GET", url, headers=headers) as resp:
         if resp.status_code != 200:
-            return resp, b""
-        return resp, read_manifest(resp, ref.reference, MAX_MANIFEST_BYTES, f"manifest of {ref}", error=ResponseTooLargeError)
+            return resp, b"", ""
+        return resp, *read_manifest(resp, ref.reference, MAX_MANIFEST_BYTES, f"manifest of {ref}", error=ResponseTooLargeError)
 
 
 def lookup_manifest(
@@ -730,11 +731,11 @@ def lookup_manifest(
             url = f"{base}/v2/{ref.path}/manifests/{reference}"
             headers = {"Accept": MANIFEST_ACCEPT}
             try:
-                resp, data = _get(client, url, headers, ref)
+                resp, data, digest = _get(client, url, headers, ref)
                 if resp.status_code == 401 and "www-authenticate" in resp.headers:
                     auth = _authorization(client, resp, f"repository:{ref.path}:pull", creds)
                     if auth:
-                        resp, data = _get(client, url, {**headers, "Authorization": auth}, ref)
+                        resp, data, digest = _get(client, url, {**headers, "Authorization": auth}, ref)
             except httpx.HTTPError as exc:
                 errors.append(f"{base}: {exc}")
                 continue
@@ -742,7 +743,7 @@ def lookup_manifest(
                 raise NotFoundError(f"manifest for {ref} not found in the registry")
             if resp.status_code != 200:
                 raise NetworkError(f"registry answered HTTP {resp.status_code} for the manifest of {ref}")
-            return ManifestInfo(hashlib.sha256(data).hexdigest(), len(data), resp.headers.get("content-type", ""))
+            return ManifestInfo(digest.removeprefix("sha256:"), len(data), resp.headers.get("content-type", ""))
     finally:
         if http is None:
             client.close()
