@@ -20,9 +20,9 @@ from trustbox.client.capped import (
     read_token,
     send,
 )
+from trustbox.client.distribution import lookup_manifest
 from trustbox.client.dockerenv import Credentials
 from trustbox.client.errors import BadResponseError, MetaNotFoundError, ServerRejectedError, UnauthorizedError
-from trustbox.client.manifest_lookup import lookup_manifest
 from trustbox.client.remote import MAX_KEY_SIZE, RemoteStore
 from trustbox.client.transport import basic_auth_header
 from trustbox.errors import NetworkError, TrustboxError

@@ -96,7 +96,7 @@ def test_no_unbounded_reads_outside_the_capped_reader(path: Path) -> None:
 
 def test_every_http_module_is_checked() -> None:
     users = [p for p in (SRC / "client").rglob("*.py") if "httpx" in p.read_text()]
-    assert {p.name for p in users} >= {"remote.py", "distribution.py", "manifest_lookup.py", "login.py", "capped.py"}
+    assert {p.name for p in users} >= {"remote.py", "distribution.py", "login.py", "capped.py"}
     assert set(users) - {CAPPED} <= set(_modules())
     assert "open_response" in (SRC / "client" / "login.py").read_text()
     assert not [p for p in (SRC / "auth").rglob("*.py") if "httpx" in p.read_text()]  # auth/ is server-only

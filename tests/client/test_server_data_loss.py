@@ -305,7 +305,7 @@ def images_env(farm: ServerFarm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         return trust_client_for(image_ref, http=farm.client(), **opts)
 
     monkeypatch.setattr(RegistryOptions, "from_env", staticmethod(from_env))
-    monkeypatch.setattr(images_mod, "_find_factory", lambda: factory)
+    monkeypatch.setattr(images_mod, "trust_client_for", factory)
     sample = tmp_path / "sample"
     return registry, sample, write_sample_image(sample, "v1")
 
@@ -374,7 +374,7 @@ def test_require_fresh_on_an_unreachable_server_is_a_network_failure(farm: Serve
         fail = httpx.Client(transport=httpx.MockTransport(lambda req: (_ for _ in ()).throw(httpx.ConnectError("refused"))))
         return trust_client_for(image_ref, http=fail, **opts)
 
-    monkeypatch.setattr(images_mod, "_find_factory", lambda: down)
+    monkeypatch.setattr(images_mod, "trust_client_for", down)
     assert tb("verify", f"{IMG}:latest").exit_code == 0
     r = tb("verify", "--require-fresh", f"{IMG}:latest")
     assert r.exit_code == 3

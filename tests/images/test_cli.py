@@ -49,6 +49,11 @@ class FakeTrust:
         gun = image_ref
 
         class Client:
+            stale_reason = None
+
+            def close(self) -> None:
+                pass
+
             def update(self) -> None:
                 trust.calls.append(f"update {gun}")
                 if trust.down:
@@ -84,7 +89,7 @@ def env(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeRegistry, FakeTrust]:
         return opts
 
     monkeypatch.setattr(RegistryOptions, "from_env", staticmethod(from_env))
-    monkeypatch.setattr(images_mod, "_find_factory", lambda: trust.factory)
+    monkeypatch.setattr(images_mod, "trust_client_for", trust.factory)
     return fake, trust
 
 
@@ -228,3 +233,15 @@ def test_errors_are_one_line(env: Any, tmp_path: Path) -> None:
 @pytest.mark.parametrize(("value", "enabled"), [("1", True), ("true", True), ("yes", True), ("0", False), ("false", False), ("", False)])
 def test_content_trust_env(value: str, enabled: bool) -> None:
     assert images_mod.content_trust_enabled({"DOCKER_CONTENT_TRUST": value}) is enabled
+
+
+def test_verify_unreachable_trust_server_prints_one_prefix(env: Any, multi: tuple[Path, Manifest]) -> None:
+    """The verdict's reason is docker's line already: ``Error:`` is not printed twice."""
+    _fake, trust = env
+    trust.down = True
+    r = run("verify", f"{IMG}:latest")
+    assert r.exit_code == 3
+    assert r.stderr.strip().splitlines()[-1] == (
+        "Error: error contacting notary server: dial tcp 127.0.0.1:4443: connection refused"
+    )
+

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from trustbox.oci.descriptor import Descriptor
+from trustbox.oci.digest import sha256_digest
 from trustbox.oci.errors import ImageError
 from trustbox.oci.manifest import parse_manifest, validate_manifest
 from trustbox.oci.mediatypes import OCI_MANIFEST
@@ -35,3 +36,11 @@ def test_registry_takes_sha512_client_stores_sha256_only() -> None:
     assert validate_manifest(body, None).config == Descriptor.from_json(cfg, strict=True)
     with pytest.raises(ImageError, match="only sha256"):
         parse_manifest(body)
+
+
+def test_digest_is_computed_once_and_may_be_given() -> None:
+    body = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": CONFIG, "layers": []}).encode()
+    m = parse_manifest(body)
+    assert "digest" not in m.__dict__  # lazy: the registry's push path never hashes through the model
+    assert m.digest == sha256_digest(body) and m.__dict__["digest"] == m.digest
+    assert parse_manifest(body, None, "sha256:" + "0" * 64).digest == "sha256:" + "0" * 64  # the caller's hash is kept

@@ -5,29 +5,15 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from trustbox.cli.report import one_line_errors
 from trustbox.errors import ConfigError, TrustboxError
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _one_line_errors(func: F) -> F:
-    """Turn TrustboxError into click's one-line ``Error: ...`` (also when run outside the root CLI)."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except TrustboxError as exc:
-            msg = exc.message + (f"\nHint: {exc.hint}" if exc.hint else "")
-            raise click.ClickException(msg) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _parse_listen(value: str) -> tuple[str, int]:
@@ -67,7 +53,7 @@ def htpasswd_group() -> None:
 @click.argument("user")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
 @click.option("--cost", type=click.IntRange(4, 16), default=10, show_default=True, help="bcrypt cost.")
-@_one_line_errors
+@one_line_errors
 def htpasswd_add(file: Path, user: str, password_stdin: bool, cost: int) -> None:
     """Add USER to FILE (or change the password), prompting for the password."""
     from trustbox.auth.htpasswd import add_user, validate_user
@@ -86,7 +72,7 @@ def htpasswd_add(file: Path, user: str, password_stdin: bool, cost: int) -> None
 @click.option("--cn", default="trustbox token issuer", show_default=True, help="Certificate common name.")
 @click.option("--days", type=click.IntRange(1, 36500), default=3650, show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
-@_one_line_errors
+@one_line_errors
 def keygen(directory: Path, cn: str, days: int, force: bool) -> None:
     """Write a token signing key (signing-key.pem) and its self-signed certificate (cert.pem).
 
@@ -143,7 +129,7 @@ def keygen(directory: Path, cn: str, days: int, force: bool) -> None:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True,
               envvar="TRUSTBOX_AUTH_LOG_LEVEL",
               help="Log level; info and debug also log one access line per request to stderr.")
-@_one_line_errors
+@one_line_errors
 def serve_auth(
     listen: str,
     tls_cert: Path | None,
@@ -202,7 +188,7 @@ def serve_auth(
 @click.option("--ca-file", "ca_files", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Extra CA certificate to trust (also read: $DOCKER_CONFIG/tls/HOST/*.crt, /etc/docker/certs.d/HOST/*.crt).")
 @click.option("--insecure", is_flag=True, help="Skip TLS verification and allow plain HTTP.")
-@_one_line_errors
+@one_line_errors
 def login_cmd(
     registry: str, username: str | None, password: str | None, password_stdin: bool,
     ca_files: tuple[Path, ...], insecure: bool,
@@ -229,7 +215,7 @@ def login_cmd(
 
 @click.command("logout")
 @click.argument("registry")
-@_one_line_errors
+@one_line_errors
 def logout_cmd(registry: str) -> None:
     """Forget the credentials stored for a registry."""
     from trustbox.client.dockerenv import erase_credentials, registry_key

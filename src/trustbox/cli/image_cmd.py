@@ -22,7 +22,9 @@ from typing import Any, TypeVar
 
 import click
 
+from trustbox.cli.report import error_line, fail
 from trustbox.client.distribution import RegistryOptions
+from trustbox.client.errors import TrustError
 from trustbox.client.layout import Progress
 from trustbox.client.transfer import (
     EXIT_NETWORK,
@@ -30,7 +32,6 @@ from trustbox.client.transfer import (
     NotaryTrust,
     Reporter,
     TransferOptions,
-    TrustError,
     content_trust_enabled,
     pull_image,
     push_image,
@@ -91,15 +92,12 @@ def _options(insecure: tuple[str, ...], ca_certs: tuple[Path, ...]) -> TransferO
     return TransferOptions(registry=RegistryOptions.from_env(insecure, ca_certs), trust=NotaryTrust(warn=_warn))
 
 
-def _fail(ctx: click.Context, exc: TrustboxError, code: int | None = None) -> None:
-    """Print an error the way docker would and exit."""
-    if isinstance(exc, TrustError):
-        click.echo(exc.message, err=True)
-        ctx.exit(code if code is not None else (EXIT_NETWORK if exc.kind == "network" else 1))
-    click.echo(f"Error: {exc.message}", err=True)
-    if exc.hint:
-        click.echo(f"Hint: {exc.hint}", err=True)
-    ctx.exit(code if code is not None else exc.exit_code)
+def _fail(exc: TrustboxError, code: int | None = None) -> None:
+    """:func:`~trustbox.cli.report.fail`, with the image commands' exit code for an unreachable
+    trust server (3) unless ``code`` is given."""
+    if code is None and isinstance(exc, TrustError) and exc.kind == "network":
+        code = EXIT_NETWORK
+    fail(exc, code)
 
 
 @contextmanager
@@ -108,7 +106,7 @@ def _reported(ctx: click.Context) -> Iterator[None]:
     try:
         yield
     except TrustboxError as exc:
-        _fail(ctx, exc)
+        _fail(exc)
     except KeyboardInterrupt:
         click.echo("Error: interrupted", err=True)
         ctx.exit(130)
@@ -185,16 +183,16 @@ def verify_cmd(
     try:
         opts = _options(insecure, ca_certs)
     except TrustboxError as exc:
-        _fail(ctx, exc, EXIT_USAGE)
+        _fail(exc, EXIT_USAGE)
         return
     try:
         verdict = verify_image(image, signers=signers, deep=deep, require_fresh=require_fresh, opts=opts,
                                reporter=RichReporter(quiet or as_json))
     except NetworkError as exc:
-        _fail(ctx, exc, EXIT_NETWORK)
+        _fail(exc, EXIT_NETWORK)
         return
     except TrustboxError as exc:
-        _fail(ctx, exc, 1)
+        _fail(exc, 1)
         return
     if as_json:
         click.echo(json.dumps(verdict.to_json(), indent=2))
@@ -202,7 +200,7 @@ def verify_cmd(
         if not quiet:
             click.echo(f"Verified: {verdict.reason}")
     else:
-        click.echo(f"Not verified: {verdict.reason}" if verdict.exit_code == 1 else f"Error: {verdict.reason}", err=True)
+        click.echo(f"Not verified: {verdict.reason}" if verdict.exit_code == 1 else error_line(verdict.reason), err=True)
     ctx.exit(verdict.exit_code)
 
 

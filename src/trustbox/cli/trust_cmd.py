@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 from collections.abc import Callable
@@ -11,39 +10,13 @@ from typing import Any, TypeVar
 
 import click
 
+from trustbox.cli.report import one_line_errors
 from trustbox.client import verbs as trustops
 from trustbox.client.verbs import TrustContext
 from trustbox.errors import TrustboxError
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger(__name__)
-
-
-def _message(text: str) -> str:
-    return text if text.startswith(("Error:", "Warning:")) else f"Error: {text}"
-
-
-def _one_line_errors(func: F) -> F:
-    """Print trustbox errors as one line (docker's text) and exit 1; never a traceback."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except TrustboxError as exc:
-            click.echo(_message(exc.message), err=True)
-            sys.exit(exc.exit_code or 1)
-        except OSError as exc:
-            click.echo(f"Error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), err=True)
-            sys.exit(1)
-        except (click.exceptions.Exit, click.ClickException, KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as exc:  # noqa: BLE001 - the CLI promises one line, not a traceback
-            log.debug("unexpected error", exc_info=True)
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _ctx(click_ctx: click.Context) -> TrustContext:
@@ -81,7 +54,7 @@ def key_group() -> None:
 @click.argument("name")
 @click.option("--dir", "directory", type=click.Path(path_type=Path), help="Directory to generate key in, defaults to current directory")
 @click.pass_context
-@_one_line_errors
+@one_line_errors
 def key_generate_cmd(ctx: click.Context, name: str, directory: Path | None) -> None:
     """Generate and load a signing key-pair."""
     trustops.key_generate(_ctx(ctx), name, directory)
@@ -91,7 +64,7 @@ def key_generate_cmd(ctx: click.Context, name: str, directory: Path | None) -> N
 @click.argument("keyfile", type=click.Path(path_type=Path))
 @click.option("--name", default="signer", show_default=True, help="Name for the loaded key")
 @click.pass_context
-@_one_line_errors
+@one_line_errors
 def key_load_cmd(ctx: click.Context, keyfile: Path, name: str) -> None:
     """Load a private key file for signing."""
     trustops.key_load(_ctx(ctx), keyfile, name)
@@ -99,7 +72,7 @@ def key_load_cmd(ctx: click.Context, keyfile: Path, name: str) -> None:
 
 @key_group.command("list")
 @click.pass_context
-@_one_line_errors
+@one_line_errors
 def key_list_cmd(ctx: click.Context) -> None:
     """List the private keys in the trust directory (ID, role, GUN)."""
     t = _ctx(ctx)
@@ -122,7 +95,7 @@ def signer_group() -> None:
 @click.argument("name")
 @click.argument("repos", nargs=-1, required=True)
 @click.pass_context
-@_one_line_errors
+@one_line_errors
 def signer_add_cmd(ctx: click.Context, keys: tuple[Path, ...], name: str, repos: tuple[str, ...]) -> None:
     """Add a signer."""
     trustops.signer_add(_ctx(ctx), name, repos, keys)
@@ -133,7 +106,7 @@ def signer_add_cmd(ctx: click.Context, keys: tuple[Path, ...], name: str, repos:
 @click.argument("name")
 @click.argument("repos", nargs=-1, required=True)
 @click.pass_context
-@_one_line_errors
+@one_line_errors
 def signer_remove_cmd(ctx: click.Context, force: bool, name: str, repos: tuple[str, ...]) -> None:
     """Remove a signer."""
     trustops.signer_remove(_ctx(ctx), name, repos, force)
@@ -148,7 +121,7 @@ def signer_remove_cmd(ctx: click.Context, force: bool, name: str, repos: tuple[s
               help="Registry that may be reached over plain HTTP (loopback registries always may)")
 @click.argument("image")
 @click.pass_context
-@_one_line_errors
+@one_line_errors
 def sign_cmd(ctx: click.Context, local: bool, insecure: tuple[str, ...], image: str) -> None:
     """Sign an image (the tag's manifest is read from the registry)."""
     t = _ctx(ctx)
@@ -160,7 +133,7 @@ def sign_cmd(ctx: click.Context, local: bool, insecure: tuple[str, ...], image: 
 @click.option("--pretty", is_flag=True, help="Print the information in a human friendly format")
 @click.argument("images", nargs=-1, required=True)
 @click.pass_context
-@_one_line_errors
+@one_line_errors
 def inspect_cmd(ctx: click.Context, pretty: bool, images: tuple[str, ...]) -> None:
     """Return low-level information about keys and signatures."""
     t = _ctx(ctx)
@@ -187,7 +160,7 @@ def inspect_cmd(ctx: click.Context, pretty: bool, images: tuple[str, ...]) -> No
 @click.option("-y", "--yes", is_flag=True, help="Do not prompt for confirmation")
 @click.argument("image")
 @click.pass_context
-@_one_line_errors
+@one_line_errors
 def revoke_cmd(ctx: click.Context, yes: bool, image: str) -> None:
     """Remove trust for an image."""
     trustops.revoke(_ctx(ctx), image, yes)

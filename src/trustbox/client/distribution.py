@@ -19,9 +19,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import ssl
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,10 @@ import httpx
 from trustbox.client.blobio import copy_verified, verify_chunks
 from trustbox.client.capped import (
     LIST_BODY_LIMIT,
+    ErrorFactory,
+    ResponseTooLargeError,
     iter_capped,
+    open_response,
     read_capped,
     read_head,
     release,
@@ -47,14 +51,21 @@ from trustbox.client.dockerenv import (
     registry_tls_dirs,
     tls_dir_files,
 )
-from trustbox.client.transport import ChallengeAuth, TokenRefusedError
-from trustbox.errors import ConfigError, FormatError, NetworkError, NotFoundError, TrustboxError
+from trustbox.client.transport import ChallengeAuth, TokenRefusedError, make_http_client
+from trustbox.errors import (
+    ConfigError,
+    FormatError,
+    HashMismatchError,
+    NetworkError,
+    NotFoundError,
+    TrustboxError,
+)
 from trustbox.oci.descriptor import Descriptor
 from trustbox.oci.digest import check_sha256, sha256_digest
 from trustbox.oci.errors import DigestMismatchError
 from trustbox.oci.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
 from trustbox.oci.mediatypes import MANIFEST_TYPES
-from trustbox.oci.reference import is_loopback
+from trustbox.oci.reference import ImageRef, is_loopback
 from trustbox.tuf.canonical import loads
 
 USER_AGENT = "trustbox (registry client)"
@@ -133,6 +144,32 @@ def _expect_ok(resp: httpx.Response, not_found: str, what: str) -> None:
         raise NotFoundError(f"{not_found}: {msg}" if code else not_found)
     if resp.status_code != 200:
         raise _response_error(resp, what)
+
+
+#: the Accept header of every manifest request (push, pull, verify and trust sign's lookup)
+MANIFEST_ACCEPT = ", ".join(MANIFEST_TYPES)
+
+
+def read_manifest(
+    resp: httpx.Response, reference: str, limit: int, what: str, *, error: ErrorFactory = DigestMismatchError
+) -> tuple[bytes, str]:
+    """The manifest bytes of a 200 answer and their sha256 digest, read at most ``limit`` bytes, checked against a digest
+    ``reference`` and the registry's ``Docker-Content-Digest``: the one read of a manifest, for the
+    registry client and for ``trust sign``'s lookup.
+
+    Raises:
+        DigestMismatchError: the bytes hash to something else than the reference or the header says.
+        ``error``: the answer is larger than ``limit`` (default DigestMismatchError).
+        httpx.HTTPError: transport errors while reading.
+    """
+    raw = read_capped(resp, limit, what, error=error)
+    digest = sha256_digest(raw)
+    if reference.startswith("sha256:") and digest != reference:
+        raise DigestMismatchError(f"manifest {reference}: digest mismatch: content hashes to {digest}")
+    header_digest = resp.headers.get("docker-content-digest")
+    if header_digest and header_digest.startswith("sha256:") and header_digest != digest:
+        raise DigestMismatchError(f"manifest {reference}: registry says {header_digest} but content hashes to {digest}")
+    return raw, digest
 
 
 class RegistryClient:
@@ -506,31 +543,24 @@ class RegistryClient:
     def get_manifest(self, repo: str, reference: str, expected: Descriptor | None = None) -> Manifest:
         """Fetch a manifest by tag or digest and verify it (digest reference, ``expected``
         descriptor, and the ``Docker-Content-Digest`` header all have to agree)."""
-        accept = ", ".join(MANIFEST_TYPES)
         limit = min(expected.size, MAX_MANIFEST_BYTES) if expected is not None else MAX_MANIFEST_BYTES
         what = f"manifest {expected.digest if expected is not None else reference}"
-        with self._request("GET", f"/v2/{repo}/manifests/{reference}", repo, headers={"Accept": accept}, follow=True) as resp:
+        with self._request("GET", f"/v2/{repo}/manifests/{reference}", repo, headers={"Accept": MANIFEST_ACCEPT}, follow=True) as resp:
             _expect_ok(
                 resp, f"manifest unknown: {self.host}/{repo}:{reference} not found",
                 f"GET manifest {self.host}/{repo}:{reference}",
             )
             try:
-                raw = read_capped(resp, limit, what, error=DigestMismatchError)
+                raw, digest = read_manifest(resp, reference, limit, what)
             except httpx.HTTPError as exc:
                 raise NetworkError(f"download of manifest {reference} from {self.host} failed: {exc}") from None
             media_type = resp.headers.get("content-type", "").split(";")[0].strip()
-            header_digest = resp.headers.get("docker-content-digest")
-        digest = sha256_digest(raw)
-        if reference.startswith("sha256:") and digest != reference:
-            raise DigestMismatchError(f"manifest {reference}: digest mismatch: content hashes to {digest}")
         if expected is not None:
             if len(raw) != expected.size:
                 raise DigestMismatchError(f"manifest {expected.digest}: size mismatch: expected {expected.size} bytes, got {len(raw)}")
             if digest != expected.digest:
                 raise DigestMismatchError(f"manifest {expected.digest}: digest mismatch: content hashes to {digest}")
-        if header_digest and header_digest.startswith("sha256:") and header_digest != digest:
-            raise DigestMismatchError(f"manifest {reference}: registry says {header_digest} but content hashes to {digest}")
-        return parse_manifest(raw, media_type)
+        return parse_manifest(raw, media_type, digest)
 
     def put_manifest(self, repo: str, reference: str, manifest: Manifest) -> str:
         """Upload a manifest under a tag or its digest; return the digest the registry reports."""
@@ -551,7 +581,7 @@ class RegistryClient:
 
     def head_manifest(self, repo: str, reference: str) -> Descriptor | None:
         """Digest, size and media type of a manifest without downloading it (None if absent)."""
-        with self._request("HEAD", f"/v2/{repo}/manifests/{reference}", repo, headers={"Accept": ", ".join(MANIFEST_TYPES)}) as resp:
+        with self._request("HEAD", f"/v2/{repo}/manifests/{reference}", repo, headers={"Accept": MANIFEST_ACCEPT}) as resp:
             pass
         if resp.status_code == 404:
             return None
@@ -624,3 +654,106 @@ class _Slicer:
         for extra in self._it:
             if extra:
                 raise DigestMismatchError("blob is larger than its descriptor says")
+
+
+# --- trust sign's manifest lookup ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ManifestInfo:
+    """What a trust target records for a manifest."""
+
+    sha256_hex: str
+    length: int
+    media_type: str = ""
+
+
+def _registry_hosts(ref: ImageRef, insecure: bool) -> list[str]:
+    domain = "registry-1.docker.io" if ref.official else ref.domain
+    if ref.loopback or insecure:
+        # like docker for insecure (incl. loopback) registries: HTTPS first, then plain HTTP
+        return [f"https://{domain}", f"http://{domain}"]
+    return [f"https://{domain}"]
+
+
+def _authorization(http: httpx.Client, resp: httpx.Response, scope: str, creds: Credentials) -> str | None:
+    """The Authorization value answering the 401 ``resp``, None if it cannot be answered.
+
+    Raises:
+        NetworkError: the token service refused or is unreachable (httpx.HTTPError passes through).
+    """
+    auth = ChallengeAuth(creds)
+    auth.remember(resp)
+    try:
+        return auth.authorization(lambda _realm: http, scope)
+    except TokenRefusedError as exc:
+        if exc.status == 200:
+            return None
+        raise NetworkError(f"cannot get a registry token from {exc.realm}: HTTP {exc.status}") from None
+
+
+def _get(http: httpx.Client, url: str, headers: dict[str, str], ref: ImageRef) -> tuple[httpx.Response, bytes, str]:
+    """GET a manifest: the (released) response and, for a 200, its body (at most 4 MiB; other
+    bodies: at most 64 KiB), checked by :func:`read_manifest`. Raises ResponseTooLargeError beyond
+    4 MiB, DigestMismatchError, httpx.HTTPError."""
+    with open_response(http, "GET", url, headers=headers) as resp:
+        if resp.status_code != 200:
+            return resp, b"", ""
+        return resp, *read_manifest(resp, ref.reference, MAX_MANIFEST_BYTES, f"manifest of {ref}", error=ResponseTooLargeError)
+
+
+def lookup_manifest(
+    ref: ImageRef,
+    *,
+    insecure: bool = False,
+    ca_files: Sequence[Path] = (),
+    credentials: Credentials | None = None,
+    http: httpx.Client | None = None,
+) -> ManifestInfo:
+    """``trust sign``'s read of a tag's manifest (no daemon): GET ``/v2/<name>/manifests/<tag>``
+    (HTTPS, then plain HTTP for loopback and ``insecure`` registries), answering a challenge with
+    ``credentials``, and describe the exact bytes (read and checked by :func:`read_manifest`, as
+    the registry client reads them).
+
+    Raises:
+        NotFoundError: no tag, or the registry has no such manifest.
+        NetworkError: the registry cannot be reached or answers another error.
+        HashMismatchError: the bytes do not match the digest reference or ``Docker-Content-Digest``.
+    """
+    if not ref.tag and not ref.digest:
+        raise NotFoundError(f"no tag specified for {ref.name}")
+    creds = credentials or Credentials()
+    client = http or make_http_client(ca_files)
+    reference = ref.digest or ref.tag
+    errors: list[str] = []
+    try:
+        for base in _registry_hosts(ref, insecure):
+            url = f"{base}/v2/{ref.path}/manifests/{reference}"
+            headers = {"Accept": MANIFEST_ACCEPT}
+            try:
+                resp, data, digest = _get(client, url, headers, ref)
+                if resp.status_code == 401 and "www-authenticate" in resp.headers:
+                    auth = _authorization(client, resp, f"repository:{ref.path}:pull", creds)
+                    if auth:
+                        resp, data, digest = _get(client, url, {**headers, "Authorization": auth}, ref)
+            except httpx.HTTPError as exc:
+                errors.append(f"{base}: {exc}")
+                continue
+            if resp.status_code == 404:
+                raise NotFoundError(f"manifest for {ref} not found in the registry")
+            if resp.status_code != 200:
+                raise NetworkError(f"registry answered HTTP {resp.status_code} for the manifest of {ref}")
+            return ManifestInfo(digest.removeprefix("sha256:"), len(data), resp.headers.get("content-type", ""))
+    finally:
+        if http is None:
+            client.close()
+    raise NetworkError(f"cannot reach the registry for {ref}: " + "; ".join(errors))
+
+
+def check_manifest(data: bytes, sha256_hex: str, length: int) -> None:
+    """Raise HashMismatchError unless manifest bytes match a trusted target's hash and length."""
+    if len(data) != length:
+        raise HashMismatchError(f"manifest is {len(data)} bytes but the trusted target says {length}")
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256_hex:
+        raise HashMismatchError(f"manifest digest sha256:{actual} differs from the trusted sha256:{sha256_hex}")

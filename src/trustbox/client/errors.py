@@ -6,11 +6,17 @@ from pathlib import Path
 
 from trustbox.errors import (
     ConfigError,
+    ExpiredError,
     FormatError,
+    HashMismatchError,
     KeyStoreError,
     LengthError,
     NetworkError,
     NotFoundError,
+    PassphraseError,
+    RollbackError,
+    RootError,
+    ThresholdError,
     TrustboxError,
 )
 
@@ -97,9 +103,55 @@ class TrustServerURLError(ConfigError):
         super().__init__(f"valid https URL required for trust server, got {value}")
 
 
-class ReferenceError_(ConfigError):
-    """An image reference that does not parse."""
-
-
 class Cancelled(TrustboxError):
     """The user declined a confirmation prompt."""
+
+
+class TrustError(TrustboxError):
+    """A content-trust failure worded as docker prints it: ``message`` is the complete line.
+
+    ``kind`` says what failed: ``untrusted`` (the trust data), ``network`` (the trust server could
+    not be used) or ``config`` (the local configuration); image commands choose exit codes by it.
+    """
+
+    def __init__(self, message: str, kind: str = "untrusted") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _notary_text(gun: str, exc: TrustboxError) -> str:
+    """docker's ``trust.NotaryError`` text for ``exc`` (its cases, then notary's own messages)."""
+    msg = exc.message
+    mismatch = f"Warning: potential malicious behavior - trust data mismatch for remote repository {gun}: {msg}"
+    if isinstance(exc, NotNotaryServerError) or (isinstance(exc, FormatError) and msg.startswith("invalid JSON")):
+        return (
+            f"Error: no trust data available for remote repository {gun}. Try running notary server "
+            "and setting DOCKER_CONTENT_TRUST_SERVER to its HTTPS address?"
+        )
+    cases: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], str], ...] = (
+        (ExpiredError, f"Error: remote repository {gun} out-of-date: {msg}"),
+        (RepositoryNotExistError, f"Error: remote trust data does not exist for {gun}: {msg}"),
+        (MetaNotFoundError, f"Error: trust data missing for remote repository {gun} or remote repository not found: {msg}"),
+        ((ServerRejectedError, UnauthorizedError), msg),
+        (NetworkError, f"Error: error contacting notary server: {msg}"),
+        (RollbackError, f"Warning: potential malicious behavior - trust data version is lower than expected for remote repository {gun}: {msg}"),
+        (ThresholdError, f"Warning: potential malicious behavior - trust data has insufficient signatures for remote repository {gun}: {msg}"),
+        ((RootError, HashMismatchError), mismatch),
+        (InsufficientSignaturesError, f"Error: could not produce valid signature for {gun}.  If Yubikey was used, was touch input provided?: {msg}"),
+        ((NoSigningKeysError, PassphraseError), f"Error: could not find signing keys for remote repository {gun}, or could not decrypt signing key: {msg}"),
+    )
+    for types, text in cases:
+        if isinstance(exc, types):
+            return text
+    return msg
+
+
+def notary_error(gun: str, exc: TrustboxError) -> TrustError:
+    """The one translation of a trust-client error into docker's ``trust.NotaryError`` wording
+    (used by the ``trust`` verbs and by push/pull/verify); a TrustError is returned as it is."""
+    if isinstance(exc, TrustError):
+        return exc
+    kind = "network" if isinstance(exc, NetworkError) else "config" if isinstance(exc, ConfigError) else "untrusted"
+    err = TrustError(_notary_text(gun, exc), kind)
+    err.__cause__ = exc
+    return err

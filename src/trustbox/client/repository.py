@@ -58,11 +58,19 @@ class SignedTarget:
     length: int
     role: str
     signers: tuple[str, ...] = field(default_factory=tuple)
+    #: why the trust data came from the local cache (the server did not serve its current timestamp);
+    #: None when the server confirmed it
+    stale: TrustboxError | None = field(default=None, compare=False)
 
     @property
     def digest(self) -> str:
         """``sha256:<hex>``."""
         return "sha256:" + self.sha256_hex
+
+    @property
+    def from_cache(self) -> bool:
+        """Whether the lookup used the cached trust data instead of the server's current one."""
+        return self.stale is not None
 
 
 @dataclass(frozen=True)

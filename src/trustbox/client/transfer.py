@@ -1,21 +1,20 @@
 """Image transfer with content trust: push, pull and verify.
 
-This module joins the registry client, the local image transports and the trust client. The
-trust client is reached only through :class:`TrustAdapter` (``NotaryTrust`` by default), so the
-rest of the code does not depend on its exact API.
+This module joins the registry client, the local image transports and the trust client
+(:class:`NotaryTrust`, over :mod:`trustbox.client.repository`); a trusted tag is the trust
+client's :class:`~trustbox.client.repository.SignedTarget`.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from trustbox.client.distribution import RegistryClient, RegistryOptions
+from trustbox.client.errors import TrustError, notary_error
 from trustbox.client.layout import (
     ImageDestination,
     ImageSource,
@@ -24,19 +23,13 @@ from trustbox.client.layout import (
     open_source,
     parse_local_ref,
 )
+from trustbox.client.repository import SignedTarget, TrustClient, trust_client_for
 from trustbox.errors import (
     ConfigError,
-    ExpiredError,
     HashMismatchError,
-    KeyStoreError,
     NetworkError,
     NotFoundError,
-    PassphraseError,
-    RollbackError,
-    SignatureError,
-    ThresholdError,
     TrustboxError,
-    VerificationError,
 )
 from trustbox.oci.descriptor import Descriptor
 from trustbox.oci.digest import short_id
@@ -55,144 +48,30 @@ def content_trust_enabled(environ: dict[str, str] | None = None) -> bool:
     return value not in ("0", "f", "F", "false", "FALSE", "False")
 
 
-# --- errors with docker's wording -------------------------------------------------------
-
-
-class TrustError(TrustboxError):
-    """A content-trust failure; ``message`` is the complete line docker prints."""
-
-    def __init__(self, message: str, kind: str = "untrusted") -> None:
-        super().__init__(message)
-        self.kind = kind  # "untrusted" (exit 1) or "network" (exit 3)
-
-
-class TrustUnavailableError(ConfigError):
-    """The trust client is not part of this build yet."""
-
-
-def notary_error(gun: str, exc: BaseException) -> TrustError:
-    """Translate a trust-client error into docker's ``trust.NotaryError`` wording."""
-    name = type(exc).__name__
-    msg = str(exc)
-    if isinstance(exc, TrustError):
-        return exc
-    if msg.startswith(("Error: ", "Warning: ", "No valid trust data", "No trust data")):
-        return TrustError(msg)
-    if name in ("RepositoryNotExistError", "ErrRepositoryNotExist"):
-        return TrustError(f"Error: remote trust data does not exist for {gun}: {msg}")
-    if name in ("NoSuchTargetError",):
-        return TrustError(msg)
-    if name in ("MetaNotFoundError",):
-        return TrustError(f"Error: trust data missing for remote repository {gun} or remote repository not found: {msg}")
-    if name in ("NotNotaryServerError",):
-        return TrustError(
-            f"Error: no trust data available for remote repository {gun}. Try running notary server and setting "
-            "DOCKER_CONTENT_TRUST_SERVER to its HTTPS address?"
-        )
-    if isinstance(exc, ExpiredError):
-        return TrustError(f"Error: remote repository {gun} out-of-date: {msg}")
-    if isinstance(exc, RollbackError):
-        return TrustError(f"Warning: potential malicious behavior - trust data version is lower than expected for remote repository {gun}: {msg}")
-    if isinstance(exc, ThresholdError):
-        return TrustError(f"Warning: potential malicious behavior - trust data has insufficient signatures for remote repository {gun}: {msg}")
-    if isinstance(exc, (SignatureError, VerificationError)) and not isinstance(exc, HashMismatchError):
-        return TrustError(f"Warning: potential malicious behavior - trust data mismatch for remote repository {gun}: {msg}")
-    if isinstance(exc, HashMismatchError):
-        return TrustError(f"Warning: potential malicious behavior - trust data mismatch for remote repository {gun}: {msg}")
-    if isinstance(exc, PassphraseError | KeyStoreError):
-        return TrustError(f"Error: could not find signing keys for remote repository {gun}, or could not decrypt signing key: {msg}")
-    if isinstance(exc, NetworkError):
-        return TrustError(f"Error: error contacting notary server: {msg}", kind="network")
-    if isinstance(exc, ConfigError):
-        return TrustError(msg, kind="config")
-    return TrustError(f"Error: {msg}")
-
-
-# --- the trust adapter ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrustedTarget:
-    """A signed tag: what the trust data says the tag's manifest is."""
-
-    tag: str
-    digest: str  # "sha256:<hex>"
-    length: int
-    role: str
-    signers: tuple[str, ...] = ()
-    #: why the trust data came from the local cache (the server did not serve its current timestamp);
-    #: None when the server confirmed it
-    stale: TrustboxError | None = field(default=None, compare=False)
-
-    @property
-    def from_cache(self) -> bool:
-        """Whether the lookup used the cached trust data instead of the server's current one."""
-        return self.stale is not None
-
-
-class TrustAdapter(Protocol):
-    """What image commands need from content trust."""
-
-    def lookup(self, ref: ImageRef, tag: str) -> TrustedTarget:
-        """The signed target for ``tag`` (roles ``targets/releases`` then ``targets``)."""
-        ...
-
-    def list_targets(self, ref: ImageRef) -> list[TrustedTarget]:
-        """All signed tags of the repository."""
-        ...
-
-    def sign(self, ref: ImageRef, tag: str, digest: str, length: int) -> None:
-        """Sign ``tag`` → (``digest``, ``length``), initialising the repository if needed."""
-        ...
-
-
-def _find_factory() -> Callable[..., Any]:
-    candidates = ("trustbox.client", "trustbox.client.trust", "trustbox.client.repository", "trustbox.client.client")
-    for modname in candidates:
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError:
-            continue
-        f = getattr(mod, "trust_client_for", None)
-        if callable(f):
-            return f  # type: ignore[no-any-return]
-    raise TrustUnavailableError("the content trust client is not available in this build of trustbox")
-
-
-def _to_target(tag: str, t: Any, client: Any = None) -> TrustedTarget:
-    hexd = str(getattr(t, "sha256_hex", "") or "")
-    stale = getattr(client, "stale_reason", None)
-    return TrustedTarget(
-        tag=str(getattr(t, "name", tag) or tag),
-        digest=f"sha256:{hexd}",
-        length=int(getattr(t, "length", 0)),
-        role=str(getattr(t, "role", "")),
-        signers=tuple(str(s) for s in (getattr(t, "signers", None) or ())),
-        stale=stale if isinstance(stale, TrustboxError) else None,
-    )
+# --- content trust ----------------------------------------------------------------------
 
 
 class NotaryTrust:
-    """The TrustAdapter over trustbox's own ``TrustClient`` (``trust_client_for``)."""
+    """Content trust for the image commands, over trustbox's own trust client
+    (:func:`~trustbox.client.repository.trust_client_for`); every failure is worded by
+    :func:`~trustbox.client.errors.notary_error`."""
 
     def __init__(self, **opts: Any) -> None:
-        self.opts = opts
+        """``opts`` are passed to ``trust_client_for`` (None values are left out)."""
+        self.opts = {k: v for k, v in opts.items() if v is not None}
 
-    def _client(self, ref: ImageRef) -> Any:
-        factory = _find_factory()
+    def _client(self, ref: ImageRef) -> TrustClient:
         try:
-            params = inspect.signature(factory).parameters
-            has_var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-            opts = {k: v for k, v in self.opts.items() if v is not None and (has_var_kw or k in params)}
-        except (TypeError, ValueError):
-            opts = {}
-        try:
-            return factory(ref.name, **opts)
+            return trust_client_for(ref.name, **self.opts)
         except TrustboxError as exc:
             raise notary_error(ref.name, exc) from None
 
-    def lookup(self, ref: ImageRef, tag: str) -> TrustedTarget:
-        """Update the trust data and resolve ``tag``."""
+    def lookup(self, ref: ImageRef, tag: str) -> SignedTarget:
+        """Update the trust data and resolve ``tag`` (roles ``targets/releases`` then ``targets``).
+
+        Raises:
+            TrustError: docker's wording of the failure, or ``No valid trust data for <tag>``.
+        """
         client = self._client(ref)
         try:
             client.update()
@@ -200,41 +79,39 @@ class NotaryTrust:
         except TrustboxError as exc:
             raise notary_error(ref.name, exc) from None
         finally:
-            _close(client)
-        if t is None:
+            client.close()
+        if len(t.sha256_hex) != 64:
             raise TrustError(f"No valid trust data for {tag}")
-        target = _to_target(tag, t, client)
-        if len(target.digest) != len("sha256:") + 64:
-            raise TrustError(f"No valid trust data for {tag}")
-        return target
+        return SignedTarget(t.name or tag, t.sha256_hex, t.length, t.role, tuple(t.signers), stale=client.stale_reason)
 
-    def list_targets(self, ref: ImageRef) -> list[TrustedTarget]:
-        """All tags in ``targets/releases`` / ``targets``."""
+    def list_targets(self, ref: ImageRef) -> list[SignedTarget]:
+        """All tags in ``targets/releases`` / ``targets``.
+
+        Raises:
+            TrustError: docker's wording of the failure.
+        """
         client = self._client(ref)
         try:
             client.update()
-            ts = client.list_signed_targets()
+            return client.list_signed_targets()
         except TrustboxError as exc:
             raise notary_error(ref.name, exc) from None
         finally:
-            _close(client)
-        return [_to_target(str(getattr(t, "name", "")), t, client) for t in ts]
+            client.close()
 
     def sign(self, ref: ImageRef, tag: str, digest: str, length: int) -> None:
-        """Sign the pushed manifest under ``tag``."""
+        """Sign the pushed manifest under ``tag``, initialising the repository if needed.
+
+        Raises:
+            TrustError: docker's wording of the failure.
+        """
         client = self._client(ref)
         try:
             client.sign_target(tag, digest.split(":", 1)[1], length)
         except TrustboxError as exc:
             raise notary_error(ref.name, exc) from None
         finally:
-            _close(client)
-
-
-def _close(client: Any) -> None:
-    close = getattr(client, "close", None)
-    if callable(close):
-        close()
+            client.close()
 
 
 # --- reporting ----------------------------------------------------------------------------
@@ -436,10 +313,10 @@ class TransferOptions:
     """Options shared by push, pull and verify."""
 
     registry: RegistryOptions = field(default_factory=RegistryOptions)
-    trust: TrustAdapter | None = None
+    trust: NotaryTrust | None = None
 
 
-def _trust(opts: TransferOptions) -> TrustAdapter:
+def _trust(opts: TransferOptions) -> NotaryTrust:
     return opts.trust if opts.trust is not None else NotaryTrust()
 
 
@@ -456,9 +333,6 @@ def push_image(
     if ref.digest:
         raise ConfigError(f"cannot push to a digest reference {target!r}; name a tag")
     assert ref.tag is not None
-    if sign:
-        # Fail before uploading anything when trust cannot work at all.
-        _find_factory()
     src = open_source(source)
     try:
         with RegistryClient(ref.api_host, opts.registry) as client:
@@ -476,7 +350,7 @@ def push_image(
     return ref, top
 
 
-def resolve_trusted(ref: ImageRef, opts: TransferOptions) -> TrustedTarget:
+def resolve_trusted(ref: ImageRef, opts: TransferOptions) -> SignedTarget:
     """Resolve a tag through the trust data (docker's ``TrustedReference``)."""
     assert ref.tag is not None
     return _trust(opts).lookup(ref, ref.tag)
@@ -598,9 +472,6 @@ def verify_image(
     except TrustError as exc:
         v.exit_code = EXIT_NETWORK if exc.kind == "network" else (EXIT_USAGE if exc.kind == "config" else EXIT_UNTRUSTED)
         v.reason = exc.message
-        return v
-    except TrustUnavailableError as exc:
-        v.exit_code, v.reason = EXIT_USAGE, exc.message
         return v
     v.from_cache = target.from_cache
     if require_fresh and target.stale is not None:

@@ -18,17 +18,12 @@ from typing import Any, TextIO
 import httpx
 
 from trustbox.client import dockerenv
+from trustbox.client.distribution import ManifestInfo, lookup_manifest
 from trustbox.client.errors import (
     Cancelled,
-    InsufficientSignaturesError,
-    MetaNotFoundError,
-    NoSigningKeysError,
     NoSuchTargetError,
-    RepositoryNotExistError,
-    ServerRejectedError,
-    UnauthorizedError,
+    notary_error,
 )
-from trustbox.client.manifest_lookup import ManifestInfo, lookup_manifest
 from trustbox.client.repository import (
     RELEASED_ROLES,
     RELEASES_ROLE,
@@ -40,15 +35,7 @@ from trustbox.client.repository import (
 from trustbox.client.textfmt import NaturalKey, go_json_indent, tab_table
 from trustbox.errors import (
     ConfigError,
-    ExpiredError,
-    FormatError,
-    HashMismatchError,
     KeyStoreError,
-    NetworkError,
-    PassphraseError,
-    RollbackError,
-    RootError,
-    ThresholdError,
     TrustboxError,
 )
 from trustbox.keystore.passphrase import PassphraseRetriever, docker_retriever
@@ -127,41 +114,6 @@ class TrustContext:
         self.out.flush()
         answer = sys.stdin.readline().strip().lower()
         return answer in ("y", "yes")
-
-
-def notary_error(gun: str, exc: TrustboxError) -> TrustCommandError:
-    """Docker's ``trust.NotaryError``: the user-facing text for a notary failure."""
-    msg = exc.message
-    if isinstance(exc, FormatError) and msg.startswith("invalid JSON"):
-        text = (
-            f"Error: no trust data available for remote repository {gun}. Try running notary server "
-            "and setting DOCKER_CONTENT_TRUST_SERVER to its HTTPS address?"
-        )
-    elif isinstance(exc, ExpiredError):
-        text = f"Error: remote repository {gun} out-of-date: {msg}"
-    elif isinstance(exc, RepositoryNotExistError):
-        text = f"Error: remote trust data does not exist for {gun}: {msg}"
-    elif isinstance(exc, MetaNotFoundError):
-        text = f"Error: trust data missing for remote repository {gun} or remote repository not found: {msg}"
-    elif isinstance(exc, ServerRejectedError | UnauthorizedError):
-        text = msg
-    elif isinstance(exc, NetworkError):
-        text = f"Error: error contacting notary server: {msg}"
-    elif isinstance(exc, RootError | HashMismatchError):
-        text = f"Warning: potential malicious behavior - trust data mismatch for remote repository {gun}: {msg}"
-    elif isinstance(exc, RollbackError):
-        text = f"Warning: potential malicious behavior - trust data version is lower than expected for remote repository {gun}: {msg}"
-    elif isinstance(exc, ThresholdError):
-        text = f"Warning: potential malicious behavior - trust data has insufficient signatures for remote repository {gun}: {msg}"
-    elif isinstance(exc, InsufficientSignaturesError):
-        text = f"Error: could not produce valid signature for {gun}.  If Yubikey was used, was touch input provided?: {msg}"
-    elif isinstance(exc, NoSigningKeysError | PassphraseError):
-        text = f"Error: could not find signing keys for remote repository {gun}, or could not decrypt signing key: {msg}"
-    else:
-        text = msg
-    err = TrustCommandError(text)
-    err.__cause__ = exc
-    return err
 
 
 # --- keys ----------------------------------------------------------------------------------------

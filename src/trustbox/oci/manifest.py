@@ -131,8 +131,9 @@ def _build(raw: bytes, doc: dict[str, Any], media_type: str, strict: bool) -> Ma
     return Manifest(raw, media_type, config, layers, ())
 
 
-def parse_manifest(raw: bytes, media_type: str | None = None) -> Manifest:
+def parse_manifest(raw: bytes, media_type: str | None = None, digest: str | None = None) -> Manifest:
     """Parse manifest bytes the client read; the media type comes from the document or the transport.
+    ``digest``: the sha256 digest of ``raw`` when the caller computed it already (not hashed again).
 
     Raises:
         ImageError: too large, not JSON, schema 1, or not a well-formed image manifest or index.
@@ -150,7 +151,10 @@ def parse_manifest(raw: bytes, media_type: str | None = None) -> Manifest:
         if doc.get("schemaVersion") != 2:
             raise ImageError("manifest schemaVersion is not 2")
         raise ImageError(f"unsupported manifest media type {mt!r}")
-    return _build(raw, doc, mt, strict=False)
+    manifest = _build(raw, doc, mt, strict=False)
+    if digest is not None:
+        manifest.__dict__["digest"] = digest  # seeds the cached_property
+    return manifest
 
 
 def _pushed_type(doc: dict[str, Any], content_type: str | None) -> str:
