@@ -49,7 +49,7 @@ from common import parse_wrk, process_tree  # noqa: E402
 
 from helpers.net import free_port  # noqa: E402
 from helpers.notary_upload import multipart  # noqa: E402
-from trustbox.client.distribution import RegistryClient, RegistryOptions  # noqa: E402
+from trustbox.client.images.distribution import RegistryClient, RegistryOptions  # noqa: E402
 from trustbox.oci.descriptor import Descriptor  # noqa: E402
 from trustbox.oci.manifest import parse_manifest  # noqa: E402
 from trustbox.tuf.certs import make_root_public_key  # noqa: E402

@@ -10,7 +10,7 @@ import pytest
 
 from client.fakeserver import FakeNotary
 from client.repobuilder import GUN, NOW, RepoBuilder
-from trustbox.client.repository import TrustClient
+from trustbox.client.trust.repository import TrustClient
 from trustbox.keystore.passphrase import constant_retriever
 
 SERVER = "https://notary.example.test"

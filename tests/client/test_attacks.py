@@ -10,8 +10,8 @@ import pytest
 
 from client.fakeserver import FakeNotary
 from client.repobuilder import GUN, RepoBuilder, target_meta
-from trustbox.client.distribution import check_manifest, lookup_manifest
 from trustbox.client.errors import BadResponseError, NoSuchTargetError
+from trustbox.client.images.distribution import check_manifest, lookup_manifest
 from trustbox.client.pinning import TrustPinning
 from trustbox.errors import (
     ExpiredError,

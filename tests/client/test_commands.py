@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from client.fakeserver import FakeNotary
 from client.repobuilder import NOW
 from trustbox.cli import cli
-from trustbox.client.verbs import TrustContext
+from trustbox.client.trust.verbs import TrustContext
 from trustbox.tuf.metadata import Metadata
 
 GUN = "registry.example.test/team/app"
@@ -165,7 +165,7 @@ def test_errors_are_one_line_like_docker(ctx: TrustContext, args: tuple[str, ...
 
 
 def test_no_trust_data_message(ctx: TrustContext) -> None:
-    from trustbox.client.verbs import notary_error
+    from trustbox.client.trust.verbs import notary_error
     from trustbox.errors import TrustboxError
     from trustbox.oci.reference import parse_reference
 

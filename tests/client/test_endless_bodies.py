@@ -26,10 +26,10 @@ from helpers.certs import CertFiles, write_ca_and_server_cert
 from images.fake_registry import FakeRegistry
 from trustbox.cli import cli
 from trustbox.client.capped import SMALL_BODY_LIMIT, TOKEN_BODY_LIMIT
-from trustbox.client.distribution import RegistryClient, RegistryOptions
-from trustbox.client.layout import open_source
-from trustbox.client.sample import write_sample_image
-from trustbox.client.transfer import RegistryDestination, Reporter, copy_image
+from trustbox.client.images.distribution import RegistryClient, RegistryOptions
+from trustbox.client.images.layout import open_source
+from trustbox.client.images.sample import write_sample_image
+from trustbox.client.images.transfer import RegistryDestination, Reporter, copy_image
 from trustbox.client.transport import basic_auth_header
 from trustbox.oci.manifest import MAX_MANIFEST_BYTES, Manifest
 from trustbox.tuf.metadata import FileMeta, Metadata, Targets

@@ -19,7 +19,7 @@ import pytest
 from helpers.net import free_port
 from helpers.notary_server import run_notary
 from interop.servers import ServerHandle, make_tls, start_variant
-from trustbox.client.repository import TrustClient
+from trustbox.client.trust.repository import TrustClient
 from trustbox.keystore.passphrase import docker_env_retriever
 
 pytestmark = pytest.mark.interop

@@ -10,7 +10,7 @@ from client.conftest import SERVER
 from client.fakeserver import FakeNotary
 from client.repobuilder import GUN, NOW, RepoBuilder
 from trustbox.client.dockerenv import trust_pinning
-from trustbox.client.repository import trust_client_for
+from trustbox.client.trust.repository import trust_client_for
 from trustbox.errors import ConfigError, RootError
 
 

@@ -11,10 +11,10 @@ import httpx
 import pytest
 
 from images.fake_registry import FakeRegistry
-from trustbox.client.distribution import RegistryAuthError, RegistryClient, RegistryOptions
 from trustbox.client.dockerenv import load_credentials
-from trustbox.client.layout import OCILayoutSource, open_destination, open_source
-from trustbox.client.transfer import RegistryDestination, RegistrySource, Reporter, copy_image
+from trustbox.client.images.distribution import RegistryAuthError, RegistryClient, RegistryOptions
+from trustbox.client.images.layout import OCILayoutSource, open_destination, open_source
+from trustbox.client.images.transfer import RegistryDestination, RegistrySource, Reporter, copy_image
 from trustbox.errors import NetworkError, NotFoundError
 from trustbox.oci.descriptor import Descriptor
 from trustbox.oci.digest import sha256_digest

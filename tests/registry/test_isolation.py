@@ -21,7 +21,7 @@ from auth.helpers import issuer_and_verifier
 from trustbox.auth.middleware import AuthInfo
 from trustbox.auth.scopes import Scope, repository
 from trustbox.auth.tokens import TokenIssuer
-from trustbox.registry.auth import required_scopes
+from trustbox.registry.access_control import required_scopes
 
 from .conftest import OCI_MANIFEST, SERVICE, Reg, build_reg, error_code, token_config
 

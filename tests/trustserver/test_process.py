@@ -119,7 +119,7 @@ def test_tls_speaks_http1_only_like_notary_server(sqlite_server: Server, tls):
 def test_clients_verify_the_trust_servers_certificate(sqlite_server: Server, tmp_path: Path):
     """The network-attacker row of THREAT_MODEL.md: trustbox's client talks to a trust server only
     over TLS it can verify; a server whose certificate no trusted CA signed is refused outright."""
-    from trustbox.client.repository import TrustClient
+    from trustbox.client.trust.repository import TrustClient
     from trustbox.errors import TrustboxError
 
     with sqlite_server.client() as c:

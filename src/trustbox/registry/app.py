@@ -24,7 +24,7 @@ from trustbox.httpnum import INT64_MIN, parse_decimal
 from trustbox.oci.digest import Digest
 from trustbox.oci.mediatypes import OCI_INDEX
 from trustbox.registry import layout
-from trustbox.registry.auth import auth_middleware
+from trustbox.registry.access_control import auth_middleware
 from trustbox.registry.blobs import BlobInfo, BlobStore, VerifyPolicy
 from trustbox.registry.config import RegistryConfig
 from trustbox.registry.errors import (

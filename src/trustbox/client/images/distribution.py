@@ -31,7 +31,6 @@ from urllib.parse import urlencode, urljoin
 
 import httpx
 
-from trustbox.client.blobio import copy_verified, verify_chunks
 from trustbox.client.capped import (
     LIST_BODY_LIMIT,
     ErrorFactory,
@@ -51,6 +50,7 @@ from trustbox.client.dockerenv import (
     registry_tls_dirs,
     tls_dir_files,
 )
+from trustbox.client.images.blobio import copy_verified, verify_chunks
 from trustbox.client.transport import ChallengeAuth, TokenRefusedError, make_http_client
 from trustbox.errors import (
     ConfigError,
