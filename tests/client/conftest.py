@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from client.fakeserver import FakeNotary
-from client.repobuilder import GUN, NOW, RepoBuilder
+from tests.client.fakeserver import FakeNotary
+from tests.client.repobuilder import GUN, NOW, RepoBuilder
 from trustbox.client.trust.repository import TrustClient
 from trustbox.keystore.passphrase import constant_retriever
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from client.fakeserver import FakeNotary
+from tests.client.fakeserver import FakeNotary
 from trustbox.tuf.certs import make_root_public_key
 from trustbox.tuf.keys import ECDSA, ED25519, PrivateKey, PublicKey
 from trustbox.tuf.metadata import (

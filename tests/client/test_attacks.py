@@ -8,8 +8,8 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from client.fakeserver import FakeNotary
-from client.repobuilder import GUN, RepoBuilder, target_meta
+from tests.client.fakeserver import FakeNotary
+from tests.client.repobuilder import GUN, RepoBuilder, target_meta
 from trustbox.client.errors import BadResponseError, NoSuchTargetError
 from trustbox.client.images.distribution import check_manifest, lookup_manifest
 from trustbox.client.pinning import TrustPinning
@@ -315,7 +315,7 @@ def test_trust_pinning_cert_ids(repo: RepoBuilder, make_client) -> None:
 def test_trust_pinning_ca_and_disable_tofu(repo: RepoBuilder, make_client, tmp_path) -> None:
     from cryptography.hazmat.primitives import serialization
 
-    from helpers.certs import make_ca
+    from tests.helpers.certs import make_ca
 
     ca, _ = make_ca()
     ca_file = tmp_path / "ca.pem"

@@ -19,11 +19,11 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
-from client.endless import SOCKET_SLACK, TOTAL, Bodies, TLSServer
-from client.fakeserver import FakeNotary
-from client.repobuilder import RepoBuilder
-from helpers.certs import CertFiles, write_ca_and_server_cert
-from images.fake_registry import FakeRegistry
+from tests.client.endless import SOCKET_SLACK, TOTAL, Bodies, TLSServer
+from tests.client.fakeserver import FakeNotary
+from tests.client.repobuilder import RepoBuilder
+from tests.helpers.certs import CertFiles, write_ca_and_server_cert
+from tests.images.fake_registry import FakeRegistry
 from trustbox.cli import cli
 from trustbox.client.capped import SMALL_BODY_LIMIT, TOKEN_BODY_LIMIT
 from trustbox.client.images.distribution import RegistryClient, RegistryOptions

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from client.conftest import SERVER
-from client.fakeserver import FakeNotary
-from client.repobuilder import GUN, NOW, RepoBuilder
+from tests.client.conftest import SERVER
+from tests.client.fakeserver import FakeNotary
+from tests.client.repobuilder import GUN, NOW, RepoBuilder
 from trustbox.client.dockerenv import trust_pinning
 from trustbox.client.trust.repository import trust_client_for
 from trustbox.errors import ConfigError, RootError

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from images.fake_registry import FakeRegistry
+from tests.images.fake_registry import FakeRegistry
 from trustbox.client.dockerenv import load_credentials
 from trustbox.client.images.distribution import RegistryAuthError, RegistryClient, RegistryOptions
 from trustbox.client.images.layout import OCILayoutSource, open_destination, open_source

@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 
-from helpers.net import free_port, stop_process, wait_http
-from helpers.notary_upload import multipart
+from tests.helpers.net import free_port, stop_process, wait_http
+from tests.helpers.notary_upload import multipart
 from trustbox.tuf.certs import make_root_public_key
 from trustbox.tuf.keys import PrivateKey, PublicKey
 from trustbox.tuf.metadata import FileMeta, Metadata, RoleKeys, Root, Targets

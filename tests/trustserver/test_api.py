@@ -6,9 +6,8 @@ import hashlib
 import json
 import re
 
-from ts_helpers import GUN, error, new_repo, post, publish_new, tuf
-from ts_repo import parse_key, target
-
+from tests.trustserver.ts_helpers import GUN, error, new_repo, post, publish_new, tuf
+from tests.trustserver.ts_repo import parse_key, target
 from trustbox.tuf.metadata import Metadata, Snapshot, Timestamp
 from trustbox.tuf.verify import TrustedCollection
 
@@ -126,8 +125,8 @@ def test_key_route_returns_key_listed_in_root(client):
 
 
 def test_ecdsa_key_algorithm(backend, clock):
-    from ts_asgi import ASGIClient
-    from ts_env import make_app
+    from tests.trustserver.ts_asgi import ASGIClient
+    from tests.trustserver.ts_env import make_app
 
     a = make_app(backend, clock, key_algorithm="ecdsa")
     try:

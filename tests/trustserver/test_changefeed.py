@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 
-from ts_helpers import GUN, error, post, publish_new, tuf
+from tests.trustserver.ts_helpers import GUN, error, post, publish_new, tuf
 
 OTHER = "example.com/other/repo"
 CREATED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")

@@ -6,11 +6,11 @@ import threading
 from datetime import timedelta
 
 import pytest
-from ts_asgi import ASGIClient
-from ts_env import make_app
-from ts_helpers import GUN, error, post, publish_new, tuf
-from ts_repo import target
 
+from tests.trustserver.ts_asgi import ASGIClient
+from tests.trustserver.ts_env import make_app
+from tests.trustserver.ts_helpers import GUN, error, post, publish_new, tuf
+from tests.trustserver.ts_repo import target
 from trustbox.tuf.metadata import Metadata, Snapshot, Timestamp
 
 

@@ -6,10 +6,11 @@ import asyncio
 import json
 
 import pytest
-from ts_asgi import ASGIClient, raw_call
-from ts_env import make_app
-from ts_helpers import GUN, error, new_repo, post, publish_new, tuf
-from ts_repo import multipart
+
+from tests.trustserver.ts_asgi import ASGIClient, raw_call
+from tests.trustserver.ts_env import make_app
+from tests.trustserver.ts_helpers import GUN, error, new_repo, post, publish_new, tuf
+from tests.trustserver.ts_repo import multipart
 
 
 def test_oversized_body_rejected_by_content_length(backend, clock):
@@ -133,8 +134,7 @@ def test_version_route_overflow(client):
 
 def test_targets_and_delegations_per_update_are_limited(backend, clock):
     """Updates listing more targets / delegated roles than configured get 400 and change nothing."""
-    from ts_repo import target
-
+    from tests.trustserver.ts_repo import target
     from trustbox.tuf.keys import PrivateKey
 
     app = make_app(backend, clock, max_targets_per_update=3, max_delegations_per_update=1)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ts_env import postgres_url
-from ts_helpers import GUN, error, post, publish_new, tuf
-from ts_repo import target
-from ts_tls import make_tls
 
+from tests.trustserver.ts_env import postgres_url
+from tests.trustserver.ts_helpers import GUN, error, post, publish_new, tuf
+from tests.trustserver.ts_repo import target
+from tests.trustserver.ts_tls import make_tls
 from trustbox.tuf.metadata import Metadata, Timestamp
 
 NOTARY = shutil.which("notary")

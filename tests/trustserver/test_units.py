@@ -43,7 +43,7 @@ def test_keys_at_rest_roundtrip_and_binding():
 
 
 def test_stored_keys_are_encrypted(backend):
-    from ts_env import make_app
+    from tests.trustserver.ts_env import make_app
 
     app = make_app(backend)
     try:
@@ -113,9 +113,9 @@ class _FakeRSGIProtocol:
 def test_rsgi_interface(backend):
     import asyncio
 
-    from ts_env import make_app
-    from ts_helpers import GUN, tuf
-    from ts_repo import Repo, multipart, parse_key
+    from tests.trustserver.ts_env import make_app
+    from tests.trustserver.ts_helpers import GUN, tuf
+    from tests.trustserver.ts_repo import Repo, multipart, parse_key
 
     app = make_app(backend)
 
@@ -171,9 +171,9 @@ def test_config_file_upstream_layout(tmp_path):
 
 
 def test_no_cache_policy(backend):
-    from ts_asgi import ASGIClient
-    from ts_env import make_app
-    from ts_helpers import GUN, publish_new, tuf
+    from tests.trustserver.ts_asgi import ASGIClient
+    from tests.trustserver.ts_env import make_app
+    from tests.trustserver.ts_helpers import GUN, publish_new, tuf
 
     app = make_app(backend, current_max_age=0)
     try:

@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-from ts_asgi import ASGIClient
-from ts_repo import Repo, multipart, parse_key, root_listing, target
 
-from helpers.legacy_certs import sha1_certificate_key
+from tests.helpers.legacy_certs import sha1_certificate_key
+from tests.trustserver.ts_asgi import ASGIClient
+from tests.trustserver.ts_repo import Repo, multipart, parse_key, root_listing, target
 from trustbox.tuf.keys import PrivateKey
 from trustbox.tuf.metadata import Metadata
 from trustbox.tuf.timefmt import utcnow
@@ -211,7 +211,7 @@ def test_certificate_and_key_id_rules_identical(upstream, client):
 
 @pytest.fixture
 def client(tmp_path):
-    from ts_env import make_app
+    from tests.trustserver.ts_env import make_app
 
     app = make_app({"db": f"sqlite:///{tmp_path}/t.db", "table_prefix": ""})
     with ASGIClient(app) as c:

@@ -8,10 +8,10 @@ import json
 from datetime import timedelta
 
 import pytest
-from ts_helpers import GUN, error, new_repo, post, publish_new, tuf
-from ts_repo import Repo, multipart, root_listing, target
 
-from helpers.legacy_certs import sha1_certificate_key
+from tests.helpers.legacy_certs import sha1_certificate_key
+from tests.trustserver.ts_helpers import GUN, error, new_repo, post, publish_new, tuf
+from tests.trustserver.ts_repo import Repo, multipart, root_listing, target
 from trustbox.errors import FormatError
 from trustbox.trustserver.errors import ServerError
 from trustbox.trustserver.service import parse_parts

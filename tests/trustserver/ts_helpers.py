@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 import httpx
-from ts_repo import Repo, multipart, parse_key, target
+
+from tests.trustserver.ts_repo import Repo, multipart, parse_key, target
 
 GUN = "example.com/team/app"
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from helpers.legacy_certs import sha1_certificate_key
+from tests.helpers.legacy_certs import sha1_certificate_key
 from trustbox.errors import (
     FormatError,
     HashMismatchError,
