@@ -257,11 +257,15 @@ class _Importer:
         self.remote.post_update(parts)
         self.updates += 1
 
-    def server_versions(self) -> tuple[int, int]:
-        """(snapshot, timestamp) versions the server serves now (fetching the timestamp also makes
-        notary-server sign a new one for a new snapshot)."""
+    def timestamp(self) -> Metadata[Timestamp]:
+        """The server's timestamp now (fetching it also makes notary-server sign a new one for a new snapshot)."""
         ts_data = self.remote.get_sized(TIMESTAMP, MAX_TIMESTAMP_SIZE)
         ts: Metadata[Timestamp] = Metadata.parse(ts_data, TIMESTAMP, expect=Timestamp)
+        return ts
+
+    def server_versions(self) -> tuple[int, int]:
+        """(snapshot, timestamp) versions the server serves now."""
+        ts = self.timestamp()
         meta = ts.signed.snapshot_meta
         snap_data = self.remote.get_sized(SNAPSHOT, meta.length)
         snap: Metadata[Snapshot] = Metadata.parse(snap_data, SNAPSHOT, expect=Snapshot)
@@ -375,7 +379,12 @@ def import_archive(
             if version <= last or imp.updates % 50 == 0:
                 say(f"publishing root version {version} (snapshot {snap_v}/{want_snap}, timestamp {ts_v}/{want_ts})")
             imp.post(parts)
-            snap_v, ts_v = imp.server_versions()
+            # each update makes one more snapshot version; confirmed from the server once the loop would end
+            snap_v, ts_v = snap_v + 1, int(imp.timestamp().signed.version)
+            if imp.snapshot_signers:
+                snap_v = _version(parts[-1][1], SNAPSHOT)
+            if version >= last and snap_v >= want_snap and ts_v >= want_ts:
+                snap_v, ts_v = imp.server_versions()
         if not fresh:
             _check_as_pinned_client(archive, remote, when)
         return ImportResult(gun, remote.server_url, version, snap_v, ts_v, imp.updates, new_root=generated,
