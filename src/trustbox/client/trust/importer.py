@@ -344,7 +344,7 @@ def import_archive(
                     hint="import into a server (or a name, --as) that has no trust data for it")
         keys, roles = imp.server_keys(base)
         generated = not signers
-        if generated:  # --new-root: a new root key, certificate for the (new) name
+        if generated and existing is None:  # --new-root: a new root key, certificate for the (new) name
             signers = [("", keystore.generate_key(ROOT))]
         fresh = renamed or not _holds_all(signers, base)
         if fresh:
