@@ -123,7 +123,7 @@ def history(token_server: TokenServer, tmp_path_factory: pytest.TempPathFactory)
 
 
 def _check_pinned_clients(h: History, docker_dir: Path, notary_dirs: list[Path], server: ServerHandle,
-                          tag: str) -> None:
+                          tag: str, login: tuple[str, str] | None = None) -> None:
     """Old caches switched to ``server``: same tags, digests and signers, no cache fallback; then a
     new signature by alice published there is seen by all of them."""
     add_server_ca(docker_dir, server.url, server.ca_path)
@@ -133,17 +133,17 @@ def _check_pinned_clients(h: History, docker_dir: Path, notary_dirs: list[Path],
     res = docker_ok(docker_dir, server.url, "trust", "inspect", "--pretty", GUN)
     assert CACHED_TIMESTAMP not in res.err and res.out == h.inspect_pretty, res.describe()
     for trust_dir in notary_dirs:
-        res = notary_ok(trust_dir, server.url, server.ca_path, "list", GUN)
+        res = notary_ok(trust_dir, server.url, server.ca_path, "list", GUN, login=login)
         assert CACHED_TIMESTAMP not in res.out, res.describe()
         assert notary_rows(res.out) == h.notary_list, res.describe()
     # a new signature by an existing signer (alice's key in docker's trust folder), on the new server
     digest, size = _digest(tag)
     notary_ok(docker_dir / "trust", server.url, server.ca_path, "addhash", GUN, tag, size, "--sha256", digest,
-              "-r", "targets/releases", "-r", "targets/alice", "-p")
+              "-r", "targets/releases", "-r", "targets/alice", "-p", login=login)
     res = docker_ok(docker_dir, server.url, "trust", "inspect", GUN)
     assert CACHED_TIMESTAMP not in res.err and signed_tags(res.out)[tag] == (digest, ["alice"]), res.describe()
     for trust_dir in notary_dirs:
-        res = notary_ok(trust_dir, server.url, server.ca_path, "list", GUN)
+        res = notary_ok(trust_dir, server.url, server.ca_path, "list", GUN, login=login)
         assert CACHED_TIMESTAMP not in res.out, res.describe()
         assert [tag, digest, size] in [r[:3] for r in notary_rows(res.out)], res.describe()
 
@@ -230,6 +230,7 @@ def test_publisher_snapshot_key_is_kept(history: History, destinations: dict[str
 
 def test_import_failing_half_way_is_completed_by_a_second_run(
         history: History, destinations: dict[str, ServerHandle], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Into a trustbox server behind docker token auth (the docker config's credentials are used)."""
     h = history
     dest = destinations["trustbox-resume"]
     docker_dir = h.copy("resume", h.snapshots["docker"])
@@ -250,10 +251,13 @@ def test_import_failing_half_way_is_completed_by_a_second_run(
         import_archive(archive, server_url=dest.url, trust_dir=docker_dir / "trust", ca_files=(dest.ca_path,),
                        environ={"DOCKER_CONFIG": str(docker_dir), **DOCKER_PASSPHRASES})
     monkeypatch.undo()
-    assert _server_has(dest, GUN)  # two root versions are there; a client would not accept them yet
+    assert len(posted) == 2  # two root versions are there (through token auth); no client would accept them yet
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(dest.ca_path))) as http:
+        assert http.get(f"{dest.url}/v2/{GUN}/_trust/tuf/root.json").status_code == 401  # anonymous: refused
     res = trustbox_ok(docker_dir, "trust", "import", str(h.root / "app.trust.tar"), "--server", dest.url)
-    assert f"imported {GUN}" in res.out, res.describe()
-    _check_pinned_clients(h, docker_dir, [pinned], dest, "v7")
+    assert f"imported {GUN}" in res.out and "publishing root version 3 " in res.err, res.describe()
+    assert "publishing root version 1 " not in res.err, res.describe()
+    _check_pinned_clients(h, docker_dir, [pinned], dest, "v7", login=LOGIN)
 
 
 def _server_has(server: ServerHandle, gun: str) -> bool:
