@@ -136,7 +136,8 @@ class TrustArchive:
         }
 
     def to_bytes(self) -> bytes:
-        """The archive as tar bytes (members sorted, fixed owner and mtime, mode 0644)."""
+        """The archive as tar bytes (members sorted, fixed owner and mtime, mode 0644). Raises
+        ArchiveError for a file name that is no metadata file of a valid role."""
         for name in self.files:
             role_of(name)
         buf = io.BytesIO()
@@ -151,7 +152,8 @@ class TrustArchive:
         return buf.getvalue()
 
     def write(self, path: Path) -> None:
-        """Write the archive to ``path`` atomically (no partial file on failure; ConfigError)."""
+        """Write the archive to ``path`` atomically (no partial file on failure). Raises ConfigError,
+        ArchiveError (see :meth:`to_bytes`)."""
         atomic_write(Path(path), self.to_bytes(), mode=0o644)
 
     @classmethod

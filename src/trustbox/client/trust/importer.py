@@ -217,7 +217,9 @@ class _Importer:
     def server_keys(self, base: Root) -> tuple[dict[str, PublicKey], dict[str, RoleKeys]]:
         """The archive's keys with the new server's timestamp key in place of the old one, and its
         snapshot key too unless the snapshot key was the publisher's and is held here (then the
-        import keeps it and signs the snapshots itself: :attr:`snapshot_signers`)."""
+        import keeps it and signs the snapshots itself: :attr:`snapshot_signers`).
+
+        Raises the errors of :meth:`RemoteStore.get_key` (NetworkError, MetaNotFoundError, FormatError)."""
         ts = self.remote.get_key(TIMESTAMP)
         roles = {ROOT: base.roles[ROOT], TARGETS: base.roles[TARGETS], TIMESTAMP: RoleKeys([ts.keyid])}
         old_keys, threshold = base.role_keys(SNAPSHOT)
@@ -254,17 +256,19 @@ class _Importer:
     # -- server ----------------------------------------------------------------------------------
 
     def post(self, parts: list[tuple[str, bytes]]) -> None:
+        """One update; raises ServerRejectedError / NetworkError / UnauthorizedError."""
         self.remote.post_update(parts)
         self.updates += 1
 
     def timestamp(self) -> Metadata[Timestamp]:
-        """The server's timestamp now (fetching it also makes notary-server sign a new one for a new snapshot)."""
+        """The server's timestamp now (fetching it also makes notary-server sign a new one for a new
+        snapshot). Raises NetworkError / MetaNotFoundError / FormatError."""
         ts_data = self.remote.get_sized(TIMESTAMP, MAX_TIMESTAMP_SIZE)
         ts: Metadata[Timestamp] = Metadata.parse(ts_data, TIMESTAMP, expect=Timestamp)
         return ts
 
     def server_versions(self) -> tuple[int, int]:
-        """(snapshot, timestamp) versions the server serves now."""
+        """(snapshot, timestamp) versions the server serves now (errors as :meth:`timestamp`)."""
         ts = self.timestamp()
         meta = ts.signed.snapshot_meta
         snap_data = self.remote.get_sized(SNAPSHOT, meta.length)
@@ -272,6 +276,7 @@ class _Importer:
         return int(snap.signed.version), int(ts.signed.version)
 
     def existing_root(self) -> Metadata[Root] | None:
+        """The server's root of the GUN, None when it has none; raises NetworkError / FormatError."""
         try:
             data = self.remote.get_sized(ROOT, MAX_ROOT_SIZE)
         except MetaNotFoundError:
