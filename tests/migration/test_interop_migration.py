@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import ssl
 from collections.abc import Iterator
@@ -167,6 +168,35 @@ def test_export_import_keeps_pinned_clients(history: History, destinations: dict
     res = trustbox_ok(h.docker_dir, "trust", "import", str(archive_path), "--server", dest.url)
     assert "already imported" in res.out, res.describe()
     _check_pinned_clients(h, h.docker_dir, [h.pinned_v1, h.pinned_new], dest, "v4")
+
+
+def test_export_uses_credential_helpers(history: History) -> None:
+    """The source's token auth gets the registry credentials from a docker credential helper; without
+    credentials the export is refused in one line."""
+    h = history
+    bindir = h.root / "helper-bin"
+    bindir.mkdir()
+    log = h.root / "helper.log"
+    helper = bindir / "docker-credential-migtest"
+    helper.write_text(f"""#!/bin/sh
+read server
+echo "$1 $server" >> {log}
+[ "$server" = registry.example.test ] || {{ echo "credentials not found in native keychain"; exit 1; }}
+echo '{{"ServerURL": "registry.example.test", "Username": "alice", "Secret": "alice-pw"}}'
+""")
+    helper.chmod(0o755)
+    cfg = docker_config(h.root / "helper" / "docker", h.source.ca, [h.source.url])
+    (cfg / "config.json").write_text(json.dumps({"credHelpers": {"registry.example.test": "migtest"}}))
+    path = {"PATH": f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+    res = trustbox_ok(cfg, "trust", "export", GUN, "--server", h.source.url, "-o", str(h.root / "helper.tar"),
+                      extra_env=path)
+    assert "root versions 1..3" in res.out and "get registry.example.test" in log.read_text(), res.describe()
+    assert TrustArchive.read(h.root / "helper.tar").files == TrustArchive.read(h.root / "app.trust.tar").files
+    anonymous = docker_config(h.root / "anonymous" / "docker", h.source.ca, [h.source.url])
+    res = trustbox(anonymous, "trust", "export", GUN, "--server", h.source.url, "-o", str(h.root / "anon.tar"))
+    assert res.rc == 1 and res.err.strip().splitlines() == [
+        f"Error: cannot export {GUN} from {h.source.url.split('://')[1]}: you are not authorized to perform this "
+        "operation: server returned 401."], res.describe()
 
 
 def test_import_as_new_name(history: History, destinations: dict[str, ServerHandle]) -> None:
