@@ -23,14 +23,14 @@ from datetime import timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))  # the repository root: tests.* helpers
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import Report  # noqa: E402
+from tests.helpers.simulator import RepositorySimulator, target_meta  # noqa: E402
+from tests.interop.servers import make_tls, start_trustbox, start_upstream  # noqa: E402
 
-from client.repobuilder import RepoBuilder, target_meta  # noqa: E402
-from interop.servers import make_tls, start_trustbox, start_upstream  # noqa: E402
 from trustbox.client.trust.archive import TrustArchive  # noqa: E402
 from trustbox.client.trust.importer import import_archive  # noqa: E402
 from trustbox.keystore.passphrase import constant_retriever  # noqa: E402
@@ -40,8 +40,8 @@ from trustbox.tuf.timefmt import utcnow  # noqa: E402
 PASSPHRASE = "bench-root-passphrase"
 
 
-def build_archive(timestamp_version: int, targets: int) -> tuple[TrustArchive, RepoBuilder]:
-    b = RepoBuilder(now=utcnow() - timedelta(hours=1))
+def build_archive(timestamp_version: int, targets: int) -> tuple[TrustArchive, RepositorySimulator]:
+    b = RepositorySimulator(now=utcnow() - timedelta(hours=1))
     b.initial({f"tag{i}": target_meta(i % 256) for i in range(targets)})
     while b.versions["timestamp"] < timestamp_version:
         b.make_timestamp()
@@ -61,7 +61,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="import-bench-") as tmp:
         work = Path(tmp)
         store = KeyStore(work / "keys", constant_retriever(PASSPHRASE))
-        for key in builder.root_keys:
+        for key, _pub in builder.root_keys:
             store.add_key(key, "root")
         tls = make_tls(work / "tls")
         servers = {"upstream": start_upstream(work / "upstream", tls),

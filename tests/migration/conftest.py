@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from auth.conftest import TokenServer, tls, token_server  # noqa: F401  (fixtures reused)
-from helpers.certs import CertFiles
-from helpers.net import free_port, stop_process, wait_http
-from interop.servers import ServerHandle, TLSFiles, start_trustbox, start_upstream
+from tests.auth.conftest import TokenServer, tls, token_server  # noqa: F401  (fixtures reused)
+from tests.helpers.certs import CertFiles
+from tests.helpers.net import free_port, stop_process, wait_http
+from tests.interop.servers import ServerHandle, TLSFiles, start_trustbox, start_upstream
 
 
 def need(*binaries: str) -> None:

@@ -20,10 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from auth.conftest import TokenServer
-from interop.servers import ServerHandle
-from migration.conftest import Source, need, start_source
-from migration.tools import (
+from tests.auth.conftest import TokenServer
+from tests.interop.servers import ServerHandle
+from tests.migration.conftest import Source, need, start_source
+from tests.migration.tools import (
     CACHED_TIMESTAMP,
     DOCKER_PASSPHRASES,
     NOTARY_PASSPHRASES,
