@@ -255,7 +255,7 @@ class _Importer:
 
     # -- server ----------------------------------------------------------------------------------
 
-    def post(self, parts: list[tuple[str, bytes]]) -> None:
+    def publish_update(self, parts: list[tuple[str, bytes]]) -> None:
         """One update; raises ServerRejectedError / NetworkError / UnauthorizedError."""
         self.remote.post_update(parts)
         self.updates += 1
@@ -383,7 +383,7 @@ def import_archive(
                 parts.append(imp.snapshot_part(max(snap_v, want_snap - 1) + 1, root_bytes))
             if version <= last or imp.updates % 50 == 0:
                 say(f"publishing root version {version} (snapshot {snap_v}/{want_snap}, timestamp {ts_v}/{want_ts})")
-            imp.post(parts)
+            imp.publish_update(parts)
             # each update makes one more snapshot version; confirmed from the server once the loop would end
             snap_v, ts_v = snap_v + 1, int(imp.timestamp().signed.version)
             if imp.snapshot_signers:
