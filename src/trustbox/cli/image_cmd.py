@@ -121,11 +121,14 @@ def _reported(ctx: click.Context) -> Iterator[None]:
 @click.argument("image", metavar="IMAGE:TAG")
 @click.option("--sign", is_flag=True, help="Sign the tag after pushing (same as DOCKER_CONTENT_TRUST=1).")
 @click.option("--disable-content-trust", is_flag=True, help="Do not sign even if DOCKER_CONTENT_TRUST is set.")
+@click.option("--sigstore/--no-sigstore", default=None,
+              help="When signing, also write (default) or skip the sigstore attachment signature; default from "
+              "TRUSTBOX_SIGSTORE (on unless 0/false/no/off).")
 @_transfer_options
 @click.option("-q", "--quiet", is_flag=True, help="Print only trust messages and errors.")
 @click.pass_context
 def push_cmd(
-    ctx: click.Context, source: str, image: str, sign: bool, disable_content_trust: bool,
+    ctx: click.Context, source: str, image: str, sign: bool, disable_content_trust: bool, sigstore: bool | None,
     insecure: tuple[str, ...], ca_certs: tuple[Path, ...], quiet: bool,
 ) -> None:
     """Push a local image (oci:DIR[:REF], oci-archive:FILE, docker-archive:FILE) to IMAGE:TAG.
@@ -137,7 +140,8 @@ def push_cmd(
     """
     do_sign = (sign or content_trust_enabled()) and not disable_content_trust
     with _reported(ctx):
-        push_image(source, image, sign=do_sign, opts=_options(insecure, ca_certs), reporter=RichReporter(quiet))
+        push_image(source, image, sign=do_sign, opts=_options(insecure, ca_certs), reporter=RichReporter(quiet),
+                   sigstore=sigstore)
 
 
 @click.command("pull")

@@ -179,6 +179,24 @@ def add_signature(client: RegistryClient, repo: str, identity: str, digest: str,
     return True
 
 
+def sign_image(
+    client: RegistryClient, repo: str, identity: str, top: Manifest, keys: Sequence[PrivateKey]
+) -> tuple[list[str], int]:
+    """Sign ``top`` and, for an index, each child manifest (:func:`image_digests`) with every key:
+    the attachments ``trust sign`` and ``push --sign`` write. Returns the digests covered and how
+    many signatures were added (present ones are kept).
+
+    Raises:
+        see :func:`add_signature` and :func:`image_digests`.
+    """
+    digests = image_digests(client, repo, top)
+    added = 0
+    for key in keys:
+        for d in digests:
+            added += add_signature(client, repo, identity, d, key)
+    return digests, added
+
+
 def remove_signatures(client: RegistryClient, repo: str, digest: str, keys: Iterable[PublicKey]) -> int:
     """Drop the layers of ``digest``'s signature manifest that verify with one of ``keys``;
     delete the manifest when none is left. Returns how many layers were removed.
@@ -241,5 +259,6 @@ __all__ = [
     "read_layers",
     "read_payload",
     "remove_signatures",
+    "sign_image",
     "verify_signatures",
 ]

@@ -14,8 +14,9 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from trustbox.client import dockerenv
 from trustbox.client.errors import TrustError, notary_error
-from trustbox.client.images.attachments import VerifiedSignature, verify_signatures
+from trustbox.client.images.attachments import VerifiedSignature, sign_image, verify_signatures
 from trustbox.client.images.distribution import RegistryClient, RegistryOptions
 from trustbox.client.images.layout import (
     DockerArchiveDestination,
@@ -40,7 +41,8 @@ from trustbox.oci.errors import DigestMismatchError, ImageError
 from trustbox.oci.manifest import Manifest
 from trustbox.oci.platforms import Platform, machine_platform, parse_platform, select_platform
 from trustbox.oci.reference import ImageRef, parse_image_ref, parse_reference
-from trustbox.tuf.keys import PublicKey
+from trustbox.oci.simplesigning import signature_tag
+from trustbox.tuf.keys import PrivateKey, PublicKey
 
 # --- DOCKER_CONTENT_TRUST ---------------------------------------------------------------
 
@@ -104,15 +106,16 @@ class NotaryTrust:
         finally:
             client.close()
 
-    def sign(self, ref: ImageRef, tag: str, digest: str, length: int) -> None:
-        """Sign the pushed manifest under ``tag``, initialising the repository if needed.
+    def sign(self, ref: ImageRef, tag: str, digest: str, length: int) -> list[PrivateKey]:
+        """Sign the pushed manifest under ``tag``, initialising the repository if needed; the
+        private keys that signed (for the sigstore attachment).
 
         Raises:
             TrustError: docker's wording of the failure.
         """
         client = self._client(ref)
         try:
-            client.sign_target(tag, digest.split(":", 1)[1], length)
+            return list(client.sign_target(tag, digest.split(":", 1)[1], length) or [])
         except TrustboxError as exc:
             raise notary_error(ref.name, exc) from None
         finally:
@@ -332,8 +335,17 @@ def push_image(
     sign: bool,
     opts: TransferOptions,
     reporter: Reporter,
+    sigstore: bool | None = None,
 ) -> tuple[ImageRef, Manifest]:
-    """``trustbox push``: copy a local image to ``IMAGE:TAG`` and, with ``sign``, sign the tag."""
+    """``trustbox push``: copy a local image to ``IMAGE:TAG`` and, with ``sign``, sign the tag;
+    with ``sigstore`` (None: ``$TRUSTBOX_SIGSTORE``, default on) the signing keys also write the
+    sigstore attachments (a failure there is a warning: the trust signature stands).
+
+    Raises:
+        ConfigError: a digest reference, a bad ``$TRUSTBOX_SIGSTORE``.
+        TrustError: signing failed (docker's wording).
+        ImageError, NetworkError, RegistryAuthError, RegistryResponseError: the push failed.
+    """
     ref = parse_image_ref(target)
     if ref.digest:
         raise ConfigError(f"cannot push to a digest reference {target!r}; name a tag")
@@ -349,9 +361,22 @@ def push_image(
     top = result.top
     reporter.info(f"{ref.tag}: digest: {top.digest} size: {top.size}")
     if sign:
+        with_sigstore = dockerenv.sigstore_attachments() if sigstore is None else sigstore
         reporter.always("Signing and pushing trust metadata")
-        _trust(opts).sign(ref, ref.tag, top.digest, top.size)
+        keys = _trust(opts).sign(ref, ref.tag, top.digest, top.size)
         reporter.always(f"Successfully signed {ref.name}:{ref.tag}")
+        if with_sigstore and keys:
+            try:
+                with RegistryClient(ref.api_host, opts.registry) as client:
+                    digests, added = sign_image(client, ref.path, ref.name, top, keys)
+            except TrustboxError as exc:
+                reporter.always(
+                    f"Warning: {ref.name}:{ref.tag} is signed in the trust data, but its sigstore signature was not "
+                    f"written: {exc.message} (retry with: trustbox trust attach {ref.name}:{ref.tag})"
+                )
+            else:
+                reporter.info(f"Sigstore signature {ref.name}:{signature_tag(top.digest)}: {added} added for "
+                              f"{len(digests)} manifest(s)")
     return ref, top
 
 

@@ -23,7 +23,7 @@ from trustbox.client.errors import (
     NoSuchTargetError,
     notary_error,
 )
-from trustbox.client.images.attachments import add_signature, image_digests, remove_signatures
+from trustbox.client.images.attachments import image_digests, remove_signatures, sign_image
 from trustbox.client.images.distribution import ManifestInfo, RegistryClient, RegistryOptions, lookup_manifest
 from trustbox.client.textfmt import NaturalKey, go_json_indent, tab_table
 from trustbox.client.trust.publish import RepoDraft
@@ -501,7 +501,7 @@ def sign(ctx: TrustContext, image: str, local: bool = False) -> FileMeta:
             for role in roles:
                 draft.add_target(role, tag, meta)
             client.publish(draft)
-            keys = _held_keys(draft, roles) if sigstore else []
+            keys = draft.held_keys(roles) if sigstore else []
         except TrustboxError as exc:
             raise TrustCommandError(f"failed to sign {ref.name}:{tag}: {exc.message}") from exc
     ctx.out.write(f"Successfully signed {ref.name}:{tag}\n")
@@ -522,19 +522,6 @@ def sign(ctx: TrustContext, image: str, local: bool = False) -> FileMeta:
     return meta
 
 
-def _held_keys(draft: RepoDraft, roles: Sequence[str]) -> list[PrivateKey]:
-    """The private keys of ``roles`` held in the key store (the keys that signed), one per key ID."""
-    out: dict[str, PrivateKey] = {}
-    for role in roles:
-        try:
-            keys, _ = draft.role_keys(role)
-        except RoleError:
-            continue
-        for _kid, key in draft.keystore.signing_keys(keys, keys.keys()):
-            out.setdefault(key.keyid, key)
-    return list(out.values())
-
-
 def write_attachments(
     ctx: TrustContext, ref: ImageRef, digest: str, length: int, keys: Sequence[PrivateKey]
 ) -> tuple[list[str], int]:
@@ -548,13 +535,7 @@ def write_attachments(
         NotFoundError, NetworkError, RegistryAuthError, RegistryResponseError: the registry failed.
     """
     with ctx.registry_client(ref) as rc:
-        top = rc.get_manifest(ref.path, digest, Descriptor("", digest, length))
-        digests = image_digests(rc, ref.path, top)
-        added = 0
-        for key in keys:
-            for d in digests:
-                added += add_signature(rc, ref.path, ref.name, d, key)
-    return digests, added
+        return sign_image(rc, ref.path, ref.name, rc.get_manifest(ref.path, digest, Descriptor("", digest, length)), keys)
 
 
 def remove_attachments(ctx: TrustContext, ref: ImageRef, digest: str, keys: Sequence[PublicKey]) -> int:
@@ -651,7 +632,7 @@ def _unsigned_by(draft: RepoDraft, revoked: Sequence[tuple[str, str]]) -> dict[s
         )
         if still:
             continue
-        for key in _held_keys(draft, [role]):
+        for key in draft.held_keys([role]):
             out.setdefault(digest, {})[key.keyid] = key.public_key()
     return {d: list(keys.values()) for d, keys in out.items()}
 
@@ -698,7 +679,7 @@ def attach(ctx: TrustContext, image: str, all_tags: bool = False) -> AttachRepor
         for t in targets:
             roles = sorted({e.role for e in entries if e.name == t.name and e.sha256_hex == t.sha256_hex})
             try:
-                keys = _held_keys(draft, roles)
+                keys = draft.held_keys(roles)
             except TrustboxError as exc:
                 report.failed.append((t.name, exc.message))
                 continue
