@@ -7,6 +7,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec as ecc
 
 from tests.images.fake_registry import FakeRegistry
 from trustbox.client.dockerenv import sigstore_attachments
@@ -59,11 +60,16 @@ def test_sign_verify_append_remove_on_an_index(multi: tuple[Path, Manifest], key
     top = _push(fake, multi[0], "m")
     ec, ed = keys[ECDSA], keys[ED25519]
     with _client(fake) as c:
-        digests, added = sign_image(c, REPO, f"{fake.host}/{REPO}", top, [ec])
-        assert digests == image_digests(c, REPO, top) and len(digests) == 3 and added == 3
-        # the same key again: nothing is written
+        done = sign_image(c, REPO, f"{fake.host}/{REPO}", top, [ec])
+        digests = done.digests
+        assert digests == image_digests(c, REPO, top) and len(digests) == 3 and done.added == 3
+        assert (done.keys, done.skipped) == ([ec.keyid], [])
+        # the same key again: nothing is written; a key cosign cannot verify (P-521) is skipped
         puts = sum(r.method == "PUT" for r in fake.requests)
-        assert sign_image(c, REPO, f"{fake.host}/{REPO}", top, [ec]) == (digests, 0)
+        p521 = PrivateKey(ecc.generate_private_key(ecc.SECP521R1()))
+        again = sign_image(c, REPO, f"{fake.host}/{REPO}", top, [ec, p521])
+        assert (again.digests, again.added) == (digests, 0)
+        assert [k for k, _ in again.skipped] == [p521.keyid] and "secp521r1" in again.skipped[0][1]
         assert sum(r.method == "PUT" for r in fake.requests) == puts
         # a second key appends a layer to each signature manifest
         assert add_signature(c, REPO, f"{fake.host}/{REPO}", top.digest, ed) is True

@@ -170,10 +170,10 @@ def test_no_sigstore_flag_and_setting(world: World) -> None:
     assert bad.returncode == 1 and "TRUSTBOX_SIGSTORE" in bad.stderr
     # trust attach writes it afterwards, with the key that signed
     out = ok(tb(world.env, "trust", "attach", f"{world.reg}/test/plain:1"))
-    assert "1 sigstore signature(s) added" in out
+    assert "1 added for 1 manifest(s)" in out
     assert len(sig_layers(world, "test/plain", top.digest)) == 1
     out = ok(tb(world.env, "trust", "attach", "--all-tags", f"{world.reg}/test/plain"))
-    assert "0 sigstore signature(s) added" in out
+    assert "0 added for 1 manifest(s)" in out
 
 
 # --- cosign writes, trustbox verifies -------------------------------------------------------------

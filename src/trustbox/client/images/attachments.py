@@ -179,22 +179,37 @@ def add_signature(client: RegistryClient, repo: str, identity: str, digest: str,
     return True
 
 
+@dataclass(frozen=True)
+class SignResult:
+    """What :func:`sign_image` wrote: the digests covered, the signatures added (present ones are
+    kept), the key IDs given, and the keys skipped because cosign cannot verify them (key ID, why)."""
+
+    digests: list[str]
+    added: int
+    keys: list[str]
+    skipped: list[tuple[str, str]]
+
+
 def sign_image(
     client: RegistryClient, repo: str, identity: str, top: Manifest, keys: Sequence[PrivateKey]
-) -> tuple[list[str], int]:
-    """Sign ``top`` and, for an index, each child manifest (:func:`image_digests`) with every key:
-    the attachments ``trust sign`` and ``push --sign`` write. Returns the digests covered and how
-    many signatures were added (present ones are kept).
+) -> SignResult:
+    """Sign ``top`` and, for an index, each child manifest (:func:`image_digests`) with every key
+    cosign can verify (others are skipped and reported): the attachments ``trust sign`` and
+    ``push --sign`` write.
 
     Raises:
-        see :func:`add_signature` and :func:`image_digests`.
+        see :func:`add_signature` (except UnsupportedKeyError) and :func:`image_digests`.
     """
     digests = image_digests(client, repo, top)
     added = 0
+    skipped: list[tuple[str, str]] = []
     for key in keys:
-        for d in digests:
-            added += add_signature(client, repo, identity, d, key)
-    return digests, added
+        try:
+            for d in digests:
+                added += add_signature(client, repo, identity, d, key)
+        except UnsupportedKeyError as exc:
+            skipped.append((key.keyid, exc.message))
+    return SignResult(digests, added, [k.keyid for k in keys], skipped)
 
 
 def remove_signatures(client: RegistryClient, repo: str, digest: str, keys: Iterable[PublicKey]) -> int:
@@ -253,6 +268,7 @@ def verify_signatures(client: RegistryClient, repo: str, digest: str, keys: Sequ
 
 __all__ = [
     "NoSignatureError",
+    "SignResult",
     "VerifiedSignature",
     "add_signature",
     "image_digests",

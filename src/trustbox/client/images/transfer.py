@@ -368,15 +368,17 @@ def push_image(
         if with_sigstore and keys:
             try:
                 with RegistryClient(ref.api_host, opts.registry) as client:
-                    digests, added = sign_image(client, ref.path, ref.name, top, keys)
+                    done = sign_image(client, ref.path, ref.name, top, keys)
             except TrustboxError as exc:
                 reporter.always(
                     f"Warning: {ref.name}:{ref.tag} is signed in the trust data, but its sigstore signature was not "
                     f"written: {exc.message} (retry with: trustbox trust attach {ref.name}:{ref.tag})"
                 )
             else:
-                reporter.info(f"Sigstore signature {ref.name}:{signature_tag(top.digest)}: {added} added for "
-                              f"{len(digests)} manifest(s)")
+                reporter.info(f"Sigstore signature {ref.name}:{signature_tag(top.digest)}: {done.added} added for "
+                              f"{len(done.digests)} manifest(s)")
+                for keyid, why in done.skipped:
+                    reporter.always(f"Warning: no sigstore signature by key {keyid[:12]}: {why}")
     return ref, top
 
 

@@ -23,7 +23,7 @@ from trustbox.client.errors import (
     NoSuchTargetError,
     notary_error,
 )
-from trustbox.client.images.attachments import image_digests, remove_signatures, sign_image
+from trustbox.client.images.attachments import SignResult, image_digests, remove_signatures, sign_image
 from trustbox.client.images.distribution import ManifestInfo, RegistryClient, RegistryOptions, lookup_manifest
 from trustbox.client.textfmt import NaturalKey, go_json_indent, tab_table
 from trustbox.client.trust.publish import RepoDraft
@@ -500,38 +500,44 @@ def sign(ctx: TrustContext, image: str, local: bool = False) -> FileMeta:
                 ctx.out.write(f"Existing signatures for tag {tag} digest {sha.hex()} from:\n{', '.join(signers)}\n")
             for role in roles:
                 draft.add_target(role, tag, meta)
+            keys = draft.held_keys(roles) if sigstore else []  # the keys publish signs with
             client.publish(draft)
-            keys = draft.held_keys(roles) if sigstore else []
         except TrustboxError as exc:
             raise TrustCommandError(f"failed to sign {ref.name}:{tag}: {exc.message}") from exc
     ctx.out.write(f"Successfully signed {ref.name}:{tag}\n")
     if keys:
         digest = "sha256:" + meta.hashes["sha256"].hex()
         try:
-            digests, added = write_attachments(ctx, ref, digest, meta.length, keys)
+            done = write_attachments(ctx, ref, digest, meta.length, keys)
         except TrustboxError as exc:
             ctx.err.write(
                 f"Warning: {ref.name}:{tag} is signed in the trust data, but its sigstore signature was not written: "
                 f"{exc.message} (retry with: trustbox trust attach {image})\n"
             )
         else:
-            ctx.out.write(
-                f"Sigstore signature {ref.name}:{signature_tag(digest)}: {added} added for {len(digests)} manifest(s), "
-                f"key(s) {', '.join(k.keyid[:12] for k in keys)}\n"
-            )
+            _report_signed(ctx, f"Sigstore signature {ref.name}:{signature_tag(digest)}", done)
     return meta
+
+
+def _report_signed(ctx: TrustContext, what: str, done: SignResult) -> None:
+    """``<what>: N added for M manifest(s), key(s) ...`` on ``out``; skipped keys as warnings on ``err``."""
+    used = [k for k in done.keys if k not in {s for s, _ in done.skipped}]
+    if used:
+        ctx.out.write(f"{what}: {done.added} added for {len(done.digests)} manifest(s), "
+                      f"key(s) {', '.join(k[:12] for k in used)}\n")
+    for keyid, why in done.skipped:
+        ctx.err.write(f"Warning: no sigstore signature by key {keyid[:12]}: {why}\n")
 
 
 def write_attachments(
     ctx: TrustContext, ref: ImageRef, digest: str, length: int, keys: Sequence[PrivateKey]
-) -> tuple[list[str], int]:
+) -> SignResult:
     """Sign manifest ``digest`` (``length`` bytes, as signed in the trust data) and, for an index,
-    each child manifest with every key as sigstore attachments in the image's repository.
-    Returns the digests covered and how many signatures were added (present ones are kept).
+    each child manifest with every key as sigstore attachments in the image's repository
+    (:func:`~trustbox.client.images.attachments.sign_image`: keys cosign cannot verify are skipped).
 
     Raises:
         DigestMismatchError: the registry serves other bytes for ``digest``.
-        UnsupportedKeyError: a key cosign cannot verify.
         NotFoundError, NetworkError, RegistryAuthError, RegistryResponseError: the registry failed.
     """
     with ctx.registry_client(ref) as rc:
@@ -692,15 +698,15 @@ def attach(ctx: TrustContext, image: str, all_tags: bool = False) -> AttachRepor
             report.failed.append((tag, f"no private key of its signer(s) ({who}) in {ctx.trust_dir / 'private'}"))
             continue
         try:
-            digests, added = write_attachments(ctx, ref, digest, length, keys)
+            done = write_attachments(ctx, ref, digest, length, keys)
         except TrustboxError as exc:
             report.failed.append((tag, exc.message))
             continue
-        report.attached.append((tag, digest, added, [k.keyid for k in keys]))
-        ctx.out.write(
-            f"{ref.name}:{tag}: {added} sigstore signature(s) added ({len(digests)} manifest(s), "
-            f"key(s) {', '.join(k.keyid[:12] for k in keys)}) at {signature_tag(digest)}\n"
-        )
+        if len(done.skipped) == len(keys):
+            report.failed.append((tag, "; ".join(why for _, why in done.skipped)))
+            continue
+        report.attached.append((tag, digest, done.added, [k for k in done.keys if k not in dict(done.skipped)]))
+        _report_signed(ctx, f"{ref.name}:{tag}: sigstore signature {signature_tag(digest)}", done)
     for tag, why in report.failed:
         ctx.err.write(f"{ref.name}:{tag}: not attached: {why}\n")
     if report.failed:
