@@ -77,7 +77,8 @@ def test_sign_attach_export_revoke(tmp_path: Path, registry: FakeRegistry, image
     ctx = _context(tmp_path, notary, registry)
     code, out, err = run(ctx, "sign", f"{GUN}:v1")
     assert code == 0, err
-    assert f"Sigstore signature {GUN}:sha256-{image.digest[7:]}.sig: 1 added for 1 manifest(s)" in out
+    assert out.splitlines()[-1] == f"Successfully signed {GUN}:v1"  # stdout stays docker's
+    assert err.startswith(f"Sigstore signature {GUN}:sha256-{image.digest[7:]}.sig: 1 added for 1 manifest(s)")
     code, pem, err = run(ctx, "key", "export-public", "--role", "targets", GUN)
     assert code == 0, err
     admin = _pem_key(pem)
@@ -104,7 +105,7 @@ def test_sign_attach_export_revoke(tmp_path: Path, registry: FakeRegistry, image
     # revoke (alice's roles): her layer goes, the repository key's stays
     code, out, err = run(ctx, "revoke", f"{GUN}:v1")
     assert code == 0, err
-    assert "Removed 1 sigstore signature(s)" in out
+    assert out == f"Successfully deleted signature for {GUN}:v1\n" and "Removed 1 sigstore signature(s)" in err
     with _rc(registry) as c:
         assert [s.key for s in verify_signatures(c, REPO, image.digest, [alice, admin])] == [admin]
 

@@ -50,7 +50,7 @@ class RichReporter(Reporter):
     """Status lines on stdout; a transient rich progress bar per blob when stderr is a terminal."""
 
     def __init__(self, quiet: bool) -> None:
-        super().__init__(click.echo, quiet)
+        super().__init__(click.echo, quiet, err=lambda line: click.echo(line, err=True))
         self.show_progress = not quiet and sys.stderr.isatty()
 
     @contextmanager

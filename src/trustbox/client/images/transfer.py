@@ -128,14 +128,29 @@ class NotaryTrust:
 class Reporter:
     """Where transfer messages go. The base class is silent except for ``info`` lines."""
 
-    def __init__(self, out: Callable[[str], None] | None = None, quiet: bool = False) -> None:
+    def __init__(self, out: Callable[[str], None] | None = None, quiet: bool = False,
+                 err: Callable[[str], None] | None = None) -> None:
         self._out = out
+        self._err = err
         self.quiet = quiet
 
     def info(self, line: str) -> None:
         """A docker-style status line (suppressed with ``quiet``)."""
         if self._out is not None and not self.quiet:
             self._out(line)
+
+    def note(self, line: str) -> None:
+        """A status line beyond docker's output, on stderr (suppressed with ``quiet``): stdout stays
+        what docker prints."""
+        if self._err is not None and not self.quiet:
+            self._err(line)
+
+    def warning(self, line: str) -> None:
+        """A warning on stderr, even with ``quiet`` (on stdout when there is no stderr callback)."""
+        if self._err is not None:
+            self._err(line)
+        else:
+            self.always(line)
 
     def always(self, line: str) -> None:
         """A line printed even with ``quiet`` (results scripts rely on)."""
@@ -370,15 +385,15 @@ def push_image(
                 with RegistryClient(ref.api_host, opts.registry) as client:
                     done = sign_image(client, ref.path, ref.name, top, keys)
             except TrustboxError as exc:
-                reporter.always(
+                reporter.warning(
                     f"Warning: {ref.name}:{ref.tag} is signed in the trust data, but its sigstore signature was not "
                     f"written: {exc.message} (retry with: trustbox trust attach {ref.name}:{ref.tag})"
                 )
             else:
-                reporter.info(f"Sigstore signature {ref.name}:{signature_tag(top.digest)}: {done.added} added for "
+                reporter.note(f"Sigstore signature {ref.name}:{signature_tag(top.digest)}: {done.added} added for "
                               f"{len(done.digests)} manifest(s)")
                 for keyid, why in done.skipped:
-                    reporter.always(f"Warning: no sigstore signature by key {keyid[:12]}: {why}")
+                    reporter.warning(f"Warning: no sigstore signature by key {keyid[:12]}: {why}")
     return ref, top
 
 

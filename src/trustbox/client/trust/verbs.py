@@ -519,12 +519,13 @@ def sign(ctx: TrustContext, image: str, local: bool = False) -> FileMeta:
     return meta
 
 
-def _report_signed(ctx: TrustContext, what: str, done: SignResult) -> None:
-    """``<what>: N added for M manifest(s), key(s) ...`` on ``out``; skipped keys as warnings on ``err``."""
+def _report_signed(ctx: TrustContext, what: str, done: SignResult, out: TextIO | None = None) -> None:
+    """``<what>: N added for M manifest(s), key(s) ...`` on ``out`` (default ``err``: after a docker
+    verb, stdout stays docker's own); skipped keys as warnings on ``err``."""
     used = [k for k in done.keys if k not in {s for s, _ in done.skipped}]
     if used:
-        ctx.out.write(f"{what}: {done.added} added for {len(done.digests)} manifest(s), "
-                      f"key(s) {', '.join(k[:12] for k in used)}\n")
+        (out or ctx.err).write(f"{what}: {done.added} added for {len(done.digests)} manifest(s), "
+                               f"key(s) {', '.join(k[:12] for k in used)}\n")
     for keyid, why in done.skipped:
         ctx.err.write(f"Warning: no sigstore signature by key {keyid[:12]}: {why}\n")
 
@@ -622,7 +623,7 @@ def revoke(ctx: TrustContext, image: str, yes: bool = False) -> list[str]:
             ctx.err.write(f"Warning: the sigstore signature of {ref.name}@{digest} was not removed: {exc.message}\n")
         else:
             if removed:
-                ctx.out.write(f"Removed {removed} sigstore signature(s) from {ref.name}:{signature_tag(digest)}\n")
+                ctx.err.write(f"Removed {removed} sigstore signature(s) from {ref.name}:{signature_tag(digest)}\n")
     return tags
 
 
@@ -706,7 +707,7 @@ def attach(ctx: TrustContext, image: str, all_tags: bool = False) -> AttachRepor
             report.failed.append((tag, "; ".join(why for _, why in done.skipped)))
             continue
         report.attached.append((tag, digest, done.added, [k for k in done.keys if k not in dict(done.skipped)]))
-        _report_signed(ctx, f"{ref.name}:{tag}: sigstore signature {signature_tag(digest)}", done)
+        _report_signed(ctx, f"{ref.name}:{tag}: sigstore signature {signature_tag(digest)}", done, ctx.out)
     for tag, why in report.failed:
         ctx.err.write(f"{ref.name}:{tag}: not attached: {why}\n")
     if report.failed:
