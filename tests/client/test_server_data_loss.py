@@ -25,7 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.client.fakeserver import FakeNotary
-from tests.client.repobuilder import NOW
+from tests.helpers.simulator import NOW
 from tests.images.fake_registry import FakeRegistry
 from tests.trustserver.ts_asgi import ASGIClient
 from tests.trustserver.ts_env import make_app

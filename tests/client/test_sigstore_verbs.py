@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 
 from tests.client.fakeserver import FakeNotary
-from tests.client.repobuilder import NOW
+from tests.helpers.simulator import NOW
 from tests.images.fake_registry import FakeRegistry
 from trustbox.cli import cli
 from trustbox.client.images.attachments import read_layers, verify_signatures
