@@ -31,7 +31,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.e2e.stack import Stack, missing, start_stack
-from tests.helpers.cosign import run_cosign
 from tests.helpers.net import free_port
 from tests.images.registries import RunningRegistry, have_docker_registry, upstream_registry
 from trustbox.client.images.attachments import read_payload
@@ -104,6 +103,16 @@ def export_key(w: World, repo: str, *args: str) -> Path:
     path = w.work / f"key-{repo.replace('/', '_').replace(':', '_')}-{'-'.join(args) or 'all'}.pem"
     ok(tb(w.env, "trust", "key", "export-public", f"{w.reg}/{repo}", *args, "-o", str(path)))
     return path
+
+
+def run_cosign(cosign: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """cosign with a clean environment (no ambient docker credentials, no sigstore TUF cache in HOME)."""
+    home = Path(tempfile.gettempdir()) / "trustbox-cosign-home"
+    home.mkdir(exist_ok=True)
+    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "TUF_ROOT": str(home / "tuf-root"),
+            **(env or {})}
+    return subprocess.run([str(cosign), *args], env=base, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
 
 
 def cosign_verify(cosign: Path, key: Path, ref: str) -> subprocess.CompletedProcess[str]:
