@@ -118,6 +118,7 @@ class TrustClient:
         pinning: TrustPinning | None = None,
         insecure_skip_verify: bool = False,
         warn: Callable[[str], None] | None = None,
+        keystore: KeyStore | None = None,
     ) -> None:
         self.gun = gun
         self.server_url = server_url
@@ -134,7 +135,7 @@ class TrustClient:
             insecure_skip_verify=insecure_skip_verify,
         )
         self.cache = MetadataCache(self.trust_dir, gun)
-        self.keystore = KeyStore(self.trust_dir, passphrase_retriever or docker_retriever())
+        self.keystore = keystore or KeyStore(self.trust_dir, passphrase_retriever or docker_retriever())
         self.pinning = pinning or TrustPinning()
         self.warn = warn
         self._tc: TrustedCollection | None = None
@@ -161,12 +162,14 @@ class TrustClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def update(self, for_write: bool = False) -> None:
+    def update(self, for_write: bool = False, *, allow_expired: bool = False) -> None:
         """Fetch and verify the repository's metadata (raises trustbox errors). ``for_write`` also
-        asks the server whether it holds the repository at all (notary's ``Update(forWrite)``)."""
+        asks the server whether it holds the repository at all (notary's ``Update(forWrite)``);
+        ``allow_expired`` verifies everything but expiry, for reports (nothing is cached)."""
         self._tc = None
         result = update_repository(
-            self.gun, self.remote, self.cache, self.now, self.pinning, check_initialized=for_write, warn=self.warn
+            self.gun, self.remote, self.cache, self.now, self.pinning, check_initialized=for_write, warn=self.warn,
+            allow_expired=allow_expired,
         )
         self._tc, self.skipped = result.collection, result.skipped
         self.stale_reason, self.remote_missing = result.stale, result.remote_missing
