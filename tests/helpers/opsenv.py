@@ -76,10 +76,10 @@ def tb(env: dict[str, str], *args: str, **extra: str) -> subprocess.CompletedPro
     return run([*trustbox_exe(), *args], {**env, **extra})
 
 
-def notary(env: dict[str, str], trust_url: str, ca: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def notary(env: dict[str, str], trust_url: str, ca: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     """``notary -d $DOCKER_CONFIG/trust -s URL --tlscacert CA ARGS``."""
     trust_dir = Path(env["DOCKER_CONFIG"]) / "trust"
-    return run([NOTARY, "-d", str(trust_dir), "-s", trust_url, "--tlscacert", str(ca), *args], env)
+    return run([NOTARY, "-d", str(trust_dir), "-s", trust_url, "--tlscacert", str(ca), *args], env, stdin)
 
 
 def docker(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
