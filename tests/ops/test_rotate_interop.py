@@ -10,25 +10,16 @@ an administrator would carry them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from e2e.stack import Stack, missing, start_stack
+from e2e.stack import Stack
 from helpers.opsenv import DOCKER, NOTARY, base_env, docker, have, notary, share_keys, tb
 from trustbox.client.images.sample import write_sample_image
 
 pytestmark = pytest.mark.interop
 
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    why = missing("trustbox")
-    if why:
-        pytest.skip(why)
-    with start_stack("trustbox", tmp_path_factory.mktemp("ops-rotate")) as s:
-        yield s
 
 
 def _cached_root(config: Path, gun: str) -> dict:

@@ -10,27 +10,18 @@ targets (3 years) expires 10 days from the real now; the servers run on the real
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from e2e.stack import Stack, missing, start_stack
+from e2e.stack import Stack
 from helpers.opsenv import DOCKER, NOTARY, base_env, days_ago, docker, have, notary, rfc3339, tb
 from trustbox.client.images.sample import write_sample_image
 from trustbox.tuf.timefmt import parse_time
 
 pytestmark = pytest.mark.interop
 
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    why = missing("trustbox")
-    if why:
-        pytest.skip(why)
-    with start_stack("trustbox", tmp_path_factory.mktemp("ops-stack")) as s:
-        yield s
 
 
 def _targets_doc(config: Path, gun: str) -> dict:

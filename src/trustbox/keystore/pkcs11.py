@@ -13,6 +13,8 @@ wrong PIN is one attempt, never retried (tokens lock after a few).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import getpass
 import hashlib
 import os
@@ -115,6 +117,25 @@ _LIBS: dict[str, Any] = {}
 _LIBS_LOCK = threading.Lock()
 
 
+def _openssl_clear_errors() -> None:
+    """Empty this thread's OpenSSL error queue. Modules built on OpenSSL (SoftHSM2 looks for an
+    ``rdrand`` engine OpenSSL 3 lacks) leave errors there; Python's ``ssl`` shares the library and
+    would report such a stale error as the failure of the next TLS handshake."""
+    if not _CRYPTO:
+        name = ctypes.util.find_library("crypto")
+        try:
+            _CRYPTO.append(ctypes.CDLL(name) if name else None)
+        except OSError:
+            _CRYPTO.append(None)
+    lib = _CRYPTO[0]
+    clear = getattr(lib, "ERR_clear_error", None) if lib is not None else None
+    if clear is not None:
+        clear()
+
+
+_CRYPTO: list[Any] = []
+
+
 def module_path(uri: Pkcs11URI, environ: Mapping[str, str] | None = None) -> str:
     """The PKCS#11 module for ``uri``: its ``module-path``, ``$TRUSTBOX_PKCS11_MODULE``, or SoftHSM2's."""
     env = os.environ if environ is None else environ
@@ -132,6 +153,8 @@ def _lib(path: str) -> Any:
                 lib = pkcs11.lib(path)
             except (RuntimeError, OSError, p11err.PKCS11Error) as exc:
                 raise ConfigError(f"cannot load PKCS#11 module {path}: {exc or type(exc).__name__}") from exc
+            finally:
+                _openssl_clear_errors()
             _LIBS[path] = lib
         return lib
 
@@ -223,6 +246,12 @@ class TokenKey:
         return self._pin
 
     def _read_public(self) -> PublicKey:
+        try:
+            return self._find_public()
+        finally:
+            _openssl_clear_errors()
+
+    def _find_public(self) -> PublicKey:
         token = self._token()
         try:
             with token.open() as session:
@@ -268,6 +297,8 @@ class TokenKey:
             if isinstance(exc, (p11err.PinIncorrect, p11err.PinInvalid, p11err.PinLenRange)):
                 self._pin = None
             raise _error(self.uri, exc) from exc
+        finally:
+            _openssl_clear_errors()
 
 
 def generate_token_key(uri: Pkcs11URI, pin: PinSource | None = None, environ: Mapping[str, str] | None = None) -> TokenKey:
@@ -297,6 +328,8 @@ def generate_token_key(uri: Pkcs11URI, pin: PinSource | None = None, environ: Ma
             )
     except p11err.PKCS11Error as exc:
         raise _error(uri, exc) from exc
+    finally:
+        _openssl_clear_errors()
     return TokenKey(Pkcs11URI(uri.token, uri.object, uri.id, uri.module_path, user_pin), source, environ)
 
 
