@@ -75,9 +75,23 @@ def test_expiring_targets_warned_then_refreshed(stack: Stack, tmp_path: Path) ->
     assert [t["tag"] for t in doc["signed_tags"]] == ["v1"]
     assert doc["signed_tags"][0]["digest"] == top.digest and doc["signed_tags"][0]["in_registry"] is True
     assert doc["last_change"] and doc["last_change"]["GUN"] == repo
+    # judged 20 days later: targets and timestamp expired, reported (exit 2), not a failure to read
+    r = tb(env, "trust", "status", "--json", "--no-registry", "--at", rfc3339(days_ago(-20)), repo)
+    assert r.returncode == 2, r.stdout + r.stderr
+    (late,) = json.loads(r.stdout)
+    states = {x["role"]: x["state"] for x in late["roles"]}
+    assert states == {"root": "ok", "targets": "expired", "snapshot": "ok", "timestamp": "expired"}
+    assert late["status"] == "error" and any(" targets expired at " in e for e in late["errors"])
+    r = tb(env, "trust", "status", "--no-registry", "--at", rfc3339(days_ago(-20)), repo)
+    assert r.returncode == 2 and f"Error: {repo}: targets expired at " in r.stdout
     # a narrower window: fine
     r = tb(env, "trust", "status", "--warn", "5", "--no-registry", repo)
     assert r.returncode == 0, r.stdout
+
+    # refresh of data that has already expired: refused, like any read (one line, nothing sent)
+    r = tb(env, "trust", "refresh", repo, TRUSTBOX_TRUST_NOW=rfc3339(days_ago(-20)))
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith(f"Error: failed to refresh {repo}: ") and "expired" in r.stderr, r.stderr
 
     # refresh: targets re-signed, same content, version + 1, new expiry
     r = tb(env, "trust", "refresh", repo, "--within", "30")
