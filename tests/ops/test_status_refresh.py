@@ -100,9 +100,13 @@ def test_expiring_targets_warned_then_refreshed(stack: Stack, tmp_path: Path) ->
     r = tb(env, "trust", "status", repo)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Warning" not in r.stdout
-    # nothing left to do
+    # nothing left to do, also for every repository these keys administer (--all; status without names)
     r = tb(env, "trust", "refresh", repo)
     assert r.returncode == 0 and "nothing expires within 30 days" in r.stdout
+    r = tb(env, "trust", "refresh", "--all")
+    assert r.returncode == 0 and r.stdout == f"{repo}: nothing expires within 30 days\n", r.stdout + r.stderr
+    r = tb(env, "trust", "status", "--no-registry")
+    assert r.returncode == 0 and r.stdout.startswith(f"Repository {repo} (trust server {stack.trust_url})"), r.stdout
 
     # docker (cached old version) and notary accept the new version
     r = docker(denv, "trust", "inspect", f"{repo}:v1")
