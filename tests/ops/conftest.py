@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
-from e2e.stack import Stack, missing, start_stack
+from tests.e2e.stack import Stack, missing, start_stack
 
 
 @pytest.fixture(scope="package")

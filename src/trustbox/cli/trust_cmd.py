@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from trustbox.cli.report import one_line_errors
+from trustbox.cli.report import fail, one_line_errors
 from trustbox.client.textfmt import go_json_indent
 from trustbox.client.trust import verbs as trustops
 from trustbox.client.trust.refresh import DEFAULT_WITHIN_DAYS
@@ -200,16 +200,20 @@ def status_cmd(ctx: click.Context, repos: tuple[str, ...], server: str | None, a
                no_registry: bool, insecure: tuple[str, ...], at: str | None) -> None:
     """Show each role's version, expiry and signers, and the signed and unsigned tags.
 
-    Exit status: 0 fine, 1 something expires within the window, 2 expired or broken."""
+    Exit status: 0 fine, 1 something expires within the window, 2 expired or broken (also when the
+    command itself fails: a bad name or option)."""
     t = _ctx(ctx)
     if server:
         t.trust_server = server
-    if at:
-        t.now = parse_time(at, "--at")
     t.insecure_registries = list(t.insecure_registries) + list(insecure)
-    reports = trustops.status(t, repos, warn_days, registry=not no_registry)
-    if not reports:
-        raise TrustboxError("no repository named, and the local keys administer none")
+    try:
+        if at:
+            t.now = parse_time(at, "--at")
+        reports = trustops.status(t, repos, warn_days, registry=not no_registry)
+        if not reports:
+            raise TrustboxError("no repository named, and the local keys administer none")
+    except TrustboxError as exc:
+        fail(exc, STATUS_FAIL)
     if as_json:
         t.out.write(go_json_indent([r.to_json() for r in reports]) + "\n")
     else:

@@ -26,7 +26,7 @@ from trustbox.client.trust.repository import TrustClient
 from trustbox.errors import ExpiredError, TrustboxError
 from trustbox.keystore.store import KeyStore
 from trustbox.tuf.keys import PublicKey
-from trustbox.tuf.metadata import ROOT, SNAPSHOT, TARGETS, TIMESTAMP, Metadata
+from trustbox.tuf.metadata import ROOT, SNAPSHOT, TARGETS, TIMESTAMP, Metadata, parent_role
 from trustbox.tuf.timefmt import format_time
 from trustbox.tuf.verify import TrustedCollection, valid_signers
 
@@ -168,7 +168,8 @@ def role_statuses(tc: TrustedCollection, keystore: KeyStore) -> list[RoleStatus]
             loaded = tc.delegations.get(name)
             if loaded is None:
                 continue
-            parent = tc.targets if loaded.name.rsplit("/", 1)[0] == TARGETS else tc.delegations[loaded.name.rsplit("/", 1)[0]].metadata
+            parent_name = parent_role(name)
+            parent = tc.targets if parent_name == TARGETS else tc.delegations[parent_name].metadata
             dkeys, dthreshold = parent.signed.delegations.role_keys(name)
             out.append(_role(name, loaded.metadata, dkeys, dthreshold, keystore))
             queue.extend(tc.delegated_roles(name))

@@ -612,7 +612,7 @@ def key_rotate(ctx: TrustContext, repo: str, role: str, server_managed: bool = F
             result = rotate_key(client, role, server_managed=server_managed, key_uri=key_uri)
         except TrustboxError as exc:
             raise TrustCommandError(f"failed to rotate the {role} key of {ref.gun}: {exc.message}") from exc
-    ids = ", ".join(k.canonical_keyid if role == ROOT else k.keyid for k in result.keys)
+    ids = ", ".join(k.keyid for k in result.keys)
     where = "on the trust server" if server_managed else "locally"
     ctx.out.write(f"Successfully rotated the {role} key of {ref.gun}: new key {ids} ({where})\n")
     return result
