@@ -135,3 +135,5 @@ def test_cli_one_line_errors(hsm: dict[str, str], tmp_path: Path) -> None:
              "--pkcs11", "pkcs11:token=unit-b;object=bob")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "bob.pub").read_text().startswith("-----BEGIN PUBLIC KEY-----")
+    r = _cli(hsm, tmp_path, "trust", "key", "list")
+    assert r.returncode == 0 and [line.split()[1:] for line in r.stdout.splitlines()[1:]] == [["bob"]], r.stdout
