@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_to_bytes
 
 import pkcs11
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -46,6 +46,10 @@ _PATH_ATTRS = ("token", "object", "id", "serial", "manufacturer", "model", "type
 _QUERY_ATTRS = ("module-path", "module-name", "pin-value", "pin-source")
 
 PinSource = Callable[[str], str]
+
+
+class NoTokenKeyError(KeyStoreError):
+    """The token holds no key the URI names."""
 
 
 def is_pkcs11_uri(text: str) -> bool:
@@ -71,11 +75,14 @@ class Pkcs11URI:
         body = text[len(SCHEME):]
         path, _, query = body.partition("?")
         attrs: dict[str, str] = {}
+        key_id = None
         for part in (p for p in path.split(";") if p):
             name, eq, value = part.partition("=")
             if not eq or name not in _PATH_ATTRS:
                 raise FormatError(f"PKCS#11 URI {text!r}: unknown or malformed attribute {part!r}")
             attrs[name] = unquote(value)
+            if name == "id":
+                key_id = unquote_to_bytes(value)
         for part in (p for p in query.split("&") if p):
             name, eq, value = part.partition("=")
             if not eq or name not in _QUERY_ATTRS:
@@ -83,9 +90,6 @@ class Pkcs11URI:
             attrs[name] = unquote(value)
         if not attrs.get("token"):
             raise FormatError(f"PKCS#11 URI {text!r} names no token (token=...)")
-        key_id = None
-        if "id" in attrs:
-            key_id = attrs["id"].encode("latin-1")
         if not attrs.get("object") and key_id is None:
             raise FormatError(f"PKCS#11 URI {text!r} names no key (object=... or id=...)")
         return cls(attrs["token"], attrs.get("object") or None, key_id, attrs.get("module-path"), attrs.get("pin-value"))
@@ -184,7 +188,7 @@ def _error(uri: Pkcs11URI, exc: Exception) -> Exception:
     if isinstance(exc, (p11err.NoSuchToken, p11err.TokenNotPresent)):
         return KeyStoreError(f"no PKCS#11 token labelled {uri.token!r} is present")
     if isinstance(exc, p11err.NoSuchKey):
-        return KeyStoreError(f"no key {_label(uri)} on PKCS#11 token {uri.token!r}")
+        return NoTokenKeyError(f"no key {_label(uri)} on PKCS#11 token {uri.token!r}")
     if isinstance(exc, p11err.MultipleObjectsReturned):
         return KeyStoreError(f"more than one key {_label(uri)} on PKCS#11 token {uri.token!r}")
     return KeyStoreError(f"PKCS#11 token {uri.token!r}: {name} {exc}".rstrip())
@@ -341,16 +345,15 @@ def open_token_key(text: str, pin: PinSource | None = None, environ: Mapping[str
     if create:
         try:
             return TokenKey(uri, pin, environ)
-        except KeyStoreError as exc:
-            if "no key" not in exc.message:
-                raise
-        return generate_token_key(uri, pin, environ)
+        except NoTokenKeyError:
+            return generate_token_key(uri, pin, environ)
     return TokenKey(uri, pin, environ)
 
 
 __all__ = [
     "DEFAULT_MODULE",
     "MODULE_ENV",
+    "NoTokenKeyError",
     "PIN_ENV",
     "Pkcs11URI",
     "TokenKey",
