@@ -67,3 +67,11 @@ def test_soak_runs():
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "RESULT PASS: 0 errors" in proc.stdout
+
+
+def test_import_bench_runs():
+    _need("notary-server")
+    figures = _run("import_bench.py", "--timestamp-version", "3", "--targets", "2")
+    for server in ("upstream", "trustbox"):
+        assert figures[f"{server}.import_ts3"] > 0 and figures[f"{server}.updates"] >= 4
+    assert figures["ratio.updates_per_s"] > 0

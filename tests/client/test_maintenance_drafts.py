@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from tests.tuf.builder import RepoBuilder
 
+from tests.helpers.simulator import RepositorySimulator
 from trustbox.client.errors import InsufficientSignaturesError
 from trustbox.client.trust.publish import RepoDraft
 from trustbox.client.trust.refresh import due_roles
@@ -24,8 +24,8 @@ NOW = datetime(2026, 11, 23, tzinfo=UTC)
 GUN = "registry.example.test/ops/app"
 
 
-def _setup(tmp_path: Path, *, local_snapshot: bool = False) -> tuple[RepoBuilder, TrustedCollection, KeyStore]:
-    repo = RepoBuilder(GUN, NOW)
+def _setup(tmp_path: Path, *, local_snapshot: bool = False) -> tuple[RepositorySimulator, TrustedCollection, KeyStore]:
+    repo = RepositorySimulator(GUN, NOW)
     repo.add_target("v1", b"manifest v1")
     repo.delegate("targets/releases")
     repo.add_target("v1", b"manifest v1", role="targets/releases")

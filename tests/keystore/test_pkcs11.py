@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from tests.helpers import softhsm
 
+from tests.helpers import softhsm
 from trustbox.errors import FormatError, KeyStoreError, PassphraseError
 from trustbox.keystore.pkcs11 import PIN_ENV, Pkcs11URI, TokenKey, generate_token_key, open_token_key
 from trustbox.keystore.store import KeyStore

@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 
 import pytest
+
 from tests.e2e.stack import Stack
 from tests.helpers import softhsm
 from tests.helpers.opsenv import DOCKER, NOTARY, base_env, docker, have, notary, tb
-
 from trustbox.client.images.sample import write_sample_image
 
 pytestmark = pytest.mark.interop

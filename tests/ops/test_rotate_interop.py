@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 
 import pytest
+
 from tests.e2e.stack import Stack
 from tests.helpers.opsenv import DOCKER, NOTARY, base_env, docker, have, notary, share_keys, tb
-
 from trustbox.client.images.sample import write_sample_image
 
 pytestmark = pytest.mark.interop

@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from tests.e2e.stack import Stack
 from tests.helpers.opsenv import DOCKER, NOTARY, base_env, days_ago, docker, have, notary, rfc3339, tb
-
 from trustbox.client.images.sample import write_sample_image
 from trustbox.tuf.timefmt import parse_time
 
