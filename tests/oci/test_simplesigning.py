@@ -263,3 +263,42 @@ def test_unsupported_keys_refused() -> None:
     for junk in (b"", b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", b"-----BEGIN FOO-----\n-----END FOO-----\n"):
         with pytest.raises(FormatError):
             load_public_key(junk)
+
+
+class _TokenLikeSigner:
+    """A key that signs only in notary's encoding (as a PKCS#11 token key does)."""
+
+    def __init__(self, key: PrivateKey) -> None:
+        self._key = key
+
+    @property
+    def keyid(self) -> str:
+        return self._key.keyid
+
+    @property
+    def method(self) -> str:
+        return self._key.method
+
+    def public_key(self) -> PublicKey:
+        return self._key.public_key()
+
+    def sign(self, message: bytes) -> bytes:
+        return self._key.sign(message)
+
+
+@pytest.mark.parametrize("kind", ["ecdsa", "ed25519"])
+def test_keys_that_sign_only_as_notary_make_cosign_signatures(kind: str) -> None:
+    """``r || s`` from a token key is re-encoded as DER; cosign's verification accepts it."""
+    key = PrivateKey.generate(kind)
+    payload = build_payload("registry.example.test/team/app", sha256_digest(b"m"))
+    sig = sign_payload(_TokenLikeSigner(key), payload)
+    verify_signature(key.public_key(), payload, sig)
+    if kind == "ecdsa":
+        assert sig[0] == 0x30  # DER SEQUENCE, not 64 raw bytes
+    with pytest.raises(SignatureError):
+        verify_signature(key.public_key(), payload + b" ", sig)
+
+
+def test_rsa_keys_that_sign_only_as_notary_are_refused() -> None:
+    with pytest.raises(UnsupportedKeyError):
+        sign_payload(_TokenLikeSigner(PrivateKey.generate("rsa")), b"payload")

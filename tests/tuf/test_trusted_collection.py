@@ -254,3 +254,31 @@ def test_http_date_is_locale_independent() -> None:
     from trustbox.tuf.timefmt import format_http_date
 
     assert format_http_date(datetime(2026, 11, 22, 6, 33, 32, tzinfo=UTC)) == "Sun, 22 Nov 2026 06:33:32 UTC"
+
+
+# --- allow_expired (reports only: trustbox trust status) ---------------------------------------
+
+def test_allow_expired_skips_only_expiry(repo) -> None:
+    docs = repo.publish()
+    later = NOW + timedelta(days=15)  # the timestamp (14 days) has expired
+    tc = TrustedCollection(GUN, docs["root"], later, allow_expired=True)
+    load_all(tc, docs)
+    tc.check_root_current()
+    assert tc.timestamp is not None and tc.timestamp.signed.is_expired(later)
+    # every other rule still decides
+    from trustbox.tuf.keys import PrivateKey
+
+    bad = repo.timestamp_doc(docs["snapshot"], key=PrivateKey.generate("ed25519"))
+    with pytest.raises(ThresholdError, match="timestamp"):
+        TrustedCollection(GUN, docs["root"], later, allow_expired=True).update_timestamp(bad)
+    with pytest.raises(RollbackError):
+        load_all(TrustedCollection(GUN, docs["root"], later, allow_expired=True, floor_versions={"targets": 9}), docs)
+    # an expired root on first contact: refused unless reporting (its certificates still count)
+    repo.expiry["root"] = timedelta(days=30)
+    short = repo.root_doc()
+    with pytest.raises(ExpiredError):
+        TrustedCollection(GUN, short, NOW + timedelta(days=40), tofu=True)
+    tc = TrustedCollection(GUN, short, NOW + timedelta(days=40), tofu=True, allow_expired=True)
+    tc.check_root_current()
+    with pytest.raises(RootError):
+        TrustedCollection(GUN, short, NOW + timedelta(days=4000), tofu=True, allow_expired=True)

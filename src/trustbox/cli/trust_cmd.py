@@ -10,13 +10,22 @@ from typing import Any, TypeVar
 
 import click
 
-from trustbox.cli.report import one_line_errors
+from trustbox.cli.report import fail, one_line_errors
+from trustbox.client.textfmt import go_json_indent
 from trustbox.client.trust import verbs as trustops
+from trustbox.client.trust.refresh import DEFAULT_WITHIN_DAYS
+from trustbox.client.trust.rotation import ROTATABLE
+from trustbox.client.trust.status import DEFAULT_WARN_DAYS, STATUS_FAIL, render_text
 from trustbox.client.trust.verbs import TrustContext
 from trustbox.errors import TrustboxError
+from trustbox.tuf.timefmt import parse_time
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger(__name__)
+
+
+#: pins the time the trust commands verify and sign at (RFC 3339), for tests; see docs/client.md
+NOW_ENV = "TRUSTBOX_TRUST_NOW"
 
 
 def _ctx(click_ctx: click.Context) -> TrustContext:
@@ -25,7 +34,11 @@ def _ctx(click_ctx: click.Context) -> TrustContext:
         injected: TrustContext = obj["trust_context"]  # tests inject a context
         return injected
     cas = [Path(p) for p in (click_ctx.find_object(dict) or {}).get("ca_certs", ())]
-    return TrustContext(ca_files=cas)
+    ctx = TrustContext(ca_files=cas)
+    pinned = ctx.environ.get(NOW_ENV)
+    if pinned:
+        ctx.now = parse_time(pinned, NOW_ENV)
+    return ctx
 
 
 @click.group("trust")
@@ -53,11 +66,13 @@ def key_group() -> None:
 @key_group.command("generate")
 @click.argument("name")
 @click.option("--dir", "directory", type=click.Path(path_type=Path), help="Directory to generate key in, defaults to current directory")
+@click.option("--pkcs11", "pkcs11_uri", metavar="PKCS11-URI",
+              help="Make (or use) the key on a PKCS#11 token: pkcs11:token=...;object=...")
 @click.pass_context
 @one_line_errors
-def key_generate_cmd(ctx: click.Context, name: str, directory: Path | None) -> None:
+def key_generate_cmd(ctx: click.Context, name: str, directory: Path | None, pkcs11_uri: str | None) -> None:
     """Generate and load a signing key-pair."""
-    trustops.key_generate(_ctx(ctx), name, directory)
+    trustops.key_generate(_ctx(ctx), name, directory, pkcs11_uri)
 
 
 @key_group.command("load")
@@ -222,6 +237,74 @@ def revoke_cmd(ctx: click.Context, yes: bool, insecure: tuple[str, ...], sigstor
     if sigstore is not None:
         t.sigstore = sigstore
     trustops.revoke(t, image, yes)
+
+
+# --- operations: status, key rotate, refresh -------------------------------------------------------
+
+
+@trust_group.command("status")
+@click.argument("repos", nargs=-1)
+@click.option("--server", metavar="URL", help="Trust server (default: docker's rule, $DOCKER_CONTENT_TRUST_SERVER)")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON")
+@click.option("--warn", "warn_days", type=click.FloatRange(min=0), default=DEFAULT_WARN_DAYS, show_default=True,
+              metavar="DAYS", help="Warn about anything expiring within DAYS days")
+@click.option("--no-registry", is_flag=True, help="Do not list the registry's tags")
+@click.option("--insecure-registry", "insecure", multiple=True, metavar="HOST[:PORT]",
+              help="Registry that may be reached over plain HTTP (loopback registries always may)")
+@click.option("--at", "at", hidden=True, metavar="TIME", help="Judge as of this RFC 3339 time (tests).")
+@click.pass_context
+@one_line_errors
+def status_cmd(ctx: click.Context, repos: tuple[str, ...], server: str | None, as_json: bool, warn_days: float,
+               no_registry: bool, insecure: tuple[str, ...], at: str | None) -> None:
+    """Show each role's version, expiry and signers, and the signed and unsigned tags.
+
+    Exit status: 0 fine, 1 something expires within the window, 2 expired or broken (also when the
+    command itself fails: a bad name or option)."""
+    t = _ctx(ctx)
+    if server:
+        t.trust_server = server
+    t.insecure_registries = list(t.insecure_registries) + list(insecure)
+    try:
+        if at:
+            t.now = parse_time(at, "--at")
+        reports = trustops.status(t, repos, warn_days, registry=not no_registry)
+        if not reports:
+            raise TrustboxError("no repository named, and the local keys administer none")
+    except TrustboxError as exc:
+        fail(exc, STATUS_FAIL)
+    if as_json:
+        t.out.write(go_json_indent([r.to_json() for r in reports]) + "\n")
+    else:
+        t.out.write("\n".join(render_text(r) for r in reports))
+    t.out.flush()
+    code = max(r.exit_code for r in reports)
+    if code:
+        sys.exit(min(code, STATUS_FAIL))
+
+
+@key_group.command("rotate")
+@click.argument("repo")
+@click.argument("role", type=click.Choice(ROTATABLE))
+@click.option("-r", "--server-managed", is_flag=True, help="The trust server makes and holds the new key (timestamp, snapshot)")
+@click.option("--key", "key_uri", metavar="PKCS11-URI",
+              help="Use (or make) the new key on a PKCS#11 token: pkcs11:token=...;object=...")
+@click.pass_context
+@one_line_errors
+def key_rotate_cmd(ctx: click.Context, repo: str, role: str, server_managed: bool, key_uri: str | None) -> None:
+    """Rotate the key of a base role (notary key rotate)."""
+    trustops.key_rotate(_ctx(ctx), repo, role, server_managed, key_uri)
+
+
+@trust_group.command("refresh")
+@click.argument("repos", nargs=-1)
+@click.option("--within", "within_days", type=click.FloatRange(min=0), default=DEFAULT_WITHIN_DAYS, show_default=True,
+              metavar="DAYS", help="Re-sign roles that expire within DAYS days")
+@click.option("--all", "every", is_flag=True, help="Every repository the local keys administer")
+@click.pass_context
+@one_line_errors
+def refresh_cmd(ctx: click.Context, repos: tuple[str, ...], within_days: float, every: bool) -> None:
+    """Re-sign, with a new expiry, the roles the local keys can sign that expire soon."""
+    trustops.refresh(_ctx(ctx), repos, within_days, every=every)
 
 
 def register(cli: click.Group, serve: click.Group) -> None:

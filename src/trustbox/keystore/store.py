@@ -7,6 +7,7 @@ are read as well (never written or migrated).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from trustbox.atomicfile import atomic_write
-from trustbox.errors import FormatError, KeyStoreError, PassphraseError
+from trustbox.errors import FormatError, KeyStoreError, PassphraseError, TrustboxError
 from trustbox.keystore.passphrase import (
     BASE_ROLES,
     DEFAULT_MAX_ATTEMPTS,
@@ -35,12 +36,15 @@ from trustbox.keystore.pkcs8 import (
     encode_key_file,
     key_file_info,
 )
-from trustbox.tuf.keys import ECDSA, PrivateKey, PublicKey
+from trustbox.keystore.pkcs11 import PinSource, Pkcs11URI, TokenKey, env_pin, open_token_key
+from trustbox.tuf.keys import ECDSA, PrivateKey, PublicKey, Signer
 from trustbox.tuf.pem import PEMBlock, encode_pem_block, parse_pem_blocks
 
 log = logging.getLogger(__name__)
 
 PRIVATE_DIR = "private"
+#: records of keys on PKCS#11 tokens (URI, role, gun), one per key ID
+TOKEN_DIR = "pkcs11"
 ROOT_KEYS_SUBDIR = "root_keys"
 NON_ROOT_KEYS_SUBDIR = "tuf_keys"
 KEY_EXTENSION = ".key"
@@ -75,9 +79,15 @@ class KeyStore:
         passphrase_retriever: PassphraseRetriever | None = None,
         *,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        pin_source: PinSource | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.trust_dir = Path(trust_dir)
         self.private_dir = self.trust_dir / PRIVATE_DIR
+        self.token_dir = self.trust_dir / TOKEN_DIR
+        self.environ = environ
+        self.pin_source: PinSource = pin_source or env_pin(environ)
+        self._tokens: dict[str, TokenKey] = {}
         self.retriever: PassphraseRetriever = passphrase_retriever or chain_retriever()
         self.max_attempts = max_attempts
         self._cache: dict[str, tuple[PrivateKey, str]] = {}
@@ -119,10 +129,32 @@ class KeyStore:
                     add(path, keyid, role or None, None if gun == "." else gun)
         return found
 
+    def _token_records(self) -> dict[str, tuple[KeyInfo, str]]:
+        """Keys on PKCS#11 tokens this trust dir knows: keyid -> (info, URI), from
+        ``<trust dir>/pkcs11/<keyid>.json`` (unreadable records are skipped with a warning)."""
+        out: dict[str, tuple[KeyInfo, str]] = {}
+        if not self.token_dir.is_dir():
+            return out
+        for path in sorted(self.token_dir.glob("*.json")):
+            keyid = path.name[: -len(".json")]
+            try:
+                rec = json.loads(path.read_text())
+                uri, role = str(rec["uri"]), str(rec["role"])
+                gun = rec.get("gun")
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("skipping unreadable token key record %s: %s", path, exc)
+                continue
+            out[keyid] = (KeyInfo(keyid, role, str(gun) if gun else None), uri)
+        return out
+
     def list_keys(self) -> list[KeyInfo]:
-        """Every stored key as (keyid, role, gun), read from headers without decrypting."""
+        """Every stored key as (keyid, role, gun), read from headers without decrypting; keys on
+        PKCS#11 tokens included."""
         with self._lock:
-            return sorted(info for info, _ in self._scan().values())
+            found = {info.keyid: info for info, _ in self._scan().values()}
+            for keyid, (info, _) in self._token_records().items():
+                found.setdefault(keyid, info)
+            return sorted(found.values())
 
     def find_keys(self, role: str | None = None, gun: str | None = None) -> list[KeyInfo]:
         """Stored keys with the given role and/or GUN (None matches anything)."""
@@ -134,12 +166,15 @@ class KeyStore:
         """(keyid, role, gun) of one stored key; KeyStoreError if absent."""
         entry = self._scan().get(keyid)
         if entry is None:
+            token = self._token_records().get(keyid)
+            if token is not None:
+                return token[0]
             raise KeyStoreError(f"private key {keyid} not found in {self.private_dir}")
         return entry[0]
 
     def has_key(self, keyid: str) -> bool:
         """Whether a private key with this canonical key ID is stored."""
-        return keyid in self._cache or keyid in self._scan()
+        return keyid in self._cache or keyid in self._tokens or keyid in self._scan() or keyid in self._token_records()
 
     def key_path(self, keyid: str) -> Path:
         """The file a key with this ID is (or would be) written to."""
@@ -187,8 +222,50 @@ class KeyStore:
             self._cache[keyid] = (key, info.role)
             return key, info.role
 
+    # -- hardware tokens --------------------------------------------------------------------
+
+    def add_token_key(self, uri: str, role: str, gun: str | None = None, *, create: bool = False) -> TokenKey:
+        """Record the PKCS#11 key ``uri`` names as a key of ``role`` (made on the token first when
+        ``create`` and absent): ``<trust dir>/pkcs11/<keyid>.json`` holds the URI (never the PIN).
+        Raises FormatError, ConfigError, KeyStoreError, PassphraseError."""
+        if not role:
+            raise KeyStoreError("a key needs a role")
+        key = open_token_key(uri, self.pin_source, self.environ, create=create)
+        gun = _gun_for_role(role, gun)
+        record = {"uri": str(Pkcs11URI.parse(uri)), "role": role, "gun": gun}
+        with self._lock:
+            atomic_write(self.token_dir / (key.keyid + ".json"), json.dumps(record, indent=1).encode() + b"\n")
+            self._tokens[key.keyid] = key
+        return key
+
+    def get_signer(self, keyid: str) -> tuple[Signer, str]:
+        """The signer of a stored key: a PKCS#11 token key if one is recorded, else the decrypted
+        key file: (signer, role). Raises KeyStoreError, PassphraseError (PIN or passphrase),
+        ConfigError (PKCS#11 module)."""
+        with self._lock:
+            token = self._tokens.get(keyid)
+            record = self._token_records().get(keyid)
+            if token is None and record is not None:
+                token = open_token_key(record[1], self.pin_source, self.environ)
+                if token.keyid != keyid:
+                    raise KeyStoreError(f"PKCS#11 key {record[1]} holds key {token.keyid}, not {keyid}")
+                self._tokens[keyid] = token
+            if token is not None:
+                role = record[0].role if record is not None else ""
+                return token, role
+        return self.get_key(keyid)
+
+    def get_signer_for_public(self, public: PublicKey) -> tuple[Signer, str]:
+        """The signer of a public key from metadata (file or token); x509 (root certificate) keys
+        are looked up by their canonical key ID (``PublicKey.canonical_keyid``)."""
+        canonical = public.canonical()
+        key, role = self.get_signer(canonical.keyid)
+        if key.public_key() != canonical:
+            raise KeyStoreError(f"private key {canonical.keyid} does not match public key {public.keyid}")
+        return key, role
+
     def get_key_for_public(self, public: PublicKey) -> tuple[PrivateKey, str]:
-        """The private key of a public key from metadata; x509 (root certificate) keys are
+        """The private key (file) of a public key from metadata; x509 (root certificate) keys are
         looked up by their canonical key ID (``PublicKey.canonical_keyid``)."""
         canonical = public.canonical()
         key, role = self.get_key(canonical.keyid)
@@ -203,15 +280,20 @@ class KeyStore:
 
     def signing_keys(
         self, keys: Mapping[str, PublicKey], keyids: Iterable[str]
-    ) -> list[tuple[str, PrivateKey]]:
+    ) -> list[tuple[str, Signer]]:
         """For role key IDs (as listed in root/targets, possibly certificate IDs): the
-        (listed keyid, PrivateKey) pairs whose private key is stored here."""
-        out = []
+        (listed keyid, signer) pairs whose private key is stored here (file or token)."""
+        out: list[tuple[str, Signer]] = []
         for kid in keyids:
             pub = keys.get(kid)
-            if pub is None or self.canonical_id_for(pub) is None:
+            if pub is None:
                 continue
-            out.append((kid, self.get_key_for_public(pub)[0]))
+            try:
+                if self.canonical_id_for(pub) is None:
+                    continue
+            except TrustboxError:
+                continue
+            out.append((kid, self.get_signer_for_public(pub)[0]))
         return out
 
     # -- writing ------------------------------------------------------------------------------

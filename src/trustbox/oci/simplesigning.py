@@ -26,13 +26,14 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from trustbox.errors import FormatError, SignatureError, UnsupportedKeyError
 from trustbox.oci.descriptor import Descriptor
 from trustbox.oci.digest import parse_digest, sha256_digest
 from trustbox.oci.mediatypes import OCI_CONFIG, OCI_MANIFEST
 from trustbox.tuf.canonical import html_escape, loads
-from trustbox.tuf.keys import CryptoPublicKey, PrivateKey, PublicKey
+from trustbox.tuf.keys import CryptoPublicKey, PrivateKey, PublicKey, Signer
 
 SIMPLESIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
@@ -295,12 +296,18 @@ def parse_signature_manifest(raw: bytes) -> tuple[SignatureLayer, ...]:
 # --- signing and verifying -------------------------------------------------------------------
 
 
-def sign_payload(key: PrivateKey, payload: bytes) -> bytes:
+def sign_payload(key: Signer, payload: bytes) -> bytes:
     """Sign ``payload`` as cosign does: DER ECDSA-SHA256, RSA PKCS#1 v1.5 SHA-256, or Ed25519.
 
+    A key held elsewhere (a hardware token) signs in notary's encoding only: its ECDSA ``r || s``
+    (SHA-256, as cosign hashes) is re-encoded as DER; Ed25519 signatures are the same in both.
+
     Raises:
-        UnsupportedKeyError: an ECDSA key on a curve cosign does not verify with SHA-256.
+        UnsupportedKeyError: an ECDSA key on a curve cosign does not verify with SHA-256, or an
+            RSA key that only signs in notary's RSA-PSS.
     """
+    if not isinstance(key, PrivateKey):
+        return _sign_with_notary_signer(key, payload)
     k = key.key
     if isinstance(k, ec.EllipticCurvePrivateKey):
         if not isinstance(k.curve, _CURVES):
@@ -309,6 +316,22 @@ def sign_payload(key: PrivateKey, payload: bytes) -> bytes:
     if isinstance(k, rsa.RSAPrivateKey):
         return k.sign(payload, padding.PKCS1v15(), hashes.SHA256())
     return k.sign(payload)
+
+
+def _sign_with_notary_signer(key: Signer, payload: bytes) -> bytes:
+    """cosign's encoding of a signature made by a key that only signs as notary does.
+
+    Raises:
+        UnsupportedKeyError: not an ECDSA P-256/P-384 or Ed25519 key.
+    """
+    crypto = key.public_key().crypto_key()
+    if key.method == "ecdsa" and isinstance(crypto, ec.EllipticCurvePublicKey) and isinstance(crypto.curve, _CURVES):
+        raw = key.sign(payload)
+        half = len(raw) // 2
+        return encode_dss_signature(int.from_bytes(raw[:half], "big"), int.from_bytes(raw[half:], "big"))
+    if key.method == "eddsa":
+        return key.sign(payload)
+    raise UnsupportedKeyError(f"a {key.method} key held outside trustbox cannot make a sigstore signature")
 
 
 def load_public_key(pem: bytes) -> PublicKey:

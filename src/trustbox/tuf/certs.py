@@ -6,12 +6,13 @@ import secrets
 from datetime import datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from trustbox.errors import RootError, UnsupportedKeyError, VerificationError
-from trustbox.tuf.keys import MIN_RSA_BITS, PrivateKey, PublicKey, certificate_key
+from trustbox.tuf.keys import METHOD_ECDSA, MIN_RSA_BITS, PrivateKey, PublicKey, Signer, certificate_key
 
 ROOT_CERT_VALIDITY = timedelta(days=3650)
 
@@ -25,20 +26,62 @@ def _cn_attribute(gun: str) -> x509.NameAttribute[str]:
     return x509.NameAttribute(NameOID.COMMON_NAME, gun)
 
 
+def _der_length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+def _der_element(data: bytes, pos: int) -> tuple[int, int]:
+    """(start of content, end) of the DER element at ``pos`` (certificates cryptography wrote)."""
+    first = data[pos + 1]
+    if first < 0x80:
+        return pos + 2, pos + 2 + first
+    n = first & 0x7F
+    length = int.from_bytes(data[pos + 2 : pos + 2 + n], "big")
+    return pos + 2 + n, pos + 2 + n + length
+
+
+def _resign(cert: x509.Certificate, signer: Signer) -> x509.Certificate:
+    """``cert`` (signed by a throw-away key) with its signature replaced by ``signer``'s over the same
+    to-be-signed bytes: certificates for keys that never leave a token."""
+    der = cert.public_bytes(serialization.Encoding.DER)
+    body, _ = _der_element(der, 0)
+    _, tbs_end = _der_element(der, body)
+    _, alg_end = _der_element(der, tbs_end)
+    raw = signer.sign(cert.tbs_certificate_bytes)
+    size = len(raw) // 2
+    sig = encode_dss_signature(int.from_bytes(raw[:size], "big"), int.from_bytes(raw[size:], "big"))
+    bit_string = b"\x03" + _der_length(len(sig) + 1) + b"\x00" + sig
+    content = der[body:alg_end] + bit_string
+    return x509.load_der_x509_certificate(b"\x30" + _der_length(len(content)) + content)
+
+
 def make_root_certificate(
-    key: PrivateKey, gun: str, now: datetime, validity: timedelta = ROOT_CERT_VALIDITY
+    key: Signer, gun: str, now: datetime, validity: timedelta = ROOT_CERT_VALIDITY
 ) -> x509.Certificate:
-    """A self-signed root certificate for ``gun`` as ``notary init`` makes it."""
-    k = key.key
-    if not isinstance(k, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
-        raise UnsupportedKeyError("root keys must be ECDSA or RSA (notary puts them in x509 certificates)")
+    """A self-signed root certificate for ``gun`` as ``notary init`` makes it. ``key`` is a file key
+    or (ECDSA only) any other signer, e.g. a key on a PKCS#11 token. Raises UnsupportedKeyError."""
+    if isinstance(key, PrivateKey):
+        k = key.key
+        if not isinstance(k, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+            raise UnsupportedKeyError("root keys must be ECDSA or RSA (notary puts them in x509 certificates)")
+        public = k.public_key()
+    else:
+        if key.method != METHOD_ECDSA:
+            raise UnsupportedKeyError("root keys held outside files must be ECDSA")
+        crypto_public = key.public_key().crypto_key()
+        if not isinstance(crypto_public, ec.EllipticCurvePublicKey):
+            raise UnsupportedKeyError("root keys held outside files must be ECDSA")
+        public = crypto_public
     name = x509.Name([_cn_attribute(gun)])
     start = now.replace(microsecond=0)
     builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
-        .public_key(k.public_key())
+        .public_key(public)
         .serial_number(secrets.randbits(127) | 1)
         .not_valid_before(start)
         .not_valid_after(start + validity)
@@ -59,10 +102,13 @@ def make_root_certificate(
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
     )
-    return builder.sign(k, hashes.SHA256())
+    if isinstance(key, PrivateKey):
+        assert isinstance(key.key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey))
+        return builder.sign(key.key, hashes.SHA256())
+    return _resign(builder.sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256()), key)
 
 
-def make_root_public_key(key: PrivateKey, gun: str, now: datetime) -> PublicKey:
+def make_root_public_key(key: Signer, gun: str, now: datetime) -> PublicKey:
     """The ``ecdsa-x509``/``rsa-x509`` public key that goes into root.json for ``key``."""
     return PublicKey.from_certificate(make_root_certificate(key, gun, now))
 

@@ -11,7 +11,7 @@ import base64
 import functools
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -280,6 +280,31 @@ class PublicKey:
                 raise UnsupportedKeyError(f"unsupported signature method {method!r}")
         except InvalidSignature as exc:
             raise SignatureError("signature does not verify") from exc
+
+
+@runtime_checkable
+class Signer(Protocol):
+    """What signing needs of a key: its public key and ID, notary's method name, and signatures
+    in notary's encoding (ECDSA: raw ``r || s``). :class:`PrivateKey` (keys in files) is one; keys
+    on hardware tokens (``trustbox.keystore.pkcs11``) are another."""
+
+    @property
+    def keyid(self) -> str:
+        """The canonical key ID."""
+        ...
+
+    @property
+    def method(self) -> str:
+        """The signature method notary names for this key (``ecdsa``, ``rsapss``, ``eddsa``)."""
+        ...
+
+    def public_key(self) -> PublicKey:
+        """The bare public key."""
+        ...
+
+    def sign(self, message: bytes) -> bytes:
+        """Sign ``message`` (SHA-256 for ECDSA/RSA) in notary's encoding."""
+        ...
 
 
 class PrivateKey:

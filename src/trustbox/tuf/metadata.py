@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from trustbox.errors import FormatError, RoleError
 from trustbox.tuf.canonical import encode_canonical, encode_canonical_parsed, encode_wire, loads_document
-from trustbox.tuf.keys import PrivateKey, PublicKey, b64decode, b64encode
+from trustbox.tuf.keys import PublicKey, Signer, b64decode, b64encode
 from trustbox.tuf.timefmt import format_time, parse_time
 
 ROOT = "root"
@@ -584,7 +584,7 @@ class Metadata(Generic[T]):
 
     # -- signing ------------------------------------------------------------------------------
 
-    def sign(self, key: PrivateKey, keyid: str | None = None) -> Signature:
+    def sign(self, key: Signer, keyid: str | None = None) -> Signature:
         """Add a signature by ``key`` (``keyid`` overrides, e.g. a root certificate's ID)."""
         self.raw = None
         sig = Signature(keyid or key.keyid, key.method, key.sign(self.signed_bytes()))

@@ -386,6 +386,8 @@ class TrustedCollection:
     ``root_data`` is the trusted root (from the cache, or the first download when
     ``tofu`` is set, which additionally checks its certificates and expiry).
     ``floor_versions`` holds versions trusted earlier (from the cache) for rollback checks.
+    ``allow_expired`` (reports only, e.g. ``trustbox trust status``): every rule but expiry
+    still decides; callers then read each document's expiry themselves.
     """
 
     def __init__(
@@ -396,13 +398,15 @@ class TrustedCollection:
         *,
         tofu: bool = False,
         floor_versions: dict[str, int] | None = None,
+        allow_expired: bool = False,
     ) -> None:
         self.gun = gun
         self.now = now
         self.floor = dict(floor_versions or {})
+        self.allow_expired = allow_expired
         root = Metadata.parse(root_data, ROOT, expect=Root)
         verify_root(root, gun, now if tofu else None)
-        if tofu:
+        if tofu and not allow_expired:
             check_expiry(root, now, ROOT)
         self.root: Metadata[Root] = root
         self.timestamp: Metadata[Timestamp] | None = None
@@ -429,7 +433,10 @@ class TrustedCollection:
         return new
 
     def check_root_current(self) -> None:
-        """Raise ExpiredError if the trusted root has expired (after any rotation)."""
+        """Raise ExpiredError if the trusted root has expired (after any rotation; never with
+        ``allow_expired``)."""
+        if self.allow_expired:
+            return
         check_expiry(self.root, self.now, ROOT)
 
     # -- timestamp / snapshot / targets --------------------------------------------------------
@@ -442,7 +449,9 @@ class TrustedCollection:
         self, role: str, data: bytes, keys: tuple[dict[str, PublicKey], int], previous: Metadata[Any] | None
     ) -> Metadata[Any]:
         md = Metadata.parse(data, role, expect=signed_class(role))
-        check_document(md, role, keys[0], keys[1], self.now, minimum=self._minimum(role, previous))
+        check_document(
+            md, role, keys[0], keys[1], self.now, minimum=self._minimum(role, previous), allow_expired=self.allow_expired
+        )
         return md
 
     def update_timestamp(self, data: bytes) -> Metadata[Timestamp]:

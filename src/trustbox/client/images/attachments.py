@@ -48,7 +48,7 @@ from trustbox.oci.simplesigning import (
     signature_tag,
     verify_attachment,
 )
-from trustbox.tuf.keys import PrivateKey, PublicKey
+from trustbox.tuf.keys import PublicKey, Signer
 
 #: deepest index nesting followed when listing the digests to sign (an index of indexes)
 MAX_INDEX_DEPTH = 2
@@ -157,7 +157,7 @@ def _push(client: RegistryClient, repo: str, digest: str, layers: Sequence[Signa
     client.put_manifest(repo, signature_tag(digest), parse_manifest(sm.manifest, OCI_MANIFEST))
 
 
-def add_signature(client: RegistryClient, repo: str, identity: str, digest: str, key: PrivateKey) -> bool:
+def add_signature(client: RegistryClient, repo: str, identity: str, digest: str, key: Signer) -> bool:
     """Sign ``digest`` with ``key`` (payload identity ``identity``, the repository without tag as
     cosign writes it) and append the layer to its signature manifest. False when a layer of this
     key for this digest is already there (nothing is written).
@@ -191,7 +191,7 @@ class SignResult:
 
 
 def sign_image(
-    client: RegistryClient, repo: str, identity: str, top: Manifest, keys: Sequence[PrivateKey]
+    client: RegistryClient, repo: str, identity: str, top: Manifest, keys: Sequence[Signer]
 ) -> SignResult:
     """Sign ``top`` and, for an index, each child manifest (:func:`image_digests`) with every key
     cosign can verify (others are skipped and reported): the attachments ``trust sign`` and

@@ -42,7 +42,7 @@ from trustbox.oci.manifest import Manifest
 from trustbox.oci.platforms import Platform, machine_platform, parse_platform, select_platform
 from trustbox.oci.reference import ImageRef, parse_image_ref, parse_reference
 from trustbox.oci.simplesigning import signature_tag
-from trustbox.tuf.keys import PrivateKey, PublicKey
+from trustbox.tuf.keys import PublicKey, Signer
 
 # --- DOCKER_CONTENT_TRUST ---------------------------------------------------------------
 
@@ -106,7 +106,7 @@ class NotaryTrust:
         finally:
             client.close()
 
-    def sign(self, ref: ImageRef, tag: str, digest: str, length: int) -> list[PrivateKey]:
+    def sign(self, ref: ImageRef, tag: str, digest: str, length: int) -> list[Signer]:
         """Sign the pushed manifest under ``tag``, initialising the repository if needed; the
         private keys that signed (for the sigstore attachment).
 

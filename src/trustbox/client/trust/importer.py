@@ -61,7 +61,7 @@ from trustbox.keystore.pkcs8 import decode_key_file, key_file_info
 from trustbox.keystore.store import KeyStore
 from trustbox.oci.reference import parse_reference
 from trustbox.tuf.certs import make_root_public_key
-from trustbox.tuf.keys import PrivateKey, PublicKey
+from trustbox.tuf.keys import PrivateKey, PublicKey, Signer
 from trustbox.tuf.metadata import (
     ROOT,
     SNAPSHOT,
@@ -162,17 +162,17 @@ class _Importer:
         self.progress = progress
         self.updates = 0
         #: the publisher's snapshot key(s), when the repository keeps signing its own snapshots
-        self.snapshot_signers: list[tuple[str, PrivateKey]] = []
+        self.snapshot_signers: list[tuple[str, Signer]] = []
 
     # -- keys ----------------------------------------------------------------------------------
 
-    def root_signers(self, given: PrivateKey | None) -> list[tuple[str, PrivateKey]]:
+    def root_signers(self, given: PrivateKey | None) -> list[tuple[str, Signer]]:
         """(root keyid, private key) pairs meeting the root threshold. Raises WrongRootKeyError /
         RootKeyMissingError before anything is uploaded."""
         keys, threshold = self.tc.root.signed.role_keys(ROOT)
         if given is not None:
             pub = given.public_key()
-            found = [(kid, given) for kid, k in keys.items() if k.canonical() == pub]
+            found: list[tuple[str, Signer]] = [(kid, given) for kid, k in keys.items() if k.canonical() == pub]
             if not found:
                 raise WrongRootKeyError(
                     f"the given root key ({pub.keyid[:12]}) is not a root key of {self.archive.gun} "
@@ -188,7 +188,7 @@ class _Importer:
                      "it must re-pin (the commands are printed after the import)")
         return signers
 
-    def old_root_signers(self, version: int) -> list[tuple[str, PrivateKey]]:
+    def old_root_signers(self, version: int) -> list[tuple[str, Signer]]:
         """Root keys of the archive's root ``version`` that are held locally (for clients pinned there)."""
         data = self.archive.root_versions.get(version)
         if data is None:
@@ -203,7 +203,7 @@ class _Importer:
     # -- documents -----------------------------------------------------------------------------
 
     def make_root(self, version: int, keys: dict[str, PublicKey], roles: dict[str, RoleKeys],
-                  signers: list[tuple[str, PrivateKey]]) -> bytes:
+                  signers: list[tuple[str, Signer]]) -> bytes:
         body = Root(version, self.now + ROOT_EXPIRY, keys=dict(keys), roles=dict(roles),
                     consistent_snapshot=self.tc.root.signed.consistent_snapshot)
         md: Metadata[Root] = Metadata(body)
@@ -398,7 +398,7 @@ def import_archive(
         remote.close()
 
 
-def _holds_all(signers: list[tuple[str, PrivateKey]], base: Root) -> bool:
+def _holds_all(signers: list[tuple[str, Signer]], base: Root) -> bool:
     keys, _ = base.role_keys(ROOT)
     pubs = {k.canonical() for k in keys.values()}
     return bool(signers) and all(key.public_key() in pubs for _, key in signers)

@@ -23,7 +23,7 @@ from trustbox.client.trust.remote import RemoteStore
 from trustbox.errors import RoleError
 from trustbox.keystore.store import KeyStore
 from trustbox.tuf.certs import make_root_public_key
-from trustbox.tuf.keys import PrivateKey, PublicKey
+from trustbox.tuf.keys import PublicKey, Signer
 from trustbox.tuf.metadata import (
     ROOT,
     SNAPSHOT,
@@ -56,7 +56,7 @@ def _copy_targets(md: Metadata[Targets]) -> Targets:
     return body
 
 
-def _sign_with(md: Metadata[Any], keys: Sequence[tuple[str, PrivateKey]], threshold: int, role: str) -> None:
+def _sign_with(md: Metadata[Any], keys: Sequence[tuple[str, Signer]], threshold: int, role: str) -> None:
     if not keys:
         raise NoSigningKeysError(f"could not find necessary signing keys, at least one of these keys must be available for {role}")
     for keyid, key in keys:
@@ -86,7 +86,7 @@ class RepoDraft:
         *,
         new_repo: bool = False,
         initial_publish: bool = False,
-        root_signers: Sequence[tuple[str, PrivateKey]] = (),
+        root_signers: Sequence[tuple[str, Signer]] = (),
     ) -> None:
         self.gun = gun
         self.keystore = keystore
@@ -102,6 +102,9 @@ class RepoDraft:
         self.dirty: set[str] = set()
         if new_repo:
             self.dirty.add(TARGETS)
+        #: root changed (key rotation, refresh): signed by the trusted root's keys and its own
+        self.root_dirty = False
+        self._trusted_root = root
 
     # -- construction ------------------------------------------------------------------------------
 
@@ -123,7 +126,7 @@ class RepoDraft:
         the server's timestamp and snapshot keys (server-managed snapshot)."""
         root_infos = sorted(keystore.find_keys(role=ROOT), key=lambda k: k.keyid)
         if root_infos:
-            root_key = keystore.get_key(root_infos[0].keyid)[0]
+            root_key: Signer = keystore.get_signer(root_infos[0].keyid)[0]
         else:
             root_key = keystore.generate_key(ROOT)
         cert = make_root_public_key(root_key, gun, now)
@@ -193,14 +196,14 @@ class RepoDraft:
             return False
         return any(self.keystore.canonical_id_for(k) is not None for k in keys.values())
 
-    def held_keys(self, roles: Sequence[str]) -> list[PrivateKey]:
+    def held_keys(self, roles: Sequence[str]) -> list[Signer]:
         """The private keys of ``roles`` in the key store (the keys that sign them), one per key
         ID, in role order; roles the draft does not know are skipped.
 
         Raises:
             KeyStoreError, PassphraseError: a held key cannot be decrypted.
         """
-        out: dict[str, PrivateKey] = {}
+        out: dict[str, Signer] = {}
         for role in roles:
             try:
                 keys, _ = self.role_keys(role)
@@ -285,9 +288,83 @@ class RepoDraft:
         self.bodies.pop(role, None)
         self.dirty.discard(role)
 
+    def _editable_root(self) -> Root:
+        if not self.root_dirty and not self.new_repo:
+            self.root = Metadata.parse(self.root.to_bytes(), ROOT, expect=Root)
+            self.root_dirty = True
+        return self.root.signed
+
+    def replace_base_keys(self, role: str, keys: Sequence[PublicKey]) -> None:
+        """notary's ``ReplaceBaseKeys``: ``role`` (root, targets, snapshot, timestamp) is now signed
+        by ``keys`` only. The old keys leave root's key list, except root certificates (kept, as
+        notary does, so the rotation can be followed); the root is re-signed by the old and the new
+        root keys, and targets is re-signed with its new key. Raises RoleError for other roles."""
+        if role not in (ROOT, TARGETS, SNAPSHOT, TIMESTAMP):
+            raise RoleError(f"{role} is not a base role")
+        if not keys:
+            raise RoleError(f"no keys given for {role}")
+        body = self._editable_root()
+        old = body.roles[role]
+        for kid in old.keyids:
+            still_used = any(kid in rk.keyids for name, rk in body.roles.items() if name != role)
+            if role != ROOT and not still_used:
+                body.keys.pop(kid, None)
+        for key in keys:
+            body.keys[key.keyid] = key
+        body.roles[role] = RoleKeys([k.keyid for k in keys], old.threshold if old.threshold <= len(keys) else 1)
+        if role == TARGETS and TARGETS in self.bodies:
+            self.dirty.add(TARGETS)
+
+    def touch_root(self) -> None:
+        """Re-sign the root as it is (version + 1, a new expiry): ``trust refresh``."""
+        self._editable_root()
+
+    def touch(self, role: str) -> None:
+        """Re-sign a targets role as it is (version + 1, a new expiry): ``trust refresh``.
+        Raises RoleError when the role is not loaded."""
+        if role not in self.bodies:
+            raise RoleError(f"{role} is not loaded")
+        self.dirty.add(role)
+
+    def can_sign_root(self) -> bool:
+        """Whether a key of the trusted root's root role is in the key store."""
+        keys, _ = self._trusted_root.signed.role_keys(ROOT)
+        return any(self.keystore.canonical_id_for(k) is not None for k in keys.values())
+
     # -- signing -----------------------------------------------------------------------------------
 
-    def _signing_keys(self, role: str) -> tuple[list[tuple[str, PrivateKey]], int]:
+    def _root_signers(self) -> tuple[list[tuple[str, Signer]], int, int]:
+        """Local keys of the trusted root's root role and of the new one (a rotation is signed by
+        both, as notary's ``SignRoot``), with the trusted and the new threshold."""
+        old_keys, old_threshold = self._trusted_root.signed.role_keys(ROOT)
+        new_keys, new_threshold = self.root.signed.role_keys(ROOT)
+        signers = self.keystore.signing_keys(old_keys, old_keys.keys())
+        have = {kid for kid, _ in signers}
+        for kid, key in self.keystore.signing_keys(new_keys, new_keys.keys()):
+            if kid not in have:
+                signers.append((kid, key))
+        return signers, old_threshold, new_threshold
+
+    def _sign_root(self) -> bytes:
+        body = self.root.signed
+        body.version = self._trusted_root.signed.version + 1
+        body.set_expires(self.now + ROOT_EXPIRY)
+        self.root.refresh()
+        signers, old_threshold, new_threshold = self._root_signers()
+        old_ids = set(self._trusted_root.signed.roles[ROOT].keyids)
+        new_ids = set(body.roles[ROOT].keyids)
+        _sign_with(self.root, [(k, s) for k, s in signers if k in new_ids], new_threshold, ROOT)
+        old_signers = [(k, s) for k, s in signers if k in old_ids]
+        if len(old_signers) < old_threshold:
+            raise InsufficientSignaturesError(
+                f"tried to sign {ROOT} with {len(old_signers)} keys of the trusted root but its threshold is {old_threshold}"
+            )
+        for kid, key in old_signers:
+            if kid not in new_ids:
+                self.root.sign(key, kid)
+        return self.root.to_bytes()
+
+    def _signing_keys(self, role: str) -> tuple[list[tuple[str, Signer]], int]:
         keys, threshold = self.role_keys(role)
         return self.keystore.signing_keys(keys, keys.keys()), threshold
 
@@ -302,6 +379,9 @@ class RepoDraft:
             self.root.refresh()
             _sign_with(self.root, self.root_signers, threshold, ROOT)
             signed[ROOT] = self.root.to_bytes()
+            parts.append((ROOT, signed[ROOT]))
+        elif self.root_dirty:
+            signed[ROOT] = self._sign_root()
             parts.append((ROOT, signed[ROOT]))
         elif self.initial_publish:
             signed[ROOT] = self.root.to_bytes()

@@ -199,6 +199,34 @@ class RemoteStore:
         except FormatError as exc:
             raise FormatError(f"server returned an invalid {role} key: {exc.message}") from exc
 
+    def rotate_key(self, role: str) -> PublicKey:
+        """``POST <role>.key``: the server makes a new timestamp or snapshot key for the GUN and
+        returns it (notary's ``RotateKey``); nothing changes until a root listing it is published.
+
+        Raises BadResponseError beyond 64 KiB, FormatError for a bad key, the errors of :meth:`_check_status`."""
+        with self._request("POST", self.base_url() + role + ".key") as resp:
+            self._check_status(resp, f"{role}.key")
+            data = read_capped(resp, MAX_KEY_SIZE, f"{role}.key", error=BadResponseError)
+        try:
+            return PublicKey.from_dict(loads(data))
+        except FormatError as exc:
+            raise FormatError(f"server returned an invalid {role} key: {exc.message}") from exc
+
+    def last_change(self) -> dict[str, Any] | None:
+        """The newest changefeed record of the GUN (``GET /v2/<gun>/_trust/changefeed?change_id=-1&records=-1``:
+        ``ID``, ``CreatedAt``, ``Version``, ``Category``...), None when the feed holds none.
+
+        Raises the errors of :meth:`_check_status`, BadResponseError beyond 64 KiB, FormatError for a bad body."""
+        url = f"{self.server_url}/v2/{self.gun}/_trust/changefeed?change_id=-1&records=-1"
+        with self._request("GET", url) as resp:
+            self._check_status(resp, "changefeed")
+            data = read_capped(resp, MAX_KEY_SIZE, "changefeed", error=BadResponseError)
+        doc: Any = loads(data)
+        records = doc.get("records") if isinstance(doc, dict) else None
+        if not isinstance(records, list) or not records or not isinstance(records[-1], dict):
+            return None
+        return dict(records[-1])
+
     def post_update(self, parts: Sequence[tuple[str, bytes]]) -> None:
         """One multipart POST of signed documents: field ``files``, filename = role."""
         files = [("files", (role, data, "application/octet-stream")) for role, data in parts]

@@ -37,7 +37,7 @@ from trustbox.errors import KeyStoreError, TrustboxError
 from trustbox.keystore.passphrase import PassphraseRetriever, docker_retriever
 from trustbox.keystore.store import KeyStore
 from trustbox.oci.reference import parse_reference
-from trustbox.tuf.keys import PrivateKey
+from trustbox.tuf.keys import Signer
 from trustbox.tuf.metadata import ROOT, TARGETS, FileMeta
 from trustbox.tuf.timefmt import utcnow
 from trustbox.tuf.verify import TrustedCollection
@@ -119,6 +119,7 @@ class TrustClient:
         pinning: TrustPinning | None = None,
         insecure_skip_verify: bool = False,
         warn: Callable[[str], None] | None = None,
+        keystore: KeyStore | None = None,
     ) -> None:
         self.gun = gun
         self.server_url = server_url
@@ -135,7 +136,7 @@ class TrustClient:
             insecure_skip_verify=insecure_skip_verify,
         )
         self.cache = MetadataCache(self.trust_dir, gun)
-        self.keystore = KeyStore(self.trust_dir, passphrase_retriever or docker_retriever())
+        self.keystore = keystore or KeyStore(self.trust_dir, passphrase_retriever or docker_retriever())
         self.pinning = pinning or TrustPinning()
         self.warn = warn
         self._tc: TrustedCollection | None = None
@@ -162,12 +163,14 @@ class TrustClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def update(self, for_write: bool = False) -> None:
+    def update(self, for_write: bool = False, *, allow_expired: bool = False) -> None:
         """Fetch and verify the repository's metadata (raises trustbox errors). ``for_write`` also
-        asks the server whether it holds the repository at all (notary's ``Update(forWrite)``)."""
+        asks the server whether it holds the repository at all (notary's ``Update(forWrite)``);
+        ``allow_expired`` verifies everything but expiry, for reports (nothing is cached)."""
         self._tc = None
         result = update_repository(
-            self.gun, self.remote, self.cache, self.now, self.pinning, check_initialized=for_write, warn=self.warn
+            self.gun, self.remote, self.cache, self.now, self.pinning, check_initialized=for_write, warn=self.warn,
+            allow_expired=allow_expired,
         )
         self._tc, self.skipped = result.collection, result.skipped
         self.stale_reason, self.remote_missing = result.stale, result.remote_missing
@@ -309,7 +312,7 @@ class TrustClient:
             raise KeyStoreError("no valid signing keys for delegation roles")
         return roles
 
-    def sign_target(self, tag: str, sha256_hex: str, length: int) -> list[PrivateKey]:
+    def sign_target(self, tag: str, sha256_hex: str, length: int) -> list[Signer]:
         """Sign ``tag`` -> (sha256, length) like ``docker push`` with content trust, and publish.
         Returns the private keys that signed (for the sigstore attachment of the same digest)."""
         try:

@@ -13,6 +13,9 @@
    chain ``<v>.root.json`` is walked from the trusted version, then 2-5 are retried once;
 7. everything verified goes to the cache.
 
+``allow_expired`` (reports such as ``trustbox trust status``): every rule but expiry still
+decides; nothing is written to the cache and no retry runs because a document expired.
+
 A writer (``check_initialized``, notary's ``Update(forWrite=true)``) also asks the server for
 ``root.json`` even with a cached root: a 404 means the server has no trust data for the GUN (a
 new or wiped server) and the result is the cached repository, flagged ``remote_missing``, for an
@@ -114,8 +117,10 @@ class Updater:
         *,
         check_initialized: bool = False,
         warn: Callable[[str], None] | None = None,
+        allow_expired: bool = False,
     ) -> None:
         self.gun = gun
+        self.allow_expired = allow_expired
         self.remote = remote
         self.cache = cache
         self.now = now
@@ -137,7 +142,7 @@ class Updater:
         tc = self._bootstrap()
         if self.remote_missing:
             return self._cached_only(tc)
-        if tc.root.signed.is_expired(self.now):
+        if tc.root.signed.is_expired(self.now) and not self.allow_expired:
             self._rotate_root(tc)
         try:
             self._update(tc)
@@ -150,7 +155,8 @@ class Updater:
             except _RootChanged as exc:
                 raise HashMismatchError("root: checksum mismatch with the snapshot's root entry") from exc
         tc.check_root_current()
-        self._save(tc)
+        if not self.allow_expired:
+            self._save(tc)
         return tc
 
     # -- steps ---------------------------------------------------------------------------------
@@ -162,7 +168,9 @@ class Updater:
         cached_root = self.cache.get(ROOT)
         if cached_root is not None:
             try:
-                tc = TrustedCollection(self.gun, cached_root, self.now, floor_versions=floors)
+                tc = TrustedCollection(
+                    self.gun, cached_root, self.now, floor_versions=floors, allow_expired=self.allow_expired
+                )
             except TrustboxError as exc:
                 raise RootError(f"the cached root of {self.gun} is invalid: {exc.message}") from exc
             if self.check_initialized:
@@ -174,7 +182,9 @@ class Updater:
             raise RepositoryNotExistError(self.remote.host, self.gun) from exc
         root = Metadata.parse(data, ROOT, expect=Root)
         self.pinning.check(root, self.gun, self.now)
-        return TrustedCollection(self.gun, data, self.now, tofu=True, floor_versions=floors)
+        return TrustedCollection(
+            self.gun, data, self.now, tofu=True, floor_versions=floors, allow_expired=self.allow_expired
+        )
 
     def _server_has_root(self) -> bool:
         """Whether the server holds a root for the GUN (False on 404; other failures raise, since a
@@ -289,7 +299,8 @@ class Updater:
             tc.update_root(step)
         tc.update_root(data)
         tc.check_root_current()
-        self.cache.set(ROOT, tc.root.to_bytes())
+        if not self.allow_expired:
+            self.cache.set(ROOT, tc.root.to_bytes())
 
     def _save(self, tc: TrustedCollection) -> None:
         docs: list[tuple[str, Metadata[Any] | None]] = [
@@ -316,9 +327,12 @@ def update_repository(
     *,
     check_initialized: bool = False,
     warn: Callable[[str], None] | None = None,
+    allow_expired: bool = False,
 ) -> UpdateResult:
     """Run the update workflow (see :class:`Updater`); raises trustbox errors when the repository
-    cannot be trusted."""
-    updater = Updater(gun, remote, cache, now, pinning, check_initialized=check_initialized, warn=warn)
+    cannot be trusted (``allow_expired``: except for expiry, for reports)."""
+    updater = Updater(
+        gun, remote, cache, now, pinning, check_initialized=check_initialized, warn=warn, allow_expired=allow_expired
+    )
     tc = updater.run()
     return UpdateResult(tc, updater.skipped, updater.stale, updater.remote_missing)

@@ -27,6 +27,12 @@ from trustbox.client.images.attachments import SignResult, image_digests, remove
 from trustbox.client.images.distribution import ManifestInfo, RegistryClient, RegistryOptions, lookup_manifest
 from trustbox.client.textfmt import NaturalKey, go_json_indent, tab_table
 from trustbox.client.trust.publish import RepoDraft
+from trustbox.client.trust.refresh import (
+    DEFAULT_WITHIN_DAYS,
+    RefreshResult,
+    administered_guns,
+    refresh_repository,
+)
 from trustbox.client.trust.repository import (
     RELEASED_ROLES,
     RELEASES_ROLE,
@@ -35,6 +41,9 @@ from trustbox.client.trust.repository import (
     is_released_role,
     signer_name,
 )
+from trustbox.client.trust.rotation import RotationResult, rotate_key
+from trustbox.client.trust.rotation import check_rotation as check_rotation_input
+from trustbox.client.trust.status import DEFAULT_WARN_DAYS, RepoStatus, repository_status
 from trustbox.errors import (
     ConfigError,
     KeyStoreError,
@@ -47,9 +56,10 @@ from trustbox.keystore.store import KeyInfo, KeyStore
 from trustbox.oci.descriptor import Descriptor
 from trustbox.oci.reference import ImageRef, parse_reference
 from trustbox.oci.simplesigning import public_key_pem, signature_tag
-from trustbox.tuf.keys import PrivateKey, PublicKey
+from trustbox.tuf.keys import PublicKey, Signer
 from trustbox.tuf.metadata import ROOT, TARGETS, FileMeta
 from trustbox.tuf.pem import PEMBlock, encode_pem_block
+from trustbox.tuf.timefmt import utcnow
 from trustbox.tuf.verify import valid_signers
 
 VALID_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
@@ -77,6 +87,8 @@ class TrustContext:
     sigstore: bool | None = None
     #: the HTTP transport of the registry client that writes attachments (tests)
     registry_transport: httpx.BaseTransport | None = None
+    #: the trust server for every repository (``--server``), instead of docker's rule
+    trust_server: str | None = None
 
     @property
     def trust_dir(self) -> Path:
@@ -90,12 +102,12 @@ class TrustContext:
         return self.passphrase_retriever
 
     def keystore(self) -> KeyStore:
-        """The key store of the trust dir."""
-        return KeyStore(self.trust_dir, self.retriever())
+        """The key store of the trust dir (key files and recorded PKCS#11 token keys)."""
+        return KeyStore(self.trust_dir, self.retriever(), environ=self.environ)
 
     def client(self, ref: ImageRef) -> TrustClient:
         """A TrustClient for the image's repository."""
-        server = dockerenv.trust_server(ref, self.environ)
+        server = self.trust_server or dockerenv.trust_server(ref, self.environ)
         tls = dockerenv.tls_files(server, self.environ, self.ca_files)
         return TrustClient(
             ref.gun,
@@ -104,6 +116,7 @@ class TrustContext:
             ca_files=tls.ca_files,
             client_pairs=tls.client_pairs,
             passphrase_retriever=self.retriever(),
+            keystore=self.keystore(),
             now=self.now,
             http=self.http_factory() if self.http_factory else None,
             credentials=dockerenv.registry_credentials(ref, self.environ),
@@ -158,8 +171,9 @@ def _check_name(name: str, what: str = "key name") -> None:
         )
 
 
-def key_generate(ctx: TrustContext, name: str, directory: Path | None = None) -> Path:
-    """``docker trust key generate``: new ECDSA key stored with role NAME; returns the .pub path."""
+def key_generate(ctx: TrustContext, name: str, directory: Path | None = None, pkcs11_uri: str | None = None) -> Path:
+    """``docker trust key generate``: new ECDSA key stored with role NAME; returns the .pub path.
+    ``pkcs11_uri``: the key is made (or found) on a PKCS#11 token and recorded in the trust dir."""
     _check_name(name)
     target_dir = Path(directory) if directory is not None else Path.cwd()
     if not target_dir.exists():
@@ -169,7 +183,9 @@ def key_generate(ctx: TrustContext, name: str, directory: Path | None = None) ->
         raise TrustCommandError(f'public key file already exists: "{pub_path}"')
     ctx.out.write(f"Generating key for {name}...\n")
     try:
-        key = ctx.keystore().generate_key(name)
+        key: Signer = (
+            ctx.keystore().add_token_key(pkcs11_uri, name, create=True) if pkcs11_uri else ctx.keystore().generate_key(name)
+        )
     except TrustboxError as exc:
         raise TrustCommandError(f"failed to generate key for {name}: {exc.message}") from exc
     pem = encode_pem_block(PEMBlock("PUBLIC KEY", key.public_key().public, {"role": name}))
@@ -531,7 +547,7 @@ def _report_signed(ctx: TrustContext, what: str, done: SignResult, out: TextIO |
 
 
 def write_attachments(
-    ctx: TrustContext, ref: ImageRef, digest: str, length: int, keys: Sequence[PrivateKey]
+    ctx: TrustContext, ref: ImageRef, digest: str, length: int, keys: Sequence[Signer]
 ) -> SignResult:
     """Sign manifest ``digest`` (``length`` bytes, as signed in the trust data) and, for an index,
     each child manifest with every key as sigstore attachments in the image's repository
@@ -682,7 +698,7 @@ def attach(ctx: TrustContext, image: str, all_tags: bool = False) -> AttachRepor
             draft = client.draft()
         except TrustboxError as exc:
             raise notary_error(ref.gun, exc) from exc
-        plans: list[tuple[str, str, int, list[PrivateKey], list[str]]] = []
+        plans: list[tuple[str, str, int, list[Signer], list[str]]] = []
         for t in targets:
             roles = sorted({e.role for e in entries if e.name == t.name and e.sha256_hex == t.sha256_hex})
             try:
@@ -783,3 +799,93 @@ __all__ = [
     "signer_remove",
     "write_attachments",
 ]
+
+
+# --- operations: status, key rotation, refresh (issue 20) -------------------------------------------
+
+
+def _registry_tags(ctx: TrustContext, ref: ImageRef) -> tuple[list[str] | None, str | None]:
+    """The registry's tags of a repository, or (None, why) when it cannot be listed."""
+    opts = RegistryOptions(
+        insecure_registries=tuple(ctx.insecure_registries) + dockerenv.insecure_registries(ctx.environ),
+        ca_certs=tuple(ctx.ca_files) + tuple(dockerenv.env_ca_files(ctx.environ)),
+        docker_config=dockerenv.config_dir(ctx.environ),
+    )
+    try:
+        with RegistryClient(ref.api_host, opts) as registry:
+            return registry.list_tags(ref.path), None
+    except TrustboxError as exc:
+        return None, exc.message
+
+
+def status(
+    ctx: TrustContext, repos: Sequence[str], warn_days: float = DEFAULT_WARN_DAYS, *, registry: bool = True
+) -> list[RepoStatus]:
+    """``trustbox trust status``: one report per repository (every repository the local keys
+    administer when none is named). Problems of a repository are its report's errors; raises
+    TrustCommandError only for a name that is not a repository."""
+    names = list(repos) or administered_guns(ctx.keystore(), ctx.trust_dir)
+    out = []
+    for name in names:
+        ref = _ref(name)
+        tags, why = _registry_tags(ctx, ref) if registry else (None, None)
+        try:
+            client = ctx.client(ref)
+        except TrustboxError as exc:
+            report = RepoStatus(name, ref.gun, ctx.trust_server or "", ctx.now or utcnow(), warn_days)
+            report.errors.append(f"{ref.gun}: {exc.message}")
+            out.append(report)
+            continue
+        with client:
+            out.append(repository_status(client, name, registry_tags=tags, registry_error=why, warn_days=warn_days))
+    return out
+
+
+def key_rotate(ctx: TrustContext, repo: str, role: str, server_managed: bool = False, key_uri: str | None = None) -> RotationResult:
+    """``trustbox trust key rotate REPO ROLE``: notary's ``key rotate`` (see :mod:`rotation`)."""
+    check_rotation_input(role, server_managed)
+    ref = _ref(repo)
+    client = _client(ctx, ref)
+    with client:
+        try:
+            result = rotate_key(client, role, server_managed=server_managed, key_uri=key_uri)
+        except TrustboxError as exc:
+            raise TrustCommandError(f"failed to rotate the {role} key of {ref.gun}: {exc.message}") from exc
+    ids = ", ".join(k.keyid for k in result.keys)
+    where = "on the trust server" if server_managed else "locally"
+    ctx.out.write(f"Successfully rotated the {role} key of {ref.gun}: new key {ids} ({where})\n")
+    return result
+
+
+def refresh(ctx: TrustContext, repos: Sequence[str], within_days: float = DEFAULT_WITHIN_DAYS, *, every: bool = False) -> list[RefreshResult]:
+    """``trustbox trust refresh``: re-sign what expires within the window (see :mod:`refresh`)."""
+    names = list(repos)
+    if every:
+        names += [g for g in administered_guns(ctx.keystore(), ctx.trust_dir) if g not in names]
+    if not names:
+        raise TrustCommandError("name a repository, or use --all for every repository the local keys administer")
+    results = []
+    failures = []
+    for name in names:
+        ref = _ref(name)
+        try:
+            client = ctx.client(ref)
+        except TrustboxError as exc:
+            failures.append(f"{ref.gun}: {exc.message}")
+            continue
+        with client:
+            try:
+                result = refresh_repository(client, within_days)
+            except TrustboxError as exc:
+                failures.append(f"{ref.gun}: {notary_error(ref.gun, exc).message}")
+                continue
+        results.append(result)
+        if result.refreshed:
+            ctx.out.write(f"{ref.gun}: re-signed {', '.join(result.refreshed)}\n")
+        elif not result.not_refreshed:
+            ctx.out.write(f"{ref.gun}: nothing expires within {within_days:g} days\n")
+        for role, why in result.not_refreshed.items():
+            ctx.err.write(f"Warning: {ref.gun}: {role} expires within {within_days:g} days but was not re-signed: {why}\n")
+    if failures:
+        raise TrustCommandError("failed to refresh " + "; ".join(failures))
+    return results
