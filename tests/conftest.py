@@ -1,12 +1,53 @@
-"""Shared test configuration: makes tests/ importable (helpers, testdata) for every test folder."""
+"""Shared test configuration: makes tests/ importable (helpers, testdata) for every test folder,
+and the session's Ceph cluster (a real S3 store) for every test folder that asks for it."""
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 TESTS_DIR = Path(__file__).resolve().parent
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
+from tests.helpers.ceph import (  # noqa: E402
+    PACKAGES,
+    CephCluster,
+    S3Account,
+    attach_or_start,
+    missing_tools,
+    start_cluster,
+)
+
 from testdata import FIXTURES  # noqa: E402,F401  (re-exported for older imports)
+
+
+@pytest.fixture(scope="session")
+def ceph_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephCluster]:
+    """One Ceph cluster (monitor, OSD, radosgw on loopback) for the whole session, started on
+    first use (1-5 s) and stopped and removed at the end. With ``TRUSTBOX_CEPH_DIR=DIR`` the
+    cluster running in DIR is used (started there if none is) and left running for the next
+    run (``python3 -m tests.helpers.ceph down DIR`` stops it). Skipped only when the Ceph
+    programs are not installed."""
+    missing = missing_tools()
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (apt-get install {' '.join(PACKAGES)})")
+    kept = os.environ.get("TRUSTBOX_CEPH_DIR")
+    if kept:
+        yield attach_or_start(Path(kept))
+        return
+    cluster = start_cluster(tmp_path_factory.mktemp("ceph"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def ceph_s3(ceph_cluster: CephCluster) -> S3Account:
+    """The S3 account (endpoint, keys) of the session's radosgw."""
+    return ceph_cluster.s3

@@ -1,4 +1,5 @@
-"""Fixtures: a registry app on the filesystem driver and on S3 (moto's ThreadedMotoServer)."""
+"""Fixtures: a registry app on the filesystem driver, on S3 mocked by moto's ThreadedMotoServer
+(where faults are injected) and on a real S3 store, Ceph's radosgw (``ceph_s3`` in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 warnings.filterwarnings("ignore", message=".*httpx.*")
 
 from starlette.testclient import TestClient  # noqa: E402
+from tests.helpers.ceph import S3Account  # noqa: E402
 
 from helpers.net import free_port  # noqa: E402
 from trustbox.registry.app import create_app  # noqa: E402
@@ -54,11 +56,25 @@ def make_bucket(endpoint: str) -> str:
     return name
 
 
-@pytest.fixture(params=["fs", "s3"])
+def ceph_spec(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """Config fragments for a fresh bucket on the session's radosgw; its keys are put in the
+    environment for the test (boto3's credential chain, as a deployment would)."""
+    account: S3Account = request.getfixturevalue("ceph_s3")
+    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+    for name, value in account.env().items():
+        monkeypatch.setenv(name, value)
+    return {"storage": f"s3://{account.new_bucket('reg')}/reg", "s3_endpoint_url": account.endpoint,
+            "spool_dir": str(tmp_path / "spool")}
+
+
+@pytest.fixture(params=["fs", "s3", "ceph"])
 def storage_spec(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
-    """Config fragments for a fresh filesystem root or a fresh S3 bucket."""
+    """Config fragments for a fresh filesystem root, a fresh moto bucket or a fresh bucket on
+    Ceph's radosgw."""
     if request.param == "fs":
         return {"storage": str(tmp_path / "store")}
+    if request.param == "ceph":
+        return ceph_spec(request, tmp_path)
     endpoint = request.getfixturevalue("moto_endpoint")
     bucket = make_bucket(endpoint)
     return {"storage": f"s3://{bucket}/reg", "s3_endpoint_url": endpoint, "spool_dir": str(tmp_path / "spool")}

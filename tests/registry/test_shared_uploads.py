@@ -352,6 +352,15 @@ def _count_blob_uploads(r: Reg) -> list[str]:
     return seen
 
 
+def checking_store(*regs: Reg) -> None:
+    """Treat moto as AWS S3: a store that checks the SHA-256 a PUT claims. moto keeps the claim
+    unchecked, so the driver's own probe (``checks_checksums``) rightly says no and nothing
+    would be adopted (``test_a_store_keeping_unchecked_claims_adopts_nothing``)."""
+    for r in regs:
+        driver: Any = r.driver
+        driver._verifies = True
+
+
 def _s3_sha256(r: Reg, key: str) -> str | None:
     driver: Any = r.driver
     head = driver.client.head_object(Bucket=driver.bucket, Key=driver._key(key), ChecksumMode="ENABLED")
@@ -373,6 +382,7 @@ def test_docker_push_of_one_patch_adopts_the_chunk(pair: tuple[Reg, Reg]) -> Non
     import base64
 
     a, b = pair
+    checking_store(a, b)
     data = os.urandom((6 << 20) + 7)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     uploads = _count_blob_uploads(a)
@@ -398,6 +408,7 @@ def test_a_chunk_changed_in_the_bucket_is_not_adopted(pair: tuple[Reg, Reg]) -> 
     import base64
 
     a, b = pair
+    checking_store(a, b)
     data = os.urandom(5 << 20)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     uploads = _count_blob_uploads(b)
@@ -418,6 +429,7 @@ def test_a_chunk_changed_in_the_bucket_is_not_adopted(pair: tuple[Reg, Reg]) -> 
 
 def test_only_a_single_whole_chunk_is_adopted(pair: tuple[Reg, Reg]) -> None:
     a, b = pair
+    checking_store(a, b)
     data = os.urandom(6 << 20)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     uploads = _count_blob_uploads(a)
@@ -442,6 +454,7 @@ def test_only_a_single_whole_chunk_is_adopted(pair: tuple[Reg, Reg]) -> None:
 def test_adopt_needs_the_checksum_and_the_size(pair: tuple[Reg, Reg], tmp_path: Path) -> None:
     from trustbox.registry.storage import FilesystemDriver
 
+    checking_store(*pair)
     driver: Any = pair[0].driver
     data = b"payload" * 1000
     hex_ = hashlib.sha256(data).hexdigest()
@@ -500,3 +513,36 @@ def test_store_refusing_checksums_stores_chunks_without_them(pair: tuple[Reg, Re
     with pytest.raises(ClientError):
         driver.put_file_if_absent("c/third", staged, hashlib.sha256(data).digest())
     assert driver._checksums is True and not staged.exists()
+
+
+def test_a_store_keeping_unchecked_claims_adopts_nothing(pair: tuple[Reg, Reg]) -> None:
+    """moto, like a store that ignores ``x-amz-checksum-sha256`` (radosgw 16: the same test on
+    Ceph is in test_ceph_s3.py), takes a PUT whose claimed checksum is wrong: the driver's probe
+    finds that out, so a chunk replaced in the bucket with a forged claim is never copied to a
+    blob. The replica holding the verified copy uploads that; the other one downloads the
+    forged chunk and refuses it by its own digest (400 DIGEST_INVALID, not a 5xx)."""
+    import base64
+
+    a, b = pair
+    assert b.driver.checks_checksums() is False  # type: ignore[attr-defined]
+    assert [k for k, _ in b.driver.walk("")] == []  # the probe object is gone
+    uploads = _count_blob_uploads(b)
+    for committer in (b, a):
+        data = os.urandom(1 << 20)
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        put_path, chunk = _one_patch(a, b, data)  # b holds the verified copy, a only the session
+        driver: Any = b.driver
+        claim = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        driver.client.put_object(Bucket=driver.bucket, Key=driver._key(chunk), Body=os.urandom(len(data)),
+                                 ChecksumAlgorithm="SHA256", ChecksumSHA256=claim)
+        assert _s3_sha256(b, chunk) == claim  # the store vouches for bytes it never checked
+        assert driver.adopt(chunk, "blobs/probe", hashlib.sha256(data).hexdigest(), len(data)) is False
+        assert driver.stat("blobs/probe") is None
+        resp = committer.put(f"{put_path}?digest={digest}")
+        if committer is b:
+            assert resp.status_code == 201, resp.text
+            assert len(uploads) == 1  # uploaded from the verified copy
+            assert a.get(f"/v2/team/app/blobs/{digest}").content == data
+        else:
+            assert resp.status_code == 400 and error_code(resp) == "DIGEST_INVALID", resp.text
+            assert a.head(f"/v2/team/app/blobs/{digest}").status_code == 404
