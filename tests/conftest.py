@@ -49,5 +49,11 @@ def ceph_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CephClust
 
 @pytest.fixture(scope="session")
 def ceph_s3(ceph_cluster: CephCluster) -> S3Account:
-    """The S3 account (endpoint, keys) of the session's radosgw."""
-    return ceph_cluster.s3
+    """An S3 account (endpoint, keys) on the session's radosgw whose keys are the test
+    process's ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (``testing`` unless set, as
+    for moto): in-process registries find them through boto3's default credential chain,
+    which resolves them once per process, so moto and radosgw must share them."""
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                        ("AWS_DEFAULT_REGION", "us-east-1")):
+        os.environ.setdefault(name, value)
+    return ceph_cluster.account(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])

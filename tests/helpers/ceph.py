@@ -20,6 +20,7 @@ holding a pipe.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -158,6 +159,22 @@ class CephCluster:
                 _terminate(pid)
         if remove:
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def account(self, access_key: str, secret_key: str) -> S3Account:
+        """An S3 account with these keys: a user ``key-<hash of the access key>`` is created
+        (``radosgw-admin user create``) unless it exists already. Raises CephStartError when
+        radosgw-admin fails."""
+        uid = "key-" + hashlib.sha256(access_key.encode()).hexdigest()[:16]
+        conf = ["radosgw-admin", "-c", str(self.conf), "-n", "client.admin"]
+        info = subprocess.run([*conf, "user", "info", f"--uid={uid}"], capture_output=True, text=True,
+                              timeout=60, stdin=subprocess.DEVNULL)
+        if info.returncode != 0:
+            made = subprocess.run([*conf, "user", "create", f"--uid={uid}", f"--display-name={uid}",
+                                   f"--access-key={access_key}", f"--secret-key={secret_key}"],
+                                  capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+            if made.returncode != 0:
+                raise CephStartError(f"radosgw-admin user create exited {made.returncode}: {made.stderr[-2000:]}")
+        return S3Account(self.s3.endpoint, access_key, secret_key)
 
     def save(self) -> None:
         """Write ``state.json`` so a later run can attach (:func:`attach_or_start`)."""

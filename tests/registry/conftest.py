@@ -9,6 +9,7 @@ import os
 import uuid
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +57,44 @@ def make_bucket(endpoint: str) -> str:
     return name
 
 
+@dataclass(frozen=True)
+class S3Store:
+    """A fresh bucket on an S3 endpoint (moto or radosgw) and the environment a registry
+    process needs to use it."""
+
+    kind: str  # "moto" or "ceph"
+    endpoint: str
+    bucket: str
+    env: dict[str, str]
+
+    def args(self, prefix: str = "r") -> list[str]:
+        """``trustbox serve registry`` options for this bucket."""
+        return ["--storage", f"s3://{self.bucket}/{prefix}", "--s3-endpoint-url", self.endpoint]
+
+
+MOTO_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def s3_store(request: pytest.FixtureRequest, kind: str) -> S3Store:
+    """A fresh bucket on moto (``kind="moto"``) or on the session's radosgw (``"ceph"``)."""
+    if kind == "ceph":
+        account: S3Account = request.getfixturevalue("ceph_s3")
+        return S3Store(kind, account.endpoint, account.new_bucket("reg"), account.env())
+    endpoint = request.getfixturevalue("moto_endpoint")
+    return S3Store(kind, endpoint, make_bucket(endpoint), dict(MOTO_ENV))
+
+
+@pytest.fixture(params=["moto", "ceph"])
+def s3store(request: pytest.FixtureRequest) -> S3Store:
+    """A fresh bucket on moto, then on Ceph's radosgw."""
+    return s3_store(request, request.param)
+
+
 def ceph_spec(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
-    """Config fragments for a fresh bucket on the session's radosgw; its keys are put in the
-    environment for the test (boto3's credential chain, as a deployment would)."""
-    account: S3Account = request.getfixturevalue("ceph_s3")
-    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
-    for name, value in account.env().items():
-        monkeypatch.setenv(name, value)
-    return {"storage": f"s3://{account.new_bucket('reg')}/reg", "s3_endpoint_url": account.endpoint,
+    """Config fragments for a fresh bucket on the session's radosgw (its keys are the
+    environment's, see ``ceph_s3``)."""
+    store = s3_store(request, "ceph")
+    return {"storage": f"s3://{store.bucket}/reg", "s3_endpoint_url": store.endpoint,
             "spool_dir": str(tmp_path / "spool")}
 
 
