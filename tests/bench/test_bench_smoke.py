@@ -67,3 +67,16 @@ def test_soak_runs():
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "RESULT PASS: 0 errors" in proc.stdout
+
+
+def test_s3_bench_runs(tmp_path):
+    """Both registries on one radosgw (a fresh one-node Ceph cluster, memstore)."""
+    _need("wrk", "docker-registry", "ceph-mon", "ceph-osd", "radosgw")
+    figures = _run("s3_bench.py", "--size-mib", "4", "--chunk-mib", "1", "--duration", "1", "--trials", "1",
+                   "--objectstore", "memstore", "--workdir", str(tmp_path))
+    assert figures["ceph.start"] > 0
+    for server in ("upstream", "trustbox"):
+        for metric in ("upload_monolithic", "upload_chunked", "download", "manifest_get_c1", "manifest_get_c16"):
+            assert figures[f"{server}.{metric}"] > 0, (server, metric)
+    assert figures["ratio.download"] > 0
+    assert list(tmp_path.iterdir()) == []  # its work directory (and the cluster's) is removed
