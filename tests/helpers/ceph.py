@@ -263,7 +263,8 @@ mon data = {root}/mon/$id
 [osd]
 osd data = {root}/osd/$id
 {store}[client]
-rgw frontends = beast endpoint=127.0.0.1:{s3_port}
+# without tcp_nodelay every GET waits ~40 ms (Nagle + delayed ACK between header and body)
+rgw frontends = beast endpoint=127.0.0.1:{s3_port} tcp_nodelay=1
 rgw gc obj min wait = 60
 """
 
