@@ -20,6 +20,7 @@ holding a pipe.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
@@ -272,8 +273,9 @@ rgw gc obj min wait = 60
 class _Starter:
     """The start-up steps, each timed, each failure reported with the log that explains it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, tied: bool) -> None:
         self.root = root
+        self.tied = tied
         self.conf = root / "ceph.conf"
         self.steps: dict[str, float] = {}
         self.t0 = time.monotonic()
@@ -293,10 +295,13 @@ class _Starter:
         return p.stdout
 
     def daemon(self, name: str, *argv: str) -> None:
-        """Start a daemon in the foreground (``-f``), in its own session, output to a file."""
+        """Start a daemon in the foreground (``-f``), in its own session, output to a file; with
+        ``tied`` it is killed when the process that started it dies (a test run killed
+        before its teardown leaves no cluster behind)."""
         with open(self.root / "log" / f"{name}.out", "wb") as out:
             self.procs[name] = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=_die_with_parent if self.tied else None,
             )
 
     def wait(self, what: str, check: Any, log: str, timeout: float = 60, interval: float = 0.1) -> None:
@@ -325,16 +330,27 @@ class _Starter:
         return self.run("ceph", "-c", str(self.conf), "--connect-timeout", "5", *args, timeout=timeout)
 
 
-def start_cluster(root: Path, objectstore: str = "memstore", timeout: float = 90) -> CephCluster:
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux for SIGKILL when the parent exits (PR_SET_PDEATHSIG;
+    radosgw does not end on SIGTERM once its monitor is gone)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def start_cluster(root: Path, objectstore: str = "memstore", timeout: float = 90, *,
+                  tied: bool = True) -> CephCluster:
     """Start monitor, OSD and radosgw in the empty (or new) folder ``root``, create the S3 user
     and wait until radosgw answers. ``objectstore`` is ``memstore`` (fast, RAM) or ``bluestore``
-    (a sparse file in ``root``). Raises CephStartError (naming the step, with its log) when a
-    step fails; then nothing is left running."""
+    (a sparse file in ``root``); with ``tied`` the daemons stop when this process dies. Raises
+    CephStartError (naming the step, with its log) when a step fails; then nothing is left
+    running."""
     root = Path(root).resolve()
     for sub in ("mon", "osd", "run", "log"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "keyring").touch()
-    st = _Starter(root)
+    st = _Starter(root, tied)
     try:
         return _start(st, root, objectstore, timeout)
     except BaseException:
@@ -406,7 +422,7 @@ def attach_or_start(root: Path, objectstore: str = "memstore") -> CephCluster:
         if _pid_alive(pid):
             _terminate(pid)
     shutil.rmtree(root, ignore_errors=True)
-    cluster = start_cluster(root, objectstore)
+    cluster = start_cluster(root, objectstore, tied=False)
     cluster.owned = False  # kept for the next run
     return cluster
 
