@@ -1,29 +1,20 @@
-"""Shared test configuration: makes tests/ importable (helpers, testdata) for every test folder,
-and the session's Ceph cluster (a real S3 store) for every test folder that asks for it."""
+"""Shared test configuration. ``tests`` is a package: test modules import shared pieces fully
+qualified (``tests.helpers.net``, ``tests.testdata``), with the repository root on the path.
+
+Also the session's Ceph cluster (a real S3 store, ``tests/helpers/ceph.py``) for every test
+folder that asks for it."""
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.ceph import PACKAGES, CephCluster, S3Account, attach_or_start, missing_tools, start_cluster
+
 TESTS_DIR = Path(__file__).resolve().parent
-if str(TESTS_DIR) not in sys.path:
-    sys.path.insert(0, str(TESTS_DIR))
-
-from tests.helpers.ceph import (  # noqa: E402
-    PACKAGES,
-    CephCluster,
-    S3Account,
-    attach_or_start,
-    missing_tools,
-    start_cluster,
-)
-
-from testdata import FIXTURES  # noqa: E402,F401  (re-exported for older imports)
 
 
 @pytest.fixture(scope="session")

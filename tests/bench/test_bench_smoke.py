@@ -69,6 +69,14 @@ def test_soak_runs():
     assert "RESULT PASS: 0 errors" in proc.stdout
 
 
+def test_import_bench_runs():
+    _need("notary-server")
+    figures = _run("import_bench.py", "--timestamp-version", "3", "--targets", "2")
+    for server in ("upstream", "trustbox"):
+        assert figures[f"{server}.import_ts3"] > 0 and figures[f"{server}.updates"] >= 4
+    assert figures["ratio.updates_per_s"] > 0
+
+
 def test_s3_bench_runs(tmp_path):
     """Both registries on one radosgw (a fresh one-node Ceph cluster, memstore)."""
     _need("wrk", "docker-registry", "ceph-mon", "ceph-osd", "radosgw")

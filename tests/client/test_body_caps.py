@@ -9,7 +9,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from client.endless import CHUNK, Bodies
+from tests.client.endless import CHUNK, Bodies
 from trustbox.client.capped import (
     SMALL_BODY_LIMIT,
     TOKEN_BODY_LIMIT,

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from client.fakeserver import FakeNotary
-from client.repobuilder import NOW
+from tests.client.fakeserver import FakeNotary
+from tests.helpers.simulator import NOW
 from trustbox.cli import cli
 from trustbox.client.trust.verbs import TrustContext
 from trustbox.tuf.metadata import Metadata
@@ -180,7 +180,7 @@ def test_no_trust_data_message(ctx: TrustContext) -> None:
 
 
 def test_key_load_and_list(ctx: TrustContext, tmp_path: Path) -> None:
-    from testdata import FIXTURES
+    from tests.testdata import FIXTURES
 
     src = tmp_path / "bob.key"
     src.write_bytes((FIXTURES / "docker-demo" / "keys" / "bob.key").read_bytes())

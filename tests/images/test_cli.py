@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from images.fake_registry import FakeRegistry
+from tests.images.fake_registry import FakeRegistry
 from trustbox.cli import cli
 from trustbox.client.errors import NoSuchTargetError, RepositoryNotExistError
 from trustbox.client.images import transfer as images_mod

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from images.registries import (
+from tests.images.registries import (
     RunningRegistry,
     have_docker_registry,
     have_trustbox_registry,
     trustbox_registry,
     upstream_registry,
 )
-from images.test_docker_archive import LAYERS, docker_save
+from tests.images.test_docker_archive import LAYERS, docker_save
 from trustbox.client.images.distribution import RegistryClient, RegistryOptions
 from trustbox.client.images.layout import OCILayoutSource, open_destination, open_source
 from trustbox.client.images.sample import write_sample_image

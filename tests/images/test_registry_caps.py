@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from client.endless import CHUNK, Bodies
-from images.fake_registry import FakeRegistry
+from tests.client.endless import CHUNK, Bodies
+from tests.images.fake_registry import FakeRegistry
 from trustbox.client.capped import LIST_BODY_LIMIT, SMALL_BODY_LIMIT, TOKEN_BODY_LIMIT, ResponseTooLargeError
 from trustbox.client.images.distribution import (
     MAX_REDIRECTS,

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers.ceph import S3Account
-from helpers.net import free_port, stop_process, wait_http
+from tests.helpers.ceph import S3Account
+from tests.helpers.net import free_port, stop_process, wait_http
 
 from .ocilayout import OCI_INDEX, layout_blobs, layout_top_digest, make_image, make_index, write_layout
 from .servers import registry_process

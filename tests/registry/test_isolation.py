@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from starlette.requests import Request
 
-from auth.helpers import issuer_and_verifier
+from tests.auth.helpers import issuer_and_verifier
 from trustbox.auth.middleware import AuthInfo
 from trustbox.auth.scopes import Scope, repository
 from trustbox.auth.tokens import TokenIssuer

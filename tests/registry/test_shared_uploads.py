@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.registry.conftest import Reg, S3Store, build_reg, error_code, s3_store
 
+from tests.registry.conftest import Reg, S3Store, build_reg, error_code, s3_store
 from trustbox.registry import gc
 from trustbox.registry.sessions import SharedSessions
 
@@ -319,6 +319,7 @@ def test_store_without_conditional_writes_falls_back(moto_pair: tuple[Reg, Reg],
 def test_two_server_processes_share_sessions(s3store: S3Store, tmp_path: Path) -> None:
     """Real `trustbox serve registry` processes on one bucket: chunks sent to either."""
     import httpx
+
     from tests.registry.servers import registry_process
 
     args, env = s3store.args(), s3store.env

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.net import free_port
+from tests.helpers.net import free_port
 from trustbox.sandbox.stack import Sandbox, SandboxState, Service
 
 
