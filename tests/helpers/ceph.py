@@ -347,16 +347,28 @@ def start_cluster(root: Path, objectstore: str = "memstore", timeout: float = 90
     CephStartError (naming the step, with its log) when a step fails; then nothing is left
     running."""
     root = Path(root).resolve()
-    for sub in ("mon", "osd", "run", "log"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    (root / "keyring").touch()
-    st = _Starter(root, tied)
-    try:
-        return _start(st, root, objectstore, timeout)
-    except BaseException:
-        for proc in reversed(list(st.procs.values())):
-            _terminate(proc.pid)
-        raise
+    for attempt in (1, 2):  # once more on a failure: a port picked free may be taken meanwhile
+        for sub in ("mon", "osd", "run", "log"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        (root / "keyring").touch()
+        st = _Starter(root, tied)
+        try:
+            return _start(st, root, objectstore, timeout)
+        except CephStartError:
+            for proc in reversed(list(st.procs.values())):
+                _terminate(proc.pid)
+            if attempt == 2:
+                raise
+            for child in root.iterdir():
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+        except BaseException:
+            for proc in reversed(list(st.procs.values())):
+                _terminate(proc.pid)
+            raise
+    raise AssertionError("unreachable")
 
 
 def _start(st: _Starter, root: Path, objectstore: str, timeout: float) -> CephCluster:
