@@ -3,7 +3,7 @@
 Debian 12's Ceph 16.2 (pacific) radosgw has no standalone backend, so it runs on the smallest real
 RADOS cluster: ``ceph-mon``, ``ceph-osd`` (object store in memory or in a sparse file, no device)
 and ``radosgw``, all on 127.0.0.1 with authentication off, in one scratch folder
-(``docs/registry.md``, *S3 on Ceph*). Facts about this Ceph version: ``../shared/spec/ceph-s3.md``.
+(``docs/registry.md``, *S3 stores*). Facts about this Ceph version: ``../shared/spec/ceph-s3.md``.
 
 Plain Python (no pytest), so ``bench/`` can start a cluster too:
 
@@ -429,14 +429,22 @@ def attach_or_start(root: Path, objectstore: str = "memstore") -> CephCluster:
     found = attach(root)
     if found is not None:
         return found
-    old = attach_state_pids(root)
-    for pid in old:
-        if _pid_alive(pid):
-            _terminate(pid)
-    shutil.rmtree(root, ignore_errors=True)
+    _clear(root)
     cluster = start_cluster(root, objectstore, tied=False)
     cluster.owned = False  # kept for the next run
     return cluster
+
+
+def _clear(root: Path) -> None:
+    """Stop the daemons recorded in ``root`` and remove it, but only a folder this module made
+    (one holding ``ceph.conf``) or an empty one; raises CephStartError for anything else."""
+    root = Path(root)
+    if root.exists() and any(root.iterdir()) and not (root / "ceph.conf").exists():
+        raise CephStartError(f"{root} is not empty and holds no ceph.conf: not a test cluster's folder")
+    for pid in attach_state_pids(root):
+        if _pid_alive(pid):
+            _terminate(pid)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def attach_state_pids(root: Path) -> list[int]:
@@ -455,16 +463,21 @@ def main(argv: list[str]) -> int:
         return 2
     root = Path(argv[1])
     if argv[0] == "down":
-        for pid in attach_state_pids(root):
-            if _pid_alive(pid):
-                _terminate(pid)
-        shutil.rmtree(root, ignore_errors=True)
+        try:
+            _clear(root)
+        except CephStartError as exc:
+            print(exc, file=sys.stderr)
+            return 1
         return 0
     if missing_tools():
         print(f"missing: {' '.join(missing_tools())} (apt-get install {' '.join(PACKAGES)})", file=sys.stderr)
         return 1
     t0 = time.monotonic()
-    cluster = attach_or_start(root, argv[2] if len(argv) > 2 else "memstore")
+    try:
+        cluster = attach_or_start(root, argv[2] if len(argv) > 2 else "memstore")
+    except CephStartError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     print(json.dumps({"endpoint": cluster.s3.endpoint, "access_key": cluster.s3.access_key,
                       "secret_key": cluster.s3.secret_key, "seconds": round(time.monotonic() - t0, 2),
                       "steps": cluster.steps}))
