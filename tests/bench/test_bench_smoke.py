@@ -75,3 +75,16 @@ def test_import_bench_runs():
     for server in ("upstream", "trustbox"):
         assert figures[f"{server}.import_ts3"] > 0 and figures[f"{server}.updates"] >= 4
     assert figures["ratio.updates_per_s"] > 0
+
+
+def test_s3_bench_runs(tmp_path):
+    """Both registries on one radosgw (a fresh one-node Ceph cluster, memstore)."""
+    _need("wrk", "docker-registry", "ceph-mon", "ceph-osd", "radosgw")
+    figures = _run("s3_bench.py", "--size-mib", "4", "--chunk-mib", "1", "--duration", "1", "--trials", "1",
+                   "--objectstore", "memstore", "--workdir", str(tmp_path))
+    assert figures["ceph.start"] > 0
+    for server in ("upstream", "trustbox"):
+        for metric in ("upload_monolithic", "upload_chunked", "download", "manifest_get_c1", "manifest_get_c16"):
+            assert figures[f"{server}.{metric}"] > 0, (server, metric)
+    assert figures["ratio.download"] > 0
+    assert list(tmp_path.iterdir()) == []  # its work directory (and the cluster's) is removed

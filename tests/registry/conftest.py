@@ -1,4 +1,5 @@
-"""Fixtures: a registry app on the filesystem driver and on S3 (moto's ThreadedMotoServer)."""
+"""Fixtures: a registry app on the filesystem driver, on S3 mocked by moto's ThreadedMotoServer
+(where faults are injected) and on a real S3 store, Ceph's radosgw (``ceph_s3`` in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import uuid
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ warnings.filterwarnings("ignore", message=".*httpx.*")
 
 from starlette.testclient import TestClient  # noqa: E402
 
+from tests.helpers.ceph import S3Account  # noqa: E402
 from tests.helpers.net import free_port  # noqa: E402
 from trustbox.registry.app import create_app  # noqa: E402
 from trustbox.registry.config import RegistryConfig  # noqa: E402
@@ -54,11 +57,55 @@ def make_bucket(endpoint: str) -> str:
     return name
 
 
-@pytest.fixture(params=["fs", "s3"])
+@dataclass(frozen=True)
+class S3Store:
+    """A fresh bucket on an S3 endpoint (moto or radosgw) and the environment a registry
+    process needs to use it."""
+
+    kind: str  # "moto" or "ceph"
+    endpoint: str
+    bucket: str
+    env: dict[str, str]
+
+    def args(self, prefix: str = "r") -> list[str]:
+        """``trustbox serve registry`` options for this bucket."""
+        return ["--storage", f"s3://{self.bucket}/{prefix}", "--s3-endpoint-url", self.endpoint]
+
+
+MOTO_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def s3_store(request: pytest.FixtureRequest, kind: str) -> S3Store:
+    """A fresh bucket on moto (``kind="moto"``) or on the session's radosgw (``"ceph"``)."""
+    if kind == "ceph":
+        account: S3Account = request.getfixturevalue("ceph_s3")
+        return S3Store(kind, account.endpoint, account.new_bucket("reg"), account.env())
+    endpoint = request.getfixturevalue("moto_endpoint")
+    return S3Store(kind, endpoint, make_bucket(endpoint), dict(MOTO_ENV))
+
+
+@pytest.fixture(params=["moto", "ceph"])
+def s3store(request: pytest.FixtureRequest) -> S3Store:
+    """A fresh bucket on moto, then on Ceph's radosgw."""
+    return s3_store(request, request.param)
+
+
+def ceph_spec(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """Config fragments for a fresh bucket on the session's radosgw (its keys are the
+    environment's, see ``ceph_s3``)."""
+    store = s3_store(request, "ceph")
+    return {"storage": f"s3://{store.bucket}/reg", "s3_endpoint_url": store.endpoint,
+            "spool_dir": str(tmp_path / "spool")}
+
+
+@pytest.fixture(params=["fs", "s3", "ceph"])
 def storage_spec(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
-    """Config fragments for a fresh filesystem root or a fresh S3 bucket."""
+    """Config fragments for a fresh filesystem root, a fresh moto bucket or a fresh bucket on
+    Ceph's radosgw."""
     if request.param == "fs":
         return {"storage": str(tmp_path / "store")}
+    if request.param == "ceph":
+        return ceph_spec(request, tmp_path)
     endpoint = request.getfixturevalue("moto_endpoint")
     bucket = make_bucket(endpoint)
     return {"storage": f"s3://{bucket}/reg", "s3_endpoint_url": endpoint, "spool_dir": str(tmp_path / "spool")}

@@ -13,7 +13,7 @@ from typing import Any
 import bcrypt
 import pytest
 
-from .conftest import make_bucket
+from .conftest import s3_store
 from .ocilayout import (
     OCI_INDEX,
     OCI_MANIFEST,
@@ -38,18 +38,16 @@ def skopeo(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return p
 
 
-@pytest.fixture(params=["fs", "s3"])
+@pytest.fixture(params=["fs", "s3", "ceph"])
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """A registry process on the filesystem or on the moto S3 server."""
+    """A registry process on the filesystem, on the moto S3 server or on Ceph's radosgw."""
     if request.param == "fs":
         args = ["--storage", str(tmp_path / "store")]
         env: dict[str, str] = {}
     else:
-        endpoint = request.getfixturevalue("moto_endpoint")
-        bucket = make_bucket(endpoint)
-        args = ["--storage", f"s3://{bucket}/r", "--s3-endpoint-url", endpoint]
-        env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-               "AWS_DEFAULT_REGION": "us-east-1", "TRUSTBOX_SPOOL_DIR": str(tmp_path / "spool")}
+        store = s3_store(request, "moto" if request.param == "s3" else "ceph")
+        args = store.args()
+        env = {**store.env, "TRUSTBOX_SPOOL_DIR": str(tmp_path / "spool")}
     with registry_process(args, env) as addr:
         yield {"addr": addr, "kind": request.param, "store": tmp_path / "store"}
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers.rrproxy import round_robin_proxy
 
-from .conftest import make_bucket
+from .conftest import S3Store
 from .ocilayout import OCI_INDEX, layout_blobs, layout_top_digest, make_image, make_index, write_layout
 from .servers import registry_process
 from .test_interop_skopeo import skopeo
@@ -21,11 +21,10 @@ pytestmark = [pytest.mark.interop, pytest.mark.skipif(shutil.which("skopeo") is 
 _UPLOAD = re.compile(r"/blobs/uploads/([0-9a-f-]{36})")
 
 
-def test_skopeo_copies_through_two_replicas_behind_a_round_robin_balancer(moto_endpoint: str,
+def test_skopeo_copies_through_two_replicas_behind_a_round_robin_balancer(s3store: S3Store,
                                                                          tmp_path: Path) -> None:
-    bucket = make_bucket(moto_endpoint)
-    args = ["--storage", f"s3://{bucket}/r", "--s3-endpoint-url", moto_endpoint]
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    """On moto and on Ceph's radosgw."""
+    args, env = s3store.args(), s3store.env
     images = [make_image(layers=3, arch="amd64"), make_image(layers=2, arch="arm64")]
     index, top = make_index(images)
     src = tmp_path / "src"

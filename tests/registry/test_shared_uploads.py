@@ -16,18 +16,30 @@ from typing import Any
 
 import pytest
 
-from tests.registry.conftest import Reg, build_reg, error_code, make_bucket
+from tests.registry.conftest import Reg, S3Store, build_reg, error_code, s3_store
 from trustbox.registry import gc
 from trustbox.registry.sessions import SharedSessions
 
 
-@pytest.fixture
-def pair(moto_endpoint: str, tmp_path: Path) -> tuple[Reg, Reg]:
-    bucket = make_bucket(moto_endpoint)
-    spec: dict[str, Any] = {"storage": f"s3://{bucket}/reg", "s3_endpoint_url": moto_endpoint}
+def _pair(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> tuple[Reg, Reg]:
+    store = s3_store(request, kind)
+    spec: dict[str, Any] = {"storage": f"s3://{store.bucket}/reg", "s3_endpoint_url": store.endpoint}
     a = build_reg({**spec, "spool_dir": str(tmp_path / "spool-a")})
     b = build_reg({**spec, "spool_dir": str(tmp_path / "spool-b")})
     return a, b
+
+
+@pytest.fixture(params=["moto", "ceph"])
+def pair(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Reg, Reg]:
+    """Two replicas on one bucket: on moto, then on Ceph's radosgw (a real store)."""
+    return _pair(request, request.param, tmp_path)
+
+
+@pytest.fixture
+def moto_pair(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Reg, Reg]:
+    """Two replicas on one moto bucket, for faults injected into the client and for stores
+    emulated on moto (one that checks checksums, like AWS S3)."""
+    return _pair(request, "moto", tmp_path)
 
 
 def _path(location: str) -> str:
@@ -280,10 +292,10 @@ def test_put_file_if_absent_never_replaces(pair: tuple[Reg, Reg], tmp_path: Path
         assert not first.exists() and not second.exists()  # both staged copies consumed
 
 
-def test_store_without_conditional_writes_falls_back(pair: tuple[Reg, Reg], tmp_path: Path) -> None:
+def test_store_without_conditional_writes_falls_back(moto_pair: tuple[Reg, Reg], tmp_path: Path) -> None:
     from botocore.exceptions import ClientError
 
-    driver: Any = pair[0].driver
+    driver: Any = moto_pair[0].driver
     calls = []
     real_put = driver.client.put_object
 
@@ -304,15 +316,13 @@ def test_store_without_conditional_writes_falls_back(pair: tuple[Reg, Reg], tmp_
     assert len(calls) == 1
 
 
-def test_two_server_processes_share_sessions(moto_endpoint: str, tmp_path: Path) -> None:
+def test_two_server_processes_share_sessions(s3store: S3Store, tmp_path: Path) -> None:
     """Real `trustbox serve registry` processes on one bucket: chunks sent to either."""
     import httpx
 
     from tests.registry.servers import registry_process
 
-    bucket = make_bucket(moto_endpoint)
-    args = ["--storage", f"s3://{bucket}/r", "--s3-endpoint-url", moto_endpoint]
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    args, env = s3store.args(), s3store.env
     data = os.urandom(6 << 20)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     with registry_process(args, {**env, "TRUSTBOX_SPOOL_DIR": str(tmp_path / "s1")}) as one, \
@@ -353,6 +363,15 @@ def _count_blob_uploads(r: Reg) -> list[str]:
     return seen
 
 
+def checking_store(*regs: Reg) -> None:
+    """Treat moto as AWS S3: a store that checks the SHA-256 a PUT claims. moto keeps the claim
+    unchecked, so the driver's own probe (``checks_checksums``) rightly says no and nothing
+    would be adopted (``test_a_store_keeping_unchecked_claims_adopts_nothing``)."""
+    for r in regs:
+        driver: Any = r.driver
+        driver._verifies = True
+
+
 def _s3_sha256(r: Reg, key: str) -> str | None:
     driver: Any = r.driver
     head = driver.client.head_object(Bucket=driver.bucket, Key=driver._key(key), ChecksumMode="ENABLED")
@@ -369,11 +388,12 @@ def _one_patch(a: Reg, b: Reg, data: bytes) -> tuple[str, str]:
     return "/" + _path(resp.headers["location"]), chunk
 
 
-def test_docker_push_of_one_patch_adopts_the_chunk(pair: tuple[Reg, Reg]) -> None:
+def test_docker_push_of_one_patch_adopts_the_chunk(moto_pair: tuple[Reg, Reg]) -> None:
     """docker: POST, one PATCH with the whole layer, PUT without a body (here on two replicas)."""
     import base64
 
-    a, b = pair
+    a, b = moto_pair
+    checking_store(a, b)
     data = os.urandom((6 << 20) + 7)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     uploads = _count_blob_uploads(a)
@@ -391,14 +411,15 @@ def test_docker_push_of_one_patch_adopts_the_chunk(pair: tuple[Reg, Reg]) -> Non
     assert a.app.state.registry.blobs.verified_identity(parse_digest(digest)) is not None
 
 
-def test_a_chunk_changed_in_the_bucket_is_not_adopted(pair: tuple[Reg, Reg]) -> None:
+def test_a_chunk_changed_in_the_bucket_is_not_adopted(moto_pair: tuple[Reg, Reg]) -> None:
     """Someone with write access to the bucket replaces the stored chunk with as many other
     bytes, even claiming the right checksum (S3 itself refuses that PUT; moto stores the claim,
     and the copy's checksum gives it away): the blob is uploaded from the replica's verified
     copy instead."""
     import base64
 
-    a, b = pair
+    a, b = moto_pair
+    checking_store(a, b)
     data = os.urandom(5 << 20)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     uploads = _count_blob_uploads(b)
@@ -417,8 +438,9 @@ def test_a_chunk_changed_in_the_bucket_is_not_adopted(pair: tuple[Reg, Reg]) -> 
     assert a.get(f"/v2/team/app/blobs/{digest}").content == data
 
 
-def test_only_a_single_whole_chunk_is_adopted(pair: tuple[Reg, Reg]) -> None:
-    a, b = pair
+def test_only_a_single_whole_chunk_is_adopted(moto_pair: tuple[Reg, Reg]) -> None:
+    a, b = moto_pair
+    checking_store(a, b)
     data = os.urandom(6 << 20)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     uploads = _count_blob_uploads(a)
@@ -440,10 +462,11 @@ def test_only_a_single_whole_chunk_is_adopted(pair: tuple[Reg, Reg]) -> None:
     assert a.get(f"/v2/team/other/blobs/{digest}").content == data
 
 
-def test_adopt_needs_the_checksum_and_the_size(pair: tuple[Reg, Reg], tmp_path: Path) -> None:
+def test_adopt_needs_the_checksum_and_the_size(moto_pair: tuple[Reg, Reg], tmp_path: Path) -> None:
     from trustbox.registry.storage import FilesystemDriver
 
-    driver: Any = pair[0].driver
+    checking_store(*moto_pair)
+    driver: Any = moto_pair[0].driver
     data = b"payload" * 1000
     hex_ = hashlib.sha256(data).hexdigest()
     staged = tmp_path / "staged"
@@ -465,10 +488,10 @@ def test_adopt_needs_the_checksum_and_the_size(pair: tuple[Reg, Reg], tmp_path: 
     assert fs.adopt("z/with", "z/copy", hex_, len(data)) is False
 
 
-def test_store_refusing_checksums_stores_chunks_without_them(pair: tuple[Reg, Reg], tmp_path: Path) -> None:
+def test_store_refusing_checksums_stores_chunks_without_them(moto_pair: tuple[Reg, Reg], tmp_path: Path) -> None:
     from botocore.exceptions import ClientError
 
-    driver: Any = pair[0].driver
+    driver: Any = moto_pair[0].driver
     refused = []
     real_put = driver.client.put_object
 
@@ -501,3 +524,38 @@ def test_store_refusing_checksums_stores_chunks_without_them(pair: tuple[Reg, Re
     with pytest.raises(ClientError):
         driver.put_file_if_absent("c/third", staged, hashlib.sha256(data).digest())
     assert driver._checksums is True and not staged.exists()
+
+
+def test_a_store_not_checking_claims_adopts_nothing(pair: tuple[Reg, Reg], request: pytest.FixtureRequest) -> None:
+    """moto and radosgw 16 take a PUT whose claimed SHA-256 is wrong (moto keeps the claim,
+    radosgw drops it): the driver's probe finds that out, so a chunk replaced in the bucket
+    with a forged claim is never copied to a blob. The replica holding the verified copy
+    uploads that; the other one downloads the forged chunk and refuses it by its own digest
+    (400 DIGEST_INVALID, not a 5xx)."""
+    import base64
+
+    kind = request.node.callspec.params["pair"]
+    a, b = pair
+    assert b.driver.checks_checksums() is False  # type: ignore[attr-defined]
+    assert [k for k, _ in b.driver.walk("")] == []  # the probe object is gone
+    uploads = _count_blob_uploads(b)
+    for committer in (b, a):
+        data = os.urandom(1 << 20)
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        put_path, chunk = _one_patch(a, b, data)  # b holds the verified copy, a only the session
+        driver: Any = b.driver
+        claim = base64.b64encode(hashlib.sha256(data).digest()).decode()
+        driver.client.put_object(Bucket=driver.bucket, Key=driver._key(chunk), Body=os.urandom(len(data)),
+                                 ChecksumAlgorithm="SHA256", ChecksumSHA256=claim)
+        # moto vouches for bytes it never checked; radosgw keeps no checksum at all
+        assert _s3_sha256(b, chunk) == (claim if kind == "moto" else None)
+        assert driver.adopt(chunk, "blobs/probe", hashlib.sha256(data).hexdigest(), len(data)) is False
+        assert driver.stat("blobs/probe") is None
+        resp = committer.put(f"{put_path}?digest={digest}")
+        if committer is b:
+            assert resp.status_code == 201, resp.text
+            assert len(uploads) == 1  # uploaded from the verified copy
+            assert a.get(f"/v2/team/app/blobs/{digest}").content == data
+        else:
+            assert resp.status_code == 400 and error_code(resp) == "DIGEST_INVALID", resp.text
+            assert a.head(f"/v2/team/app/blobs/{digest}").status_code == 404

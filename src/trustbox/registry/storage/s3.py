@@ -1,9 +1,19 @@
-"""S3-compatible object storage via boto3 (tested against moto's ThreadedMotoServer)."""
+"""S3-compatible object storage via boto3 (tested against moto's ThreadedMotoServer and Ceph's
+radosgw; ``docs/registry.md``, *S3 stores*).
+
+The store is not trusted with the data: every blob is hashed by the registry itself. The one
+place the driver leans on a store's checksum (:meth:`S3Driver.adopt`) is used only on a store
+that has been seen to check them: stores differ there. AWS S3 refuses a PUT whose
+``x-amz-checksum-sha256`` does not match the bytes; Ceph 16's radosgw accepts the header and
+ignores it (nothing is checked or kept); moto keeps whatever value it was sent.
+"""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,14 +39,22 @@ class S3Driver:
     ) -> None:
         import boto3
         from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
+        from botocore.config import Config
 
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         if client is None:
-            client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
+            # Responses are not checked against the store's checksums: the registry hashes
+            # every byte it reads itself, and botocore's check would fail a read of bytes that
+            # do not match a stored claim with an exception outside ClientError (moto keeps
+            # unchecked claims) instead of the registry's digest error; it also hashed every
+            # download a second time.
+            config = Config(response_checksum_validation="when_required")
+            client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
         self.client = client
         self._conditional = True
         self._checksums = True  # the store takes x-amz-checksum-sha256 on PUT
+        self._verifies: bool | None = None  # whether it checks them (None: not probed yet)
         self._transfer = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20)
         base = spool_dir or Path(tempfile.gettempdir()) / f"trustbox-registry-spool-{bucket}"
         self._spool = Path(base) / "uploads"
@@ -84,16 +102,18 @@ class S3Driver:
     _CONDITIONAL_MAX = 5 << 30
 
     def put_file_if_absent(self, key: str, path: Path, sha256: bytes | None = None) -> bool:
-        """PUT with ``If-None-Match: *`` (S3 since 2024, MinIO, moto): False on 412. A store
-        that answers 501 to the condition, or a file over 5 GiB, is stored unconditionally.
-        With ``sha256`` the PUT carries it as the object's SHA-256 checksum (S3 refuses the
-        PUT if the bytes it received do not match, and keeps the value for :meth:`adopt`)."""
+        """PUT with ``If-None-Match: *`` (S3 since 2024, MinIO, radosgw, moto): False on 412. A
+        store that answers 501 to the condition, or a file over 5 GiB, is stored
+        unconditionally. With ``sha256`` the PUT carries it as the object's SHA-256 checksum
+        (AWS S3 refuses the PUT if the bytes it received do not match and keeps the value for
+        :meth:`adopt`; a store seen not to check it is not sent it). Raises botocore's
+        ClientError for any other refusal (a checksum mismatch included)."""
         from botocore.exceptions import ClientError
 
         try:
             while self._conditional and Path(path).stat().st_size <= self._CONDITIONAL_MAX:
                 extra: dict[str, str] = {}
-                if sha256 is not None and self._checksums:
+                if sha256 is not None and self._checksums and self._verifies is not False:
                     extra = {"ChecksumAlgorithm": "SHA256", "ChecksumSHA256": base64.b64encode(sha256).decode()}
                 try:
                     with open(path, "rb") as body:
@@ -121,9 +141,10 @@ class S3Driver:
             Path(path).unlink(missing_ok=True)
 
     def adopt(self, src: str, dst: str, sha256_hex: str, size: int) -> bool:
-        """Server-side copy of ``src`` to ``dst`` when S3 holds a full-object SHA-256 checksum
-        of ``src`` equal to ``sha256_hex`` and ``size`` matches: the copy is pinned to the
-        version that was checked (``CopySourceIfMatch`` on its ETag) and S3 computes the
+        """Server-side copy of ``src`` to ``dst`` when the store checks SHA-256 checksums
+        (:meth:`checks_checksums`) and holds one of ``src`` equal to ``sha256_hex``, and ``size``
+        matches: the copy is pinned to the version that was checked (``CopySourceIfMatch`` on
+        its ETag; a store may ignore that header, radosgw 16 does) and the store computes the
         checksum of the copy again, which must match too. False otherwise (``dst`` then holds
         nothing new, except when the store ignored the pin and the copy's checksum differs:
         the caller overwrites it)."""
@@ -131,6 +152,8 @@ class S3Driver:
 
         if size > self._CONDITIONAL_MAX:  # one CopyObject takes up to 5 GiB
             return False
+        if not self.checks_checksums():
+            return False  # a stored value would be a claim nobody checked
         want = base64.b64encode(bytes.fromhex(sha256_hex)).decode()
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=self._key(src), ChecksumMode="ENABLED")
@@ -146,6 +169,45 @@ class S3Driver:
         except ClientError:
             return False  # changed since the HEAD (412), gone, or no server-side copy here
         return bool(resp.get("CopyObjectResult", {}).get("ChecksumSHA256") == want)
+
+    #: where :meth:`checks_checksums` writes its probe (outside every key the registry uses)
+    PROBE_PREFIX = "_trustbox/checksum-probe-"
+
+    def checks_checksums(self) -> bool:
+        """Whether the store checks the SHA-256 checksum a PUT claims, found out once per
+        driver: a probe object is PUT with its right checksum (which must be taken) and then
+        with a wrong one (which must be refused, 400), and removed. True on AWS S3; False on
+        radosgw 16 (takes and ignores the header), on moto (keeps the claim unchecked) and on
+        a store that refuses checksum headers. Raises only what the client raises for a
+        store that cannot be reached (nothing is remembered then)."""
+        if self._verifies is None:
+            self._verifies = self._probe_checksums()
+        return self._verifies
+
+    def _probe_checksums(self) -> bool:
+        from botocore.exceptions import ClientError
+
+        key = self._key(f"{self.PROBE_PREFIX}{uuid.uuid4().hex}")
+        body = b"trustbox: does this store check x-amz-checksum-sha256?"
+        right = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        wrong = base64.b64encode(hashlib.sha256(body + b"!").digest()).decode()
+        try:
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
+                                       ChecksumAlgorithm="SHA256", ChecksumSHA256=right)
+            except ClientError:
+                return False  # no checksums here (or no right to write the probe): never adopt
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=body,
+                                       ChecksumAlgorithm="SHA256", ChecksumSHA256=wrong)
+            except ClientError as exc:
+                return bool(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 400)
+            return False  # a wrong checksum was taken: stored values are unchecked claims
+        finally:
+            try:
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+            except ClientError:
+                pass
 
     def stat(self, key: str) -> ObjectInfo | None:
         """HEAD the object: ETag and LastModified are its identity."""
