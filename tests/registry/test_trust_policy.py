@@ -19,6 +19,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+from tests.tuf.builder import RepoBuilder
 from trustbox.errors import ConfigError
 from trustbox.oci.simplesigning import (
     SignatureLayer,
@@ -34,7 +35,6 @@ from trustbox.registry.trustfetch import RootStore
 from trustbox.registry.trustpolicy import TrustPolicy, glob_regex, load_trust_policy
 from trustbox.tuf.keys import PrivateKey
 from trustbox.tuf.metadata import FileMeta
-from tuf.builder import RepoBuilder
 
 from .conftest import OCI_INDEX, Reg, error_code
 
