@@ -156,7 +156,7 @@ class TrustFetcher:
             TrustServerUnreachable: a network error or a status other than 200/404.
             LengthError: more than ``limit`` bytes.
         """
-        url = f"{self.url}/v2/{quote(gun)}/_trust/tuf/{name}.json"
+        url = f"{self.url}/v2/{quote(gun, safe='/:')}/_trust/tuf/{name}.json"
         try:
             with self.http.stream("GET", url) as resp:
                 if resp.status_code == 404:
