@@ -68,6 +68,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @dataclass
 class Live:
     addr: str
+    pub_addr: str  # the same storage without a policy: the publishers' endpoint
     work: Path
     env: dict[str, str]
     trust_url: str
@@ -83,7 +84,7 @@ class Live:
             raise AssertionError(f"trustbox {' '.join(args)}: {p.stdout}\n{p.stderr}")
         return p
 
-    def push(self, repo_tag: str, *, sign: bool, index: bool = False) -> str:
+    def push(self, repo_tag: str, *, sign: bool, index: bool = False, to: str | None = None) -> str:
         """Push a fresh image (or two-platform index) to ``repo_tag``; returns the top digest."""
         layout = self.work / "layouts" / f"{repo_tag.replace('/', '_').replace(':', '_')}-{time.monotonic_ns()}"
         if index:
@@ -95,7 +96,7 @@ class Live:
             write_layout(layout, im.manifest, OCI_MANIFEST, [im])
             digest = im.digest
         flag = "--sign" if sign else "--disable-content-trust"
-        self.tb("push", flag, f"oci:{layout}:latest", f"{self.addr}/{repo_tag}")
+        self.tb("push", flag, f"oci:{layout}:latest", f"{to or self.addr}/{repo_tag}")
         return digest
 
     def publish_static(self, repo: str, builder: RepoBuilder) -> None:
@@ -121,14 +122,16 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     static.docs = {}
     threading.Thread(target=static.serve_forever, daemon=True).start()
     with trust_server("trustbox", work / "trust") as (url, ca):
-        port = free_port()
-        addr = f"127.0.0.1:{port}"
+        port, pub_port = free_port(), free_port()
+        addr, pub_addr = f"127.0.0.1:{port}", f"127.0.0.1:{pub_port}"
         policy = work / "policy.toml"
         policy.write_text(
             f'[[rule]]\nname = "signed"\nrepositories = ["signed/**"]\ntrust_server = "{url}"\n'
             f'trust_server_ca = "{ca}"\ngun_prefix = "{addr}/"\ncache_seconds = 2\n\n'
             f'[[rule]]\nname = "static"\nrepositories = ["static/*"]\n'
-            f'trust_server = "http://127.0.0.1:{static.server_address[1]}"\ngun_prefix = "{addr}/"\ncache_seconds = 1\n'
+            f'trust_server = "http://127.0.0.1:{static.server_address[1]}"\ngun_prefix = "{addr}/"\ncache_seconds = 1\n\n'
+            f'[[rule]]\nname = "published"\nrepositories = ["pub/**"]\ntrust_server = "{url}"\n'
+            f'trust_server_ca = "{ca}"\ngun_prefix = "{pub_addr}/"\n'
         )
         log = work / "registry.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TRUSTBOX_", "DOCKER_"))}
@@ -137,8 +140,14 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                 [sys.executable, "-m", "trustbox", "serve", "registry", "--listen", addr,
                  "--storage", str(work / "data"), "--trust-policy", str(policy), "--log-level", "warning"],
                 env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        with open(work / "pub.log", "wb") as fh:
+            pub = subprocess.Popen(
+                [sys.executable, "-m", "trustbox", "serve", "registry", "--listen", pub_addr,
+                 "--storage", str(work / "data"), "--log-level", "warning"],
+                env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             wait_http(f"http://{addr}/v2/", proc, log)
+            wait_http(f"http://{pub_addr}/v2/", pub, work / "pub.log")
             docker = work / "docker"
             tls = docker / "tls" / url.split("//", 1)[1]
             tls.mkdir(parents=True)
@@ -146,9 +155,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             cenv = {**env, "HOME": str(work), "DOCKER_CONFIG": str(docker), "DOCKER_CONTENT_TRUST_SERVER": url,
                     "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": "root passphrase 1234",
                     "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": "repo passphrase 1234"}
-            yield Live(addr, work, cenv, url, ca, log, static)
+            yield Live(addr, pub_addr, work, cenv, url, ca, log, static)
         finally:
             stop_process(proc, group=True)
+            stop_process(pub, group=True)
             static.shutdown()
 
 
@@ -281,6 +291,22 @@ def test_signed_with_the_real_notary_client(live: Live) -> None:
     p = skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{live.addr}/signed/nt:v1")
     assert p.returncode == 0, p.stderr
     refused(skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{live.addr}/signed/nt:v2"))
+
+
+def test_signed_with_trustbox_trust_sign_through_the_publishers_endpoint(live: Live, podman_run: Path) -> None:
+    """``trust sign`` reads the tag's manifest back: publishers use the endpoint without the policy
+    (same storage); the policy registry serves what they signed, to podman here."""
+    need(SKOPEO, "skopeo")
+    live.push("pub/ts:v1", sign=False, to=live.pub_addr)
+    live.push("pub/ts:v2", sign=False, to=live.pub_addr)
+    refused(podman_pull(live.work, podman_run, f"{live.addr}/pub/ts:v1"))
+    time.sleep(1.1)  # past the pause after that failed fetch
+    live.tb("trust", "sign", f"{live.pub_addr}/pub/ts:v1")
+    p = podman_pull(live.work, podman_run, f"{live.addr}/pub/ts:v1")
+    assert p.returncode == 0, p.stderr
+    refused(skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{live.addr}/pub/ts:v2"))
+    # the publishers' endpoint itself is unprotected
+    assert skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{live.pub_addr}/pub/ts:v2").returncode == 0
 
 
 # --- crafted trust data: expiry and hostile answers --------------------------------------------------
