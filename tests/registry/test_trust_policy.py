@@ -20,7 +20,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from tests.tuf.builder import RepoBuilder
-from trustbox.errors import ConfigError
+from trustbox.errors import ConfigError, RootError
 from trustbox.oci.simplesigning import (
     SignatureLayer,
     build_payload,
@@ -568,3 +568,19 @@ def test_toml_policy_and_registry_config(tmp_path: Path) -> None:
 
 def test_file_meta_sanity() -> None:
     assert FileMeta.from_bytes(b"x").hashes["sha256"] == hashlib.sha256(b"x").digest()
+
+
+def test_root_store_merge_never_lowers(world: World) -> None:
+    """Two workers (or replicas) saving after updates that finished out of order: the higher root
+    version and each higher role version win."""
+    store = RootStore(world.registry.driver)
+    store.save(SERVER, "g", b"root v2", {"timestamp": 5, "targets": 2}, 2)
+    store.save(SERVER, "g", b"root v1", {"timestamp": 3, "targets": 4, "snapshot": 1}, 1)
+    assert store.load(SERVER, "g") == (b"root v2", {"timestamp": 5, "targets": 4, "snapshot": 1, "root": 2})
+    world.registry.driver.write(next(k for k in _keys(world) if k.startswith("trustpolicy/")), b"{garbage")
+    with pytest.raises(RootError):
+        store.load(SERVER, "g")
+
+
+def _keys(world: World) -> list[str]:
+    return [k for k, _ in world.registry.driver.walk("trustpolicy")]

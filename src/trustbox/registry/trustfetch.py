@@ -114,8 +114,20 @@ class RootStore:
             raise RootError(f"the registry's stored trust state for {gun} is unreadable: {exc}") from exc
         return root, floors
 
-    def save(self, server: str, gun: str, root: bytes, floors: dict[str, int]) -> None:
-        """Store the trusted root and the version floors (after a fully verified update)."""
+    def save(self, server: str, gun: str, root: bytes, floors: dict[str, int], root_version: int) -> None:
+        """Store the trusted root and the version floors (after a fully verified update), merged
+        with what another worker or replica may have stored meanwhile: the higher root version and
+        the higher version of each role win, so a slower update never lowers a floor."""
+        try:
+            stored = self.load(server, gun)
+        except RootError:
+            stored = None
+        if stored is not None:
+            old_root, old_floors = stored
+            floors = {r: max(v, old_floors.get(r, 0)) for r, v in {**old_floors, **floors}.items()}
+            if old_floors.get("root", 0) > root_version:
+                root, root_version = old_root, old_floors["root"]
+        floors["root"] = root_version
         doc = {"gun": gun, "server": server, "root": base64.b64encode(root).decode(), "versions": floors}
         self.driver.write(_state_key(server, gun), json.dumps(doc, sort_keys=True).encode())
 
@@ -209,7 +221,7 @@ class TrustFetcher:
                 raise RootError(f"{gun}: the snapshot lists a root other than the newest one") from exc
         tc.check_root_current()
         versions = {**floors, **_versions(tc)}
-        self.store.save(self.url, gun, tc.root.to_bytes(), versions)
+        self.store.save(self.url, gun, tc.root.to_bytes(), versions, int(tc.root.signed.version))
         return _summary(tc)
 
     def _update(self, tc: TrustedCollection, gun: str) -> None:
