@@ -26,7 +26,7 @@ import hashlib
 import json
 import logging
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -76,6 +76,8 @@ class VerifiedTrust:
     roles: dict[str, dict[str, FileMeta]]
     expires: datetime
     root_version: int
+    #: decisions taken on this data (by whoever reads it), dropped with it
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def signed_digest(self, tag: str, role: str) -> str | None:
         """``sha256:<hex>`` that ``role`` signs for ``tag`` (None if it does not sign it)."""

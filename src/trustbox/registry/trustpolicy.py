@@ -325,7 +325,14 @@ class TrustPolicy:
         if rule.content_trust:
             trust = await self._trust_for(rule, name, tag)
             if trust is not None:
-                why = _tag_refusal(rule, trust, tag, digest)
+                key = (rule.name, tag, digest)
+                try:
+                    why = trust.memo[key]
+                except KeyError:
+                    why = _tag_refusal(rule, trust, tag, digest)
+                    if len(trust.memo) > _SIGSTORE_CACHE:
+                        trust.memo.clear()
+                    trust.memo[key] = why
                 if why is not None:
                     raise self._denied(rule, name, tag, why)
         if rule.sigstore_keys and not await self._sigstore_ok(rule, name, digest):
