@@ -251,7 +251,7 @@ def test_podman_signed_unsigned_and_index(live: Live, podman_run: Path) -> None:
     refused(podman_pull(live.work, podman_run, f"{live.addr}/signed/pm:v2"))
 
 
-def test_ctr_signed_unsigned_revoked(live: Live, containerd: str) -> None:
+def test_ctr_signed_unsigned_and_index(live: Live, containerd: str) -> None:
     live.push("signed/ctr:v1", sign=True)
     live.push("signed/ctr:v2", sign=False)
     live.push("signed/ctr:multi", sign=True, index=True)
@@ -260,12 +260,31 @@ def test_ctr_signed_unsigned_revoked(live: Live, containerd: str) -> None:
     p = ctr_pull(containerd, f"{live.addr}/signed/ctr:multi")
     assert p.returncode == 0, p.stdout + p.stderr
     refused(ctr_pull(containerd, f"{live.addr}/signed/ctr:v2"))
-    # revoked: refused once the cache bound (2 s) has passed
-    live.tb("trust", "revoke", "-y", f"{live.addr}/signed/ctr:v1")
+
+
+def test_repointed_and_revoked_refused_by_every_client(live: Live, containerd: str, podman_run: Path) -> None:
+    need(SKOPEO, "skopeo")
+    live.push("signed/all:rp", sign=True)
+    live.push("signed/all:rv", sign=True)
+    pulls = {
+        "ctr": lambda ref: ctr_pull(containerd, ref),
+        "podman": lambda ref: podman_pull(live.work, podman_run, ref),
+        "skopeo": lambda ref: skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{ref}"),
+    }
+    for name, pull in pulls.items():
+        for tag in ("rp", "rv"):
+            p = pull(f"{live.addr}/signed/all:{tag}")
+            assert p.returncode == 0, (name, tag, p.stdout + p.stderr)
+    # re-pointed by a push to an unsigned manifest: refused at once
+    live.push("signed/all:rp", sign=False)
+    # revoked in the trust data: refused once the rule's cache bound (2 s) has passed
+    live.tb("trust", "revoke", "-y", f"{live.addr}/signed/all:rv")
     time.sleep(2.2)
-    refused(ctr_pull(containerd, f"{live.addr}/signed/ctr:v1"))
-    if SKOPEO:
-        refused(skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{live.addr}/signed/ctr:v1"))
+    for name, pull in pulls.items():
+        for tag in ("rp", "rv"):
+            p = pull(f"{live.addr}/signed/all:{tag}")
+            assert p.returncode != 0 and ("denied" in (p.stdout + p.stderr).lower() or "403" in p.stdout + p.stderr), (
+                name, tag, p.stdout + p.stderr)
 
 
 def test_signed_with_the_real_notary_client(live: Live) -> None:
