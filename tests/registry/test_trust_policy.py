@@ -228,10 +228,26 @@ def test_signature_and_referrer_artifacts_of_signed_manifests(world: World) -> N
     sig1 = world.get(signature_tag(d1)).headers["docker-content-digest"]
     assert world.get(sig1).status_code == 200
     denied(world.get(signature_tag(d2)), f"signatures of {d2}")
-    # a referrer (subject) of the signed manifest
-    ref_d, _, _ = world.reg.image(REPO, extra={"subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                                                           "digest": d1, "size": len(body1)}})
-    assert world.get(ref_d).status_code == 200
+    # a referrer (subject) of the signed manifest: served when it is an artifact (JSON layers) ...
+    subject = {"subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d1, "size": len(body1)}}
+    note = b'{"note":"an attestation"}'
+    nd = world.reg.push_blob(REPO, note)
+    att = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+           "artifactType": "application/vnd.example+json",
+           "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": world.reg.push_blob(REPO, b"{}"),
+                      "size": 2},
+           "layers": [{"mediaType": "application/vnd.in-toto+json", "digest": nd, "size": len(note)}], **subject}
+    r = world.reg.push_manifest(REPO, "sha256:" + hashlib.sha256(json.dumps(att).encode()).hexdigest(), att)
+    assert r.status_code == 201, r.text
+    assert world.get(r.headers["docker-content-digest"]).status_code == 200
+    # ... but not a runnable image that merely names the signed manifest as its subject
+    runnable, _, _ = world.reg.image(REPO, extra=subject)
+    denied(world.get(runnable), "neither signed")
+    # nor a runnable image pushed under the .sig tag of a signed manifest
+    world.reg.image(REPO, tag=signature_tag(d1))
+    denied(world.get(signature_tag(d1)), "holds an image, not signatures")
+    other = world.get(signature_tag(d1), method="HEAD").headers.get("docker-content-digest")
+    assert other is None
 
 
 def test_revoked_tag_refused_once_the_cache_bound_passed(world: World) -> None:

@@ -306,6 +306,8 @@ class TrustPolicy:
             if subject is None:
                 await self._authorize_tag(rule, name, reference, digest)
                 return
+            if not _is_artifact(manifest):
+                raise self._denied(rule, name, reference, f"{reference} holds an image, not signatures")
             if await self._approved_digest(rule, name, subject):
                 return
             raise self._denied(rule, name, reference,
@@ -491,10 +493,11 @@ class TrustPolicy:
         artifacts: set[str] = set()
         for d in top | children:
             try:
-                sig = await self.manifests.resolve(name, signature_tag(d))
+                sig = await self.manifests.get(name, signature_tag(d))
             except (RegistryError, FormatError):
                 continue
-            artifacts.add(str(sig))
+            if _is_artifact(sig):
+                artifacts.add(str(sig.digest))
         return _Approved(frozenset(top), frozenset(children), frozenset(artifacts))
 
     async def _index_children(self, name: str, digest: str) -> frozenset[str]:
@@ -531,14 +534,25 @@ class TrustPolicy:
         self._approved_cache[key] = (trust, time.monotonic(), approved)
         if digest in approved.top or digest in approved.children or digest in approved.artifacts:
             return True
-        if manifest is not None:
-            try:
-                parsed = validate_manifest(manifest.body, manifest.media_type)
-            except FormatError:
-                return False
+        if manifest is not None and _is_artifact(manifest):
+            parsed = validate_manifest(manifest.body, manifest.media_type)
             subject = parsed.subject.digest if parsed.subject is not None else None
             return subject is not None and (subject in approved.top or subject in approved.children)
         return False
+
+
+def _is_artifact(manifest: StoredManifest) -> bool:
+    """Whether ``manifest`` is a signature/attestation artifact and not something a container
+    engine could run: an image manifest whose layers are all JSON documents (cosign's
+    simple-signing payloads, DSSE envelopes, JWS). An index, or an image with a filesystem layer
+    pushed under a ``.sig`` tag or with a ``subject``, is no artifact."""
+    try:
+        parsed = validate_manifest(manifest.body, manifest.media_type)
+    except FormatError:
+        return False
+    if parsed.is_index:
+        return False
+    return all(layer.media_type.endswith("json") for layer in parsed.layers)
 
 
 def _resolve(trust: VerifiedTrust, tag: str) -> str | None:
