@@ -54,6 +54,7 @@ class FakeTrust:
         self.override: dict[str, bytes] = {}
         self.status: int | None = None
         self.requests: list[str] = []
+        self.trickle = False
 
     def publish(self, b: RepoBuilder, docs: dict[str, bytes] | None = None) -> dict[str, bytes]:
         docs = docs or b.publish()
@@ -76,6 +77,12 @@ class FakeTrust:
         name = path[len(prefix):-len(".json")]
         if self.status is not None:
             return httpx.Response(self.status, content=b"oops")
+        if self.trickle:
+            def slowly() -> Iterator[bytes]:
+                for _ in range(20):
+                    time.sleep(0.1)
+                    yield b" "
+            return httpx.Response(200, content=slowly())
         if name in self.override:
             return httpx.Response(200, content=self.override[name])
         data = self.docs.get(name)
@@ -600,3 +607,16 @@ def test_root_store_merge_never_lowers(world: World) -> None:
 
 def _keys(world: World) -> list[str]:
     return [k for k, _ in world.registry.driver.walk("trustpolicy")]
+
+
+def test_trickling_trust_server_is_unreachable(world: World) -> None:
+    """A server sending a byte now and then never holds the GUN's requests longer than ``timeout``."""
+    world.set_policy(cache_seconds=0, timeout=0.5)
+    _, body1, _ = world.reg.image(REPO, tag="v1")
+    world.sign("v1", body1)
+    assert world.get("v1").status_code == 200
+    time.sleep(0.05)
+    world.fake.trickle = True
+    t0 = time.monotonic()
+    denied(world.get("v1"), "unreachable", "not received within 0.5 s")
+    assert time.monotonic() - t0 < 1.5

@@ -25,6 +25,7 @@ import base64
 import hashlib
 import json
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -153,6 +154,7 @@ class TrustFetcher:
     ) -> None:
         self.url = url.rstrip("/")
         self.store = store
+        self.timeout = timeout
         verify: Any = ca if ca else True
         self.http = httpx.Client(timeout=timeout, verify=verify, transport=transport, follow_redirects=False)
 
@@ -171,6 +173,7 @@ class TrustFetcher:
             LengthError: more than ``limit`` bytes.
         """
         url = f"{self.url}/v2/{quote(gun, safe='/:')}/_trust/tuf/{name}.json"
+        deadline = time.monotonic() + self.timeout  # whole answer, not only each read (a trickling server)
         try:
             with self.http.stream("GET", url) as resp:
                 if resp.status_code == 404:
@@ -182,6 +185,8 @@ class TrustFetcher:
                     buf += chunk
                     if len(buf) > limit:
                         raise LengthError(f"{name}.json of {gun}: more than {limit} bytes")
+                    if time.monotonic() > deadline:
+                        raise TrustServerUnreachable(f"{name}.json of {gun}: not received within {self.timeout:g} s")
                 return bytes(buf)
         except httpx.HTTPError as exc:
             raise TrustServerUnreachable(f"trust server {self.url} unreachable: {type(exc).__name__}: {exc}") from exc
