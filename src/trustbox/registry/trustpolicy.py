@@ -38,7 +38,6 @@ import anyio.to_thread
 import httpx
 
 from trustbox.errors import ConfigError, FormatError, NotFoundError, TrustboxError
-from trustbox.oci.digest import digest_bytes
 from trustbox.oci.manifest import validate_manifest
 from trustbox.oci.simplesigning import (
     MAX_PAYLOAD_BYTES,
@@ -48,8 +47,6 @@ from trustbox.oci.simplesigning import (
     signed_digest_of_tag,
     verify_attachment,
 )
-from trustbox.registry import layout
-from trustbox.registry.aio import run_io
 from trustbox.registry.errors import Denied, RegistryError
 from trustbox.registry.manifests import ManifestStore, StoredManifest
 from trustbox.registry.names import parse_digest
@@ -448,10 +445,8 @@ class TrustPolicy:
                 d = parse_digest(layer.payload_digest)
             except RegistryError:
                 continue
-            if not await self.manifests.blobs.is_linked(name, d):
-                continue
-            payload = await run_io(self.driver, self.driver.read, layout.blob_key(d))
-            if payload is None or len(payload) != layer.payload_size or digest_bytes(payload, d.algorithm) != d:
+            payload = await self.manifests.blobs.read_small(name, d, MAX_PAYLOAD_BYTES)
+            if payload is None or len(payload) != layer.payload_size:
                 continue
             for i, pub in enumerate(rule.sigstore_keys):
                 if i in good:
