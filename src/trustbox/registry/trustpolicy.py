@@ -374,7 +374,7 @@ class TrustPolicy:
                 entry.trust, entry.failed = None, time.monotonic()
                 entry.failure = f"no content trust data for {gun}"
                 return self._after_failure(rule, entry, name, reference, unreachable=False)
-            except (TrustboxError, ValueError, TypeError, KeyError) as exc:
+            except Exception as exc:  # noqa: BLE001 - anything else the data caused: refused, never a 500
                 message = exc.message if isinstance(exc, TrustboxError) else f"{type(exc).__name__}: {exc}"
                 log.warning("trust policy rule %r: %s: trust data refused: %s", rule.name, gun, message)
                 entry.trust, entry.failed = None, time.monotonic()  # never keep what failed verification
