@@ -37,10 +37,12 @@ from pathlib import Path
 
 import httpx
 
-from trustbox.sandbox.pki import make_ca, make_server_cert
-
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))  # this checkout's trustbox, for this process and the servers
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Report, run_wrk  # noqa: E402
+
+from trustbox.sandbox.pki import make_ca, make_server_cert  # noqa: E402
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -66,8 +68,14 @@ def wait(url: str, proc: subprocess.Popen[bytes], log: Path, ca: Path | None) ->
     raise SystemExit(f"{url} did not come up: {log.read_text()[-2000:]}")
 
 
-def start(argv: list[str], log: Path, health: str, ca: Path | None = None) -> subprocess.Popen[bytes]:
+def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRUSTBOX_", "DOCKER_"))}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def start(argv: list[str], log: Path, health: str, ca: Path | None = None) -> subprocess.Popen[bytes]:
+    env = _env()
     with open(log, "wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "trustbox", *argv], env=env, stdout=fh,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -155,7 +163,7 @@ def main() -> None:
         c_addr = f"127.0.0.1:{free_port()}"
         procs.append(start(["serve", "registry", "--listen", c_addr, "--storage", str(work / "data"), "--log-level",
                             "warning"], work / "c.log", f"http://{c_addr}/v2/"))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("TRUSTBOX_", "DOCKER_"))}
+        env = _env()
         env.update(HOME=str(work), DOCKER_CONFIG=str(work / "docker"), DOCKER_CONTENT_TRUST_SERVER=trust,
                    DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE="bench root passphrase",
                    DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE="bench repository passphrase")
