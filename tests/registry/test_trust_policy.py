@@ -1,5 +1,5 @@
 """Registry-side enforcement (``--trust-policy``), in process: a registry app with a trust policy
-reading crafted trust data (real keys and signatures, tests/tuf/builder.py) from a fake trust
+reading crafted trust data (real keys and signatures, tests/helpers/simulator.py) from a fake trust
 server, or sigstore attachments from the registry itself. Every refusal is a 403 DENIED naming
 the rule; a hostile trust server is refused, logged in one line, and nothing of it is kept."""
 
@@ -19,7 +19,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from tests.tuf.builder import RepoBuilder
+from tests.helpers.simulator import RepositorySimulator
 from trustbox.errors import ConfigError, RootError
 from trustbox.oci.simplesigning import (
     SignatureLayer,
@@ -56,7 +56,7 @@ class FakeTrust:
         self.requests: list[str] = []
         self.trickle = False
 
-    def publish(self, b: RepoBuilder, docs: dict[str, bytes] | None = None) -> dict[str, bytes]:
+    def publish(self, b: RepositorySimulator, docs: dict[str, bytes] | None = None) -> dict[str, bytes]:
         docs = docs or b.publish()
         self.docs = {}
         for role, data in docs.items():
@@ -94,11 +94,11 @@ def fake() -> FakeTrust:
     return FakeTrust()
 
 
-def stable_roots(b: RepoBuilder) -> dict[int, bytes]:
+def stable_roots(b: RepositorySimulator) -> dict[int, bytes]:
     """Make ``b`` publish one root document per version, as a real trust server does (the builder
     signs a fresh root each time); returns the per-version store (tests put rotated roots in it)."""
     made: dict[int, bytes] = {}
-    sign_root = b.root
+    sign_root = b.root_doc
 
     def root(signers: Any = None) -> bytes:
         if signers is not None:
@@ -107,20 +107,20 @@ def stable_roots(b: RepoBuilder) -> dict[int, bytes]:
             made[b.root_version] = sign_root()
         return made[b.root_version]
 
-    b.root = root  # type: ignore[method-assign]
+    b.root_doc = root  # type: ignore[method-assign]
     b.roots_by_version = made  # type: ignore[attr-defined]
     return made
 
 
 @pytest.fixture
-def builder() -> RepoBuilder:
-    b = RepoBuilder(GUN, NOW - timedelta(hours=1))
+def builder() -> RepositorySimulator:
+    b = RepositorySimulator(gun=GUN, now=NOW - timedelta(hours=1))
     stable_roots(b)
     return b
 
 
 class World:
-    def __init__(self, tmp_path: Path, fake: FakeTrust, builder: RepoBuilder) -> None:
+    def __init__(self, tmp_path: Path, fake: FakeTrust, builder: RepositorySimulator) -> None:
         self.tmp, self.fake, self.b = tmp_path, fake, builder
         self.offset = timedelta(0)
         self.app = create_app(RegistryConfig(storage=str(tmp_path / "store")))
@@ -150,7 +150,8 @@ class World:
 
     def bump(self) -> None:
         for role in self.b.versions:
-            self.b.versions[role] += 1
+            if role != "root":
+                self.b.versions[role] += 1
         self.fake.publish(self.b)
 
     def get(self, ref: str, repo: str = REPO, method: str = "GET") -> httpx.Response:
@@ -159,7 +160,7 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path, fake: FakeTrust, builder: RepoBuilder) -> Iterator[World]:
+def world(tmp_path: Path, fake: FakeTrust, builder: RepositorySimulator) -> Iterator[World]:
     w = World(tmp_path, fake, builder)
     fake.publish(builder)
     yield w
@@ -262,7 +263,7 @@ def test_revoked_tag_refused_once_the_cache_bound_passed(world: World) -> None:
     _, body1, _ = world.reg.image(REPO, tag="v1")
     world.sign("v1", body1)
     assert world.get("v1").status_code == 200
-    del world.b.targets["targets"]["v1"]
+    del world.b.target_files["targets"]["v1"]
     world.bump()
     assert world.get("v1").status_code == 200  # within the documented bound
     time.sleep(0.6)
@@ -292,7 +293,7 @@ def test_cached_data_never_outlives_its_expiry(world: World) -> None:
 # --- hostile trust servers ----------------------------------------------------------------------
 
 
-def _hostile_cases(b: RepoBuilder, fake: FakeTrust) -> dict[str, Callable[[], None]]:
+def _hostile_cases(b: RepositorySimulator, fake: FakeTrust) -> dict[str, Callable[[], None]]:
     def garbage() -> None:
         fake.override["timestamp"] = b"\x00garbage{"
 
@@ -304,7 +305,7 @@ def _hostile_cases(b: RepoBuilder, fake: FakeTrust) -> dict[str, Callable[[], No
         fake.override["timestamp"] = b.timestamp_doc(fake.docs["snapshot"], expired=True)
 
     def wrong_root() -> None:
-        other = RepoBuilder(GUN, b.now)
+        other = RepositorySimulator(gun=GUN, now=b.now)
         fake.publish(other)
 
     def rolled_back() -> None:
@@ -411,7 +412,7 @@ def test_tofu_root_is_kept_durably(world: World) -> None:
     assert world.get("v1").status_code == 200
     # a new policy instance (a restarted registry) over the same storage, and a server that now
     # holds someone else's root for the GUN: refused
-    other = RepoBuilder(GUN, world.b.now)
+    other = RepositorySimulator(gun=GUN, now=world.b.now)
     other.add_target("v1", body1)
     world.fake.publish(other)
     world.set_policy()
@@ -430,7 +431,7 @@ def test_root_rotation_is_walked(world: World) -> None:
         new = world.b.add_root_key()
         world.b.root_keys = [new]
         world.b.root_version += 1
-        roots[world.b.root_version] = world.b.root(signers=[*old, new])
+        roots[world.b.root_version] = world.b.root_doc(signers=[*old, new])
         published[world.b.root_version] = roots[world.b.root_version]
     world.bump()
     for v, data in published.items():
@@ -441,7 +442,7 @@ def test_root_rotation_is_walked(world: World) -> None:
     # a root rotation that is not signed by the trusted root key is refused
     world.b.root_keys = [world.b.add_root_key()]
     world.b.root_version += 1
-    roots[world.b.root_version] = world.b.root(signers=list(world.b.root_keys))
+    roots[world.b.root_version] = world.b.root_doc(signers=list(world.b.root_keys))
     world.bump()
     time.sleep(1.05)
     denied(world.get("v1"), "failed verification")

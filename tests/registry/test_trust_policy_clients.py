@@ -25,9 +25,9 @@ import pytest
 
 from tests.e2e.stack import trust_server
 from tests.helpers.net import free_port, stop_process, wait_http
+from tests.helpers.simulator import RepositorySimulator
 from tests.registry.ocilayout import OCI_INDEX, OCI_MANIFEST, make_image, make_index, write_layout
 from tests.registry.test_trust_policy import stable_roots
-from tests.tuf.builder import RepoBuilder
 
 SKOPEO, PODMAN, CTR, CONTAINERD, NOTARY = (shutil.which(t) for t in ("skopeo", "podman", "ctr", "containerd", "notary"))
 pytestmark = [pytest.mark.interop]
@@ -75,7 +75,7 @@ class Live:
     ca: Path
     log: Path
     static: StaticTrust
-    static_builders: dict[str, RepoBuilder] = field(default_factory=dict)
+    static_builders: dict[str, RepositorySimulator] = field(default_factory=dict)
 
     def tb(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         p = subprocess.run([sys.executable, "-m", "trustbox", *args], env=self.env, capture_output=True,
@@ -99,7 +99,7 @@ class Live:
         self.tb("push", flag, f"oci:{layout}:latest", f"{to or self.addr}/{repo_tag}")
         return digest
 
-    def publish_static(self, repo: str, builder: RepoBuilder) -> None:
+    def publish_static(self, repo: str, builder: RepositorySimulator) -> None:
         docs = builder.publish()
         out = dict(docs)
         for role, data in docs.items():
@@ -335,7 +335,7 @@ def test_expired_timestamp_refused_by_every_client(live: Live, containerd: str, 
     need(SKOPEO, "skopeo")
     digest = live.push("static/exp:v1", sign=False)
     body = next(p.read_bytes() for p in (live.work / "layouts").rglob(digest.split(":")[1]))
-    b = RepoBuilder(f"{live.addr}/static/exp", datetime.now(UTC) - timedelta(hours=1))
+    b = RepositorySimulator(gun=f"{live.addr}/static/exp", now=datetime.now(UTC) - timedelta(hours=1))
     stable_roots(b)
     b.expiry["timestamp"] = timedelta(hours=1, seconds=4)  # expires 4 s from now
     b.add_target("v1", body)
@@ -353,7 +353,7 @@ def test_hostile_static_server_logged_in_one_line(live: Live, answer: bytes) -> 
     repo = f"static/h{len(answer) % 97}"
     digest = live.push(f"{repo}:v1", sign=False)
     body = next(p.read_bytes() for p in (live.work / "layouts").rglob(digest.split(":")[1]))
-    b = RepoBuilder(f"{live.addr}/{repo}", datetime.now(UTC) - timedelta(hours=1))
+    b = RepositorySimulator(gun=f"{live.addr}/{repo}", now=datetime.now(UTC) - timedelta(hours=1))
     stable_roots(b)
     b.add_target("v1", body)
     live.publish_static(repo, b)
@@ -372,4 +372,4 @@ def test_hostile_static_server_logged_in_one_line(live: Live, answer: bytes) -> 
     # nothing was kept: with the honest server back, the data is fetched and verified again
     time.sleep(1.1)
     assert skopeo("inspect", "--tls-verify=false", "--raw", f"docker://{live.addr}/{repo}:v1").returncode == 0
-    assert json.loads(b.root())["signed"]["version"] == 1
+    assert json.loads(b.root_doc())["signed"]["version"] == 1
