@@ -88,3 +88,12 @@ def test_s3_bench_runs(tmp_path):
             assert figures[f"{server}.{metric}"] > 0, (server, metric)
     assert figures["ratio.download"] > 0
     assert list(tmp_path.iterdir()) == []  # its work directory (and the cluster's) is removed
+
+
+def test_policy_bench_runs():
+    _need("wrk")
+    figures = _run("policy_bench.py", "--repos", "2", "--duration", "1", "--trials", "1")
+    for name in ("cold.first_get_p50", "cold.first_get_p99", "policy_off.manifest_get_tag_c16",
+                 "policy_on.manifest_get_tag_c16", "ratio.manifest_get_tag_c16",
+                 "policy_off_control.manifest_get_tag_c16", "ratio.control_c16"):
+        assert figures[name] > 0, name

@@ -43,6 +43,9 @@ from trustbox.registry.config import load_config
 @click.option("--s3-endpoint-url", envvar="TRUSTBOX_S3_ENDPOINT_URL", help="S3 endpoint (MinIO, moto...).")
 @click.option("--server", type=click.Choice(["granian", "uvicorn"]), default="granian", show_default=True,
               envvar="TRUSTBOX_SERVER", help="ASGI server.")
+@click.option("--trust-policy", envvar="TRUSTBOX_TRUST_POLICY", type=click.Path(dir_okay=False),
+              help="Trust policy file (TOML/JSON): refuse manifests of protected repositories that are not "
+                   "signed (content trust and/or sigstore attachments).")
 @click.option("--log-level", envvar="TRUSTBOX_LOG_LEVEL", type=click.Choice(["debug", "info", "warning", "error"]),
               help="Log level; info and debug also log one access line per request to stderr [info].")
 @http_limit_options

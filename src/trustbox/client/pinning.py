@@ -9,10 +9,10 @@ from pathlib import Path
 
 from cryptography import x509
 
-from trustbox.errors import RootError, ThresholdError, TrustboxError
+from trustbox.errors import RootError, TrustboxError
 from trustbox.tuf.keys import PublicKey
 from trustbox.tuf.metadata import ROOT, Metadata, Root
-from trustbox.tuf.verify import verify_threshold
+from trustbox.tuf.verify import check_pinned_ids, check_pinned_root
 
 
 @dataclass
@@ -25,14 +25,10 @@ class TrustPinning:
 
     def check(self, root: Metadata[Root], gun: str, now: datetime) -> None:
         """Raise RootError unless a first-contact root satisfies the pinning for ``gun``."""
-        keys, threshold = root.signed.role_keys(ROOT)
+        keys, _threshold = root.signed.role_keys(ROOT)
         pinned_ids = self.certs.get(gun)
         if pinned_ids:
-            _check_pinned(
-                root, {k: v for k, v in keys.items() if k in pinned_ids}, threshold,
-                f"root of {gun} has none of the pinned certificates {', '.join(pinned_ids)}",
-                f"root of {gun} is not signed by its pinned certificates",
-            )
+            check_pinned_ids(root, gun, pinned_ids)
             return
         prefixes = [p for p in self.ca if gun.startswith(p)]
         if prefixes:
@@ -41,27 +37,14 @@ class TrustPinning:
                 cas = x509.load_pem_x509_certificates(Path(ca_file).read_bytes())
             except (OSError, ValueError, x509.InvalidVersion) as exc:
                 raise RootError(f"cannot read trust pinning CA {ca_file}: {exc}") from exc
-            _check_pinned(
-                root, {k: v for k, v in keys.items() if _issued_by_any(v, cas, now)}, threshold,
+            check_pinned_root(
+                root, {k: v for k, v in keys.items() if _issued_by_any(v, cas, now)},
                 f"no root certificate of {gun} is issued by the pinned CA {ca_file}",
                 f"root of {gun} is not signed by certificates of the pinned CA",
             )
             return
         if self.disable_tofu:
             raise RootError(f"trust on first use is disabled and no trust pinning is configured for {gun}")
-
-
-def _check_pinned(
-    root: Metadata[Root], usable: dict[str, PublicKey], threshold: int, none_usable: str, below_threshold: str
-) -> None:
-    """Raise RootError(``none_usable``) when no pinned key is left, RootError(``below_threshold``)
-    when the pinned keys do not meet the root threshold."""
-    if not usable:
-        raise RootError(none_usable)
-    try:
-        verify_threshold(root, usable, threshold, ROOT)
-    except ThresholdError as exc:
-        raise RootError(below_threshold) from exc
 
 
 def _issued_by_any(key: PublicKey, cas: list[x509.Certificate], now: datetime) -> bool:

@@ -49,6 +49,7 @@ from trustbox.registry.names import check_name, parse_digest
 from trustbox.registry.ranges import parse_byte_range, parse_content_range
 from trustbox.registry.request import RegistryRequest, registry_request
 from trustbox.registry.storage import StorageDriver, open_storage
+from trustbox.registry.trustpolicy import TrustPolicy, load_trust_policy
 from trustbox.registry.uploads import Upload, UploadStore
 
 log = logging.getLogger("trustbox.registry")
@@ -118,6 +119,10 @@ class Registry:
         self.blobs = BlobStore(driver, VerifyPolicy(config.verify_blobs))
         self.uploads = UploadStore(self.blobs, config.max_upload_sessions, idle_timeout=config.upload_idle_timeout)
         self.manifests = ManifestStore(self.blobs, config.max_json_depth)
+        #: None when no policy is configured: manifest reads then skip it entirely
+        self.trust_policy: TrustPolicy | None = None
+        if config.trust_policy:
+            self.trust_policy = TrustPolicy(load_trust_policy(Path(config.trust_policy)), driver, self.manifests)
         self._routes: dict[tuple[str, str], Handler] = {
             ("blobs/uploads", "POST"): self.upload_start,
             ("blobs/uploads", "GET"): self.upload_status,
@@ -460,6 +465,8 @@ class Registry:
         """GET/HEAD /v2/<name>/manifests/<reference>: served in its own media type."""
         assert ref is not None
         m = await self.manifests.get(name, ref)
+        if self.trust_policy is not None:
+            await self.trust_policy.authorize(name, ref, m)
         headers = _headers(Docker_Content_Digest=str(m.digest), ETag=f'"{m.digest}"')
         if request.method == "HEAD":
             headers["Content-Length"] = str(len(m.body))

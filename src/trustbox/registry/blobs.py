@@ -8,7 +8,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
 
-from trustbox.oci.digest import Digest
+from trustbox.oci.digest import Digest, digest_bytes
 from trustbox.registry import layout
 from trustbox.registry.aio import in_thread, run_io
 from trustbox.registry.storage.base import ObjectInfo, StorageDriver
@@ -63,6 +63,17 @@ class BlobStore:
         if not await self.is_linked(name, d):
             return None
         return await self._stored(d)
+
+    async def read_small(self, name: str, d: Digest, limit: int) -> bytes | None:
+        """The bytes of a small blob linked into ``name`` (at most ``limit`` bytes), checked
+        against its digest; None when not linked, larger than ``limit``, or not matching."""
+        blob = await self.stat(name, d)
+        if blob is None or blob.size > limit:
+            return None
+        data = await run_io(self.driver, self.driver.read, layout.blob_key(d))
+        if data is None or len(data) > limit or digest_bytes(data, d.algorithm) != d:
+            return None
+        return data
 
     async def link(self, name: str, d: Digest) -> None:
         """Make the blob visible in repository ``name``."""

@@ -41,6 +41,7 @@ class RegistryConfig:
     upload_idle_timeout: int = 3600  # seconds without a chunk after which an upload session expires
     body_timeout: int = 60
     log_level: str = "info"
+    trust_policy: str | None = None  # trust policy file (docs/registry.md, "Trust policy")
 
     def host_port(self) -> tuple[str, int]:
         """Split ``listen`` into host and port."""
@@ -60,7 +61,7 @@ class RegistryConfig:
             ) from None
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("TLS needs both a certificate and a key", hint="give --tls-cert and --tls-key")
-        for f in (self.tls_cert, self.tls_key, self.htpasswd, self.auth_token_rootcertbundle):
+        for f in (self.tls_cert, self.tls_key, self.htpasswd, self.auth_token_rootcertbundle, self.trust_policy):
             if f and not Path(f).is_file():
                 raise ConfigError(f"file not found: {f}")
         self.auth_section()

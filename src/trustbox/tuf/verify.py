@@ -371,6 +371,39 @@ def verify_root(md: Metadata[Root], gun: str, now: datetime | None, trusted: Met
 # --- the client's state machine ----------------------------------------------------------------
 
 
+def check_pinned_root(
+    root: Metadata[Root], usable: dict[str, PublicKey], none_usable: str, below_threshold: str
+) -> None:
+    """Trust pinning of a first-contact root: the pinned keys among the root role's (``usable``)
+    must sign ``root`` to its threshold (notary's ``trustpinning`` check).
+
+    Raises:
+        RootError: ``none_usable`` when no pinned key is listed, ``below_threshold`` when the pinned
+            keys do not meet the root threshold.
+    """
+    if not usable:
+        raise RootError(none_usable)
+    try:
+        verify_threshold(root, usable, root.signed.role_keys(ROOT)[1], ROOT)
+    except ThresholdError as exc:
+        raise RootError(below_threshold) from exc
+
+
+def check_pinned_ids(root: Metadata[Root], gun: str, pinned_ids: Iterable[str]) -> None:
+    """:func:`check_pinned_root` for pinned certificate/key IDs (notary's ``trust_pinning.certs``).
+
+    Raises:
+        RootError: none of the IDs is a root key of ``root``, or they do not sign it to threshold.
+    """
+    ids = list(pinned_ids)
+    keys, _threshold = root.signed.role_keys(ROOT)
+    check_pinned_root(
+        root, {k: v for k, v in keys.items() if k in ids},
+        f"root of {gun} has none of the pinned certificates {', '.join(ids)}",
+        f"root of {gun} is not signed by its pinned certificates",
+    )
+
+
 @dataclass
 class LoadedRole:
     """A verified delegation with the effective paths (intersection with its ancestors)."""
