@@ -19,7 +19,8 @@ What a copy guarantees:
   names the same digest is not copied again.
 * **Attachments**: cosign's tags (``sha256-<hex>.sig``, ``.att``, ``.sbom``), the OCI referrers
   tag schema (``sha256-<hex>``) and, where the source offers the referrers API, the manifests
-  whose ``subject`` is a copied manifest, for the top manifest and every child.
+  whose ``subject`` is a copied manifest, for the top manifest and every child. A destination
+  without the referrers API (distribution 2.8) gets them listed under the referrers tag schema.
 
 Blobs of all requested images are copied by a pool of ``jobs`` threads (a copy is mostly waiting
 on two registries); manifests are then written one image at a time.
@@ -34,13 +35,14 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from trustbox.client.images.distribution import RegistryClient, RegistryOptions
+from trustbox.client.images.distribution import RegistryAuthError, RegistryClient, RegistryOptions
 from trustbox.client.images.transfer import Reporter
 from trustbox.errors import ConfigError, NotFoundError, TrustboxError
 from trustbox.oci.descriptor import Descriptor
 from trustbox.oci.digest import short_id
 from trustbox.oci.errors import DigestMismatchError, ImageError
-from trustbox.oci.manifest import Manifest
+from trustbox.oci.manifest import Manifest, dump_json, parse_manifest
+from trustbox.oci.mediatypes import OCI_INDEX
 from trustbox.oci.reference import ImageRef, parse_reference
 
 #: cosign's attachment tags (``sha256-<hex>.sig``), and the OCI referrers tag schema (``sha256-<hex>``)
@@ -72,7 +74,7 @@ class CopyRequest:
 
 
 @dataclass
-class CopyResult:
+class CopyOutcome:
     """What became of one :class:`CopyRequest`."""
 
     request: CopyRequest
@@ -125,6 +127,8 @@ class _Plan:
     present: bool = False
     attachments: list[_Plan] = field(default_factory=list)
     label: str = ""
+    #: for a referrer found through the referrers API: its subject and the API's descriptor of it
+    referrer_of: tuple[str, Descriptor] | None = None
 
     def blobs(self) -> Iterator[Descriptor]:
         """Every blob of the image and its attachments (repeats possible)."""
@@ -230,6 +234,7 @@ class ImageCopier:
                 except ImageError as exc:  # an artifact type this client does not read
                     self.reporter.info(f"{short_id(desc.digest)}: referrer not copied: {exc.message}")
                     continue
+                att.referrer_of = (digest, desc)
                 plan.attachments.append(att)
 
     def _present(self, plan: _Plan) -> bool:
@@ -301,9 +306,45 @@ class ImageCopier:
             self.stats.manifests_written += len(plan.children) + 1
         return len(plan.children) + 1
 
+    def _referrers_tags(self, written: list[_Plan]) -> list[str]:
+        """Where the destination has no referrers API, list the referrers just written in the
+        OCI referrers tag schema (an index tagged ``sha256-<hex>`` of the subject, merged with
+        what that tag already lists), as OCI 1.1 clients expect; the tags written.
+
+        Raises:
+            NetworkError, RegistryAuthError, RegistryResponseError, DigestMismatchError: the
+                destination failed or refused the index.
+        """
+        by_subject: dict[str, list[Descriptor]] = {}
+        for plan in written:
+            if plan.referrer_of is not None:
+                by_subject.setdefault(plan.referrer_of[0], []).append(plan.referrer_of[1])
+        tags: list[str] = []
+        for subject, descs in by_subject.items():
+            if self.destination.referrers(self.destination_repo, subject) is not None:
+                continue
+            tag = "sha256-" + subject.removeprefix("sha256:")
+            listed: list[Descriptor] = []
+            if self.destination.head_manifest(self.destination_repo, tag) is not None:
+                try:
+                    old = self.destination.get_manifest(self.destination_repo, tag)
+                    listed = list(old.manifests) if old.is_index else []
+                except (ImageError, DigestMismatchError):
+                    listed = []
+            known = {d.digest for d in listed}
+            new = [d for d in descs if d.digest not in known]
+            if not new:
+                continue
+            index = parse_manifest(dump_json({
+                "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [d.to_json() for d in (*listed, *new)],
+            }), OCI_INDEX)
+            self.destination.put_manifest(self.destination_repo, tag, index)
+            tags.append(tag)
+        return tags
+
     # -- the copy ----------------------------------------------------------------------
 
-    def copy(self, requests: Sequence[CopyRequest]) -> list[CopyResult]:
+    def copy(self, requests: Sequence[CopyRequest]) -> list[CopyOutcome]:
         """Copy every request; each result carries its own error (one failing image does not
         stop the others).
 
@@ -312,7 +353,7 @@ class ImageCopier:
                 (checked once up front, before anything is read).
         """
         self.destination.prepare(self.destination_repo, push=True)
-        results = [CopyResult(r) for r in requests]
+        results = [CopyOutcome(r) for r in requests]
         plans: list[_Plan | None] = []
         for result in results:
             req = result.request
@@ -352,14 +393,16 @@ class ImageCopier:
                     _raise_blob_failure(a.children + [a.top], failures, a.label)
                     result.manifests += self._write(a)
                     result.attachments.append(a.request.tag or a.top.digest)
+                result.attachments.extend(self._referrers_tags(done.attachments))
             except TrustboxError as exc:
                 result.error = exc
         return results
 
 
 def _raise_blob_failure(manifests: list[Manifest], failures: dict[str, TrustboxError], label: str) -> None:
-    """Raise the first failure among the blobs of ``manifests`` (as CopyError naming ``label``,
-    or the DigestMismatchError itself for content that does not match)."""
+    """Raise the first failure among the blobs of ``manifests``: a DigestMismatchError naming
+    ``label``, a RegistryAuthError as it is (it names the registry and repository), anything else
+    as a CopyError naming ``label`` and the blob."""
     for m in manifests:
         for d in m.blobs():
             exc = failures.get(d.digest)
@@ -367,6 +410,8 @@ def _raise_blob_failure(manifests: list[Manifest], failures: dict[str, TrustboxE
                 continue
             if isinstance(exc, DigestMismatchError):
                 raise DigestMismatchError(f"{label}: {exc.message}")
+            if isinstance(exc, RegistryAuthError):
+                raise exc
             raise CopyError(f"{label}: blob {short_id(d.digest)}: {exc.message}", hint=exc.hint)
 
 
@@ -418,7 +463,7 @@ def registry_pair(src: str, dst: str, options: CopyOptions) -> Iterator[tuple[Re
 def copy_image_ref(
     src_text: str, dst_text: str, *, options: CopyOptions, reporter: Reporter | None = None,
     on_stats: Callable[[CopyStats], None] | None = None,
-) -> CopyResult:
+) -> CopyOutcome:
     """``trustbox copy SRC_IMAGE DST_IMAGE``: copy one image (with every child and attachment).
 
     Raises:
