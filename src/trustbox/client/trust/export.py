@@ -72,15 +72,17 @@ def export_repository(
                                "ca_files": ca_files}
     if http is not None:
         opts["http"] = http
-    if warn is not None:
-        opts["warn"] = warn
+    held: list[str] = []  # the cache-fallback warning is replaced by the error below
+    opts["warn"] = held.append
     with trust_client_for(repo, **opts) as client:
         client.update()
         if client.stale_reason is not None:
             raise NetworkError(
-                f"{client.remote.host} did not serve the current timestamp of {gun} "
-                f"({client.stale_reason.message}); nothing was exported (use --from-cache to export the cached copy)"
+                f"cannot export {gun}: {client.remote.host} did not serve its current trust data "
+                f"({client.stale_reason.message}); nothing was exported (--from-cache exports the cached copy)"
             )
+        for msg in held:
+            (warn or _ignore)(msg)
         tc = client.collection
         files: dict[str, bytes] = {"root.json": tc.root.to_bytes()}
         for role, md in ((TIMESTAMP, tc.timestamp), (SNAPSHOT, tc.snapshot), (TARGETS, tc.targets)):
