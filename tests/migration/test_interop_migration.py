@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from auth.conftest import TokenServer
@@ -33,6 +35,8 @@ from migration.tools import (
     trustbox_ok,
 )
 from trustbox.client.trust.archive import TrustArchive
+from trustbox.keystore.pkcs8 import encode_key_file
+from trustbox.tuf.keys import PrivateKey
 
 pytestmark = pytest.mark.interop
 
@@ -187,6 +191,34 @@ def test_import_into_upstream_notary_server(history: History, destinations: dict
     res = trustbox_ok(docker_dir, "trust", "import", str(h.root / "app.trust.tar"), "--server", dest.url)
     assert f"imported {GUN}" in res.out, res.describe()
     _check_pinned_clients(h, docker_dir, [pinned], dest, "v5")
+
+
+def _server_has(server: ServerHandle, gun: str) -> bool:
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(server.ca_path))) as http:
+        return http.get(f"{server.url}/v2/{gun}/_trust/tuf/root.json").status_code == 200
+
+
+def test_root_key_refusals_and_new_root(history: History, destinations: dict[str, ServerHandle]) -> None:
+    h = history
+    dest = destinations["trustbox-cache"]
+    archive_path = h.root / "app.trust.tar"
+    nokeys = docker_config(h.root / "nokeys" / "docker", dest.ca_path, [dest.url])
+    # the root key is not in this docker config: refused, the consequence of --new-root explained
+    res = trustbox(nokeys, "trust", "import", str(archive_path), "--server", dest.url)
+    assert res.rc == 1 and "nothing was uploaded" in res.err and "--new-root" in res.err, res.describe()
+    assert f"notary -s {dest.url} list {GUN}" in res.err, res.describe()
+    # a wrong root key file: refused before anything is uploaded
+    wrong = h.root / "wrong-root.key"
+    wrong.write_bytes(encode_key_file(PrivateKey.generate(), None, "root"))
+    res = trustbox(nokeys, "trust", "import", str(archive_path), "--server", dest.url, "--root-key", str(wrong))
+    assert res.rc == 1 and "is not a root key of" in res.err, res.describe()
+    assert not _server_has(dest, GUN)
+    # --new-root (under another name here, so the same-name import below still finds the server empty)
+    other = "registry.example.test/team/newroot"
+    res = trustbox_ok(nokeys, "trust", "import", str(archive_path), "--server", dest.url, "--as", other, "--new-root")
+    assert "must forget the old root" in res.out and f'rm -rf "$HOME/.notary/tuf/{other}"' in res.out, res.describe()
+    res = docker_ok(nokeys, dest.url, "trust", "inspect", other)
+    assert signed_tags(res.out) == signed_tags(h.inspect_json)
 
 
 def test_from_cache_after_the_source_is_gone(history: History, destinations: dict[str, ServerHandle]) -> None:

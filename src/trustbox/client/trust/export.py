@@ -75,7 +75,10 @@ def export_repository(
     held: list[str] = []  # the cache-fallback warning is replaced by the error below
     opts["warn"] = held.append
     with trust_client_for(repo, **opts) as client:
-        client.update()
+        try:
+            client.update()
+        except NetworkError as exc:
+            raise NetworkError(f"cannot export {gun} from {client.remote.host}: {exc.message}", exc.hint) from exc
         if client.stale_reason is not None:
             raise NetworkError(
                 f"cannot export {gun}: {client.remote.host} did not serve its current trust data "

@@ -316,7 +316,8 @@ def import_archive(
                     f"{remote.host} already holds trust data for {gun} that is not this import; nothing was uploaded",
                     hint="import into a server (or a name, --as) that has no trust data for it")
         keys, roles = imp.server_keys(base)
-        if not signers:  # --new-root: a new root key, certificate for the (new) name
+        generated = not signers
+        if generated:  # --new-root: a new root key, certificate for the (new) name
             signers = [("", keystore.generate_key(ROOT))]
         fresh = renamed or not _holds_all(signers, base)
         if fresh:
@@ -351,7 +352,7 @@ def import_archive(
             snap_v, ts_v = imp.server_versions()
         if not fresh:
             _check_as_pinned_client(archive, remote, when)
-        return ImportResult(gun, remote.server_url, version, snap_v, ts_v, imp.updates, new_root=fresh and not renamed,
+        return ImportResult(gun, remote.server_url, version, snap_v, ts_v, imp.updates, new_root=generated,
                             already_done=existing is not None and imp.updates == 0)
     finally:
         remote.close()
