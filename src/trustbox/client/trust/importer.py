@@ -12,14 +12,14 @@ shape of an import (upstream ``server/handlers/validation.go``):
 * snapshot and timestamp versions are the server's own: one more per update.
 
 The archive's old roots name the old server's timestamp key (and snapshot key), so they cannot
-be stored as they are. The import therefore publishes a root chain ``1 .. N+1`` (N = the archive's
-newest version): every version holds the archive's newest root and targets keys and the new
-server's timestamp and snapshot keys, signed with the existing root key(s) (and with an older
-version's root key when that version's keys differ and the key is at hand). A client that pinned
-any version ``k <= N`` walks ``k+1 .. N+1`` and accepts it: each step is signed by the keys it
-trusts. Targets and delegation documents are uploaded byte for byte, so every signature stays
-valid. Then the root is posted again, unchanged, until the server's snapshot and timestamp
-versions are above the archive's (clients refuse versions lower than the ones they cached).
+be stored as they are. The import therefore publishes a root chain ``1, 2, ...``: every version
+holds the archive's newest root and targets keys and the new server's timestamp and snapshot keys,
+signed with the existing root key(s) (and version ``k+1`` also with the root key of the archive's
+version ``k`` when that differs and is at hand). A client that pinned any version walks the chain
+up and accepts each step. Version 1 carries targets and delegations byte for byte, so every
+signature stays valid. The chain goes on past ``N+1`` until the server's snapshot and timestamp
+versions (one more per update) are above the archive's: clients refuse versions lower than the
+ones they cached.
 
 ``as_gun``: a new name has no pinned clients: one root version 1 whose certificate is re-issued
 for the new name with the same root key. Without the old root key the import is refused before
