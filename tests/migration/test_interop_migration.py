@@ -24,6 +24,7 @@ from interop.servers import ServerHandle
 from migration.conftest import Source, need, start_source
 from migration.tools import (
     CACHED_TIMESTAMP,
+    NOTARY_PASSPHRASES,
     add_server_ca,
     docker_config,
     docker_ok,
@@ -191,6 +192,36 @@ def test_import_into_upstream_notary_server(history: History, destinations: dict
     res = trustbox_ok(docker_dir, "trust", "import", str(h.root / "app.trust.tar"), "--server", dest.url)
     assert f"imported {GUN}" in res.out, res.describe()
     _check_pinned_clients(h, docker_dir, [pinned], dest, "v5")
+
+
+def test_publisher_snapshot_key_is_kept(history: History, destinations: dict[str, ServerHandle]) -> None:
+    """A repository made by ``notary init`` signs its own snapshots: the import keeps that key (only the
+    timestamp key becomes the new server's) and the publisher's notary goes on signing snapshots."""
+    h = history
+    src, ca = h.source.url, h.source.ca
+    gun = "registry.example.test/team/tool"
+    owner, pinned = h.root / "tool-owner" / "trust", h.root / "tool-pinned" / "trust"
+    notary_ok(owner, src, ca, "init", gun, login=LOGIN)
+    d1, n1 = _digest("t1")
+    notary_ok(owner, src, ca, "addhash", gun, "t1", n1, "--sha256", d1, "-p", login=LOGIN)
+    notary_ok(pinned, src, ca, "list", gun, login=LOGIN)
+    archive_path = h.root / "tool.tar"
+    trustbox_ok(h.docker_dir, "trust", "export", gun, "--server", src, "-o", str(archive_path),
+                "--trust-dir", str(h.root / "tool-export"))
+    dest = destinations["trustbox"]
+    trustbox_ok(h.docker_dir, "trust", "import", str(archive_path), "--server", dest.url, "--trust-dir", str(owner),
+                extra_env={"NOTARY_ROOT_PASSPHRASE": NOTARY_PASSPHRASES["NOTARY_ROOT_PASSPHRASE"],
+                           "NOTARY_SNAPSHOT_PASSPHRASE": NOTARY_PASSPHRASES["NOTARY_SNAPSHOT_PASSPHRASE"]})
+    old = json.loads(TrustArchive.read(archive_path).files["root.json"])["signed"]["roles"]
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(dest.ca_path))) as http:
+        new = http.get(f"{dest.url}/v2/{gun}/_trust/tuf/root.json").json()["signed"]["roles"]
+    assert new["snapshot"] == old["snapshot"] and new["timestamp"] != old["timestamp"]
+    res = notary_ok(pinned, dest.url, dest.ca_path, "list", gun)
+    assert CACHED_TIMESTAMP not in res.out and [r[:2] for r in notary_rows(res.out)] == [["t1", d1]], res.describe()
+    d2, n2 = _digest("t2")
+    notary_ok(owner, dest.url, dest.ca_path, "addhash", gun, "t2", n2, "--sha256", d2, "-p")
+    res = notary_ok(pinned, dest.url, dest.ca_path, "list", gun)
+    assert CACHED_TIMESTAMP not in res.out and ["t2", d2] in [r[:2] for r in notary_rows(res.out)], res.describe()
 
 
 def _server_has(server: ServerHandle, gun: str) -> bool:

@@ -67,6 +67,7 @@ from trustbox.tuf.metadata import (
     SNAPSHOT,
     TARGETS,
     TIMESTAMP,
+    FileMeta,
     Metadata,
     RoleKeys,
     Root,
@@ -79,6 +80,7 @@ from trustbox.tuf.verify import MAX_ROOT_SIZE, MAX_TIMESTAMP_SIZE, TrustedCollec
 __all__ = ["ImportResult", "RootKeyMissingError", "WrongRootKeyError", "import_archive", "repin_instructions"]
 
 ROOT_EXPIRY = timedelta(days=3650)
+SNAPSHOT_EXPIRY = timedelta(days=3 * 365)
 #: an import posts at most this many updates (root versions) to raise the server's snapshot and
 #: timestamp versions above the archive's; a second run continues where it stopped
 MAX_UPDATES = 100_000
@@ -159,6 +161,8 @@ class _Importer:
         self.now = now
         self.progress = progress
         self.updates = 0
+        #: the publisher's snapshot key(s), when the repository keeps signing its own snapshots
+        self.snapshot_signers: list[tuple[str, PrivateKey]] = []
 
     # -- keys ----------------------------------------------------------------------------------
 
@@ -211,15 +215,34 @@ class _Importer:
         return md.to_bytes()
 
     def server_keys(self, base: Root) -> tuple[dict[str, PublicKey], dict[str, RoleKeys]]:
-        """The archive's keys with the new server's timestamp and snapshot keys in place of the old ones."""
+        """The archive's keys with the new server's timestamp key in place of the old one, and its
+        snapshot key too unless the snapshot key was the publisher's and is held here (then the
+        import keeps it and signs the snapshots itself: :attr:`snapshot_signers`)."""
         ts = self.remote.get_key(TIMESTAMP)
-        snap = self.remote.get_key(SNAPSHOT)
-        roles = {ROOT: base.roles[ROOT], TARGETS: base.roles[TARGETS],
-                 SNAPSHOT: RoleKeys([snap.keyid]), TIMESTAMP: RoleKeys([ts.keyid])}
+        roles = {ROOT: base.roles[ROOT], TARGETS: base.roles[TARGETS], TIMESTAMP: RoleKeys([ts.keyid])}
+        old_keys, threshold = base.role_keys(SNAPSHOT)
+        held = self.keystore.signing_keys(old_keys, old_keys)
+        extra: dict[str, PublicKey] = {ts.keyid: ts}
+        if len(held) >= threshold:
+            roles[SNAPSHOT] = base.roles[SNAPSHOT]
+            self.snapshot_signers = held
+        else:
+            snap = self.remote.get_key(SNAPSHOT)
+            roles[SNAPSHOT] = RoleKeys([snap.keyid])
+            extra[snap.keyid] = snap
         used = {k for r in roles.values() for k in r.keyids}
         keys = {kid: k for kid, k in base.keys.items() if kid in used}
-        keys[ts.keyid], keys[snap.keyid] = ts, snap
+        keys.update(extra)
         return keys, roles
+
+    def snapshot_part(self, version: int, root_bytes: bytes) -> tuple[str, bytes]:
+        """A snapshot signed with the publisher's snapshot key over the new root and the archive's targets."""
+        meta = {ROOT: FileMeta.from_bytes(root_bytes)}
+        meta.update({role: FileMeta.from_bytes(data) for role, data in self.targets_parts()})
+        md: Metadata[Snapshot] = Metadata(Snapshot(version, self.now + SNAPSHOT_EXPIRY, meta=meta))
+        for keyid, key in self.snapshot_signers:
+            md.sign(key, keyid)
+        return SNAPSHOT, md.to_bytes()
 
     def targets_parts(self) -> list[tuple[str, bytes]]:
         """targets.json and every delegation, parents first, byte for byte."""
@@ -343,9 +366,12 @@ def import_archive(
                                    f"after {imp.updates} updates; run the import again to continue")
             version += 1
             extra = [] if fresh else imp.old_root_signers(version - 1)
-            parts = [(ROOT, imp.make_root(version, keys, roles, signers + extra))]
+            root_bytes = imp.make_root(version, keys, roles, signers + extra)
+            parts = [(ROOT, root_bytes)]
             if version == 1:
                 parts += imp.targets_parts()
+            if imp.snapshot_signers:
+                parts.append(imp.snapshot_part(max(snap_v, want_snap - 1) + 1, root_bytes))
             if version <= last or imp.updates % 50 == 0:
                 say(f"publishing root version {version} (snapshot {snap_v}/{want_snap}, timestamp {ts_v}/{want_ts})")
             imp.post(parts)
