@@ -67,12 +67,12 @@ def _tls(certs: CertFiles) -> TLSFiles:
 
 @pytest.fixture(scope="module")
 def destinations(tmp_path_factory: pytest.TempPathFactory, tls: CertFiles) -> Iterator[dict[str, ServerHandle]]:  # noqa: F811
-    """Two trustbox trust servers (SQLite) and one upstream notary-server as import destinations."""
+    """Three trustbox trust servers (SQLite) and one upstream notary-server as import destinations."""
     need("notary-server")
     d = tmp_path_factory.mktemp("destinations")
     handles: dict[str, ServerHandle] = {}
     try:
-        for name in ("trustbox", "trustbox-cache"):
+        for name in ("trustbox", "trustbox-cache", "trustbox-resume"):
             handles[name] = start_trustbox(d / name, _tls(tls), f"sqlite:///{d / name}.db", name=name)
         handles["upstream"] = start_upstream(d / "upstream", _tls(tls))
         yield handles

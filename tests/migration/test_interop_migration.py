@@ -24,6 +24,7 @@ from interop.servers import ServerHandle
 from migration.conftest import Source, need, start_source
 from migration.tools import (
     CACHED_TIMESTAMP,
+    DOCKER_PASSPHRASES,
     NOTARY_PASSPHRASES,
     add_server_ca,
     docker_config,
@@ -36,6 +37,9 @@ from migration.tools import (
     trustbox_ok,
 )
 from trustbox.client.trust.archive import TrustArchive
+from trustbox.client.trust.importer import import_archive
+from trustbox.client.trust.remote import RemoteStore
+from trustbox.errors import NetworkError
 from trustbox.keystore.pkcs8 import encode_key_file
 from trustbox.tuf.keys import PrivateKey
 
@@ -222,6 +226,34 @@ def test_publisher_snapshot_key_is_kept(history: History, destinations: dict[str
     notary_ok(owner, dest.url, dest.ca_path, "addhash", gun, "t2", n2, "--sha256", d2, "-p")
     res = notary_ok(pinned, dest.url, dest.ca_path, "list", gun)
     assert CACHED_TIMESTAMP not in res.out and ["t2", d2] in [r[:2] for r in notary_rows(res.out)], res.describe()
+
+
+def test_import_failing_half_way_is_completed_by_a_second_run(
+        history: History, destinations: dict[str, ServerHandle], monkeypatch: pytest.MonkeyPatch) -> None:
+    h = history
+    dest = destinations["trustbox-resume"]
+    docker_dir = h.copy("resume", h.snapshots["docker"])
+    pinned = h.copy("resume-p1", h.snapshots["p1"])
+    add_server_ca(docker_dir, dest.url, dest.ca_path)
+    archive = TrustArchive.read(h.root / "app.trust.tar")
+    real_post = RemoteStore.post_update
+    posted: list[int] = []
+
+    def failing_post(self: RemoteStore, parts: list[tuple[str, bytes]]) -> None:
+        if len(posted) == 2:
+            raise NetworkError("connection lost (test)")
+        real_post(self, parts)
+        posted.append(1)
+
+    monkeypatch.setattr(RemoteStore, "post_update", failing_post)
+    with pytest.raises(NetworkError, match="connection lost"):
+        import_archive(archive, server_url=dest.url, trust_dir=docker_dir / "trust", ca_files=(dest.ca_path,),
+                       environ={"DOCKER_CONFIG": str(docker_dir), **DOCKER_PASSPHRASES})
+    monkeypatch.undo()
+    assert _server_has(dest, GUN)  # two root versions are there; a client would not accept them yet
+    res = trustbox_ok(docker_dir, "trust", "import", str(h.root / "app.trust.tar"), "--server", dest.url)
+    assert f"imported {GUN}" in res.out, res.describe()
+    _check_pinned_clients(h, docker_dir, [pinned], dest, "v7")
 
 
 def _server_has(server: ServerHandle, gun: str) -> bool:
