@@ -22,8 +22,8 @@ What a copy guarantees:
   whose ``subject`` is a copied manifest, for the top manifest and every child. A destination
   without the referrers API (distribution 2.8) gets them listed under the referrers tag schema.
 
-Blobs of all requested images are copied by a pool of ``jobs`` threads (a copy is mostly waiting
-on two registries); manifests are then written one image at a time.
+Manifests of all requested images are read, and their blobs copied, by a pool of ``jobs`` threads
+(a copy is mostly waiting on two registries); manifests are then written one image at a time.
 """
 
 from __future__ import annotations
@@ -237,6 +237,23 @@ class ImageCopier:
                 att.referrer_of = (digest, desc)
                 plan.attachments.append(att)
 
+    def _plan(self, result: CopyOutcome) -> _Plan | None:
+        """Read one request's image and attachments and check the destination (run in the
+        pool); None, with ``result.error`` set, when that fails."""
+        req = result.request
+        try:
+            plan = self._read(req, f"{self.source.host}/{self.source_repo}{req.describe()}")
+            plan.present = self._present(plan)
+            if self.attachments:
+                self._attachments(plan)
+                plan.attachments = [a for a in plan.attachments if not self._present(a)]
+        except TrustboxError as exc:
+            result.error = exc
+            return None
+        result.digest, result.size, result.media_type = plan.top.digest, plan.top.size, plan.top.media_type
+        result.present = plan.present
+        return plan
+
     def _present(self, plan: _Plan) -> bool:
         """Whether the destination already names this image's digest under its tag (or digest)."""
         ref = plan.request.tag or plan.top.digest
@@ -263,7 +280,7 @@ class ImageCopier:
             return
         with self.reporter.transfer(short_id(desc.digest), desc.size) as progress, \
                 self.source.open_blob(self.source_repo, desc) as chunks:
-            dst.upload_blob(repo, desc, chunks, progress)
+            dst.upload_blob(repo, desc, chunks, progress, verified=True)  # open_blob's stream verifies itself
         self.stats.count("copied", desc.size)
         self.reporter.info(f"{short_id(desc.digest)}: Copied")
 
@@ -354,22 +371,10 @@ class ImageCopier:
         """
         self.destination.prepare(self.destination_repo, push=True)
         results = [CopyOutcome(r) for r in requests]
-        plans: list[_Plan | None] = []
-        for result in results:
-            req = result.request
-            try:
-                plan = self._read(req, f"{self.source.host}/{self.source_repo}{req.describe()}")
-                plan.present = self._present(plan)
-                if self.attachments:
-                    self._attachments(plan)
-                    plan.attachments = [a for a in plan.attachments if not self._present(a)]
-            except TrustboxError as exc:
-                result.error = exc
-                plans.append(None)
-                continue
-            result.digest, result.size, result.media_type = plan.top.digest, plan.top.size, plan.top.media_type
-            result.present = plan.present
-            plans.append(plan)
+        if self.attachments:
+            self._tags()  # listed once, before the threads
+        with ThreadPoolExecutor(max_workers=min(self.jobs, max(1, len(results))), thread_name_prefix="plan") as pool:
+            plans = list(pool.map(self._plan, results))
         blobs: dict[str, Descriptor] = {}
         for planned in plans:
             if planned is None:

@@ -450,13 +450,17 @@ class RegistryClient:
         desc: Descriptor,
         chunks: Iterable[bytes],
         progress: Progress | None = None,
+        *,
+        verified: bool = False,
     ) -> None:
         """Upload a blob: one ``PUT`` when small, ``PATCH`` chunks then ``PUT`` when large.
 
-        ``chunks`` is verified against ``desc`` while it is sent; a mismatch aborts the upload.
+        ``chunks`` is verified against ``desc`` while it is sent (``verified``: the stream already
+        verifies itself, e.g. :meth:`open_blob`'s, and raises DigestMismatchError at the first
+        excess byte or at its end); a mismatch aborts the upload session.
         """
         location = self._start_upload(repo)
-        verified = verify_chunks(chunks, desc)
+        verified_chunks = chunks if verified else verify_chunks(chunks, desc)
 
         def counted(it: Iterable[bytes]) -> Iterator[bytes]:
             for b in it:
@@ -472,12 +476,12 @@ class RegistryClient:
                     repo,
                     True,
                     headers={"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)},
-                    content=counted(verified),
+                    content=counted(verified_chunks),
                     retry_auth=False,
                 ) as resp:
                     self._check_blob_created(resp, repo, desc)
                 return
-            slicer = _Slicer(verified)
+            slicer = _Slicer(verified_chunks)
             offset = 0
             while offset < desc.size:
                 length = min(self.options.chunk_size, desc.size - offset)

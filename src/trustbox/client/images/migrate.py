@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -187,6 +188,8 @@ class RepoOutcome:
     images_present: int = 0
     bytes_copied: int = 0
     trust: str = ""
+    #: wall time of the image copy (seconds)
+    copy_seconds: float = 0.0
 
 
 def read_repo_list(path: Path) -> list[str]:
@@ -332,7 +335,9 @@ class Migrator:
             copier = ImageCopier(self._client("source", src_host), src.path, self._client("destination", dst_host),
                                  dst.path, reporter=self.reporter, jobs=self.options.jobs,
                                  attachments=self.options.attachments)
+            started = time.monotonic()
             results = copier.copy(images.requests)
+            out.copy_seconds = time.monotonic() - started
             self._add_stats(copier.stats)
             out.bytes_copied = copier.stats.bytes_copied
             out.images_present = sum(1 for r in results if r.ok and r.present)
