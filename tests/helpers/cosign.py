@@ -1,38 +1,38 @@
-"""The cosign binary for tests: ``$COSIGN`` or ``cosign`` on the PATH, else the Debian package
-fetched once by ``/work/shared/tools/get-cosign.sh`` (or ``tools/get-cosign.sh`` in the checkout)
-into ``~/.cache/trustbox-test-tools``. Skips the test, naming cosign, when none can be had."""
+"""Real cosign 2.5 for the sigstore interop tests: ``/work/shared/tools/get-cosign.sh`` (or
+``$TRUSTBOX_GET_COSIGN``) downloads Debian 13's package into a folder and prints the binary.
+
+Plain Python (no pytest): the fixture in ``tests/sigstore/conftest.py`` calls it once per session.
+"""
 
 from __future__ import annotations
 
-import functools
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
-_SCRIPTS = (Path("/work/shared/tools/get-cosign.sh"), Path(__file__).resolve().parents[2] / "tools" / "get-cosign.sh")
-
-
-@functools.cache
-def _find() -> str | None:
-    found = os.environ.get("COSIGN") or shutil.which("cosign")
-    if found:
-        return found
-    cache = Path.home() / ".cache" / "trustbox-test-tools"
-    for script in _SCRIPTS:
-        if not script.exists():
-            continue
-        p = subprocess.run(["bash", str(script), str(cache)], capture_output=True, text=True, timeout=300)
-        if p.returncode == 0 and p.stdout.strip():
-            return p.stdout.strip().splitlines()[-1]
-    return None
+GET_COSIGN = Path(os.environ.get("TRUSTBOX_GET_COSIGN", "/work/shared/tools/get-cosign.sh"))
+#: where the binary is cached between sessions (the script reuses a working binary it finds there)
+CACHE_DIR = Path(os.environ.get("TRUSTBOX_COSIGN_DIR", str(Path.home() / ".cache" / "trustbox-tests" / "cosign")))
 
 
-def cosign_binary() -> str:
-    """The path of a working cosign (skips the test when there is none)."""
-    exe = _find()
-    if exe is None:
-        pytest.skip("cosign not available (get-cosign.sh failed)")
-    return exe
+def get_cosign(dest: Path = CACHE_DIR) -> Path | None:
+    """The path of a working cosign binary, or None when the download script is not available.
+
+    Raises:
+        RuntimeError: the script exists but failed (its stderr in the message).
+    """
+    if not GET_COSIGN.is_file():
+        return None
+    p = subprocess.run(["bash", str(GET_COSIGN), str(dest)], capture_output=True, text=True, timeout=300)
+    if p.returncode != 0:
+        raise RuntimeError(f"{GET_COSIGN} failed: {p.stderr.strip()}")
+    return Path(p.stdout.strip().splitlines()[-1])
+
+
+def run_cosign(cosign: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run cosign with a clean HOME-scoped environment (no ambient docker credentials)."""
+    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"),
+            "COSIGN_EXPERIMENTAL": "0", "SIGSTORE_NO_CACHE": "1", "TUF_ROOT": str(Path(cosign).parent / "tuf-root")}
+    base.update(env or {})
+    return subprocess.run([str(cosign), *args], env=base, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
