@@ -28,7 +28,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +40,7 @@ from trustbox.client import dockerenv
 from trustbox.client.errors import MetaNotFoundError
 from trustbox.client.images.copy import DEFAULT_JOBS, CopyRequest, CopyStats, ImageCopier
 from trustbox.client.images.distribution import RegistryClient, RegistryOptions
+from trustbox.client.images.layout import Progress
 from trustbox.client.images.transfer import Reporter
 from trustbox.client.trust.archive import TrustArchive
 from trustbox.client.trust.export import export_from_cache, export_repository
@@ -205,6 +207,20 @@ def read_repo_list(path: Path) -> list[str]:
     return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
 
 
+class _BarsOnly(Reporter):
+    """The copier's reporter inside a migration: the progress bars of ``inner``, no per-blob lines."""
+
+    def __init__(self, inner: Reporter) -> None:
+        super().__init__(None, True)
+        self.inner = inner
+
+    @contextmanager
+    def transfer(self, label: str, total: int) -> Iterator[Progress | None]:
+        """``inner``'s progress bar for one blob."""
+        with self.inner.transfer(label, total) as progress:
+            yield progress
+
+
 class Migrator:
     """Migrate repositories one after the other (see the module docstring)."""
 
@@ -333,7 +349,7 @@ class Migrator:
                 return
         if images.requests and not same_repo:
             copier = ImageCopier(self._client("source", src_host), src.path, self._client("destination", dst_host),
-                                 dst.path, reporter=self.reporter, jobs=self.options.jobs,
+                                 dst.path, reporter=_BarsOnly(self.reporter), jobs=self.options.jobs,
                                  attachments=self.options.attachments)
             started = time.monotonic()
             results = copier.copy(images.requests)
