@@ -69,6 +69,14 @@ def test_soak_runs():
     assert "RESULT PASS: 0 errors" in proc.stdout
 
 
+def test_import_bench_runs():
+    _need("notary-server")
+    figures = _run("import_bench.py", "--timestamp-version", "3", "--targets", "2")
+    for server in ("upstream", "trustbox"):
+        assert figures[f"{server}.import_ts3"] > 0 and figures[f"{server}.updates"] >= 4
+    assert figures["ratio.updates_per_s"] > 0
+
+
 def test_migrate_bench_runs(tmp_path):
     _need("docker-registry")
     figures = _run("migrate_bench.py", "--repos", "2", "--tags", "2", "--image-mib", "0.25", "--baseline-mib", "1",

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.client.fakeserver import FakeNotary
-from tests.client.repobuilder import NOW
+from tests.helpers.simulator import NOW
 from trustbox.cli import cli
 from trustbox.client.trust.verbs import TrustContext
 from trustbox.tuf.metadata import Metadata
@@ -39,6 +39,7 @@ def ctx(tmp_path: Path, fake: FakeNotary) -> TrustContext:
         "DOCKER_CONTENT_TRUST_SERVER": "https://notary.example.test",
         "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": "root-pass-123",
         "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": "repo-pass-123",
+        "TRUSTBOX_SIGSTORE": "0",  # this registry is a stub; attachments: tests/client/test_sigstore_verbs.py
     }
     return TrustContext(
         environ=env,

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.client.fakeserver import FakeNotary
-from tests.client.repobuilder import NOW
+from tests.helpers.simulator import NOW
 from tests.testdata import FIXTURES
 from trustbox.cli import cli
 from trustbox.client.trust.verbs import TrustContext, inspect, inspect_pretty

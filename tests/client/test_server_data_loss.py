@@ -25,7 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.client.fakeserver import FakeNotary
-from tests.client.repobuilder import NOW
+from tests.helpers.simulator import NOW
 from tests.images.fake_registry import FakeRegistry
 from tests.trustserver.ts_asgi import ASGIClient
 from tests.trustserver.ts_env import make_app
@@ -97,6 +97,7 @@ def _context(tmp_path: Path, http_factory: Any, now: Any = None) -> TrustContext
         "DOCKER_CONTENT_TRUST_SERVER": TRUST_URL,
         "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": "root-pass-123",
         "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": "repo-pass-123",
+        "TRUSTBOX_SIGSTORE": "0",  # this registry is a stub; attachments: tests/client/test_sigstore_verbs.py
     }
     return TrustContext(
         environ=env,

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.helpers.cosign import get_cosign
+from tests.helpers.cosign import cosign_binary
 from tests.images.fake_registry import FakeRegistry
 from tests.images.randimage import push_random_image, push_referrer
 from tests.images.registries import (
@@ -340,9 +340,9 @@ def test_large_layer_streams_with_bounded_memory_and_no_temp_files(
 
 
 def _cosign(*args: str, env: dict[str, str]) -> str:
-    exe = get_cosign()
+    exe = cosign_binary()
     if exe is None:
-        pytest.skip("cosign: /work/shared/tools/get-cosign.sh (TRUSTBOX_GET_COSIGN) not available")
+        pytest.skip("cosign not available ($COSIGN, PATH or /work/shared/tools/get-cosign.sh)")
     p = subprocess.run([exe, *args], capture_output=True, text=True, timeout=120, env=env)
     assert p.returncode == 0, f"cosign {' '.join(args)}: {p.stderr}"
     return p.stdout

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from tests.client.repobuilder import GUN, NOW, RepoBuilder, target_meta
+from tests.helpers.simulator import GUN, NOW, RepositorySimulator, target_meta
 from trustbox.client.images.migrate import signed_images
 from trustbox.tuf.metadata import FileMeta
 from trustbox.tuf.verify import TrustedCollection
 
 
-def _collection(b: RepoBuilder) -> TrustedCollection:
+def _collection(b: RepositorySimulator) -> TrustedCollection:
     tc = TrustedCollection(GUN, b.docs["root"], NOW, tofu=True)
     tc.update_timestamp(b.docs["timestamp"])
     tc.update_snapshot(b.docs["snapshot"])
@@ -18,9 +18,9 @@ def _collection(b: RepoBuilder) -> TrustedCollection:
 
 
 def test_released_roles_win_the_tag_and_other_digests_are_copied_by_digest() -> None:
-    b = RepoBuilder()
+    b = RepositorySimulator()
     b.make_root()
-    b.make_targets({"v1": target_meta(0xA1, 500), "only-targets": target_meta(0xA2, 600),
+    b.make_targets(releases=True, targets={"v1": target_meta(0xA1, 500), "only-targets": target_meta(0xA2, 600),
                     "not a tag!": target_meta(0xA3, 700), "sha512-only": FileMeta(10, {"sha512": b"\x01" * 64})})
     b.make_releases({"v1": target_meta(0xB1, 800), "v2": target_meta(0xB2, 900)})
     b.refresh()

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from auth.conftest import TokenServer, tls, token_server  # noqa: F401  (fixtures reused)
-from helpers.certs import CertFiles
-from helpers.net import free_port, stop_process, wait_http
-from interop.servers import ServerHandle, TLSFiles, start_trustbox, start_upstream
+from tests.auth.conftest import TokenServer, tls, token_server  # noqa: F401  (fixtures reused)
+from tests.helpers.certs import CertFiles
+from tests.helpers.net import free_port, stop_process, wait_http
+from tests.interop.servers import ServerHandle, TLSFiles, start_trustbox, start_upstream
 
 
 def need(*binaries: str) -> None:
@@ -66,14 +66,20 @@ def _tls(certs: CertFiles) -> TLSFiles:
 
 
 @pytest.fixture(scope="module")
-def destinations(tmp_path_factory: pytest.TempPathFactory, tls: CertFiles) -> Iterator[dict[str, ServerHandle]]:  # noqa: F811
-    """Three trustbox trust servers (SQLite) and one upstream notary-server as import destinations."""
+def destinations(tmp_path_factory: pytest.TempPathFactory, tls: CertFiles,  # noqa: F811
+                 token_server: TokenServer) -> Iterator[dict[str, ServerHandle]]:  # noqa: F811
+    """Three trustbox trust servers (SQLite; ``trustbox-resume`` behind the same token auth as the
+    source) and one upstream notary-server as import destinations."""
     need("notary-server")
     d = tmp_path_factory.mktemp("destinations")
     handles: dict[str, ServerHandle] = {}
+    token_env = {"TRUSTBOX_AUTH_TOKEN_REALM": token_server.realm, "TRUSTBOX_AUTH_TOKEN_SERVICE": "notary-server",
+                 "TRUSTBOX_AUTH_TOKEN_ISSUER": token_server.issuer,
+                 "TRUSTBOX_AUTH_TOKEN_ROOTCERTBUNDLE": str(token_server.cert)}
     try:
         for name in ("trustbox", "trustbox-cache", "trustbox-resume"):
-            handles[name] = start_trustbox(d / name, _tls(tls), f"sqlite:///{d / name}.db", name=name)
+            handles[name] = start_trustbox(d / name, _tls(tls), f"sqlite:///{d / name}.db", name=name,
+                                           extra_env=token_env if name == "trustbox-resume" else None)
         handles["upstream"] = start_upstream(d / "upstream", _tls(tls))
         yield handles
     finally:

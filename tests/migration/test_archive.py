@@ -14,7 +14,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from client.repobuilder import NOW, RepoBuilder
+from tests.helpers.simulator import NOW, RepositorySimulator
 from trustbox.cli import cli
 from trustbox.client.errors import MetaNotFoundError
 from trustbox.client.trust import archive as archive_mod
@@ -30,9 +30,9 @@ from trustbox.tuf.timefmt import format_time
 AT = NOW + timedelta(days=1)
 
 
-def build() -> tuple[RepoBuilder, TrustArchive]:
+def build() -> tuple[RepositorySimulator, TrustArchive]:
     """A repository with root versions 1 and 2, targets delegating targets/releases, snapshot, timestamp."""
-    b = RepoBuilder().initial()
+    b = RepositorySimulator().initial()
     b.make_root()
     b.refresh()
     files = {
@@ -238,7 +238,7 @@ def test_key_store_root_key_is_found(tmp_path: Path) -> None:
     """The root key found in the trust folder (as docker/notary store it) signs the new roots."""
     b, archive = build()
     store = KeyStore(tmp_path / "trust", constant_retriever("pw-12345678"))
-    store.add_key(b.root_keys[0], "root")
+    store.add_key(b.root_key, "root")
     rec = _Recorder()
     http = httpx.Client(transport=httpx.MockTransport(rec))
     with pytest.raises(MetaNotFoundError, match="timestamp.key"):  # the mock server holds no keys

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import ssl
 from collections.abc import Iterator
@@ -19,10 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from auth.conftest import TokenServer
-from interop.servers import ServerHandle
-from migration.conftest import Source, need, start_source
-from migration.tools import (
+from tests.auth.conftest import TokenServer
+from tests.interop.servers import ServerHandle
+from tests.migration.conftest import Source, need, start_source
+from tests.migration.tools import (
     CACHED_TIMESTAMP,
     DOCKER_PASSPHRASES,
     NOTARY_PASSPHRASES,
@@ -123,7 +124,7 @@ def history(token_server: TokenServer, tmp_path_factory: pytest.TempPathFactory)
 
 
 def _check_pinned_clients(h: History, docker_dir: Path, notary_dirs: list[Path], server: ServerHandle,
-                          tag: str) -> None:
+                          tag: str, login: tuple[str, str] | None = None) -> None:
     """Old caches switched to ``server``: same tags, digests and signers, no cache fallback; then a
     new signature by alice published there is seen by all of them."""
     add_server_ca(docker_dir, server.url, server.ca_path)
@@ -133,17 +134,17 @@ def _check_pinned_clients(h: History, docker_dir: Path, notary_dirs: list[Path],
     res = docker_ok(docker_dir, server.url, "trust", "inspect", "--pretty", GUN)
     assert CACHED_TIMESTAMP not in res.err and res.out == h.inspect_pretty, res.describe()
     for trust_dir in notary_dirs:
-        res = notary_ok(trust_dir, server.url, server.ca_path, "list", GUN)
+        res = notary_ok(trust_dir, server.url, server.ca_path, "list", GUN, login=login)
         assert CACHED_TIMESTAMP not in res.out, res.describe()
         assert notary_rows(res.out) == h.notary_list, res.describe()
     # a new signature by an existing signer (alice's key in docker's trust folder), on the new server
     digest, size = _digest(tag)
     notary_ok(docker_dir / "trust", server.url, server.ca_path, "addhash", GUN, tag, size, "--sha256", digest,
-              "-r", "targets/releases", "-r", "targets/alice", "-p")
+              "-r", "targets/releases", "-r", "targets/alice", "-p", login=login)
     res = docker_ok(docker_dir, server.url, "trust", "inspect", GUN)
     assert CACHED_TIMESTAMP not in res.err and signed_tags(res.out)[tag] == (digest, ["alice"]), res.describe()
     for trust_dir in notary_dirs:
-        res = notary_ok(trust_dir, server.url, server.ca_path, "list", GUN)
+        res = notary_ok(trust_dir, server.url, server.ca_path, "list", GUN, login=login)
         assert CACHED_TIMESTAMP not in res.out, res.describe()
         assert [tag, digest, size] in [r[:3] for r in notary_rows(res.out)], res.describe()
 
@@ -167,6 +168,35 @@ def test_export_import_keeps_pinned_clients(history: History, destinations: dict
     res = trustbox_ok(h.docker_dir, "trust", "import", str(archive_path), "--server", dest.url)
     assert "already imported" in res.out, res.describe()
     _check_pinned_clients(h, h.docker_dir, [h.pinned_v1, h.pinned_new], dest, "v4")
+
+
+def test_export_uses_credential_helpers(history: History) -> None:
+    """The source's token auth gets the registry credentials from a docker credential helper; without
+    credentials the export is refused in one line."""
+    h = history
+    bindir = h.root / "helper-bin"
+    bindir.mkdir()
+    log = h.root / "helper.log"
+    helper = bindir / "docker-credential-migtest"
+    helper.write_text(f"""#!/bin/sh
+read server
+echo "$1 $server" >> {log}
+[ "$server" = registry.example.test ] || {{ echo "credentials not found in native keychain"; exit 1; }}
+echo '{{"ServerURL": "registry.example.test", "Username": "alice", "Secret": "alice-pw"}}'
+""")
+    helper.chmod(0o755)
+    cfg = docker_config(h.root / "helper" / "docker", h.source.ca, [h.source.url])
+    (cfg / "config.json").write_text(json.dumps({"credHelpers": {"registry.example.test": "migtest"}}))
+    path = {"PATH": f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+    res = trustbox_ok(cfg, "trust", "export", GUN, "--server", h.source.url, "-o", str(h.root / "helper.tar"),
+                      extra_env=path)
+    assert "root versions 1..3" in res.out and "get registry.example.test" in log.read_text(), res.describe()
+    assert TrustArchive.read(h.root / "helper.tar").files == TrustArchive.read(h.root / "app.trust.tar").files
+    anonymous = docker_config(h.root / "anonymous" / "docker", h.source.ca, [h.source.url])
+    res = trustbox(anonymous, "trust", "export", GUN, "--server", h.source.url, "-o", str(h.root / "anon.tar"))
+    assert res.rc == 1 and res.err.strip().splitlines() == [
+        f"Error: cannot export {GUN} from {h.source.url.split('://')[1]}: you are not authorized to perform this "
+        "operation: server returned 401."], res.describe()
 
 
 def test_import_as_new_name(history: History, destinations: dict[str, ServerHandle]) -> None:
@@ -230,6 +260,7 @@ def test_publisher_snapshot_key_is_kept(history: History, destinations: dict[str
 
 def test_import_failing_half_way_is_completed_by_a_second_run(
         history: History, destinations: dict[str, ServerHandle], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Into a trustbox server behind docker token auth (the docker config's credentials are used)."""
     h = history
     dest = destinations["trustbox-resume"]
     docker_dir = h.copy("resume", h.snapshots["docker"])
@@ -250,10 +281,13 @@ def test_import_failing_half_way_is_completed_by_a_second_run(
         import_archive(archive, server_url=dest.url, trust_dir=docker_dir / "trust", ca_files=(dest.ca_path,),
                        environ={"DOCKER_CONFIG": str(docker_dir), **DOCKER_PASSPHRASES})
     monkeypatch.undo()
-    assert _server_has(dest, GUN)  # two root versions are there; a client would not accept them yet
+    assert len(posted) == 2  # two root versions are there (through token auth); no client would accept them yet
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(dest.ca_path))) as http:
+        assert http.get(f"{dest.url}/v2/{GUN}/_trust/tuf/root.json").status_code == 401  # anonymous: refused
     res = trustbox_ok(docker_dir, "trust", "import", str(h.root / "app.trust.tar"), "--server", dest.url)
-    assert f"imported {GUN}" in res.out, res.describe()
-    _check_pinned_clients(h, docker_dir, [pinned], dest, "v7")
+    assert f"imported {GUN}" in res.out and "publishing root version 3 " in res.err, res.describe()
+    assert "publishing root version 1 " not in res.err, res.describe()
+    _check_pinned_clients(h, docker_dir, [pinned], dest, "v7", login=LOGIN)
 
 
 def _server_has(server: ServerHandle, gun: str) -> bool:

@@ -107,9 +107,9 @@ def _flip(blob: bytes, data: st.DataObject) -> bytes:
 
 
 def _valid_docs() -> dict[str, bytes]:
-    from tests.tuf.builder import RepoBuilder
+    from tests.helpers.simulator import RepositorySimulator
 
-    b = RepoBuilder("example.com/fuzz/app", utcnow())
+    b = RepositorySimulator("example.com/fuzz/app", utcnow())
     b.add_target("v1", b"payload")
     b.delegate("targets/releases")
     b.add_target("v2", b"other", role="targets/releases")

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers.simulator import target
 from tests.trustserver.ts_env import postgres_url
 from tests.trustserver.ts_helpers import GUN, error, post, publish_new, tuf
-from tests.trustserver.ts_repo import target
 from tests.trustserver.ts_tls import make_tls
 from trustbox.tuf.metadata import Metadata, Timestamp
 
@@ -236,8 +236,8 @@ def test_three_processes_on_one_postgres(tmp_path: Path):
             cl.get(tuf(GUN, "timestamp.json"))  # warm every cache
         for version in range(3, 7):
             writer = clients[version % 3]
-            r = post(writer, GUN, {"targets": repo.targets(version, {f"t{version}": target(b"x")}),
-                                   "snapshot": repo.snapshot(version)})
+            r = post(writer, GUN, {"targets": repo.make_targets({f"t{version}": target(b"x")}, version=version),
+                                   "snapshot": repo.make_snapshot(version=version)})
             assert r.status_code == 200, r.text
             for cl in clients:  # visible everywhere right after the POST returned
                 ts = Metadata.parse(cl.get(tuf(GUN, "timestamp.json")).content, expect=Timestamp)
@@ -247,8 +247,8 @@ def test_three_processes_on_one_postgres(tmp_path: Path):
         for version in (7, 8, 9):
             bodies = []
             for name in ("x", "y", "z"):
-                repo.targets(version, {name: target(name.encode())})
-                bodies.append({"targets": repo.docs["targets"], "snapshot": repo.snapshot(version)})
+                repo.make_targets({name: target(name.encode())}, version=version)
+                bodies.append({"targets": repo.docs["targets"], "snapshot": repo.make_snapshot(version=version)})
             results: list = [None] * 3
 
             def run(i: int, results=results, bodies=bodies) -> None:

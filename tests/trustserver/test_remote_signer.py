@@ -46,7 +46,7 @@ def test_trust_server_with_remote_signer(tmp_path: Path, signer_loop):
     try:
         with ASGIClient(app) as c:
             repo = publish_new(c, server_snapshot=True)
-            r = post(c, GUN, {"targets": repo.targets(3)})
+            r = post(c, GUN, {"targets": repo.make_targets(version=3)})
             assert r.status_code == 200, r.text
             ts = Metadata.parse(c.get(tuf(GUN, "timestamp.json")).content, expect=Timestamp)
             snap = Metadata.parse(c.get(tuf(GUN, "snapshot.json")).content, expect=Snapshot)

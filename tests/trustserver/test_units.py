@@ -113,9 +113,11 @@ class _FakeRSGIProtocol:
 def test_rsgi_interface(backend):
     import asyncio
 
+    from tests.helpers.notary_upload import multipart
+    from tests.helpers.simulator import RepositorySimulator
     from tests.trustserver.ts_env import make_app
-    from tests.trustserver.ts_helpers import GUN, tuf
-    from tests.trustserver.ts_repo import Repo, multipart, parse_key
+    from tests.trustserver.ts_helpers import GUN, parse_key, tuf
+    from trustbox.tuf.timefmt import utcnow
 
     app = make_app(backend)
 
@@ -128,8 +130,8 @@ def test_rsgi_interface(backend):
     try:
         app.__rsgi_init__(None)
         status, _, key = call("GET", tuf(GUN, "timestamp.key"))
-        repo = Repo(GUN, parse_key(key))
-        body, ct = multipart({"root": repo.root(), "targets": repo.targets(2), "snapshot": repo.snapshot(2)})
+        repo = RepositorySimulator(GUN, utcnow(), timestamp_key=parse_key(key))
+        body, ct = multipart({"root": repo.make_root(), "targets": repo.make_targets(version=2), "snapshot": repo.make_snapshot(version=2)})
         status, _, out = call("POST", tuf(GUN, ""), body, headers={"content-type": ct, "content-length": str(len(body))})
         assert (status, out) == (200, b"")
         first = call("GET", tuf(GUN, "targets.json"))

@@ -26,7 +26,7 @@ import tarfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from trustbox.atomicfile import atomic_write
 from trustbox.errors import FormatError, TrustboxError, VerificationError
@@ -136,7 +136,8 @@ class TrustArchive:
         }
 
     def to_bytes(self) -> bytes:
-        """The archive as tar bytes (members sorted, fixed owner and mtime, mode 0644)."""
+        """The archive as tar bytes (members sorted, fixed owner and mtime, mode 0644). Raises
+        ArchiveError for a file name that is no metadata file of a valid role."""
         for name in self.files:
             role_of(name)
         buf = io.BytesIO()
@@ -151,16 +152,20 @@ class TrustArchive:
         return buf.getvalue()
 
     def write(self, path: Path) -> None:
-        """Write the archive to ``path`` atomically (no partial file on failure; ConfigError)."""
+        """Write the archive to ``path`` atomically (no partial file on failure). Raises ConfigError,
+        ArchiveError (see :meth:`to_bytes`)."""
         atomic_write(Path(path), self.to_bytes(), mode=0o644)
 
     @classmethod
     def from_bytes(cls, data: bytes, where: str = "archive") -> TrustArchive:
         """Parse tar bytes strictly (see the module docstring). Raises ArchiveError."""
-        if len(data) > MAX_TOTAL_SIZE:
-            raise ArchiveError(f"{where}: larger than {MAX_TOTAL_SIZE} bytes")
+        return cls._parse(io.BytesIO(data), where)
+
+    @classmethod
+    def _parse(cls, fileobj: IO[bytes], where: str) -> TrustArchive:
+        """Read a tar stream member by member within the bounds (nothing beyond them is read)."""
         try:
-            tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:")
+            tar = tarfile.open(fileobj=fileobj, mode="r|")
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise ArchiveError(f"{where}: not a tar archive ({exc})") from exc
         raw: dict[str, bytes] = {}
@@ -215,10 +220,9 @@ class TrustArchive:
         p = Path(path)
         try:
             with p.open("rb") as fh:
-                data = fh.read(MAX_TOTAL_SIZE + 1)
+                return cls._parse(fh, str(p))
         except OSError as exc:
             raise ArchiveError(f"cannot read {p}: {exc.strerror or exc}") from exc
-        return cls.from_bytes(data, str(p))
 
     # -- verification ------------------------------------------------------------------------------
 

@@ -217,7 +217,9 @@ class _Importer:
     def server_keys(self, base: Root) -> tuple[dict[str, PublicKey], dict[str, RoleKeys]]:
         """The archive's keys with the new server's timestamp key in place of the old one, and its
         snapshot key too unless the snapshot key was the publisher's and is held here (then the
-        import keeps it and signs the snapshots itself: :attr:`snapshot_signers`)."""
+        import keeps it and signs the snapshots itself: :attr:`snapshot_signers`).
+
+        Raises the errors of :meth:`RemoteStore.get_key` (NetworkError, MetaNotFoundError, FormatError)."""
         ts = self.remote.get_key(TIMESTAMP)
         roles = {ROOT: base.roles[ROOT], TARGETS: base.roles[TARGETS], TIMESTAMP: RoleKeys([ts.keyid])}
         old_keys, threshold = base.role_keys(SNAPSHOT)
@@ -253,21 +255,28 @@ class _Importer:
 
     # -- server ----------------------------------------------------------------------------------
 
-    def post(self, parts: list[tuple[str, bytes]]) -> None:
+    def publish_update(self, parts: list[tuple[str, bytes]]) -> None:
+        """One update; raises ServerRejectedError / NetworkError / UnauthorizedError."""
         self.remote.post_update(parts)
         self.updates += 1
 
-    def server_versions(self) -> tuple[int, int]:
-        """(snapshot, timestamp) versions the server serves now (fetching the timestamp also makes
-        notary-server sign a new one for a new snapshot)."""
+    def timestamp(self) -> Metadata[Timestamp]:
+        """The server's timestamp now (fetching it also makes notary-server sign a new one for a new
+        snapshot). Raises NetworkError / MetaNotFoundError / FormatError."""
         ts_data = self.remote.get_sized(TIMESTAMP, MAX_TIMESTAMP_SIZE)
         ts: Metadata[Timestamp] = Metadata.parse(ts_data, TIMESTAMP, expect=Timestamp)
+        return ts
+
+    def server_versions(self) -> tuple[int, int]:
+        """(snapshot, timestamp) versions the server serves now (errors as :meth:`timestamp`)."""
+        ts = self.timestamp()
         meta = ts.signed.snapshot_meta
         snap_data = self.remote.get_sized(SNAPSHOT, meta.length)
         snap: Metadata[Snapshot] = Metadata.parse(snap_data, SNAPSHOT, expect=Snapshot)
         return int(snap.signed.version), int(ts.signed.version)
 
     def existing_root(self) -> Metadata[Root] | None:
+        """The server's root of the GUN, None when it has none; raises NetworkError / FormatError."""
         try:
             data = self.remote.get_sized(ROOT, MAX_ROOT_SIZE)
         except MetaNotFoundError:
@@ -340,7 +349,7 @@ def import_archive(
                     hint="import into a server (or a name, --as) that has no trust data for it")
         keys, roles = imp.server_keys(base)
         generated = not signers
-        if generated:  # --new-root: a new root key, certificate for the (new) name
+        if generated and existing is None:  # --new-root: a new root key, certificate for the (new) name
             signers = [("", keystore.generate_key(ROOT))]
         fresh = renamed or not _holds_all(signers, base)
         if fresh:
@@ -374,8 +383,13 @@ def import_archive(
                 parts.append(imp.snapshot_part(max(snap_v, want_snap - 1) + 1, root_bytes))
             if version <= last or imp.updates % 50 == 0:
                 say(f"publishing root version {version} (snapshot {snap_v}/{want_snap}, timestamp {ts_v}/{want_ts})")
-            imp.post(parts)
-            snap_v, ts_v = imp.server_versions()
+            imp.publish_update(parts)
+            # each update makes one more snapshot version; confirmed from the server once the loop would end
+            snap_v, ts_v = snap_v + 1, int(imp.timestamp().signed.version)
+            if imp.snapshot_signers:
+                snap_v = _version(parts[-1][1], SNAPSHOT)
+            if version >= last and snap_v >= want_snap and ts_v >= want_ts:
+                snap_v, ts_v = imp.server_versions()
         if not fresh:
             _check_as_pinned_client(archive, remote, when)
         return ImportResult(gun, remote.server_url, version, snap_v, ts_v, imp.updates, new_root=generated,
