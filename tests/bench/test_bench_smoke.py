@@ -97,3 +97,14 @@ def test_policy_bench_runs():
                  "policy_on.manifest_get_tag_c16", "ratio.manifest_get_tag_c16",
                  "policy_off_control.manifest_get_tag_c16", "ratio.control_c16"):
         assert figures[name] > 0, name
+
+
+def test_migrate_bench_runs(tmp_path):
+    _need("docker-registry")
+    figures = _run("migrate_bench.py", "--repos", "2", "--tags", "2", "--image-mib", "0.25", "--baseline-mib", "1",
+                   "--verify-sample", "2", "--workdir", str(tmp_path))
+    assert figures["migrate.repositories"] == 2 and figures["migrate.images"] == 4
+    for name in ("baseline.upstream_upload", "baseline.trustbox_upload", "migrate.total_time", "migrate.copy_throughput",
+                 "ratio.copy_vs_slower_upload", "verify.sampled"):
+        assert figures[name] > 0, name
+    assert list(tmp_path.iterdir()) == []  # its work directory is removed

@@ -51,6 +51,8 @@ class FakeRegistry:
     served: dict[str, bytes] = field(default_factory=dict)  # digest -> bytes served instead (tampering)
     plain_http_only: bool = False
     tags_page_size: int = 0
+    stream_blobs: bool = False  # blob bodies in 64 KiB pieces without Content-Length
+
 
     def corrupt_blob(self, digest: str, data: bytes = b"Malicious data\n") -> None:
         """Serve ``data`` for ``digest`` from now on (like editing the registry's storage)."""
@@ -129,6 +131,9 @@ class FakeRegistry:
         headers = {"Docker-Content-Digest": digest, "Content-Length": str(len(data))}
         if request.method == "HEAD":
             return httpx.Response(200, headers=headers)
+        if self.stream_blobs:
+            del headers["Content-Length"]
+            return httpx.Response(200, headers=headers, content=iter([data[i:i + 65536] for i in range(0, len(data), 65536)]))
         return httpx.Response(200, headers=headers, content=data)
 
     def _uploads(self, request: httpx.Request, repo: str, uid: str, q: dict[str, list[str]]) -> httpx.Response:

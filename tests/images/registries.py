@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +31,12 @@ class RunningRegistry:
 
 @contextmanager
 def _process(argv: list[str], env: dict[str, str], workdir: Path, port: int) -> Iterator[None]:
+    workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "registry.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen(argv, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir)
         try:
-            wait_http(f"http://127.0.0.1:{port}/v2/", proc, log)
+            wait_http(f"http://127.0.0.1:{port}/v2/", proc, log, ok=(200, 401))
             yield
         finally:
             stop_process(proc)
@@ -80,13 +81,14 @@ def have_trustbox_registry() -> bool:
 
 
 @contextmanager
-def trustbox_registry(workdir: Path) -> Iterator[RunningRegistry]:
-    """``trustbox serve registry`` on plain HTTP with a storage directory."""
+def trustbox_registry(workdir: Path, args: Sequence[str] = ()) -> Iterator[RunningRegistry]:
+    """``trustbox serve registry`` on plain HTTP with a storage directory (``args``: more options,
+    e.g. ``--htpasswd`` or the token auth ones of :func:`token_server`)."""
     port = free_port()
     root = workdir / "storage"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REGISTRY_", "TRUSTBOX_"))}
     exe = shutil.which("trustbox") or str(Path(sys.executable).with_name("trustbox"))
-    argv = [exe, "serve", "registry", "--listen", f"127.0.0.1:{port}", "--storage", str(root)]
+    argv = [exe, "serve", "registry", "--listen", f"127.0.0.1:{port}", "--storage", str(root), *args]
     with _process(argv, env, workdir, port):
 
         def blob_file(digest: str) -> Path:
@@ -94,3 +96,52 @@ def trustbox_registry(workdir: Path) -> Iterator[RunningRegistry]:
             return root / "blobs" / "sha256" / hexd[:2] / hexd
 
         yield RunningRegistry("trustbox", f"127.0.0.1:{port}", root, blob_file)
+
+
+def _trustbox(*args: str, stdin: str | None = None) -> None:
+    exe = shutil.which("trustbox") or str(Path(sys.executable).with_name("trustbox"))
+    subprocess.run([exe, *args], input=stdin, text=True, check=True, capture_output=True, timeout=60)
+
+
+def htpasswd_file(path: Path, users: Mapping[str, str]) -> Path:
+    """A bcrypt htpasswd file (cost 4) with ``users`` (name: password)."""
+    for user, password in users.items():
+        _trustbox("auth", "htpasswd", "add", "--password-stdin", "--cost", "4", str(path), user, stdin=password + "\n")
+    return path
+
+
+@dataclass
+class TokenServer:
+    """A running ``trustbox serve auth`` and the registry options that trust it."""
+
+    url: str
+    registry_args: tuple[str, ...]
+
+
+@contextmanager
+def token_server(workdir: Path, users: Mapping[str, str], rules: str, service: str = "registry") -> Iterator[TokenServer]:
+    """``trustbox serve auth`` on plain HTTP (loopback) with ``users`` and access ``rules`` (TOML);
+    ``registry_args`` are the ``trustbox serve registry`` options that make a registry use it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    _trustbox("auth", "keygen", str(workdir / "keys"))
+    htpasswd_file(workdir / "htpasswd", users)
+    (workdir / "rules.toml").write_text(rules)
+    port = free_port()
+    exe = shutil.which("trustbox") or str(Path(sys.executable).with_name("trustbox"))
+    argv = [exe, "serve", "auth", "--listen", f"127.0.0.1:{port}", "--htpasswd", str(workdir / "htpasswd"),
+            "--rules", str(workdir / "rules.toml"), "--issuer", "trustbox-test",
+            "--signing-key", str(workdir / "keys" / "signing-key.pem"), "--cert", str(workdir / "keys" / "cert.pem"),
+            "--log-level", "warning"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRUSTBOX_")}
+    log = workdir / "auth.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(argv, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/health", proc, log)
+        yield TokenServer(url, (
+            "--auth-token-realm", f"{url}/token", "--auth-token-service", service,
+            "--auth-token-issuer", "trustbox-test", "--auth-token-rootcertbundle", str(workdir / "keys" / "cert.pem"),
+        ))
+    finally:
+        stop_process(proc)

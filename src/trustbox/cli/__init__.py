@@ -16,6 +16,7 @@ from trustbox.cli import (  # each module registers its commands on the groups b
     archive_cmd,
     auth_cmd,
     image_cmd,
+    migrate_cmd,
     registry_cmd,
     sandbox_cmd,
     serve_registry,
@@ -48,8 +49,8 @@ def serve() -> None:
     """Run a server (trust server, registry)."""
 
 
-for _module in (tuf_cmd, serve_trust, serve_registry, trust_cmd, archive_cmd, image_cmd, sandbox_cmd, registry_cmd,
-                auth_cmd):
+for _module in (tuf_cmd, serve_trust, serve_registry, trust_cmd, archive_cmd, image_cmd, migrate_cmd, sandbox_cmd,
+                registry_cmd, auth_cmd):
     _module.register(cli, serve)
 
 

@@ -1,4 +1,5 @@
-"""``trustbox push``, ``trustbox pull``, ``trustbox verify``: image transfer with content trust.
+"""``trustbox push``, ``trustbox pull``, ``trustbox verify``: image transfer with content trust;
+``trustbox copy``: registry to registry, digests preserved.
 
 Content trust follows docker: ``DOCKER_CONTENT_TRUST=1`` (any value but a false boolean) turns it
 on, ``--disable-content-trust`` turns it off again. Messages about trust are printed exactly as
@@ -24,6 +25,7 @@ import click
 
 from trustbox.cli.report import error_line, fail
 from trustbox.client.errors import TrustError
+from trustbox.client.images.copy import DEFAULT_JOBS, CopyOptions, CopyStats, copy_image_ref
 from trustbox.client.images.distribution import RegistryOptions
 from trustbox.client.images.layout import Progress
 from trustbox.client.images.transfer import (
@@ -72,6 +74,43 @@ class RichReporter(Reporter):
         ) as bar:
             task = bar.add_task(label, total=total)
             yield lambda n: bar.advance(task, n)
+
+
+class LiveReporter(Reporter):
+    """Status lines on stdout and, when stderr is a terminal, one live rich display with a bar per
+    blob in flight (blobs move in parallel); use as a context manager."""
+
+    def __init__(self, quiet: bool) -> None:
+        super().__init__(click.echo, quiet)
+        self._bar: Any = None
+        if not quiet and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                 TransferSpeedColumn(), console=Console(stderr=True), transient=True)
+
+    def __enter__(self) -> LiveReporter:
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    @contextmanager
+    def transfer(self, label: str, total: int) -> Iterator[Progress | None]:
+        """A bar for one blob while it moves (rich's display is thread-safe)."""
+        bar = self._bar
+        if bar is None:
+            yield None
+            return
+        task = bar.add_task(label, total=total)
+        try:
+            yield lambda n: bar.advance(task, n)
+        finally:
+            bar.remove_task(task)
 
 
 def _transfer_options(func: F) -> F:
@@ -335,9 +374,55 @@ def resolve_cmd(
     ctx.exit(next((v.exit_code for v in verdicts if v.exit_code != 0), 0))
 
 
+def _mib(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MiB"
+
+
+@click.command("copy")
+@click.argument("source", metavar="SRC_IMAGE")
+@click.argument("destination", metavar="DST_IMAGE")
+@click.option("-j", "--jobs", type=click.IntRange(1, 32), default=DEFAULT_JOBS, show_default=True,
+              help="Blobs copied at the same time.")
+@click.option("--no-attachments", is_flag=True,
+              help="Do not copy cosign signature/attestation/SBOM tags (sha256-<hex>.sig ...) and referrers.")
+@_transfer_options
+@click.option("-q", "--quiet", is_flag=True, help="Print only the result line and errors.")
+@click.pass_context
+def copy_cmd(
+    ctx: click.Context, source: str, destination: str, jobs: int, no_attachments: bool,
+    insecure: tuple[str, ...], ca_certs: tuple[Path, ...], quiet: bool,
+) -> None:
+    """Copy an image from one registry (or repository) to another, digests unchanged.
+
+    SRC_IMAGE is NAME[:TAG|@DIGEST]; DST_IMAGE is NAME[:TAG] (without a tag: the source's tag).
+    Every manifest is written byte for byte (signatures naming the digest stay valid), a
+    multi-arch index with every child; blobs stream from one registry to the other, verified
+    while they pass, and are skipped when the destination has them or mounted when both are on
+    the same registry. Cosign attachments (sha256-<hex>.sig/.att/.sbom tags) and referrers come
+    along. Credentials: $DOCKER_CONFIG/config.json (and credential helpers) for each registry.
+    """
+    with _reported(ctx):
+        registry = RegistryOptions.from_env(insecure, ca_certs)
+        options = CopyOptions(source=registry, destination=registry, jobs=jobs, attachments=not no_attachments)
+        stats: list[CopyStats] = []
+        with LiveReporter(quiet) as reporter:
+            result = copy_image_ref(source, destination, options=options, reporter=reporter, on_stats=stats.append)
+        s = stats[0]
+        where = destination.split("@", 1)[0]
+        if result.present and not result.manifests:
+            click.echo(f"Already present: {where} is {result.digest}")
+            return
+        extra = f", attachments: {', '.join(result.attachments)}" if result.attachments else ""
+        click.echo(
+            f"Copied {source} -> {where}@{result.digest} ({result.manifests} manifests; blobs: {s.blobs_copied} copied "
+            f"({_mib(s.bytes_copied)}), {s.blobs_mounted} mounted, {s.blobs_present} already present{extra})"
+        )
+
+
 def register(cli: click.Group, serve: click.Group) -> None:
-    """Add ``push``, ``pull``, ``verify`` and ``resolve`` to the root command."""
+    """Add ``push``, ``pull``, ``verify``, ``resolve`` and ``copy`` to the root command."""
     cli.add_command(push_cmd)
     cli.add_command(pull_cmd)
     cli.add_command(verify_cmd)
     cli.add_command(resolve_cmd)
+    cli.add_command(copy_cmd)

@@ -22,7 +22,7 @@ A ``Content-Length`` above the limit is refused before anything is read. A body 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -49,7 +49,7 @@ def send(
     url: str,
     *,
     headers: Mapping[str, str] | None = None,
-    params: Mapping[str, str] | None = None,
+    params: Mapping[str, str | Sequence[str]] | None = None,
     content: bytes | Iterable[bytes] | None = None,
     files: Any = None,
     auth: httpx.Auth | tuple[str, str] | None = None,

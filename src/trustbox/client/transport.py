@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,13 +121,14 @@ class TokenRefusedError(NetworkError):
 def fetch_token(
     http: httpx.Client,
     realm: str,
-    params: dict[str, str],
+    params: Mapping[str, str | Sequence[str]],
     credentials: Credentials,
     timeout: float | None = None,
     what: str = "",
 ) -> tuple[int, str | None]:
-    """GET ``realm`` with ``params`` (Basic credentials when there are any): the status and, for a
-    200, the token (the answer read at most 1 MiB).
+    """GET ``realm`` with ``params`` (Basic credentials when there are any; a sequence value is sent
+    as one parameter per item, e.g. several ``scope``): the status and, for a 200, the token (the
+    answer read at most 1 MiB).
 
     Raises:
         httpx.HTTPError: transport errors.
@@ -146,7 +147,9 @@ def fetch_token(
 
 class ChallengeAuth:
     """The answer to one server's auth challenges: Basic with the credentials, Bearer with a token
-    from the challenge's realm for each scope (``repository:<name>:<actions>``), cached per scope."""
+    from the challenge's realm for each scope (``repository:<name>:<actions>``), cached per scope. A
+    scope of several space-separated parts (a cross-repository mount needs ``push`` on the target and
+    ``pull`` on the source) is asked for as one ``scope`` parameter per part, in one token."""
 
     def __init__(
         self, credentials: Credentials | None = None, fallback: Callable[[], Credentials] | None = None, token_source: str = ""
@@ -214,9 +217,9 @@ class ChallengeAuth:
         realm = params.get("realm", "")
         if scheme != "bearer" or not realm:
             return None
-        query = {"service": params["service"]} if params.get("service") else {}
+        query: dict[str, str | Sequence[str]] = {"service": params["service"]} if params.get("service") else {}
         if scope:
-            query["scope"] = scope
+            query["scope"] = scope.split()
         status, token = fetch_token(client_for(realm), realm, query, self.credentials, timeout, self.token_source)
         if status != 200 or not token:
             raise TokenRefusedError(realm, status)

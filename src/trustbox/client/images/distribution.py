@@ -62,7 +62,7 @@ from trustbox.errors import (
 )
 from trustbox.oci.descriptor import Descriptor
 from trustbox.oci.digest import check_sha256, digest_bytes, is_digest, parse_digest, sha256_digest
-from trustbox.oci.errors import DigestMismatchError
+from trustbox.oci.errors import DigestMismatchError, ImageError
 from trustbox.oci.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
 from trustbox.oci.mediatypes import MANIFEST_TYPES
 from trustbox.oci.reference import ImageRef, is_loopback
@@ -340,12 +340,14 @@ class RegistryClient:
         content: bytes | Iterable[bytes] | None = None,
         retry_auth: bool = True,
         follow: bool = False,
+        scope: str | None = None,
     ) -> httpx.Response:
         """Send a request (streamed: the caller reads the body through :mod:`capped` and releases
-        the response), answering one auth challenge (only for replayable bodies). Raises
+        the response), answering one auth challenge (only for replayable bodies). ``scope``
+        replaces the token scope derived from ``repo`` and ``push`` (space-separated parts). Raises
         NetworkError, RegistryAuthError."""
         full = self._url(url)
-        scope = self._scope_key(repo, push)
+        scope = scope if scope is not None else self._scope_key(repo, push)
         for attempt in (0, 1):
             h = {**(headers or {}), **self._auth_header(scope)}
             try:
@@ -417,9 +419,18 @@ class RegistryClient:
             return -1
 
     def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
-        """Ask the registry to mount ``digest`` from ``from_repo`` (no upload); True if it did."""
+        """Ask the registry to mount ``digest`` from ``from_repo`` (no upload); True if it did.
+        The token asked for covers ``push`` on ``repo`` and ``pull`` on ``from_repo`` (as docker asks).
+
+        Raises:
+            NetworkError, RegistryAuthError: the registry cannot be reached or refuses the request.
+        """
+        check_sha256(digest)
         q = urlencode({"mount": digest, "from": from_repo})
-        with self._request("POST", f"/v2/{repo}/blobs/uploads/?{q}", repo, True, headers={"Content-Length": "0"}) as resp:
+        scope = f"{self._scope_key(repo, True)} {self._scope_key(from_repo, False)}"
+        with self._request(
+            "POST", f"/v2/{repo}/blobs/uploads/?{q}", repo, True, headers={"Content-Length": "0"}, scope=scope
+        ) as resp:
             pass
         if resp.status_code == 201:
             return True
@@ -455,13 +466,17 @@ class RegistryClient:
         desc: Descriptor,
         chunks: Iterable[bytes],
         progress: Progress | None = None,
+        *,
+        verified: bool = False,
     ) -> None:
         """Upload a blob: one ``PUT`` when small, ``PATCH`` chunks then ``PUT`` when large.
 
-        ``chunks`` is verified against ``desc`` while it is sent; a mismatch aborts the upload.
+        ``chunks`` is verified against ``desc`` while it is sent (``verified``: the stream already
+        verifies itself, e.g. :meth:`open_blob`'s, and raises DigestMismatchError at the first
+        excess byte or at its end); a mismatch aborts the upload session.
         """
         location = self._start_upload(repo)
-        verified = verify_chunks(chunks, desc)
+        verified_chunks = chunks if verified else verify_chunks(chunks, desc)
 
         def counted(it: Iterable[bytes]) -> Iterator[bytes]:
             for b in it:
@@ -477,12 +492,12 @@ class RegistryClient:
                     repo,
                     True,
                     headers={"Content-Type": "application/octet-stream", "Content-Length": str(desc.size)},
-                    content=counted(verified),
+                    content=counted(verified_chunks),
                     retry_auth=False,
                 ) as resp:
                     self._check_blob_created(resp, repo, desc)
                 return
-            slicer = _Slicer(verified)
+            slicer = _Slicer(verified_chunks)
             offset = 0
             while offset < desc.size:
                 length = min(self.options.chunk_size, desc.size - offset)
@@ -623,6 +638,36 @@ class RegistryClient:
         except ValueError:
             size = -1
         return Descriptor(resp.headers.get("content-type", ""), resp.headers["docker-content-digest"], max(size, 0))
+
+    def referrers(self, repo: str, digest: str) -> list[Descriptor] | None:
+        """The manifests whose ``subject`` is ``digest`` (``GET /v2/<repo>/referrers/<digest>``, OCI
+        distribution 1.1); None when the registry does not offer the API (distribution 2.8 answers
+        404 or 405).
+
+        Raises:
+            NetworkError, RegistryAuthError: the registry cannot be reached or refuses the request.
+            RegistryResponseError: an error status other than 404 / 405.
+            DigestMismatchError: the answer is not an image index (or larger than 4 MiB).
+        """
+        check_sha256(digest)
+        with self._request(
+            "GET", f"/v2/{repo}/referrers/{digest}", repo, headers={"Accept": "application/vnd.oci.image.index.v1+json"}
+        ) as resp:
+            if resp.status_code in (404, 405):
+                return None
+            if resp.status_code != 200:
+                raise _response_error(resp, f"referrers of {digest} in {self.host}/{repo}")
+            try:
+                raw = read_capped(resp, MAX_MANIFEST_BYTES, f"referrers of {digest}", error=DigestMismatchError)
+            except httpx.HTTPError as exc:
+                raise NetworkError(f"referrers of {digest} from {self.host}: {exc}") from None
+        try:
+            index = parse_manifest(raw, resp.headers.get("content-type", "").split(";")[0].strip())
+        except ImageError as exc:
+            raise DigestMismatchError(f"referrers of {digest} in {self.host}/{repo}: {exc.message}") from None
+        if not index.is_index:
+            raise DigestMismatchError(f"referrers of {digest} in {self.host}/{repo}: not an image index")
+        return list(index.manifests)
 
     def list_tags(self, repo: str) -> list[str]:
         """All tags of a repository (following ``Link`` pagination)."""

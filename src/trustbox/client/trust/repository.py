@@ -101,6 +101,22 @@ def signer_name(role: str) -> str:
     return role[len("targets/"):] if role.startswith("targets/") else role
 
 
+def walk_collection(tc: TrustedCollection, name: str | None = None) -> list[TargetEntry]:
+    """Every (role, target) pair of verified metadata, breadth first from ``targets`` through
+    valid delegations (notary ``GetAllTargetMetadataByName``); ``name`` restricts to one target."""
+    out: list[TargetEntry] = []
+    queue = deque([TARGETS])
+    while queue:
+        role = queue.popleft()
+        if role != TARGETS and role not in tc.delegations:
+            continue
+        for tname, meta in tc.role_targets(role).items():
+            if name is None or tname == name:
+                out.append(TargetEntry(role, tname, meta))
+        queue.extend(tc.delegated_roles(role))
+    return out
+
+
 class TrustClient:
     """One GUN on one trust server: update/verify, look up tags, sign tags."""
 
@@ -191,20 +207,8 @@ class TrustClient:
     # -- reading -----------------------------------------------------------------------------------
 
     def walk_targets(self, name: str | None = None) -> list[TargetEntry]:
-        """Every (role, target) pair, breadth first from ``targets`` through valid delegations
-        (notary ``GetAllTargetMetadataByName``); ``name`` restricts to one target."""
-        tc = self.collection
-        out: list[TargetEntry] = []
-        queue = deque([TARGETS])
-        while queue:
-            role = queue.popleft()
-            if role != TARGETS and role not in tc.delegations:
-                continue
-            for tname, meta in tc.role_targets(role).items():
-                if name is None or tname == name:
-                    out.append(TargetEntry(role, tname, meta))
-            queue.extend(tc.delegated_roles(role))
-        return out
+        """:func:`walk_collection` over this repository's verified metadata."""
+        return walk_collection(self.collection, name)
 
     def _signed(self, role: str, name: str, meta: FileMeta, entries: list[TargetEntry]) -> SignedTarget:
         sha = meta.hashes.get("sha256")
