@@ -50,6 +50,7 @@ def test_repository_page_roles_tags_delegation_and_warning(client):
     assert 'class="soon"' in targets
     assert f"in {SOON_DAYS - 1} days" in targets or f"in {SOON_DAYS} days" in targets
     assert 'class="ok"' in row(page, "role", "root")
+    assert 'class="managed"' in row(page, "role", "timestamp")  # the server's key: re-signed when due
     releases = row(page, "role", "targets/releases")
     assert dkey.public_key().keyid in releases and 'class="ok"' in releases
     v1 = row(page, "tag", "v1")

@@ -145,7 +145,7 @@ class TrustServerApp:
         self.webpage = WebPage(
             storage, self.inventory, service.clock, warn_days=self.config.ui_warn_days,
             registry_url=self.config.ui_registry_url, registry_ca=self.config.ui_registry_ca,
-            gun_problem=self._gun_refusal,
+            gun_problem=self._gun_refusal, server_key=service.signer.latest_key,
         )
         self._current_cc = cache_control(self.config.current_max_age, True)
         self._consistent_cc = cache_control(self.config.consistent_max_age, False)

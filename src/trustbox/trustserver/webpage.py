@@ -23,6 +23,7 @@ import httpx
 
 from trustbox.trustserver.inventory import InventoryCache, RepoInfo, RoleInfo, read_repo
 from trustbox.trustserver.storage import Storage
+from trustbox.tuf.keys import PublicKey
 from trustbox.tuf.timefmt import format_time
 
 PREFIX = "/_trustbox/"
@@ -54,7 +55,7 @@ th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:
 th{background:#eee}code{font-size:.85rem;word-break:break-all}
 .expired{background:#f8d0d0;color:#8b0000;font-weight:bold}
 .soon{background:#ffe4a8;color:#7a4a00;font-weight:bold}
-.ok{background:#d8f0d8}
+.ok{background:#d8f0d8}.managed{background:#e4ecf7}
 .unsigned{color:#8b0000}.mismatch{color:#8b0000;font-weight:bold}.signed{color:#1a6b1a}
 .note{color:#555}nav a{margin-right:1rem}
 """
@@ -165,8 +166,10 @@ class WebPage:
         registry_url: str | None = None,
         registry_ca: str | None = None,
         gun_problem: Callable[[str], str | None] = lambda gun: None,
+        server_key: Callable[[str, str], PublicKey | None] = lambda gun, role: None,
     ) -> None:
         self.gun_problem = gun_problem
+        self.server_key = server_key
         self.storage = storage
         self.inventory = inventory
         self.clock = clock
@@ -184,7 +187,7 @@ class WebPage:
             cell = _expiry_cell(first.expires, now, self.warn) if first else "<td></td>"
             role = esc(first.name) if first else ""
             rows.append(
-                f'<tr><td><a href="{esc(REPO_PREFIX + quote(repo.gun))}">{esc(repo.gun)}</a></td>'
+                f'<tr><td><a href="{esc(REPO_PREFIX + quote(repo.gun, safe="/:@+"))}">{esc(repo.gun)}</a></td>'
                 f"<td>{len(repo.targets)}</td><td>{role}</td>{cell}</tr>"
             )
         note = '<p class="note">List truncated.</p>' if inv.truncated else ""
@@ -206,8 +209,19 @@ class WebPage:
                                        verify=self.registry_verify)
         return 200, list(HEADERS), page(gun, self._repo_body(repo, view))
 
+    def _managed(self, repo: RepoInfo) -> set[str]:
+        """Roles whose listed key is the server's own: the server re-signs them when they near expiry."""
+        out = set()
+        for role in ("timestamp", "snapshot"):
+            info = repo.roles.get(role)
+            key = self.server_key(repo.gun, role) if info is not None else None
+            if info is not None and key is not None and any(k.keyid == key.keyid for k in info.keys):
+                out.add(role)
+        return out
+
     def _role_rows(self, repo: RepoInfo) -> str:
         now = self.clock()
+        managed = self._managed(repo)
         order = {"root": 0, "targets": 1, "snapshot": 3, "timestamp": 4}
         rows = []
         roles: list[RoleInfo] = sorted(repo.roles.values(), key=lambda r: (order.get(r.name, 2), r.name))
@@ -215,9 +229,14 @@ class WebPage:
             keys = "<br>".join(f"<code>{esc(k.keyid)}</code> ({esc(k.keytype)})" for k in r.keys)
             signers = "<br>".join(f"<code>{esc(k)}</code>" for k in r.signed_by)
             paths = ", ".join(esc(p) if p else "(all)" for p in r.paths)
+            if r.name in managed:
+                expiry = (f'<td class="managed" data-expiry="managed">{esc(format_time(r.expires))} '
+                          "(server-managed: re-signed by the server when due)</td>")
+            else:
+                expiry = _expiry_cell(r.expires, now, self.warn)
             rows.append(
                 f'<tr data-role="{esc(r.name)}"><td>{esc(r.name)}</td><td>{r.version}</td>'
-                f"{_expiry_cell(r.expires, now, self.warn)}<td>{r.threshold}</td><td>{keys}</td>"
+                f"{expiry}<td>{r.threshold}</td><td>{keys}</td>"
                 f"<td>{signers}</td><td>{paths}</td></tr>"
             )
         return "".join(rows)
