@@ -16,7 +16,7 @@ from tests.trustserver.ts_asgi import ASGIClient, raw_call
 from tests.trustserver.ts_env import Clock, make_app
 from tests.trustserver.ts_helpers import GUN, post, publish_new
 from trustbox.promtext import escape_label, format_value
-from trustbox.trustserver.inventory import InventoryCache, summarise
+from trustbox.trustserver.inventory import InventoryCache, read_inventory, summarise
 from trustbox.trustserver.server import with_auth
 from trustbox.trustserver.webpage import expiry_class, registry_name
 
@@ -162,6 +162,24 @@ def test_inventory_cache_rereads_after_writes_but_not_more_often(tmp_path: Path)
             assert len(cache.get().repos) == 1  # no write seen by this cache, not yet max_age
             now[0] = 67
             assert len(cache.get().repos) == 2
+    finally:
+        app.close()
+
+
+def test_rescan_reuses_unchanged_repositories(tmp_path: Path):
+    app = make_app({"db": f"sqlite:///{tmp_path}/t.db"})
+    try:
+        with ASGIClient(app) as c:
+            repo = publish_new(c)
+            publish_new(c, "example.com/b")
+            first, prev = read_inventory(app.service.storage)
+            post(c, GUN, {"targets": repo.make_targets({"v9": target(b"nine")}, version=3),
+                          "snapshot": repo.make_snapshot(version=3)})
+            second, _ = read_inventory(app.service.storage, previous=prev)
+        b1, a1 = first.repos
+        b2, a2 = second.repos
+        assert b2 is b1  # unchanged: not read or parsed again
+        assert a2 is not a1 and "v9" in [t.name for t in a2.targets] and "v9" not in [t.name for t in a1.targets]
     finally:
         app.close()
 

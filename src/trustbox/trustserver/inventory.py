@@ -129,7 +129,7 @@ def read_repo(storage: Storage, gun: str) -> RepoInfo | None:
         sqlalchemy.exc.SQLAlchemyError: the database failed.
     """
     documents: dict[str, bytes] = {}
-    for _, role in storage.current_roles(gun):
+    for _, role, _v in storage.current_roles(gun):
         stored = storage.get_current(gun, role)
         if stored is not None:
             documents[role] = stored.data
@@ -157,21 +157,41 @@ class Inventory:
         return out
 
 
-def read_inventory(storage: Storage, max_roles: int = 200_000) -> Inventory:
-    """Every repository's summary (at most ``max_roles`` stored roles are read).
+#: a repository's role versions, the key under which its summary is reused between scans
+Versions = tuple[tuple[str, int], ...]
+
+
+def read_inventory(
+    storage: Storage, max_roles: int = 200_000, previous: dict[str, tuple[Versions, RepoInfo]] | None = None
+) -> tuple[Inventory, dict[str, tuple[Versions, RepoInfo]]]:
+    """Every repository's summary (at most ``max_roles`` stored roles), and the summaries by GUN
+    for the next call: a repository whose role versions did not change since ``previous`` is not
+    read again, so a scan of an unchanged server is one query.
 
     Raises:
         sqlalchemy.exc.SQLAlchemyError: the database failed.
     """
-    pairs = storage.current_roles(limit=max_roles + 1)
-    truncated = len(pairs) > max_roles
-    by_gun: dict[str, dict[str, bytes]] = {}
-    for gun, role in pairs[:max_roles]:
-        stored = storage.get_current(gun, role)
-        if stored is not None:
-            by_gun.setdefault(gun, {})[role] = stored.data
-    repos = [summarise(gun, docs) for gun, docs in sorted(by_gun.items())]
-    return Inventory(repos, time.monotonic(), truncated)
+    rows = storage.current_roles(limit=max_roles + 1)
+    truncated = len(rows) > max_roles
+    versions: dict[str, list[tuple[str, int]]] = {}
+    for gun, role, version in rows[:max_roles]:
+        versions.setdefault(gun, []).append((role, version))
+    known = previous or {}
+    summaries: dict[str, tuple[Versions, RepoInfo]] = {}
+    for gun, roles in versions.items():
+        key = tuple(roles)
+        old = known.get(gun)
+        if old is not None and old[0] == key:
+            summaries[gun] = old
+            continue
+        docs: dict[str, bytes] = {}
+        for role, _v in roles:
+            stored = storage.get_current(gun, role)
+            if stored is not None:
+                docs[role] = stored.data
+        summaries[gun] = (key, summarise(gun, docs))
+    repos = [summaries[gun][1] for gun in sorted(summaries)]
+    return Inventory(repos, time.monotonic(), truncated), summaries
 
 
 class InventoryCache:
@@ -187,6 +207,7 @@ class InventoryCache:
         self.max_age = max_age
         self.clock = clock
         self._current: Inventory | None = None
+        self._summaries: dict[str, tuple[Versions, RepoInfo]] = {}
         self._dirty = False
         self._lock = threading.Lock()
 
@@ -208,6 +229,6 @@ class InventoryCache:
                 if age < self.min_age or (age < self.max_age and not self._dirty):
                     return cur
             self._dirty = False
-            inv = read_inventory(self.storage)
+            inv, self._summaries = read_inventory(self.storage, previous=self._summaries)
             self._current = Inventory(inv.repos, now, inv.truncated)
             return self._current
