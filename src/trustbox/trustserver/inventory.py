@@ -3,8 +3,9 @@ version, expiry and keys, the signed tags. Used by the web page and the expiry m
 
 Everything is read from the newest stored version of each role (as stored: the server-managed
 timestamp and snapshot are re-signed on read when stale, so their stored expiry can be past while
-clients are served a fresh one). Reading every repository costs one query plus one read per
-role; :class:`InventoryCache` keeps the result for a while so scrapes stay cheap.
+clients are served a fresh one). A scan costs one query plus a read and parse of each role of the
+repositories whose versions changed since the previous scan; :class:`InventoryCache` keeps the
+result for a while so scrapes stay cheap.
 """
 
 from __future__ import annotations
