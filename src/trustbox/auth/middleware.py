@@ -285,6 +285,8 @@ _NOTARY_ROUTES: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
     ("POST", re.compile(rf"^/v2/{_NOTARY_GUN}/_trust/tuf/(?:timestamp|snapshot)\.key$"), (ALL,)),
     ("DELETE", re.compile(rf"^/v2/{_NOTARY_GUN}/_trust/tuf/$"), (ALL,)),
     ("GET", re.compile(rf"^/v2/{_NOTARY_GUN}/_trust/changefeed$"), (PULL,)),
+    # the read-only web page of one repository (trustbox.trustserver.webpage)
+    ("GET", re.compile(r"^/_trustbox/repo/(?P<gun>[^*]+?)/?$"), (PULL,)),
 )
 NOTARY_UNAUTHENTICATED = frozenset({"/_notary_server/health", "/metrics"})
 
@@ -293,7 +295,8 @@ def notary_required_scopes(method: str, path: str, query: str = "") -> list[Scop
     """The scopes notary-server's token auth asks for (notary-protocol.md §1.8).
 
     Health and metrics need nothing; metadata reads and the per-GUN changefeed need ``pull``;
-    updates and GET ``.key`` need ``push,pull``; DELETE and POST ``.key`` need ``*``; ``/v2/``,
+    updates and GET ``.key`` need ``push,pull``; the web page of one repository
+    (``/_trustbox/repo/<gun>``) needs ``pull``; DELETE and POST ``.key`` need ``*``; ``/v2/``,
     the global changefeed and every other path need ``registry:catalog:*``.
     """
     if path in NOTARY_UNAUTHENTICATED:

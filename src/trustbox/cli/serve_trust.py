@@ -70,6 +70,12 @@ from trustbox.trustserver.config import (
               help="Basic auth with this bcrypt htpasswd file instead of tokens.")
 @click.option("--auth-rules", envvar="TRUSTBOX_HTPASSWD_RULES", default=None,
               help="Access rules (TOML/JSON) for --htpasswd users (default: every user may do everything).")
+@click.option("--ui-registry-url", envvar="TRUSTBOX_UI_REGISTRY_URL", default=None,
+              help="Registry whose tags the web page (/_trustbox/) shows beside the trust data.")
+@click.option("--ui-registry-ca", envvar="TRUSTBOX_UI_REGISTRY_CA", default=None,
+              help="CA certificate for --ui-registry-url.")
+@click.option("--ui-warn-days", envvar="TRUSTBOX_UI_WARN_DAYS", type=float, default=None,
+              help="Web page: expiries within this many days are shown amber (default 30).")
 @http_limit_options
 def serve_trust(config_file: str | None, **options: Any) -> None:
     """Run the trust server (Notary v1 API, compatible with notary and docker trust)."""

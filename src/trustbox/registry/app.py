@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import anyio.to_thread
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -45,6 +46,7 @@ from trustbox.registry.errors import (
     UploadTimeout,
 )
 from trustbox.registry.manifests import ManifestStore
+from trustbox.registry.metrics import MetricsMiddleware, RegistryMetrics, open_sessions
 from trustbox.registry.names import check_name, parse_digest
 from trustbox.registry.ranges import parse_byte_range, parse_content_range
 from trustbox.registry.request import RegistryRequest, registry_request
@@ -139,6 +141,7 @@ class Registry:
             ("tags/list", "GET"): self.tags_list,
             ("referrers", "GET"): self.referrers,
         }
+        self.metrics = RegistryMetrics(lambda: self.blobs.quarantine_count, lambda: open_sessions(self.uploads.spool))
 
     # --- dispatch -----------------------------------------------------------------------
 
@@ -552,7 +555,7 @@ def create_app(config: RegistryConfig, driver: StorageDriver | None = None) -> S
             _AnyMethodRoute("/v2/{rest:path}", registry.dispatch),
             _AnyMethodRoute("/{rest:path}", not_found),
         ],
-        middleware=auth_middleware(config),
+        middleware=[Middleware(MetricsMiddleware, metrics=registry.metrics), *auth_middleware(config)],
     )
     app.state.registry = registry
 

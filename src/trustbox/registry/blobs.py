@@ -43,6 +43,8 @@ class BlobStore:
     def __init__(self, driver: StorageDriver, policy: VerifyPolicy = VerifyPolicy.ALWAYS) -> None:
         self.driver = driver
         self.policy = policy
+        #: blobs this store moved to quarantine (metrics)
+        self.quarantine_count = 0
         # digest string -> identity of the stored object when it last verified; least recently
         # used entries are forgotten past VERIFIED_ENTRIES (such a blob is simply hashed again)
         self._verified: OrderedDict[str, tuple[object, ...]] = OrderedDict()
@@ -139,6 +141,7 @@ class BlobStore:
             self.mark_verified(blob.digest, blob.info)
             return True
         self._verified.pop(str(blob.digest), None)
+        self.quarantine_count += 1
         stamp = int(time.time())
         log.error(
             "blob %s failed verification on read (content hashes to %s:%s); moved to quarantine",

@@ -17,17 +17,22 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from trustbox.errcode import INVALID_GUN, MALFORMED_UPLOAD, METADATA_NOT_FOUND, UNKNOWN, go_json
 from trustbox.errors import FormatError
 from trustbox.httpnum import NumberRangeError, parse_decimal
 from trustbox.trustserver.cache import CachedResponse, PostgresListener, ResponseCache
 from trustbox.trustserver.config import ServerConfig
 from trustbox.trustserver.errors import BODY_TIMEOUT, EMPTY, TOO_LARGE, ServerError
-from trustbox.trustserver.metrics import Metrics
+from trustbox.trustserver.inventory import InventoryCache
+from trustbox.trustserver.metrics import CountingSigner, Metrics
 from trustbox.trustserver.service import Document, ResignNeeded, TrustService, key_json
 from trustbox.trustserver.signer import LocalSigner
 from trustbox.trustserver.storage import WriteResult
 from trustbox.trustserver.upload import MalformedUpload, boundary_of, parse_multipart
+from trustbox.trustserver.webpage import PREFIX as UI_PREFIX
+from trustbox.trustserver.webpage import WebPage, ui_route
 from trustbox.tuf.timefmt import format_http_date, utcnow
 
 log = logging.getLogger("trustbox.trustserver")
@@ -134,6 +139,14 @@ class TrustServerApp:
         self._inline_reads = storage.fast_reads
         #: small updates too, when signing is in-process (a remote signer means network waits)
         self._inline_updates = storage.fast_reads and isinstance(service.signer, LocalSigner)
+        # metrics: count server signatures; expiry gauges and the web page share one inventory cache
+        service.signer = CountingSigner(service.signer, self.metrics.signed)
+        self.inventory = InventoryCache(storage)
+        self.webpage = WebPage(
+            storage, self.inventory, service.clock, warn_days=self.config.ui_warn_days,
+            registry_url=self.config.ui_registry_url, registry_ca=self.config.ui_registry_ca,
+            gun_problem=self._gun_refusal, server_key=service.signer.latest_key,
+        )
         self._current_cc = cache_control(self.config.current_max_age, True)
         self._consistent_cc = cache_control(self.config.consistent_max_age, False)
         self._started = False
@@ -252,6 +265,8 @@ class TrustServerApp:
             handler, status, headers, body = await self._dispatch(scope, receive)
         except ServerError as exc:
             status, headers, body = exc.status, [CT_JSON], exc.body()
+            if scope["method"] == "POST" and R_UPDATE.match(scope["path"]):
+                self.metrics.update_rejected(exc.code.code)
         except MethodNotAllowed:
             status, headers, body = 405, [], b""
         except Exception:
@@ -264,11 +279,16 @@ class TrustServerApp:
 
     # -- routing ------------------------------------------------------------------------
 
-    def _check_gun(self, gun: str, update_route: bool) -> None:
+    def _gun_refusal(self, gun: str) -> str | None:
+        """Why this server refuses ``gun`` (syntax, configured prefixes), or None."""
         problem = gun_problem(gun)
         prefixes = self.config.gun_prefixes
         if problem is None and prefixes and not any(gun.startswith(p) for p in prefixes):
             problem = f"Require GUNs with prefix: [{' '.join(prefixes)}]"
+        return problem
+
+    def _check_gun(self, gun: str, update_route: bool) -> None:
+        problem = self._gun_refusal(gun)
         if problem is not None:
             if update_route:
                 raise ServerError(INVALID_GUN, problem)
@@ -314,14 +334,17 @@ class TrustServerApp:
                     return "Health", 200, [CT_JSON], b"{}"
                 return "Health", 503, [CT_JSON], b'{"storage":"database is unreachable"}'
             if path == "/metrics":
-                return "Metrics", 200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")], (
-                    self.metrics.render()
-                )
+                body = await self._run(self._metrics_page)
+                return "Metrics", 200, [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")], body
+            if path.startswith(UI_PREFIX) or path == UI_PREFIX.rstrip("/"):
+                status, headers, body = await self._run(ui_route, self.webpage, path, _authorization(scope))
+                return "WebPage", status, headers, body
         elif method == "POST":
             m = R_UPDATE.match(path)
             if m:
                 self._check_gun(m["gun"], True)
                 await self._update(scope, receive, m["gun"])
+                self.metrics.update_accepted()
                 return "UpdateTUF", 200, [], b""
             m = R_KEY.match(path)
             if m:
@@ -435,8 +458,27 @@ class TrustServerApp:
     async def _after_write(self, gun: str, result: WriteResult) -> None:
         """Drop cached responses of ``gun``; on PostgreSQL wait until replicas were told."""
         self.cache.invalidate_gun(gun)
+        self.inventory.invalidate()
         if result.changed and self.listener is not None and result.notify_seq:
             await self._run(self.listener.wait_seen, result.notify_seq)
+
+
+    def _metrics_page(self) -> bytes:
+        """The /metrics page (worker thread: the inventory may be re-read from the database).
+        A failing database leaves the inventory gauges out instead of failing the scrape."""
+        try:
+            inv = self.inventory.get()
+        except SQLAlchemyError as exc:
+            log.error("metrics: cannot read the trust data inventory: %s", exc)
+            return self.metrics.render()
+        return self.metrics.render(inv, self.service.clock(), self.inventory.clock() - inv.taken)
+
+
+def _authorization(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            return str(value.decode("latin-1"))
+    return None
 
 
 #: Update bodies up to this size are validated and stored on the event loop (SQLite files only).

@@ -59,6 +59,10 @@ class ServerConfig:
     htpasswd: str | None = None
     htpasswd_realm: str = "trustbox-notary"
     auth_rules: str | None = None
+    #: the web page (/_trustbox/): warning window for expiries, optional registry to show tags from
+    ui_warn_days: float = 30.0
+    ui_registry_url: str | None = None
+    ui_registry_ca: str | None = None
 
     def auth_section(self) -> dict[str, Any] | None:
         """The ``auth`` section for :func:`trustbox.auth.middleware.authorizer_from_config`, or None (off)."""
@@ -181,7 +185,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             "key_passphrase", "key_passphrase_file", "insecure_dev_keys", "workers", "gun_prefixes",
             "signer_url", "signer_token", "signer_token_file", "signer_ca", "auth_token_realm",
             "auth_token_service", "auth_token_issuer", "auth_token_rootcertbundle", "htpasswd",
-            "htpasswd_realm", "auth_rules",
+            "htpasswd_realm", "auth_rules", "ui_warn_days", "ui_registry_url", "ui_registry_ca",
         ):
             if name in tb:
                 out[name] = tb[name]

@@ -391,6 +391,17 @@ class Storage:
             seq = self._notify(conn, gun)
         return WriteResult(now, seq)
 
+    def current_roles(self, gun: str | None = None, limit: int = 1_000_000) -> list[tuple[str, str, int]]:
+        """``(gun, role, newest version)`` of every stored role (of ``gun`` when given), sorted, at
+        most ``limit`` rows."""
+        f = self.t.files
+        q = select(f.c.gun, f.c.role, func.max(f.c.version)).group_by(f.c.gun, f.c.role)
+        if gun is not None:
+            q = q.where(f.c.gun == gun)
+        q = q.order_by(f.c.gun, f.c.role).limit(limit)
+        with self._read() as conn:
+            return [(str(g), str(r), int(v)) for g, r, v in conn.execute(q)]
+
     def _notify(self, conn: Connection, gun: str) -> int:
         seq = next(self._seq)
         if self.dialect == "postgresql":
