@@ -621,3 +621,15 @@ def test_trickling_trust_server_is_unreachable(world: World) -> None:
     t0 = time.monotonic()
     denied(world.get("v1"), "unreachable", "not received within 0.5 s")
     assert time.monotonic() - t0 < 1.5
+
+
+def test_refusals_are_counted_per_rule_in_the_metrics(world: World) -> None:
+    world.set_policy()
+    _d, body, _ = world.reg.image(REPO, tag="v1")
+    world.reg.image(REPO, tag="v2")
+    world.sign("v1", body)
+    assert world.get("v1").status_code == 200
+    denied(world.get("v2"))
+    assert world.get("v2", method="HEAD").status_code == 403
+    metrics = world.client.get("/metrics").text
+    assert 'trustbox_registry_policy_refusals_total{rule="prod"} 2' in metrics

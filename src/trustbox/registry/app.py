@@ -142,6 +142,8 @@ class Registry:
             ("referrers", "GET"): self.referrers,
         }
         self.metrics = RegistryMetrics(lambda: self.blobs.quarantine_count, lambda: open_sessions(self.uploads.spool))
+        if self.trust_policy is not None:
+            self.metrics.declare_rules(rule.name for rule in self.trust_policy.rules)
 
     # --- dispatch -----------------------------------------------------------------------
 
@@ -469,7 +471,13 @@ class Registry:
         assert ref is not None
         m = await self.manifests.get(name, ref)
         if self.trust_policy is not None:
-            await self.trust_policy.authorize(name, ref, m)
+            try:
+                await self.trust_policy.authorize(name, ref, m)
+            except Denied as err:
+                rule = err.detail.get("rule") if isinstance(err.detail, dict) else None
+                if isinstance(rule, str):
+                    self.metrics.policy_refused(rule)
+                raise
         headers = _headers(Docker_Content_Digest=str(m.digest), ETag=f'"{m.digest}"')
         if request.method == "HEAD":
             headers["Content-Length"] = str(len(m.body))
