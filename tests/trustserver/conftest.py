@@ -9,25 +9,28 @@ from typing import Any
 
 import pytest
 from ts_asgi import ASGIClient
-from ts_env import Clock, make_app, postgres_url
+from ts_env import Clock, make_app, mariadb_url, postgres_url
 
 from trustbox.trustserver.app import TrustServerApp
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "mariadb", "postgres-notary", "mariadb-notary"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """Database settings for one test (a fresh file or a fresh table prefix)."""
+    """Database settings for one test (a fresh file or a fresh table prefix): trustbox's schema on
+    SQLite, PostgreSQL and MariaDB, and notary-server's own tables on PostgreSQL and MariaDB."""
     if request.param == "sqlite":
         yield {"db": f"sqlite:///{tmp_path}/trust.db", "table_prefix": ""}
         return
-    url = postgres_url()
+    kind, _, schema = request.param.partition("-")
+    url = postgres_url() if kind == "postgres" else mariadb_url()
     if url is None:
-        pytest.skip("PostgreSQL on 127.0.0.1:5432 is not reachable")
+        pytest.skip(f"{kind} on 127.0.0.1 is not reachable")
     prefix = f"tbt_{secrets.token_hex(4)}_"
-    yield {"db": url, "table_prefix": prefix}
+    notary = schema == "notary"
+    yield {"db": url, "table_prefix": prefix, "notary_schema": notary}
     from trustbox.trustserver.storage import Storage
 
-    s = Storage(url, prefix)
+    s = Storage(url, prefix, notary_schema=notary)
     s.drop_all()
     s.close()
 

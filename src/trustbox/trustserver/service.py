@@ -142,10 +142,15 @@ def check_update_limits(parts: dict[str, Part], max_targets: int, max_delegation
         if isinstance(d, dict) and isinstance(d.get("roles"), list):
             delegations += len(d["roles"])
     if targets > max_targets:
-        raise ServerError(MALFORMED_UPLOAD, f"update lists {targets} targets, more than the {max_targets} allowed")
+        raise ServerError(
+            MALFORMED_UPLOAD,
+            f"update lists {targets} targets, more than the {max_targets} allowed (raise --max-targets-per-update)",
+        )
     if delegations > max_delegations:
         raise ServerError(
-            MALFORMED_UPLOAD, f"update lists {delegations} delegated roles, more than the {max_delegations} allowed"
+            MALFORMED_UPLOAD,
+            f"update lists {delegations} delegated roles, more than the {max_delegations} allowed"
+            " (raise --max-delegations-per-update)",
         )
 
 

@@ -1,4 +1,9 @@
-"""Metadata storage on SQLAlchemy Core: a SQLite file (WAL) or PostgreSQL, same code.
+"""Metadata storage on SQLAlchemy Core: a SQLite file (WAL), PostgreSQL or MySQL/MariaDB, same code.
+
+With ``notary_schema`` the documents live in notary-server 0.7's own ``tuf_files`` and
+``changefeed`` tables (see :mod:`trustbox.trustserver.schema`): rows are written as notary-server
+writes them (``created_at``/``updated_at`` in UTC, ``sha256``) and soft-deleted rows are skipped
+as gorm skips them, so either server can run on the database the other wrote.
 
 Every method is synchronous and short; the ASGI app calls them from worker threads.
 Writes that belong together (:meth:`Storage.update_many`, :meth:`Storage.delete`) run in one
@@ -20,15 +25,28 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from trustbox.errors import ConfigError
+from trustbox.trustserver.dburl import normalize_db_url, sqlite_path
 from trustbox.trustserver.errors import VersionConflict
 from trustbox.trustserver.schema import Tables, make_tables, migrate
 
@@ -85,25 +103,6 @@ class KeyRecord:
     public: bytes
     private_enc: bytes
     created_ns: int
-
-
-def normalize_db_url(url: str) -> str:
-    """Map ``postgres://``/``postgresql://`` onto psycopg 3; leave everything else alone."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
-def sqlite_path(url: str) -> str | None:
-    """The file path of a SQLite URL (None for in-memory or non-SQLite URLs)."""
-    u = make_url(url)
-    if not u.drivername.startswith("sqlite"):
-        return None
-    db = u.database
-    if not db or db == ":memory:":
-        return None
-    return db
 
 
 class _SQLiteFast:
@@ -191,7 +190,7 @@ def _quote(name: str) -> str:
 class Storage:
     """The trust server's database."""
 
-    def __init__(self, url: str, table_prefix: str = "") -> None:
+    def __init__(self, url: str, table_prefix: str = "", notary_schema: bool = False) -> None:
         url = normalize_db_url(url)
         try:
             u = make_url(url)
@@ -199,10 +198,15 @@ class Storage:
             raise ConfigError(f"invalid database URL {url!r}") from exc
         self.url = url
         self.dialect = u.get_backend_name()
-        if self.dialect not in ("sqlite", "postgresql"):
-            raise ConfigError(f"unsupported database {self.dialect!r}: use sqlite:///FILE or postgresql://...")
+        if self.dialect == "mariadb":
+            self.dialect = "mysql"
+        if self.dialect not in ("sqlite", "postgresql", "mysql"):
+            raise ConfigError(
+                f"unsupported database {self.dialect!r}: use sqlite:///FILE, postgresql://... or mysql://..."
+            )
         self.prefix = table_prefix
-        self.t: Tables = make_tables(table_prefix)
+        self.notary_schema = notary_schema
+        self.t: Tables = make_tables(table_prefix, notary=notary_schema)
         self.channel = f"{table_prefix}trustbox_changes".lower()
         self.sqlite_file = sqlite_path(url) if self.dialect == "sqlite" else None
         self.sender_id = secrets.token_hex(8)
@@ -213,7 +217,7 @@ class Storage:
         except (ArgumentError, ModuleNotFoundError) as exc:
             raise ConfigError(f"cannot use database URL {url!r}: {exc}") from exc
         self._fast: _SQLiteFast | None = None
-        if self.sqlite_file is not None:
+        if self.sqlite_file is not None and not notary_schema:
             self._fast = _SQLiteFast(self.sqlite_file, self.t.files.name, self.t.changefeed.name)
 
     # -- engine ------------------------------------------------------------------------
@@ -246,6 +250,14 @@ class Storage:
                 conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
             return engine
+        if self.dialect == "mysql":
+            # READ COMMITTED: the "is there a newer version" check sees what other writers
+            # committed (REPEATABLE READ would keep the snapshot of the first read); the unique
+            # index decides races either way. utf8mb4: GUNs are compared byte-exactly anyway.
+            return create_engine(
+                url, pool_size=5, max_overflow=10, pool_pre_ping=True, pool_recycle=3600,
+                isolation_level="READ COMMITTED",
+            )
         return create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True)
 
     @property
@@ -281,12 +293,22 @@ class Storage:
             if self.dialect == "postgresql":
                 key = int.from_bytes(hashlib.sha256(self.channel.encode()).digest()[:7], "big")
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+            elif self.dialect == "mysql":
+                # a named lock held by this connection until RELEASE_LOCK (DDL commits implicitly)
+                got = conn.execute(text("SELECT GET_LOCK(:n, 60)"), {"n": self.channel[:64]}).scalar()
+                if got != 1:
+                    raise ConfigError("could not take the schema migration lock on the MySQL database")
+                try:
+                    migrate(conn, self.t)
+                finally:
+                    conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": self.channel[:64]})
+                return
             migrate(conn, self.t)
 
     def drop_all(self) -> None:
         """Drop every table of this prefix (tests)."""
         with self._write() as conn:
-            self.t.metadata.drop_all(conn)
+            self.t.metadata.drop_all(conn, checkfirst=True)
             self.t.schema_version.drop(conn, checkfirst=True)
 
     def close(self) -> None:
@@ -306,9 +328,37 @@ class Storage:
 
     # -- documents ---------------------------------------------------------------------
 
-    def _one(self, where: Any, order_desc: bool = False) -> StoredFile | None:
+    # notary's rows carry gorm timestamps (UTC DATETIME) instead of nanoseconds, and a
+    # ``deleted_at`` gorm's reads skip
+
+    def _live(self, where: ColumnElement[bool]) -> ColumnElement[bool]:
+        if self.t.notary:
+            return and_(where, self.t.files.c.deleted_at.is_(None))
+        return where
+
+    def _file_row(self, gun: str, role: str, version: int, digest: str, data: bytes, now: int) -> dict[str, Any]:
+        row: dict[str, Any] = {"gun": gun, "role": role, "version": version, "sha256": digest, "data": data}
+        if self.t.notary:
+            stamp = _datetime_of(now)
+            row.update(created_at=stamp, updated_at=stamp)
+        else:
+            row["created_ns"] = now
+        return row
+
+    def _change_row(self, gun: str, version: int, digest: str, category: str, now: int) -> dict[str, Any]:
+        row: dict[str, Any] = {"gun": gun, "version": version, "sha256": digest, "category": category}
+        if self.t.notary:
+            row["created_at"] = _datetime_of(now)
+        else:
+            row["created_ns"] = now
+        return row
+
+    def _one(self, where: ColumnElement[bool], order_desc: bool = False) -> StoredFile | None:
         f = self.t.files
-        q = select(f.c.data, f.c.version, f.c.created_ns).where(where)
+        created = f.c.created_at if self.t.notary else f.c.created_ns
+        if self.t.notary and order_desc:
+            created = f.c.updated_at  # notary-server's Last-Modified of current documents
+        q = select(f.c.data, f.c.version, created).where(self._live(where))
         if order_desc:
             q = q.order_by(f.c.version.desc())
         q = q.limit(1)
@@ -316,7 +366,7 @@ class Storage:
             row = conn.execute(q).first()
         if row is None:
             return None
-        return StoredFile(bytes(row[0]), int(row[1]), int(row[2]))
+        return StoredFile(bytes(row[0]), int(row[1]), _ns_of(row[2]))
 
     def get_current(self, gun: str, role: str) -> StoredFile | None:
         """The newest stored version of ``role``."""
@@ -349,6 +399,7 @@ class Storage:
         try:
             with self._write() as conn:
                 for u in updates:
+                    # (soft-deleted rows count too: they still hold the unique index)
                     newer = conn.execute(
                         select(f.c.id)
                         .where(and_(f.c.gun == gun, f.c.role == u.role, f.c.version >= u.version))
@@ -357,17 +408,9 @@ class Storage:
                     if newer is not None:
                         raise VersionConflict()
                     digest = hashlib.sha256(u.data).hexdigest()
-                    conn.execute(
-                        f.insert().values(
-                            gun=gun, role=u.role, version=u.version, sha256=digest, data=u.data, created_ns=now
-                        )
-                    )
+                    conn.execute(f.insert().values(**self._file_row(gun, u.role, u.version, digest, u.data, now)))
                     if u.role == TIMESTAMP:
-                        conn.execute(
-                            cf.insert().values(
-                                created_ns=now, gun=gun, version=u.version, sha256=digest, category="update"
-                            )
-                        )
+                        conn.execute(cf.insert().values(**self._change_row(gun, u.version, digest, "update", now)))
                 seq = self._notify(conn, gun)
         except IntegrityError as exc:
             raise VersionConflict() from exc
@@ -387,7 +430,7 @@ class Storage:
             res = conn.execute(delete(f).where(f.c.gun == gun))
             if not res.rowcount:
                 return WriteResult(now, 0, changed=False)
-            conn.execute(cf.insert().values(created_ns=now, gun=gun, version=0, sha256="", category="deletion"))
+            conn.execute(cf.insert().values(**self._change_row(gun, 0, "", "deletion", now)))
             seq = self._notify(conn, gun)
         return WriteResult(now, seq)
 
@@ -407,7 +450,8 @@ class Storage:
         if records < 0:
             reversed_ = True
             records = -records
-        q = select(cf.c.id, cf.c.created_ns, cf.c.gun, cf.c.version, cf.c.sha256, cf.c.category)
+        created = cf.c.created_at if self.t.notary else cf.c.created_ns
+        q = select(cf.c.id, created, cf.c.gun, cf.c.version, cf.c.sha256, cf.c.category)
         if gun is not None:
             q = q.where(cf.c.gun == gun)
         if reversed_:
@@ -419,7 +463,7 @@ class Storage:
         q = q.limit(records)
         with self._read() as conn:
             rows = conn.execute(q).all()
-        out = [Change(int(r[0]), int(r[1]), r[2], int(r[3]), r[4], r[5]) for r in rows]
+        out = [Change(int(r[0]), _ns_of(r[1]), r[2], int(r[3]), r[4] or "", r[5]) for r in rows]
         if reversed_:
             out.reverse()
         return out
@@ -493,13 +537,31 @@ class Storage:
             return stored
 
 
+def _datetime_of(ns: int) -> datetime:
+    """A naive UTC datetime (microseconds) for nanoseconds since the epoch: how gorm stores times."""
+    return datetime.fromtimestamp(ns // 1000 / 1_000_000, UTC).replace(tzinfo=None)
+
+
+def _ns_of(value: Any) -> int:
+    """Nanoseconds since the epoch of a stored time: an integer, or a naive UTC datetime (None: 0)."""
+    if value is None:
+        return 0
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return int(aware.timestamp() * 1_000_000) * 1000
+    return int(value)
+
+
 def _is_conflict(exc: OperationalError) -> bool:
     return _is_conflict_text(str(exc.orig) if exc.orig is not None else str(exc))
 
 
 def _is_conflict_text(msg: str) -> bool:
     msg = msg.lower()
-    return "database is locked" in msg or "could not serialize" in msg or "deadlock" in msg
+    return (
+        "database is locked" in msg or "could not serialize" in msg or "deadlock" in msg
+        or "lock wait timeout" in msg
+    )
 
 
 class SQLiteChangeProbe:
