@@ -78,6 +78,8 @@ class ServerConfig:
     notary_schema: bool = False
     #: notary-signer's config file: sign with the keys in its database (its passphrase aliases)
     notary_signer_config: str | None = None
+    #: the config file asked for notary-server's ``trust_service.type = remote`` (notary-signer)
+    notary_remote_trust: bool = False
 
     def auth_section(self) -> dict[str, Any] | None:
         """The ``auth`` section for :func:`trustbox.auth.middleware.authorizer_from_config`, or None (off)."""
@@ -138,6 +140,12 @@ class ServerConfig:
             raise ConfigError("workers must be at least 1")
         if self.notary_signer_config and self.signer_url:
             raise ConfigError("give either a notary-signer config or a trustbox signer service, not both")
+        if self.notary_remote_trust and not (self.notary_signer_config or self.signer_url):
+            raise ConfigError(
+                "trust_service.type remote: trustbox does not speak notary-signer's gRPC API",
+                hint="give --notary-signer-config (or trustbox.notary_signer_config) with notary-signer's config "
+                     "file: trustbox then signs in-process with the keys in notary-signer's database",
+            )
         if self.notary_signer_config and self.key_algorithm == "rsa":
             raise ConfigError("trust_service.key_algorithm rsa: notary-signer keys are ed25519 or ecdsa")
         split_listen(self.listen)

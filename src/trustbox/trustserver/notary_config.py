@@ -193,8 +193,6 @@ def _trust_service(raw: Mapping[str, Any]) -> dict[str, Any]:
     env = "NOTARY_SERVER_"
     kind = _str(raw, env, "trust_service", "type")
     out: dict[str, Any] = {}
-    tb = raw.get("trustbox") if isinstance(raw.get("trustbox"), dict) else {}
-    assert isinstance(tb, dict)
     if kind == "local":
         # notary-server keeps local keys in memory and always makes ed25519 ones; trustbox keeps them
         # encrypted in its database and honours key_algorithm
@@ -208,12 +206,7 @@ def _trust_service(raw: Mapping[str, Any]) -> dict[str, Any]:
     if algorithm not in ("ed25519", "ecdsa", "rsa"):
         raise ConfigError(f"trust_service.key_algorithm: invalid key algorithm configured: {algorithm}")
     out["key_algorithm"] = algorithm
-    if not (tb.get("notary_signer_config") or os.environ.get("TRUSTBOX_NOTARY_SIGNER_CONFIG")):
-        raise ConfigError(
-            "trust_service.type remote: trustbox does not speak notary-signer's gRPC API",
-            hint="set trustbox.notary_signer_config (or --notary-signer-config) to notary-signer's config file: "
-                 "trustbox then signs in-process with the keys in notary-signer's database",
-        )
+    out["notary_remote_trust"] = True
     return out
 
 
