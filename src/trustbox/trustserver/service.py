@@ -28,7 +28,14 @@ from trustbox.errcode import (
 from trustbox.errors import FormatError, TrustboxError
 from trustbox.trustserver import changefeed
 from trustbox.trustserver.config import ServerConfig
-from trustbox.trustserver.errors import EMPTY, ServerError, ValidationFailure, VersionConflict
+from trustbox.trustserver.errors import (
+    EMPTY,
+    TOO_LARGE,
+    DocumentTooLarge,
+    ServerError,
+    ValidationFailure,
+    VersionConflict,
+)
 from trustbox.trustserver.generate import CannotSign, can_sign, make_snapshot, make_timestamp
 from trustbox.trustserver.signer import Signer
 from trustbox.trustserver.storage import Storage, StoredFile, Update, WriteResult
@@ -307,6 +314,8 @@ class TrustService:
             return self.storage.update_many(gun, updates)
         except VersionConflict as exc:
             raise ServerError(VERSION, EMPTY) from exc
+        except DocumentTooLarge as exc:
+            raise ServerError(TOO_LARGE, exc.message) from exc
 
     def delete(self, gun: str) -> WriteResult:
         """Delete every document of ``gun``."""

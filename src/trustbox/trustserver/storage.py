@@ -47,7 +47,7 @@ from sqlalchemy.pool import StaticPool
 
 from trustbox.errors import ConfigError
 from trustbox.trustserver.dburl import normalize_db_url, sqlite_path
-from trustbox.trustserver.errors import VersionConflict
+from trustbox.trustserver.errors import DocumentTooLarge, VersionConflict
 from trustbox.trustserver.schema import Tables, make_tables, migrate
 
 TIMESTAMP = "timestamp"
@@ -216,6 +216,7 @@ class Storage:
             self.engine: Engine = self._make_engine(url)
         except (ArgumentError, ModuleNotFoundError) as exc:
             raise ConfigError(f"cannot use database URL {url!r}: {exc}") from exc
+        self._max_doc: int | None = None
         self._fast: _SQLiteFast | None = None
         if self.sqlite_file is not None and not notary_schema:
             self._fast = _SQLiteFast(self.sqlite_file, self.t.files.name, self.t.changefeed.name)
@@ -389,10 +390,31 @@ class Storage:
         f = self.t.files
         return self._one(and_(f.c.gun == gun, f.c.role == role, f.c.sha256 == sha256_hex.lower()))
 
+    def max_document_bytes(self) -> int | None:
+        """The largest document the database takes in one statement (MySQL: half its
+        ``max_allowed_packet``, as PyMySQL sends binary values escaped in the statement text), or
+        None when there is no such limit."""
+        if self.dialect != "mysql":
+            return None
+        if self._max_doc is None:
+            with self._read() as conn:
+                packet = int(conn.execute(text("SELECT @@max_allowed_packet")).scalar() or 0)
+            self._max_doc = max(packet // 2 - 64 * 1024, 0)
+        return self._max_doc
+
     def update_many(self, gun: str, updates: list[Update]) -> WriteResult:
-        """Store all ``updates`` atomically; raise VersionConflict if any version is not new."""
+        """Store all ``updates`` atomically; raise VersionConflict if any version is not new,
+        DocumentTooLarge (nothing stored) if the database cannot take a document of that size."""
         f, cf = self.t.files, self.t.changefeed
         now = time.time_ns()
+        limit = self.max_document_bytes()
+        if limit is not None and updates:
+            largest = max(len(u.data) for u in updates)
+            if largest > limit:
+                raise DocumentTooLarge(
+                    f"the database takes documents of at most {limit} bytes, this one has {largest}: "
+                    "raise MySQL's max_allowed_packet (to more than twice the document size)"
+                )
         if self._fast is not None:
             self._fast.update_many(gun, updates, now)
             return WriteResult(now, next(self._seq))
@@ -419,6 +441,12 @@ class Storage:
             # serialization failure: the other writer won.
             if _is_conflict(exc):
                 raise VersionConflict() from exc
+            if _is_too_large(exc):
+                largest = max(len(u.data) for u in updates)
+                raise DocumentTooLarge(
+                    f"the database refused a {largest}-byte document as too large: raise MySQL's "
+                    "max_allowed_packet and innodb_log_file_size (a row may take a tenth of the redo log)"
+                ) from exc
             raise
         return WriteResult(now, seq)
 
@@ -554,6 +582,13 @@ def _ns_of(value: Any) -> int:
 
 def _is_conflict(exc: OperationalError) -> bool:
     return _is_conflict_text(str(exc.orig) if exc.orig is not None else str(exc))
+
+
+def _is_too_large(exc: OperationalError) -> bool:
+    """MySQL/MariaDB refusing a statement for its size: 1153 (packet bigger than
+    max_allowed_packet), 1301, or InnoDB's 'greater than 10% of redo log size' (1118)."""
+    code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+    return code in (1153, 1301, 1118) or "max_allowed_packet" in str(exc.orig)
 
 
 def _is_conflict_text(msg: str) -> bool:
