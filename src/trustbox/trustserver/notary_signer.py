@@ -81,7 +81,7 @@ def alias_passphrase(alias: str) -> str:
     name = ENV_PREFIX + alias.upper()
     value = os.environ.get(name, "")
     if not value:
-        raise ConfigError(f"no passphrase for notary-signer key alias {alias!r}", hint=f"set {name}")
+        raise ConfigError(f"no passphrase for notary-signer key alias {alias!r}: {name} is not set")
     return value
 
 
@@ -135,6 +135,7 @@ class NotarySignerKeys:
         alias_passphrase(default_alias)  # fail at start-up, not at the first signature
         self.t = private_keys_table(MetaData())
         self._cache: dict[str, PrivateKey] = {}
+        self._marked: set[str] = set()  # keys this process saw marked used
         self._lock = threading.Lock()
         try:
             with self.engine.begin() as conn:
@@ -242,7 +243,10 @@ class NotarySignerKeys:
         """Sign with a key of notary-signer's table and mark it used, as notary-signer does."""
         key = self._private(gun, keyid)
         signature = key.sign(message)
-        with self.engine.begin() as conn:
-            conn.execute(update(self.t).where(and_(self.t.c.key_id == keyid, self.t.c.last_used.is_(None)))
-                         .values(last_used=_now()))
+        if keyid not in self._marked:
+            with self.engine.begin() as conn:
+                conn.execute(update(self.t).where(and_(self.t.c.key_id == keyid, self.t.c.last_used.is_(None)))
+                             .values(last_used=_now()))
+            with self._lock:
+                self._marked.add(keyid)
         return key.method, signature
