@@ -192,7 +192,7 @@ def test_jwe_round_trip_and_failures() -> None:
         jwe.decrypt(".".join([other, *parts[1:]]), "passphrase")
 
 
-def test_rfc7516_pbes2_vector_decrypts() -> None:
+def test_rfc7517_pbes2_key_unwrap_vector() -> None:
     """RFC 7517 appendix C: a JWK wrapped with PBES2-HS256+A128KW / A128CBC-HS256 is refused by its
     enc (notary-signer only uses A256GCM); its key unwrap is still checked against the RFC."""
     from cryptography.hazmat.primitives.keywrap import aes_key_unwrap

@@ -132,9 +132,12 @@ class TrustServerApp:
         #: writer's POST returns, so they could serve the old version for that moment. There the
         #: current documents are read from the database on every GET (immutable versioned and
         #: checksummed documents stay cached) unless --pg-cache-current trades that for speed.
-        #: On MySQL they are always read from the database.
-        self._cache_current = storage.dialect == "sqlite" or (
-            storage.dialect == "postgresql" and self.config.pg_cache_current
+        #: On MySQL (no change notification) they are cached by a single process only; with
+        #: several processes nothing is cached there.
+        self._cache_current = (
+            storage.dialect == "sqlite"
+            or (storage.dialect == "postgresql" and self.config.pg_cache_current)
+            or (storage.dialect == "mysql" and self.config.workers == 1)
         )
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="trustbox-trust")
         #: document reads run on the event loop (SQLite file: no lock waits for readers in WAL mode)
