@@ -11,6 +11,7 @@ serves trustbox's new versions and signs with a key trustbox created in notary-s
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,6 +63,28 @@ class Client:
         value = json.loads(path.read_bytes())
         assert isinstance(value, dict)
         return value
+
+
+class Docker:
+    """The docker CLI 28 (client only: trust verbs need no daemon) with its own config folder."""
+
+    def __init__(self, home: Path, dep: Deployment) -> None:
+        self.home = home
+        self.dep = dep
+        hostport = dep.url.removeprefix("https://")
+        tls = home / "config" / "tls" / hostport
+        tls.mkdir(parents=True, exist_ok=True)
+        (tls / "ca.crt").write_bytes(dep.ca.read_bytes())
+        self.env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "DOCKER_CONFIG": str(home / "config"),
+                    "DOCKER_CONTENT_TRUST_SERVER": dep.url, "DOCKER_HOST": f"unix://{home}/no-daemon.sock",
+                    "DOCKER_CLI_HINTS": "false"}
+
+    def inspect(self, gun: str) -> set[str]:
+        """Signed tags ``docker trust inspect`` shows."""
+        res = run("docker", ["docker", "trust", "inspect", gun], self.env)
+        assert res.rc == 0, f"docker trust inspect failed:\n{res.describe()}\n{self.dep.log_tails()}"  # type: ignore[attr-defined]
+        doc = json.loads(res.out)
+        return {t["SignedTag"] for t in doc[0]["SignedTags"]}
 
 
 def _log_tails(self: Deployment) -> str:
@@ -130,6 +153,9 @@ def test_takeover_and_back(deployment: Deployment, tmp_path: Path) -> None:
     owner.ok("key", "rotate", GUN, "snapshot", "-r")
     before = reader.targets(GUN)
     assert set(before) == {"v1", "v2", "v3"}
+    docker = Docker(tmp_path / "docker", dep) if shutil.which("docker") else None
+    if docker is not None:
+        assert docker.inspect(GUN) == {"v1", "v2", "v3"}
     root_before = reader.cached(GUN, "root")
     signed = root_before["signed"]
     assert isinstance(signed, dict)
@@ -145,6 +171,8 @@ def test_takeover_and_back(deployment: Deployment, tmp_path: Path) -> None:
     assert dep.running() == ["trustbox"]
     assert reader.targets(GUN) == before  # the reader's cache, no reset
     assert owner.targets(GUN) == before
+    if docker is not None:  # docker's trust cache too
+        assert docker.inspect(GUN) == {"v1", "v2", "v3"}
     root_now = httpx.get(f"{dep.url}/v2/{GUN}/_trust/tuf/root.json", verify=str(dep.ca), timeout=10).json()
     assert root_now == root_before
     assert _signers(dep.url, dep.ca, GUN, "timestamp") == set(ts_keys)
@@ -176,6 +204,8 @@ def test_takeover_and_back(deployment: Deployment, tmp_path: Path) -> None:
     assert dep.running() == ["notary-signer", "notary-server"]
     assert Client(tmp_path / "fresh", dep).targets(GUN) == after
     assert reader.targets(GUN) == after
+    if docker is not None:
+        assert docker.inspect(GUN) == {"v1", "v2", "v3", "v4"}
     # and signs with the key trustbox created (notary-signer decrypts trustbox's JWE)
     born.ok("add", NEW_GUN, "b2", str(_payload(tmp_path, "b2")))
     born.ok("publish", NEW_GUN)

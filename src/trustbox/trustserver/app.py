@@ -123,21 +123,19 @@ class TrustServerApp:
                 storage.sender_id,
             )
             self.cache.external_check = self.listener.maybe_changed
-        elif storage.dialect == "mysql" and self.config.workers > 1:
-            # MySQL has no change notification: with several processes, a cached response
-            # could outlive another process's delete, so nothing is cached
+        elif storage.dialect == "mysql":
+            # MySQL has no change notification: another process (a worker, a replica on the same
+            # database) may publish or delete at any time, so every GET reads the database, as
+            # notary-server does
             self.cache.enabled = False
         #: Current documents (timestamp.json, ...) are cached in memory unless several processes
         #: share a PostgreSQL database: a NOTIFY reaches the other processes a moment after the
         #: writer's POST returns, so they could serve the old version for that moment. There the
         #: current documents are read from the database on every GET (immutable versioned and
         #: checksummed documents stay cached) unless --pg-cache-current trades that for speed.
-        #: On MySQL (no change notification) they are cached by a single process only; with
-        #: several processes nothing is cached there.
-        self._cache_current = (
-            storage.dialect == "sqlite"
-            or (storage.dialect == "postgresql" and self.config.pg_cache_current)
-            or (storage.dialect == "mysql" and self.config.workers == 1)
+        #: On MySQL nothing is cached (no change notification).
+        self._cache_current = storage.dialect == "sqlite" or (
+            storage.dialect == "postgresql" and self.config.pg_cache_current
         )
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="trustbox-trust")
         #: document reads run on the event loop (SQLite file: no lock waits for readers in WAL mode)
