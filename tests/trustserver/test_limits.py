@@ -174,7 +174,7 @@ def test_default_limits_take_a_100000_target_repository(kind, tmp_path, clock):
         if url is None:
             pytest.skip("PostgreSQL on 127.0.0.1:5432 is not reachable")
         backend = {"db": url, "table_prefix": f"tbbig_{abs(hash(tmp_path)) % 10**8}_"}
-    assert ServerConfig().max_upload_bytes == DEFAULT_MAX_UPLOAD >= 100 * 1024 * 1024
+    assert ServerConfig().max_upload_bytes == DEFAULT_MAX_UPLOAD >= 24 * 1024 * 1024
     assert ServerConfig().max_targets_per_update == DEFAULT_MAX_TARGETS >= 100_000
     app = make_app(backend, clock)
     try:

@@ -24,8 +24,9 @@ from trustbox.errors import ConfigError
 from trustbox.trustserver.notary_config import is_notary_layout, notary_server_fields
 
 DEFAULT_DB = "sqlite:///./trustbox-trust.db"
-#: notary-server reads update bodies without a cap; its client downloads documents of up to 100 MiB
-DEFAULT_MAX_UPLOAD = 128 * 1024 * 1024
+#: notary-server reads update bodies without a cap; this default takes a 100,000-target repository
+#: (a 19 MB targets.json, ~170,000 targets fit) while bounding what one upload holds in memory
+DEFAULT_MAX_UPLOAD = 32 * 1024 * 1024
 DEFAULT_MAX_TARGETS = 1_000_000
 #: the keys of the ``trustbox`` section of a config file
 TRUSTBOX_KEYS = (
