@@ -284,7 +284,7 @@ class TrustService:
             ts_signed = json.loads(ts_file.data)["signed"]
             snap_hash = base64.b64decode(ts_signed["meta"][SNAPSHOT]["hashes"]["sha256"], validate=True).hex()
             ts_expires = parse_time(ts_signed["expires"])
-            snap_file = self.storage.get_checksum(gun, SNAPSHOT, snap_hash) if len(snap_hash) == 64 else None
+            snap_file = self.storage.get_listed_snapshot(gun, snap_hash) if len(snap_hash) == 64 else None
             if snap_file is None:
                 return None
             snap_expires = parse_time(json.loads(snap_file.data)["signed"]["expires"])

@@ -52,6 +52,8 @@ from trustbox.trustserver.errors import DocumentTooLarge, VersionConflict
 from trustbox.trustserver.schema import Tables, make_tables, migrate
 
 TIMESTAMP = "timestamp"
+#: the role a timestamp lists
+TIMESTAMP_LISTS = "snapshot"
 
 
 @dataclass(frozen=True)
@@ -285,6 +287,7 @@ class Storage:
         self._fast: _SQLiteFast | None = None
         if self.sqlite_file is not None and not notary_schema:
             self._fast = _SQLiteFast(self.sqlite_file, self.t.files.name, self.t.changefeed.name)
+        self._listed: dict[tuple[str, str], StoredFile] = {}
         self._mysql: _MySQLReads | None = None
         if self.dialect == "mysql" and self.engine.dialect.driver == "pymysql":
             self._mysql = _MySQLReads(self.engine, self.t.files.name, notary_schema)
@@ -477,6 +480,25 @@ class Storage:
                 packet = int(conn.execute(text("SELECT @@max_allowed_packet")).scalar() or 0)
             self._max_doc = max(packet // 2 - 64 * 1024, 0)
         return self._max_doc
+
+    def get_listed_snapshot(self, gun: str, sha256_hex: str) -> StoredFile | None:
+        """The snapshot a just-read current timestamp lists (by its SHA-256).
+
+        On MySQL (no response cache) it is remembered per process: the bytes behind a checksum
+        never change, and it is only asked for after the current timestamp was read from the
+        database, so a deleted repository is never served from here.
+        """
+        if self._mysql is None:
+            return self.get_checksum(gun, TIMESTAMP_LISTS, sha256_hex)
+        key = (gun, sha256_hex)
+        found = self._listed.get(key)
+        if found is None:
+            found = self.get_checksum(gun, TIMESTAMP_LISTS, sha256_hex)
+            if found is not None:
+                if len(self._listed) >= 4096:
+                    self._listed.clear()
+                self._listed[key] = found
+        return found
 
     def update_many(self, gun: str, updates: list[Update]) -> WriteResult:
         """Store all ``updates`` atomically; raise VersionConflict if any version is not new,
