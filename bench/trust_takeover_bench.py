@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))  # the repository root: tests.* helpers
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import Report, run_wrk, timed  # noqa: E402

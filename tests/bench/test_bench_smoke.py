@@ -82,3 +82,11 @@ def test_trust_takeover_bench_runs():
         assert figures[f"{server}.get_timestamp.c1"] > 0
         assert figures[f"{server}.publish_1"] > 0
     assert figures["ratio.publish_1"] > 0
+
+
+def test_import_bench_runs():
+    _need("notary-server")
+    figures = _run("import_bench.py", "--timestamp-version", "3", "--targets", "2")
+    for server in ("upstream", "trustbox"):
+        assert figures[f"{server}.import_ts3"] > 0 and figures[f"{server}.updates"] >= 4
+    assert figures["ratio.updates_per_s"] > 0

@@ -19,17 +19,17 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
-from client.endless import SOCKET_SLACK, TOTAL, Bodies, TLSServer
-from client.fakeserver import FakeNotary
-from client.repobuilder import RepoBuilder
-from helpers.certs import CertFiles, write_ca_and_server_cert
-from images.fake_registry import FakeRegistry
+from tests.client.endless import SOCKET_SLACK, TOTAL, Bodies, TLSServer
+from tests.client.fakeserver import FakeNotary
+from tests.helpers.certs import CertFiles, write_ca_and_server_cert
+from tests.helpers.simulator import RepositorySimulator
+from tests.images.fake_registry import FakeRegistry
 from trustbox.cli import cli
 from trustbox.client.capped import SMALL_BODY_LIMIT, TOKEN_BODY_LIMIT
-from trustbox.client.distribution import RegistryClient, RegistryOptions
-from trustbox.client.layout import open_source
-from trustbox.client.sample import write_sample_image
-from trustbox.client.transfer import RegistryDestination, Reporter, copy_image
+from trustbox.client.images.distribution import RegistryClient, RegistryOptions
+from trustbox.client.images.layout import open_source
+from trustbox.client.images.sample import write_sample_image
+from trustbox.client.images.transfer import RegistryDestination, Reporter, copy_image
 from trustbox.client.transport import basic_auth_header
 from trustbox.oci.manifest import MAX_MANIFEST_BYTES, Manifest
 from trustbox.tuf.metadata import FileMeta, Metadata, Targets
@@ -87,7 +87,7 @@ class World:
         """Trust data for ``<gun>:v1`` = the pushed image (root, targets, releases, snapshot, timestamp)."""
         assert self.top is not None
         meta = FileMeta(self.top.size, {"sha256": bytes.fromhex(self.top.digest.split(":")[1])})
-        RepoBuilder(gun=self.gun, now=datetime.now(UTC)).initial({"v1": meta}).serve(self.notary)
+        RepositorySimulator(gun=self.gun, now=datetime.now(UTC)).initial({"v1": meta}).serve(self.notary)
 
     def blob_digest(self) -> str:
         """The digest of the image's largest layer."""
@@ -333,7 +333,7 @@ def test_trust_sign_carries_on_past_an_endless_update_answer(world: World) -> No
     world.on(f"^/v2/{world.host}/{REPO}/_trust/tuf/$", accept, method="POST")
     r = run("trust", "sign", f"{world.gun}:v1")
     assert r.exit_code == 0, r.output
-    assert last_line(r) == f"Successfully signed {world.gun}:v1"
+    assert r.stdout.splitlines()[-1] == f"Successfully signed {world.gun}:v1"  # stderr: the sigstore line
     assert posted == [1]
     assert world.top is not None
     targets = Metadata.parse(world.notary.repo(world.gun).current["targets"], "targets").signed

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from tests.helpers.notary_stack import (
     Deployment,
     NotaryDatabase,
