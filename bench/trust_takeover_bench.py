@@ -31,10 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import Report, run_wrk, timed  # noqa: E402
 from tests.helpers.notary_stack import Deployment, NotaryDatabase, database_reachable, have_notary_stack  # noqa: E402
+from tests.interop import clitools  # noqa: E402
+from tests.interop.clitools import NotaryClient  # noqa: E402
 from trust_bench import must, new_repo, stage_targets  # noqa: E402
-
-from interop import clitools  # noqa: E402
-from interop.clitools import NotaryClient  # noqa: E402
 
 GET_GUN = "bench.example.test/takeover-get"
 
