@@ -69,6 +69,21 @@ def test_soak_runs():
     assert "RESULT PASS: 0 errors" in proc.stdout
 
 
+def test_trust_takeover_bench_runs():
+    _need("wrk", "notary", "notary-server", "notary-signer")
+    from tests.helpers.notary_stack import database_reachable
+
+    reason = database_reachable("mariadb")
+    if reason:
+        pytest.skip(reason)
+    figures = _run("trust_takeover_bench.py", "--duration", "1", "--connections", "1", "--sizes", "1",
+                   "--repeat", "1")
+    for server in ("upstream", "trustbox"):
+        assert figures[f"{server}.get_timestamp.c1"] > 0
+        assert figures[f"{server}.publish_1"] > 0
+    assert figures["ratio.publish_1"] > 0
+
+
 def test_import_bench_runs():
     _need("notary-server")
     figures = _run("import_bench.py", "--timestamp-version", "3", "--targets", "2")

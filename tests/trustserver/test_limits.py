@@ -154,3 +154,88 @@ def test_targets_and_delegations_per_update_are_limited(backend, clock):
             assert r.status_code == 200, r.text
     finally:
         app.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite"])
+def test_default_limits_take_a_100000_target_repository(kind, tmp_path, clock):
+    """notary-server 0.7 takes a 100,000-target repository (a ~19 MB targets.json): so do trustbox's
+    defaults, and the refusal past a lowered limit names the option to raise."""
+    import hashlib
+
+    from tests.helpers.simulator import target
+    from tests.trustserver.ts_env import postgres_url
+    from trustbox.trustserver.config import DEFAULT_MAX_TARGETS, DEFAULT_MAX_UPLOAD, ServerConfig
+    from trustbox.tuf.metadata import FileMeta
+
+    backend = {"db": f"sqlite:///{tmp_path}/trust.db"}
+    if kind == "postgres":
+        url = postgres_url()
+        if url is None:
+            pytest.skip("PostgreSQL on 127.0.0.1:5432 is not reachable")
+        backend = {"db": url, "table_prefix": f"tbbig_{abs(hash(tmp_path)) % 10**8}_"}
+    assert ServerConfig().max_upload_bytes == DEFAULT_MAX_UPLOAD >= 24 * 1024 * 1024
+    assert ServerConfig().max_targets_per_update == DEFAULT_MAX_TARGETS >= 100_000
+    app = make_app(backend, clock)
+    try:
+        with ASGIClient(app) as c:
+            repo = new_repo(c)
+            one = target(b"x")
+            many = {
+                f"release-{i:06d}": FileMeta(one.length, {"sha256": hashlib.sha256(b"%d" % i).digest()})
+                for i in range(100_000)
+            }
+            parts = {"root": repo.make_root(), "targets": repo.make_targets(many, version=2)}
+            parts["snapshot"] = repo.make_snapshot(version=2)
+            assert len(parts["targets"]) > 8 * 1024 * 1024  # past the old 8 MiB default
+            r = post(c, GUN, parts)
+            assert r.status_code == 200, r.text[:500]
+            got = c.get(tuf(GUN, "targets.json"))
+            assert got.status_code == 200 and got.content == parts["targets"]
+    finally:
+        if kind == "postgres":
+            app.service.storage.drop_all()
+        app.close()
+    for limits, status, option in (({"max_targets_per_update": 10}, 400, "--max-targets-per-update"),
+                                   ({"max_upload_bytes": 4096}, 413, "--max-upload-bytes")):
+        small = make_app({"db": f"sqlite:///{tmp_path}/small{status}.db"}, clock, **limits)
+        try:
+            with ASGIClient(small) as c:
+                repo = new_repo(c)
+                parts = {"root": repo.make_root(),
+                         "targets": repo.make_targets(dict(list(many.items())[:11]), version=2)}
+                parts["snapshot"] = repo.make_snapshot(version=2)
+                r = post(c, GUN, parts)
+                assert r.status_code == status and option in r.text, r.text
+                assert c.get(tuf(GUN, "root.json")).status_code == 404
+        finally:
+            small.close()
+
+
+def test_mariadb_document_past_max_allowed_packet_is_a_clear_413(tmp_path, clock):
+    """A document larger than MariaDB's max_allowed_packet takes: 413 naming the setting, no 5xx,
+    nothing stored, and the server keeps working."""
+    import secrets
+
+    from tests.helpers.simulator import target
+    from tests.trustserver.ts_env import mariadb_url
+
+    url = mariadb_url()
+    if url is None:
+        pytest.skip("MariaDB on 127.0.0.1:3306 is not reachable")
+    app = make_app({"db": url, "table_prefix": f"tbbig_{secrets.token_hex(4)}_"}, clock)
+    try:
+        limit = app.service.storage.max_document_bytes()
+        assert limit is not None and limit > 1024 * 1024
+        with ASGIClient(app) as c:
+            repo = new_repo(c)
+            parts = {"root": repo.make_root(), "targets": repo.make_targets({"v1": target(b"a")}, version=2)}
+            parts["targets"] = parts["targets"].replace(b'"signed"', b'"signed"' + b" " * (limit + 1), 1)
+            repo.docs["targets"] = parts["targets"]
+            parts["snapshot"] = repo.make_snapshot(version=2)
+            r = post(c, GUN, parts)
+            assert r.status_code == 413 and "max_allowed_packet" in r.text, r.text[:300]
+            assert c.get(tuf(GUN, "root.json")).status_code == 404
+            publish_new(c)  # the server carries on
+    finally:
+        app.service.storage.drop_all()
+        app.close()

@@ -160,7 +160,10 @@ def test_config_file_upstream_layout(tmp_path):
         "trustbox": {"max_upload_bytes": 65536, "table_prefix": "p_"},
     }))
     cfg = ServerConfig(**load_config_file(f)).validate()
-    assert (cfg.listen, cfg.tls_cert, cfg.db, cfg.key_algorithm) == ("0.0.0.0:4443", "c.pem", "postgresql://u@h/db", "ecdsa")
+    # TLS files relative to the config file, as notary-server takes them
+    assert (cfg.listen, cfg.tls_cert, cfg.db, cfg.key_algorithm) == (
+        "0.0.0.0:4443", str(tmp_path / "c.pem"), "postgresql://u@h/db", "ecdsa")
+    assert cfg.notary_schema
     assert (cfg.current_max_age, cfg.consistent_max_age, cfg.gun_prefixes) == (0, 60, ("docker.io/",))
     assert cfg.with_overrides(listen="127.0.0.1:1", db=None).listen == "127.0.0.1:1"
     for bad in ({"key_algorithm": "dsa"}, {"listen": "nowhere"}, {"current_max_age": -1}, {"tls_cert": "c"},

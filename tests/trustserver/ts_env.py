@@ -33,6 +33,27 @@ def postgres_url() -> str | None:
     return _pg_url if isinstance(_pg_url, str) else None
 
 
+MARIADB_URL = "mysql://root@127.0.0.1:3306/test"
+_mariadb_url: str | None | bool = False
+
+
+def mariadb_url() -> str | None:
+    """The machine's MariaDB (root, no password, database ``test``) if reachable, else None."""
+    global _mariadb_url
+    if _mariadb_url is False:
+        _mariadb_url = None
+        try:
+            import pymysql
+        except ImportError:  # pragma: no cover
+            return None
+        try:
+            pymysql.connect(host="127.0.0.1", port=3306, user="root", database="test", connect_timeout=3).close()
+            _mariadb_url = MARIADB_URL
+        except pymysql.Error:
+            pass
+    return _mariadb_url if isinstance(_mariadb_url, str) else None
+
+
 class Clock:
     """A settable clock for the server (re-signing tests)."""
 

@@ -32,7 +32,7 @@ from trustbox.trustserver.config import (
     help="Seconds a request body may stall before the update is refused with 408 [60].",
 )
 @click.option("--max-targets-per-update", envvar="TRUSTBOX_MAX_TARGETS_PER_UPDATE", type=int, default=None,
-              help="Most targets all documents of one update may list together [100000].")
+              help="Most targets all documents of one update may list together [1000000].")
 @click.option("--max-delegations-per-update", envvar="TRUSTBOX_MAX_DELEGATIONS_PER_UPDATE", type=int, default=None,
               help="Most delegated roles all documents of one update may list together [1000].")
 @click.option("--pg-cache-current/--no-pg-cache-current", envvar="TRUSTBOX_PG_CACHE_CURRENT", default=None,
@@ -58,6 +58,9 @@ from trustbox.trustserver.config import (
 @click.option("--signer-token-file", envvar="TRUSTBOX_SIGNER_TOKEN_FILE", default=None,
               help="File with the signer service's bearer token (or TRUSTBOX_SIGNER_TOKEN).")
 @click.option("--signer-ca", envvar="TRUSTBOX_SIGNER_CA", default=None, help="CA certificate of the signer service.")
+@click.option("--notary-signer-config", envvar="TRUSTBOX_NOTARY_SIGNER_CONFIG", default=None,
+              help="notary-signer's config file: sign with the keys in its database (passphrases from "
+                   "NOTARY_SIGNER_<ALIAS>).")
 @click.option("--auth-token-realm", envvar="TRUSTBOX_AUTH_TOKEN_REALM", default=None,
               help="Token auth: URL of the token server (e.g. https://auth.example/token).")
 @click.option("--auth-token-service", envvar="TRUSTBOX_AUTH_TOKEN_SERVICE", default=None,

@@ -128,12 +128,20 @@ class TrustServerApp:
                 storage.sender_id,
             )
             self.cache.external_check = self.listener.maybe_changed
+        elif storage.dialect == "mysql":
+            # MySQL has no change notification: another process (a worker, a replica on the same
+            # database) may publish or delete at any time, so every GET reads the database, as
+            # notary-server does
+            self.cache.enabled = False
         #: Current documents (timestamp.json, ...) are cached in memory unless several processes
         #: share a PostgreSQL database: a NOTIFY reaches the other processes a moment after the
         #: writer's POST returns, so they could serve the old version for that moment. There the
         #: current documents are read from the database on every GET (immutable versioned and
         #: checksummed documents stay cached) unless --pg-cache-current trades that for speed.
-        self._cache_current = storage.dialect != "postgresql" or self.config.pg_cache_current
+        #: On MySQL nothing is cached (no change notification).
+        self._cache_current = storage.dialect == "sqlite" or (
+            storage.dialect == "postgresql" and self.config.pg_cache_current
+        )
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="trustbox-trust")
         #: document reads run on the event loop (SQLite file: no lock waits for readers in WAL mode)
         self._inline_reads = storage.fast_reads
@@ -410,7 +418,7 @@ class TrustServerApp:
                 except FormatError as exc:
                     raise ServerError(MALFORMED_UPLOAD) from exc
                 if declared > limit:
-                    raise ServerError(TOO_LARGE, f"request body larger than {limit} bytes")
+                    raise ServerError(TOO_LARGE, f"request body larger than {limit} bytes (raise --max-upload-bytes)")
         chunks: list[bytes] = []
         total = 0
         timeout = self.config.body_timeout
@@ -425,7 +433,7 @@ class TrustServerApp:
             chunk = msg.get("body", b"")
             total += len(chunk)
             if total > limit:
-                raise ServerError(TOO_LARGE, f"request body larger than {limit} bytes")
+                raise ServerError(TOO_LARGE, f"request body larger than {limit} bytes (raise --max-upload-bytes)")
             chunks.append(chunk)
             if not msg.get("more_body", False):
                 return b"".join(chunks)

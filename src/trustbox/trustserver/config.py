@@ -1,6 +1,9 @@
 """Trust server configuration: defaults, an optional JSON/TOML file, then explicit overrides.
 
-The file may use upstream's notary-server layout for the keys trustbox understands
+A notary-server 0.7 ``server.json`` (one naming ``storage.backend`` or ``trust_service``) is read as
+notary-server reads it, strictly (:mod:`trustbox.trustserver.notary_config`): its SQL backends
+select notary's own table layout (``notary_schema``), so trustbox takes over the database in place.
+Otherwise the file may use upstream's layout for the keys trustbox understands
 (``server.http_addr``, ``server.tls_cert_file``, ``server.tls_key_file``, ``storage.db_url``,
 ``trust_service.key_algorithm``, ``caching.max_age.current_metadata`` /
 ``consistent_metadata``, ``repositories.gun_prefixes``, ``auth``) plus a ``trustbox`` section
@@ -18,9 +21,23 @@ from pathlib import Path
 from typing import Any
 
 from trustbox.errors import ConfigError
+from trustbox.trustserver.notary_config import is_notary_layout, notary_server_fields
 
 DEFAULT_DB = "sqlite:///./trustbox-trust.db"
-DEFAULT_MAX_UPLOAD = 8 * 1024 * 1024
+#: notary-server reads update bodies without a cap; this default takes a 100,000-target repository
+#: (a 19 MB targets.json, ~170,000 targets fit) while bounding what one upload holds in memory
+DEFAULT_MAX_UPLOAD = 32 * 1024 * 1024
+DEFAULT_MAX_TARGETS = 1_000_000
+#: the keys of the ``trustbox`` section of a config file
+TRUSTBOX_KEYS = (
+    "listen", "tls_cert", "tls_key", "db", "table_prefix", "max_upload_bytes", "body_timeout",
+    "max_targets_per_update", "max_delegations_per_update", "pg_cache_current", "key_algorithm",
+    "key_passphrase", "key_passphrase_file", "insecure_dev_keys", "workers", "gun_prefixes",
+    "signer_url", "signer_token", "signer_token_file", "signer_ca", "auth_token_realm",
+    "auth_token_service", "auth_token_issuer", "auth_token_rootcertbundle", "htpasswd",
+    "htpasswd_realm", "auth_rules", "notary_schema", "notary_signer_config", "log_level",
+    "ui_warn_days", "ui_registry_url", "ui_registry_ca",
+)
 MAX_CACHE_AGE = 31536000
 KEY_ALGORITHMS = ("ed25519", "ecdsa", "rsa")
 
@@ -36,7 +53,7 @@ class ServerConfig:
     table_prefix: str = ""
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD
     body_timeout: float = 60.0
-    max_targets_per_update: int = 100_000
+    max_targets_per_update: int = DEFAULT_MAX_TARGETS
     max_delegations_per_update: int = 1_000
     pg_cache_current: bool = False
     key_algorithm: str = "ed25519"
@@ -63,6 +80,12 @@ class ServerConfig:
     ui_warn_days: float = 30.0
     ui_registry_url: str | None = None
     ui_registry_ca: str | None = None
+    #: documents in notary-server's own ``tuf_files``/``changefeed`` tables (taking over its database)
+    notary_schema: bool = False
+    #: notary-signer's config file: sign with the keys in its database (its passphrase aliases)
+    notary_signer_config: str | None = None
+    #: the config file asked for notary-server's ``trust_service.type = remote`` (notary-signer)
+    notary_remote_trust: bool = False
 
     def auth_section(self) -> dict[str, Any] | None:
         """The ``auth`` section for :func:`trustbox.auth.middleware.authorizer_from_config`, or None (off)."""
@@ -121,6 +144,16 @@ class ServerConfig:
             raise ConfigError("table prefix may only contain letters, digits and '_'")
         if self.workers < 1:
             raise ConfigError("workers must be at least 1")
+        if self.notary_signer_config and self.signer_url:
+            raise ConfigError("give either a notary-signer config or a trustbox signer service, not both")
+        if self.notary_remote_trust and not (self.notary_signer_config or self.signer_url):
+            raise ConfigError(
+                "trust_service.type remote: trustbox does not speak notary-signer's gRPC API",
+                hint="give --notary-signer-config (or trustbox.notary_signer_config) with notary-signer's config "
+                     "file: trustbox then signs in-process with the keys in notary-signer's database",
+            )
+        if self.notary_signer_config and self.key_algorithm == "rsa":
+            raise ConfigError("trust_service.key_algorithm rsa: notary-signer keys are ed25519 or ecdsa")
         split_listen(self.listen)
         self.auth_section()
         return self
@@ -162,39 +195,39 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {p} must hold an object")
     out: dict[str, Any] = {}
-    mapping: list[tuple[str, tuple[str, ...]]] = [
-        ("listen", ("server", "http_addr")),
-        ("tls_cert", ("server", "tls_cert_file")),
-        ("tls_key", ("server", "tls_key_file")),
-        ("db", ("storage", "db_url")),
-        ("key_algorithm", ("trust_service", "key_algorithm")),
-        ("current_max_age", ("caching", "max_age", "current_metadata")),
-        ("consistent_max_age", ("caching", "max_age", "consistent_metadata")),
-        ("gun_prefixes", ("repositories", "gun_prefixes")),
-        ("log_level", ("logging", "level")),
-    ]
-    for name, path_ in mapping:
-        v = _dig(raw, *path_)
-        if v is not None:
-            out[name] = v
-    tb = raw.get("trustbox")
-    if isinstance(tb, dict):
-        for name in (
-            "listen", "tls_cert", "tls_key", "db", "table_prefix", "max_upload_bytes", "body_timeout",
-            "max_targets_per_update", "max_delegations_per_update", "pg_cache_current", "key_algorithm",
-            "key_passphrase", "key_passphrase_file", "insecure_dev_keys", "workers", "gun_prefixes",
-            "signer_url", "signer_token", "signer_token_file", "signer_ca", "auth_token_realm",
-            "auth_token_service", "auth_token_issuer", "auth_token_rootcertbundle", "htpasswd",
-            "htpasswd_realm", "auth_rules", "ui_warn_days", "ui_registry_url", "ui_registry_ca",
-        ):
-            if name in tb:
-                out[name] = tb[name]
+    if is_notary_layout(raw):
+        out.update(notary_server_fields(raw, p))
+    else:
+        mapping: list[tuple[str, tuple[str, ...]]] = [
+            ("listen", ("server", "http_addr")),
+            ("tls_cert", ("server", "tls_cert_file")),
+            ("tls_key", ("server", "tls_key_file")),
+            ("db", ("storage", "db_url")),
+            ("key_algorithm", ("trust_service", "key_algorithm")),
+            ("current_max_age", ("caching", "max_age", "current_metadata")),
+            ("consistent_max_age", ("caching", "max_age", "consistent_metadata")),
+            ("gun_prefixes", ("repositories", "gun_prefixes")),
+            ("log_level", ("logging", "level")),
+        ]
+        for name, path_ in mapping:
+            v = _dig(raw, *path_)
+            if v is not None:
+                out[name] = v
+    tb = raw.get("trustbox") or {}
+    if not isinstance(tb, dict):
+        raise ConfigError("the trustbox section must be an object")
+    for name in tb:
+        if name not in TRUSTBOX_KEYS:
+            raise ConfigError(f"config option trustbox.{name} is unknown")
+        out[name] = tb[name]
     out.update(_auth_fields(raw.get("auth")))
     if "gun_prefixes" in out:
         gp = out["gun_prefixes"]
-        if not isinstance(gp, list) or not all(isinstance(x, str) for x in gp):
+        if not isinstance(gp, (list, tuple)) or not all(isinstance(x, str) for x in gp):
             raise ConfigError("repositories.gun_prefixes must be a list of strings")
         out["gun_prefixes"] = tuple(gp)
+    if "notary_signer_config" in out and isinstance(out["notary_signer_config"], str):
+        out["notary_signer_config"] = str(p.parent / out["notary_signer_config"])
     for name in ("current_max_age", "consistent_max_age", "max_upload_bytes", "workers",
                  "max_targets_per_update", "max_delegations_per_update"):
         if name in out and (isinstance(out[name], bool) or not isinstance(out[name], int)):

@@ -95,3 +95,8 @@ class VersionConflict(TrustboxError):
 
     def __init__(self) -> None:
         super().__init__("a newer version of metadata is already available")
+
+
+class DocumentTooLarge(TrustboxError):
+    """The database refused a document for its size (MySQL's ``max_allowed_packet``, InnoDB's redo
+    log share); nothing of the update was stored."""

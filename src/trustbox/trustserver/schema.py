@@ -9,6 +9,13 @@ Tables (all names carry the configured prefix):
 * ``server_keys`` — server-held timestamp/snapshot keys, private part encrypted (see
   :mod:`trustbox.trustserver.keys_at_rest`);
 * ``server_meta`` — small named values (key-encryption salt and check value).
+
+With ``notary=True`` (:func:`make_tables`) ``tuf_files`` and ``changefeed`` are notary-server
+0.7's own tables instead (gorm's ``created_at``/``updated_at``/``deleted_at`` timestamps, ``id``
+serial, ``sha256`` nullable, plus its ``change_category`` table): trustbox then reads and extends a
+notary-server database in place, and notary-server started again on it serves what trustbox wrote.
+Missing tables are created as notary's migrations would create them; existing ones are left as
+they are. trustbox's own tables (``schema_version``, ``server_keys``, ``server_meta``) sit beside.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
+    DateTime,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -29,11 +38,14 @@ from sqlalchemy import (
     UniqueConstraint,
     select,
 )
+from sqlalchemy.dialects import mysql
 
 from trustbox.errors import ConfigError
 
-# BIGINT on PostgreSQL, INTEGER (rowid alias, autoincrement) on SQLite.
+# BIGINT on PostgreSQL and MySQL, INTEGER (rowid alias, autoincrement) on SQLite.
 _ID = BigInteger().with_variant(Integer(), "sqlite")
+# document bytes: BYTEA / BLOB, LONGBLOB on MySQL (its BLOB stops at 64 KiB)
+_DATA = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 
 
 @dataclass(frozen=True)
@@ -46,12 +58,62 @@ class Tables:
     changefeed: Table
     keys: Table
     meta: Table
+    #: notary-server's ``tuf_files``/``changefeed`` layout (timestamps as DATETIME, soft delete)
+    notary: bool = False
+    #: notary's ``change_category`` (only with ``notary``)
+    categories: Table | None = None
 
 
-def make_tables(prefix: str = "") -> Tables:
-    """Build the table objects for ``prefix``."""
+def _notary_tables(md: MetaData, prefix: str) -> tuple[Table, Table, Table]:
+    """notary-server 0.7's ``tuf_files``, ``change_category`` and ``changefeed`` tables."""
+    files = Table(
+        f"{prefix}tuf_files",
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("created_at", DateTime, nullable=True),
+        Column("updated_at", DateTime, nullable=True),
+        Column("deleted_at", DateTime, nullable=True),
+        Column("gun", String(255), nullable=False),
+        Column("role", String(255), nullable=False),
+        Column("version", Integer, nullable=False),
+        Column("data", _DATA, nullable=False),
+        Column("sha256", String(64), nullable=True),
+        UniqueConstraint("gun", "role", "version", name=f"{prefix}gun"),
+        Index(f"{prefix}tuf_files_sha256_idx", "sha256"),
+        mysql_charset="utf8",
+        mysql_engine="InnoDB",
+    )
+    categories = Table(
+        f"{prefix}change_category",
+        md,
+        Column("category", String(20), primary_key=True),
+        mysql_charset="utf8",
+        mysql_engine="InnoDB",
+    )
+    changefeed = Table(
+        f"{prefix}changefeed",
+        md,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("created_at", DateTime, nullable=True),
+        Column("gun", String(255), nullable=False),
+        Column("version", Integer, nullable=False),
+        Column("sha256", String(64), nullable=True),
+        Column("category", String(20), ForeignKey(categories.c.category), nullable=False),
+        Index(f"{prefix}idx_changefeed_gun", "gun"),
+        mysql_charset="utf8",
+        mysql_engine="InnoDB",
+    )
+    return files, categories, changefeed
+
+
+def make_tables(prefix: str = "", notary: bool = False) -> Tables:
+    """Build the table objects for ``prefix`` (notary-server's document tables with ``notary``)."""
     md = MetaData()
     schema_version = Table(f"{prefix}schema_version", md, Column("version", Integer, nullable=False))
+    keys, meta = _key_tables(md, prefix)
+    if notary:
+        files, categories, changefeed = _notary_tables(md, prefix)
+        return Tables(md, schema_version, files, changefeed, keys, meta, True, categories)
     files = Table(
         f"{prefix}tuf_files",
         md,
@@ -60,7 +122,7 @@ def make_tables(prefix: str = "") -> Tables:
         Column("role", String(255), nullable=False),
         Column("version", Integer, nullable=False),
         Column("sha256", String(64), nullable=False),
-        Column("data", LargeBinary, nullable=False),
+        Column("data", _DATA, nullable=False),
         Column("created_ns", BigInteger, nullable=False),
         UniqueConstraint("gun", "role", "version", name=f"{prefix}uq_tuf_files_gun_role_version"),
         Index(f"{prefix}ix_tuf_files_gun_role_sha256", "gun", "role", "sha256"),
@@ -76,6 +138,11 @@ def make_tables(prefix: str = "") -> Tables:
         Column("category", String(20), nullable=False),
         Index(f"{prefix}ix_changefeed_gun", "gun", "id"),
     )
+    return Tables(md, schema_version, files, changefeed, keys, meta)
+
+
+def _key_tables(md: MetaData, prefix: str) -> tuple[Table, Table]:
+    """trustbox's ``server_keys`` and ``server_meta``."""
     keys = Table(
         f"{prefix}server_keys",
         md,
@@ -96,10 +163,14 @@ def make_tables(prefix: str = "") -> Tables:
         Column("name", String(64), primary_key=True),
         Column("value", LargeBinary, nullable=False),
     )
-    return Tables(md, schema_version, files, changefeed, keys, meta)
+    return keys, meta
 
 
 def _step1(conn: Connection, t: Tables) -> None:
+    if t.notary and t.categories is not None:
+        t.categories.create(conn, checkfirst=True)
+        if not conn.execute(select(t.categories.c.category).limit(1)).first():
+            conn.execute(t.categories.insert(), [{"category": "update"}, {"category": "deletion"}])
     for table in (t.files, t.changefeed, t.keys, t.meta):
         table.create(conn, checkfirst=True)
 

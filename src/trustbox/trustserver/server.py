@@ -14,6 +14,8 @@ from trustbox.errors import ConfigError
 from trustbox.trustserver.app import TrustServerApp
 from trustbox.trustserver.config import ServerConfig, split_listen
 from trustbox.trustserver.keys_at_rest import resolve_passphrase
+from trustbox.trustserver.notary_config import notary_signer_storage
+from trustbox.trustserver.notary_signer import NotarySignerKeys
 from trustbox.trustserver.remote_signer import RemoteSigner, SignerApp
 from trustbox.trustserver.service import TrustService
 from trustbox.trustserver.signer import LocalSigner, Signer
@@ -37,16 +39,28 @@ def _passphrase(config: ServerConfig, storage: Storage) -> str:
     )
 
 
+def notary_signer(config: ServerConfig) -> NotarySignerKeys:
+    """The keys of notary-signer's database named by ``config.notary_signer_config``.
+
+    Raises ConfigError for an unusable config, database or missing alias passphrase.
+    """
+    assert config.notary_signer_config
+    url, alias = notary_signer_storage(config.notary_signer_config)
+    return NotarySignerKeys(url, alias)
+
+
 def build_app(config: ServerConfig, clock: Callable[[], datetime] = utcnow, migrate: bool = True) -> TrustServerApp:
     """A ready ASGI app for ``config`` (schema migrated, passphrase checked)."""
     config.validate()
-    storage = Storage(config.db, config.table_prefix)
+    storage = Storage(config.db, config.table_prefix, notary_schema=config.notary_schema)
     signer: Signer
     try:
         if migrate:
             storage.migrate()
         if config.signer_url:
             signer = RemoteSigner(config.signer_url, config.signer_token_value(), config.signer_ca)
+        elif config.notary_signer_config:
+            signer = notary_signer(config)
         else:
             signer = LocalSigner(storage, _passphrase(config, storage))
     except Exception:
@@ -74,11 +88,14 @@ def prepare(config: ServerConfig) -> ServerConfig:
     from trustbox.auth.middleware import authorizer_from_config
 
     authorizer_from_config(config.auth_section())  # unreadable bundle / htpasswd: fail before serving
-    storage = Storage(config.db, config.table_prefix)
+    storage = Storage(config.db, config.table_prefix, notary_schema=config.notary_schema)
     try:
         storage.migrate()
         if config.signer_url:
             config.signer_token_value()
+            return config
+        if config.notary_signer_config:
+            notary_signer(config).close()
             return config
         LocalSigner(storage, _passphrase(config, storage))
         if not config.key_passphrase_file and not config.key_passphrase and storage.sqlite_file:

@@ -28,7 +28,14 @@ from trustbox.errcode import (
 from trustbox.errors import FormatError, TrustboxError
 from trustbox.trustserver import changefeed
 from trustbox.trustserver.config import ServerConfig
-from trustbox.trustserver.errors import EMPTY, ServerError, ValidationFailure, VersionConflict
+from trustbox.trustserver.errors import (
+    EMPTY,
+    TOO_LARGE,
+    DocumentTooLarge,
+    ServerError,
+    ValidationFailure,
+    VersionConflict,
+)
 from trustbox.trustserver.generate import CannotSign, can_sign, make_snapshot, make_timestamp
 from trustbox.trustserver.signer import Signer
 from trustbox.trustserver.storage import Storage, StoredFile, Update, WriteResult
@@ -142,10 +149,15 @@ def check_update_limits(parts: dict[str, Part], max_targets: int, max_delegation
         if isinstance(d, dict) and isinstance(d.get("roles"), list):
             delegations += len(d["roles"])
     if targets > max_targets:
-        raise ServerError(MALFORMED_UPLOAD, f"update lists {targets} targets, more than the {max_targets} allowed")
+        raise ServerError(
+            MALFORMED_UPLOAD,
+            f"update lists {targets} targets, more than the {max_targets} allowed (raise --max-targets-per-update)",
+        )
     if delegations > max_delegations:
         raise ServerError(
-            MALFORMED_UPLOAD, f"update lists {delegations} delegated roles, more than the {max_delegations} allowed"
+            MALFORMED_UPLOAD,
+            f"update lists {delegations} delegated roles, more than the {max_delegations} allowed"
+            " (raise --max-delegations-per-update)",
         )
 
 
@@ -272,7 +284,7 @@ class TrustService:
             ts_signed = json.loads(ts_file.data)["signed"]
             snap_hash = base64.b64decode(ts_signed["meta"][SNAPSHOT]["hashes"]["sha256"], validate=True).hex()
             ts_expires = parse_time(ts_signed["expires"])
-            snap_file = self.storage.get_checksum(gun, SNAPSHOT, snap_hash) if len(snap_hash) == 64 else None
+            snap_file = self.storage.get_listed_snapshot(gun, snap_hash) if len(snap_hash) == 64 else None
             if snap_file is None:
                 return None
             snap_expires = parse_time(json.loads(snap_file.data)["signed"]["expires"])
@@ -302,6 +314,8 @@ class TrustService:
             return self.storage.update_many(gun, updates)
         except VersionConflict as exc:
             raise ServerError(VERSION, EMPTY) from exc
+        except DocumentTooLarge as exc:
+            raise ServerError(TOO_LARGE, exc.message) from exc
 
     def delete(self, gun: str) -> WriteResult:
         """Delete every document of ``gun``."""

@@ -1,4 +1,9 @@
-"""Metadata storage on SQLAlchemy Core: a SQLite file (WAL) or PostgreSQL, same code.
+"""Metadata storage on SQLAlchemy Core: a SQLite file (WAL), PostgreSQL or MySQL/MariaDB, same code.
+
+With ``notary_schema`` the documents live in notary-server 0.7's own ``tuf_files`` and
+``changefeed`` tables (see :mod:`trustbox.trustserver.schema`): rows are written as notary-server
+writes them (``created_at``/``updated_at`` in UTC, ``sha256``) and soft-deleted rows are skipped
+as gorm skips them, so either server can run on the database the other wrote.
 
 Every method is synchronous and short; the ASGI app calls them from worker threads.
 Writes that belong together (:meth:`Storage.update_many`, :meth:`Storage.delete`) run in one
@@ -20,19 +25,36 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, select, text
+import pymysql
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from trustbox.errors import ConfigError
-from trustbox.trustserver.errors import VersionConflict
+from trustbox.trustserver.dburl import normalize_db_url, sqlite_path
+from trustbox.trustserver.errors import DocumentTooLarge, VersionConflict
 from trustbox.trustserver.schema import Tables, make_tables, migrate
 
 TIMESTAMP = "timestamp"
+#: the role a timestamp lists
+TIMESTAMP_LISTS = "snapshot"
 
 
 @dataclass(frozen=True)
@@ -85,25 +107,6 @@ class KeyRecord:
     public: bytes
     private_enc: bytes
     created_ns: int
-
-
-def normalize_db_url(url: str) -> str:
-    """Map ``postgres://``/``postgresql://`` onto psycopg 3; leave everything else alone."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
-def sqlite_path(url: str) -> str | None:
-    """The file path of a SQLite URL (None for in-memory or non-SQLite URLs)."""
-    u = make_url(url)
-    if not u.drivername.startswith("sqlite"):
-        return None
-    db = u.database
-    if not db or db == ":memory:":
-        return None
-    return db
 
 
 class _SQLiteFast:
@@ -184,6 +187,70 @@ class _SQLiteFast:
         self._local = threading.local()
 
 
+class _MySQLReads:
+    """Document reads on MySQL over plain PyMySQL, one autocommit connection per thread.
+
+    SQLAlchemy's pool check-out with its pre-ping costs a round trip and several hundred
+    microseconds per statement; reads are the hot path of a server that cannot cache (MySQL has
+    no change notification). Each SELECT runs in its own transaction, so it sees every commit. A
+    connection the server dropped is re-opened once and the read repeated (reads are idempotent).
+    """
+
+    def __init__(self, engine: Engine, files_table: str, notary: bool) -> None:
+        args, kwargs = engine.dialect.create_connect_args(engine.url)
+        self._args = tuple(args)
+        self._kwargs = {**kwargs, "autocommit": True}
+        self._local = threading.local()
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+        f = "`" + files_table.replace("`", "``") + "`"
+        created = "created_at" if notary else "created_ns"
+        live = " AND deleted_at IS NULL" if notary else ""
+        base = f"FROM {f} WHERE gun = %s AND role = %s{live}"
+        current = "updated_at" if notary else "created_ns"
+        self.q_current = f"SELECT data, version, {current} {base} ORDER BY version DESC LIMIT 1"
+        self.q_version = f"SELECT data, version, {created} {base} AND version = %s LIMIT 1"
+        self.q_checksum = f"SELECT data, version, {created} {base} AND sha256 = %s LIMIT 1"
+
+    def _conn(self, fresh: bool = False) -> Any:
+        c = getattr(self._local, "conn", None)
+        if c is None or fresh:
+            if c is not None:
+                try:
+                    c.close()
+                except pymysql.Error:
+                    pass
+            c = pymysql.connect(*self._args, **self._kwargs)
+            with self._lock:
+                self._all.append(c)
+            self._local.conn = c
+        return c
+
+    def one(self, sql: str, params: tuple[Any, ...]) -> StoredFile | None:
+        for attempt in (0, 1):
+            try:
+                with self._conn(fresh=attempt == 1).cursor() as cur:
+                    cur.execute(sql, params)
+                    row = cur.fetchone()
+                break
+            except (pymysql.OperationalError, pymysql.InterfaceError):
+                if attempt == 1:
+                    raise
+        if row is None:
+            return None
+        return StoredFile(bytes(row[0]), int(row[1]), _ns_of(row[2]))
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for c in conns:
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001 - already closed or broken
+                pass
+        self._local = threading.local()
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -191,7 +258,7 @@ def _quote(name: str) -> str:
 class Storage:
     """The trust server's database."""
 
-    def __init__(self, url: str, table_prefix: str = "") -> None:
+    def __init__(self, url: str, table_prefix: str = "", notary_schema: bool = False) -> None:
         url = normalize_db_url(url)
         try:
             u = make_url(url)
@@ -199,10 +266,15 @@ class Storage:
             raise ConfigError(f"invalid database URL {url!r}") from exc
         self.url = url
         self.dialect = u.get_backend_name()
-        if self.dialect not in ("sqlite", "postgresql"):
-            raise ConfigError(f"unsupported database {self.dialect!r}: use sqlite:///FILE or postgresql://...")
+        if self.dialect == "mariadb":
+            self.dialect = "mysql"
+        if self.dialect not in ("sqlite", "postgresql", "mysql"):
+            raise ConfigError(
+                f"unsupported database {self.dialect!r}: use sqlite:///FILE, postgresql://... or mysql://..."
+            )
         self.prefix = table_prefix
-        self.t: Tables = make_tables(table_prefix)
+        self.notary_schema = notary_schema
+        self.t: Tables = make_tables(table_prefix, notary=notary_schema)
         self.channel = f"{table_prefix}trustbox_changes".lower()
         self.sqlite_file = sqlite_path(url) if self.dialect == "sqlite" else None
         self.sender_id = secrets.token_hex(8)
@@ -212,9 +284,14 @@ class Storage:
             self.engine: Engine = self._make_engine(url)
         except (ArgumentError, ModuleNotFoundError) as exc:
             raise ConfigError(f"cannot use database URL {url!r}: {exc}") from exc
+        self._max_doc: int | None = None
         self._fast: _SQLiteFast | None = None
-        if self.sqlite_file is not None:
+        if self.sqlite_file is not None and not notary_schema:
             self._fast = _SQLiteFast(self.sqlite_file, self.t.files.name, self.t.changefeed.name)
+        self._listed: dict[tuple[str, str], StoredFile] = {}
+        self._mysql: _MySQLReads | None = None
+        if self.dialect == "mysql" and self.engine.dialect.driver == "pymysql":
+            self._mysql = _MySQLReads(self.engine, self.t.files.name, notary_schema)
 
     # -- engine ------------------------------------------------------------------------
 
@@ -246,6 +323,14 @@ class Storage:
                 conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
             return engine
+        if self.dialect == "mysql":
+            # READ COMMITTED: the "is there a newer version" check sees what other writers
+            # committed (REPEATABLE READ would keep the snapshot of the first read); the unique
+            # index decides races either way. utf8mb4: GUNs are compared byte-exactly anyway.
+            return create_engine(
+                url, pool_size=5, max_overflow=10, pool_pre_ping=True, pool_recycle=3600,
+                isolation_level="READ COMMITTED",
+            )
         return create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True)
 
     @property
@@ -281,18 +366,30 @@ class Storage:
             if self.dialect == "postgresql":
                 key = int.from_bytes(hashlib.sha256(self.channel.encode()).digest()[:7], "big")
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+            elif self.dialect == "mysql":
+                # a named lock held by this connection until RELEASE_LOCK (DDL commits implicitly)
+                got = conn.execute(text("SELECT GET_LOCK(:n, 60)"), {"n": self.channel[:64]}).scalar()
+                if got != 1:
+                    raise ConfigError("could not take the schema migration lock on the MySQL database")
+                try:
+                    migrate(conn, self.t)
+                finally:
+                    conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": self.channel[:64]})
+                return
             migrate(conn, self.t)
 
     def drop_all(self) -> None:
         """Drop every table of this prefix (tests)."""
         with self._write() as conn:
-            self.t.metadata.drop_all(conn)
+            self.t.metadata.drop_all(conn, checkfirst=True)
             self.t.schema_version.drop(conn, checkfirst=True)
 
     def close(self) -> None:
         """Release all connections."""
         if self._fast is not None:
             self._fast.close()
+        if self._mysql is not None:
+            self._mysql.close()
         self.engine.dispose()
 
     def healthy(self) -> bool:
@@ -306,9 +403,37 @@ class Storage:
 
     # -- documents ---------------------------------------------------------------------
 
-    def _one(self, where: Any, order_desc: bool = False) -> StoredFile | None:
+    # notary's rows carry gorm timestamps (UTC DATETIME) instead of nanoseconds, and a
+    # ``deleted_at`` gorm's reads skip
+
+    def _live(self, where: ColumnElement[bool]) -> ColumnElement[bool]:
+        if self.t.notary:
+            return and_(where, self.t.files.c.deleted_at.is_(None))
+        return where
+
+    def _file_row(self, gun: str, role: str, version: int, digest: str, data: bytes, now: int) -> dict[str, Any]:
+        row: dict[str, Any] = {"gun": gun, "role": role, "version": version, "sha256": digest, "data": data}
+        if self.t.notary:
+            stamp = _datetime_of(now)
+            row.update(created_at=stamp, updated_at=stamp)
+        else:
+            row["created_ns"] = now
+        return row
+
+    def _change_row(self, gun: str, version: int, digest: str, category: str, now: int) -> dict[str, Any]:
+        row: dict[str, Any] = {"gun": gun, "version": version, "sha256": digest, "category": category}
+        if self.t.notary:
+            row["created_at"] = _datetime_of(now)
+        else:
+            row["created_ns"] = now
+        return row
+
+    def _one(self, where: ColumnElement[bool], order_desc: bool = False) -> StoredFile | None:
         f = self.t.files
-        q = select(f.c.data, f.c.version, f.c.created_ns).where(where)
+        created = f.c.created_at if self.t.notary else f.c.created_ns
+        if self.t.notary and order_desc:
+            created = f.c.updated_at  # notary-server's Last-Modified of current documents
+        q = select(f.c.data, f.c.version, created).where(self._live(where))
         if order_desc:
             q = q.order_by(f.c.version.desc())
         q = q.limit(1)
@@ -316,12 +441,14 @@ class Storage:
             row = conn.execute(q).first()
         if row is None:
             return None
-        return StoredFile(bytes(row[0]), int(row[1]), int(row[2]))
+        return StoredFile(bytes(row[0]), int(row[1]), _ns_of(row[2]))
 
     def get_current(self, gun: str, role: str) -> StoredFile | None:
         """The newest stored version of ``role``."""
         if self._fast is not None:
             return self._fast.one(self._fast.q_current, (gun, role))
+        if self._mysql is not None:
+            return self._mysql.one(self._mysql.q_current, (gun, role))
         f = self.t.files
         return self._one(and_(f.c.gun == gun, f.c.role == role), order_desc=True)
 
@@ -329,6 +456,8 @@ class Storage:
         """Version ``version`` of ``role``."""
         if self._fast is not None:
             return self._fast.one(self._fast.q_version, (gun, role, version))
+        if self._mysql is not None:
+            return self._mysql.one(self._mysql.q_version, (gun, role, version))
         f = self.t.files
         return self._one(and_(f.c.gun == gun, f.c.role == role, f.c.version == version))
 
@@ -336,19 +465,62 @@ class Storage:
         """The stored version of ``role`` whose bytes have this SHA-256."""
         if self._fast is not None:
             return self._fast.one(self._fast.q_checksum, (gun, role, sha256_hex.lower()))
+        if self._mysql is not None:
+            return self._mysql.one(self._mysql.q_checksum, (gun, role, sha256_hex.lower()))
         f = self.t.files
         return self._one(and_(f.c.gun == gun, f.c.role == role, f.c.sha256 == sha256_hex.lower()))
 
+    def max_document_bytes(self) -> int | None:
+        """The largest document the database takes in one statement (MySQL: half its
+        ``max_allowed_packet``, as PyMySQL sends binary values escaped in the statement text), or
+        None when there is no such limit."""
+        if self.dialect != "mysql":
+            return None
+        if self._max_doc is None:
+            with self._read() as conn:
+                packet = int(conn.execute(text("SELECT @@max_allowed_packet")).scalar() or 0)
+            self._max_doc = max(packet // 2 - 64 * 1024, 0)
+        return self._max_doc
+
+    def get_listed_snapshot(self, gun: str, sha256_hex: str) -> StoredFile | None:
+        """The snapshot a just-read current timestamp lists (by its SHA-256).
+
+        On MySQL (no response cache) it is remembered per process: the bytes behind a checksum
+        never change, and it is only asked for after the current timestamp was read from the
+        database, so a deleted repository is never served from here.
+        """
+        if self._mysql is None:
+            return self.get_checksum(gun, TIMESTAMP_LISTS, sha256_hex)
+        key = (gun, sha256_hex)
+        found = self._listed.get(key)
+        if found is None:
+            found = self.get_checksum(gun, TIMESTAMP_LISTS, sha256_hex)
+            if found is not None:
+                if len(self._listed) >= 4096:
+                    self._listed.clear()
+                self._listed[key] = found
+        return found
+
     def update_many(self, gun: str, updates: list[Update]) -> WriteResult:
-        """Store all ``updates`` atomically; raise VersionConflict if any version is not new."""
+        """Store all ``updates`` atomically; raise VersionConflict if any version is not new,
+        DocumentTooLarge (nothing stored) if the database cannot take a document of that size."""
         f, cf = self.t.files, self.t.changefeed
         now = time.time_ns()
+        limit = self.max_document_bytes()
+        if limit is not None and updates:
+            largest = max(len(u.data) for u in updates)
+            if largest > limit:
+                raise DocumentTooLarge(
+                    f"the database takes documents of at most {limit} bytes, this one has {largest}: "
+                    "raise MySQL's max_allowed_packet (to more than twice the document size)"
+                )
         if self._fast is not None:
             self._fast.update_many(gun, updates, now)
             return WriteResult(now, next(self._seq))
         try:
             with self._write() as conn:
                 for u in updates:
+                    # (soft-deleted rows count too: they still hold the unique index)
                     newer = conn.execute(
                         select(f.c.id)
                         .where(and_(f.c.gun == gun, f.c.role == u.role, f.c.version >= u.version))
@@ -357,17 +529,9 @@ class Storage:
                     if newer is not None:
                         raise VersionConflict()
                     digest = hashlib.sha256(u.data).hexdigest()
-                    conn.execute(
-                        f.insert().values(
-                            gun=gun, role=u.role, version=u.version, sha256=digest, data=u.data, created_ns=now
-                        )
-                    )
+                    conn.execute(f.insert().values(**self._file_row(gun, u.role, u.version, digest, u.data, now)))
                     if u.role == TIMESTAMP:
-                        conn.execute(
-                            cf.insert().values(
-                                created_ns=now, gun=gun, version=u.version, sha256=digest, category="update"
-                            )
-                        )
+                        conn.execute(cf.insert().values(**self._change_row(gun, u.version, digest, "update", now)))
                 seq = self._notify(conn, gun)
         except IntegrityError as exc:
             raise VersionConflict() from exc
@@ -376,6 +540,12 @@ class Storage:
             # serialization failure: the other writer won.
             if _is_conflict(exc):
                 raise VersionConflict() from exc
+            if _is_too_large(exc):
+                largest = max(len(u.data) for u in updates)
+                raise DocumentTooLarge(
+                    f"the database refused a {largest}-byte document as too large: raise MySQL's "
+                    "max_allowed_packet and innodb_log_file_size (a row may take a tenth of the redo log)"
+                ) from exc
             raise
         return WriteResult(now, seq)
 
@@ -387,7 +557,7 @@ class Storage:
             res = conn.execute(delete(f).where(f.c.gun == gun))
             if not res.rowcount:
                 return WriteResult(now, 0, changed=False)
-            conn.execute(cf.insert().values(created_ns=now, gun=gun, version=0, sha256="", category="deletion"))
+            conn.execute(cf.insert().values(**self._change_row(gun, 0, "", "deletion", now)))
             seq = self._notify(conn, gun)
         return WriteResult(now, seq)
 
@@ -395,9 +565,8 @@ class Storage:
         """``(gun, role, newest version)`` of every stored role (of ``gun`` when given), sorted, at
         most ``limit`` rows."""
         f = self.t.files
-        q = select(f.c.gun, f.c.role, func.max(f.c.version)).group_by(f.c.gun, f.c.role)
-        if gun is not None:
-            q = q.where(f.c.gun == gun)
+        q = select(f.c.gun, f.c.role, func.max(f.c.version))
+        q = q.where(self._live(f.c.gun == gun if gun is not None else true())).group_by(f.c.gun, f.c.role)
         q = q.order_by(f.c.gun, f.c.role).limit(limit)
         with self._read() as conn:
             return [(str(g), str(r), int(v)) for g, r, v in conn.execute(q)]
@@ -418,7 +587,8 @@ class Storage:
         if records < 0:
             reversed_ = True
             records = -records
-        q = select(cf.c.id, cf.c.created_ns, cf.c.gun, cf.c.version, cf.c.sha256, cf.c.category)
+        created = cf.c.created_at if self.t.notary else cf.c.created_ns
+        q = select(cf.c.id, created, cf.c.gun, cf.c.version, cf.c.sha256, cf.c.category)
         if gun is not None:
             q = q.where(cf.c.gun == gun)
         if reversed_:
@@ -430,7 +600,7 @@ class Storage:
         q = q.limit(records)
         with self._read() as conn:
             rows = conn.execute(q).all()
-        out = [Change(int(r[0]), int(r[1]), r[2], int(r[3]), r[4], r[5]) for r in rows]
+        out = [Change(int(r[0]), _ns_of(r[1]), r[2], int(r[3]), r[4] or "", r[5]) for r in rows]
         if reversed_:
             out.reverse()
         return out
@@ -504,13 +674,38 @@ class Storage:
             return stored
 
 
+def _datetime_of(ns: int) -> datetime:
+    """A naive UTC datetime (microseconds) for nanoseconds since the epoch: how gorm stores times."""
+    return datetime.fromtimestamp(ns // 1000 / 1_000_000, UTC).replace(tzinfo=None)
+
+
+def _ns_of(value: Any) -> int:
+    """Nanoseconds since the epoch of a stored time: an integer, or a naive UTC datetime (None: 0)."""
+    if value is None:
+        return 0
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return int(aware.timestamp() * 1_000_000) * 1000
+    return int(value)
+
+
 def _is_conflict(exc: OperationalError) -> bool:
     return _is_conflict_text(str(exc.orig) if exc.orig is not None else str(exc))
 
 
+def _is_too_large(exc: OperationalError) -> bool:
+    """MySQL/MariaDB refusing a statement for its size: 1153 (packet bigger than
+    max_allowed_packet), 1301, or InnoDB's 'greater than 10% of redo log size' (1118)."""
+    code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+    return code in (1153, 1301, 1118) or "max_allowed_packet" in str(exc.orig)
+
+
 def _is_conflict_text(msg: str) -> bool:
     msg = msg.lower()
-    return "database is locked" in msg or "could not serialize" in msg or "deadlock" in msg
+    return (
+        "database is locked" in msg or "could not serialize" in msg or "deadlock" in msg
+        or "lock wait timeout" in msg
+    )
 
 
 class SQLiteChangeProbe:
