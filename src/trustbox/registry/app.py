@@ -23,7 +23,6 @@ from trustbox.errors import FormatError
 from trustbox.httpnum import INT64_MIN, parse_decimal
 from trustbox.oci.digest import Digest
 from trustbox.oci.mediatypes import OCI_INDEX
-from trustbox.registry import layout
 from trustbox.registry.auth import auth_middleware
 from trustbox.registry.blobs import BlobInfo, BlobStore, VerifyPolicy
 from trustbox.registry.config import RegistryConfig
@@ -44,6 +43,7 @@ from trustbox.registry.errors import (
     Unsupported,
     UploadTimeout,
 )
+from trustbox.registry.layout import choose_layout
 from trustbox.registry.manifests import ManifestStore
 from trustbox.registry.names import check_name, parse_digest
 from trustbox.registry.ranges import parse_byte_range, parse_content_range
@@ -115,7 +115,8 @@ class Registry:
             )
         self.driver = driver
         self.auth_enabled = config.auth_section() is not None
-        self.blobs = BlobStore(driver, VerifyPolicy(config.verify_blobs))
+        self.paths = choose_layout(driver, config.layout)
+        self.blobs = BlobStore(driver, VerifyPolicy(config.verify_blobs), self.paths)
         self.uploads = UploadStore(self.blobs, config.max_upload_sessions, idle_timeout=config.upload_idle_timeout)
         self.manifests = ManifestStore(self.blobs, config.max_json_depth)
         self._routes: dict[tuple[str, str], Handler] = {
@@ -275,7 +276,7 @@ class Registry:
             await self._checked(blob, full_read=False)
             headers["Content-Length"] = str(blob.size)
             return Response(b"", media_type="application/octet-stream", headers=headers)
-        key = layout.blob_key(blob.digest)
+        key = self.blobs.paths.blob_key(blob.digest)
         if span is not None:
             await self._checked(blob, full_read=False)
             start, length = span

@@ -20,6 +20,7 @@ class RegistryConfig:
 
     listen: str = "127.0.0.1:5000"
     storage: str = "./registry-data"
+    layout: str = "auto"  # storage layout: auto (what the storage holds), trustbox, registry2
     tls_cert: str | None = None
     tls_key: str | None = None
     verify_blobs: str = VerifyPolicy.FIRST.value

@@ -11,7 +11,6 @@ from typing import Any
 from trustbox.oci.digest import Digest, digest_bytes
 from trustbox.oci.errors import ImageError
 from trustbox.oci.manifest import MAX_JSON_DEPTH, Manifest, validate_manifest
-from trustbox.registry import layout
 from trustbox.registry.aio import run_io
 from trustbox.registry.blobs import BlobStore
 from trustbox.registry.errors import (
@@ -75,6 +74,7 @@ class ManifestStore:
     def __init__(self, blobs: BlobStore, max_depth: int = MAX_JSON_DEPTH) -> None:
         self.blobs = blobs
         self.driver = blobs.driver
+        self.paths = blobs.paths
         self.max_depth = max_depth
         # verified manifest bytes by digest: content-addressed, so never stale
         self._cache: OrderedDict[str, bytes] = OrderedDict()
@@ -89,7 +89,7 @@ class ManifestStore:
             return parse_digest(reference)
         if not is_tag(reference):
             raise _no_such_reference(reference)
-        raw = await run_io(self.driver, self.driver.read, layout.tag_key(name, reference))
+        raw = await run_io(self.driver, self.driver.read, self.paths.tag_key(name, reference))
         if raw is None:
             raise ManifestUnknown(f"manifest tagged {reference!r} not found", detail={"tag": reference})
         return parse_digest(raw.decode())
@@ -100,7 +100,7 @@ class ManifestStore:
         if body is not None:
             self._cache.move_to_end(key)
             return body
-        body = await run_io(self.driver, self.driver.read, layout.blob_key(d))
+        body = await run_io(self.driver, self.driver.read, self.paths.blob_key(d))
         if body is None:
             return None
         if digest_bytes(body, d.algorithm) != d:
@@ -116,19 +116,19 @@ class ManifestStore:
     async def get(self, name: str, reference: str) -> StoredManifest:
         """The manifest ``reference`` (tag or digest) of ``name``; ManifestUnknown if absent."""
         d = await self.resolve(name, reference)
-        media = await run_io(self.driver, self.driver.read, layout.revision_link(name, d))
-        if media is None:
+        link = await run_io(self.driver, self.driver.read, self.paths.revision_link(name, d))
+        if link is None:
             raise ManifestUnknown(detail={"name": name, "reference": reference})
         body = await self._content(d)
         if body is None:
             raise ManifestUnknown(
                 "manifest content missing or corrupted in storage", detail={"digest": str(d)}
             )
-        return StoredManifest(body, media.decode(), d)
+        return StoredManifest(body, self.paths.revision_media_type(link, body), d)
 
     async def exists(self, name: str, d: Digest) -> bool:
         """True if the manifest ``d`` is in repository ``name``."""
-        return await run_io(self.driver, self.driver.stat, layout.revision_link(name, d)) is not None
+        return await run_io(self.driver, self.driver.stat, self.paths.revision_link(name, d)) is not None
 
     # --- writing ------------------------------------------------------------------------
 
@@ -174,39 +174,53 @@ class ManifestStore:
         parsed = validate_pushed(body, content_type, self.max_depth)
         await self._check_references(name, parsed)
 
-        key = layout.blob_key(d)
+        key = self.paths.blob_key(d)
         existing = await run_io(self.driver, self.driver.read, key)
         if existing != body:
             await run_io(self.driver, self.driver.write, key, body)
-        await run_io(self.driver, self.driver.write, layout.revision_link(name, d), parsed.media_type.encode())
+        await run_io(self.driver, self.driver.write, self.paths.revision_link(name, d),
+                     self.paths.revision_value(d, parsed.media_type))
         if parsed.subject is not None:
             desc = referrer_descriptor(parsed, d, len(body))
             await run_io(
                 self.driver, self.driver.write,
-                layout.referrer_key(name, parsed.subject.content_digest(), d),
+                self.paths.referrer_key(name, parsed.subject.content_digest(), d),
                 json.dumps(desc, sort_keys=True).encode(),
             )
         for t in tags:
-            await run_io(self.driver, self.driver.write, layout.tag_key(name, t), str(d).encode())
+            for key, value in self.paths.tag_writes(name, t, d):
+                await run_io(self.driver, self.driver.write, key, value)
         return d, parsed
 
-    async def delete(self, name: str, reference: str) -> None:
-        """Delete a tag, or a manifest by digest (with the tags that point at it)."""
+    async def _untag(self, name: str, tag: str) -> bool:
+        """Remove a tag (in registry:2's layout its whole folder, as registry:2 untags);
+        False when there was no such tag."""
+        existed = await run_io(self.driver, self.driver.delete, self.paths.tag_key(name, tag))
+        prefix = self.paths.tag_objects_prefix(name, tag)
+        if prefix is not None:
+            await run_io(self.driver, self.driver.delete_tree, prefix.rstrip("/"))
+        return existed
+
+    async def delete(self, name: str, reference: str) -> list[str]:
+        """Delete a tag, or a manifest by digest with the tags that point at it; return the
+        tags removed (for notifications)."""
         if ":" not in reference:
             if not is_tag(reference):
                 raise _no_such_reference(reference)
-            if not await run_io(self.driver, self.driver.delete, layout.tag_key(name, reference)):
+            if not await self._untag(name, reference):
                 raise ManifestUnknown(f"tag {reference!r} not found", detail={"tag": reference})
-            return
+            return [reference]
         d = parse_digest(reference)
-        link = layout.revision_link(name, d)
+        link = self.paths.revision_link(name, d)
         if await run_io(self.driver, self.driver.stat, link) is None:
             raise ManifestUnknown(detail={"digest": str(d)})
         body = await self._content(d)
+        untagged: list[str] = []
         for tag in await self.tags(name):
-            raw = await run_io(self.driver, self.driver.read, layout.tag_key(name, tag))
+            raw = await run_io(self.driver, self.driver.read, self.paths.tag_key(name, tag))
             if raw is not None and raw.decode() == str(d):
-                await run_io(self.driver, self.driver.delete, layout.tag_key(name, tag))
+                await self._untag(name, tag)
+                untagged.append(tag)
         if body is not None:
             try:
                 parsed = validate_pushed(body, None)
@@ -214,24 +228,25 @@ class ManifestStore:
                 parsed = None
             if parsed is not None and parsed.subject is not None:
                 await run_io(
-                    self.driver, self.driver.delete, layout.referrer_key(name, parsed.subject.content_digest(), d)
+                    self.driver, self.driver.delete, self.paths.referrer_key(name, parsed.subject.content_digest(), d)
                 )
         await run_io(self.driver, self.driver.delete, link)
+        return untagged
 
     # --- listing ------------------------------------------------------------------------
 
     async def tags(self, name: str) -> list[str]:
         """All tags of ``name``, sorted."""
-        return sorted(await run_io(self.driver, self.driver.list_dir, layout.tags_prefix(name)))
+        return sorted(await run_io(self.driver, self.driver.list_dir, self.paths.tags_prefix(name)))
 
     async def repo_exists(self, name: str) -> bool:
         """True if anything was ever pushed to ``name``."""
-        children = await run_io(self.driver, self.driver.list_dir, layout.repo_prefix(name))
+        children = await run_io(self.driver, self.driver.list_dir, self.paths.repo_prefix(name))
         return any(c.startswith("_") for c in children)
 
     async def referrers(self, name: str, subject: Digest, artifact_type: str | None) -> list[dict[str, Any]]:
         """Descriptors of the manifests whose subject is ``subject``."""
-        prefix = layout.referrers_prefix(name, subject)
+        prefix = self.paths.referrers_prefix(name, subject)
         out: list[dict[str, Any]] = []
         for entry in sorted(await run_io(self.driver, self.driver.list_dir, prefix)):
             raw = await run_io(self.driver, self.driver.read, f"{prefix}/{entry}")
@@ -257,5 +272,5 @@ class ManifestStore:
     def repositories_sync(self) -> list[str]:
         """All repository names, sorted."""
         out: list[str] = []
-        self._walk_repos(layout.REPOS, "", out)
+        self._walk_repos(self.paths.repos_prefix, "", out)
         return sorted(out)

@@ -166,6 +166,13 @@ class S3Driver:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
         return True
 
+    def delete_tree(self, prefix: str) -> None:
+        """Delete every object under ``prefix`` (listed, then removed in batches of 1000)."""
+        keys = [self._key(k) for k, _info in self.walk(prefix)]
+        for i in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[i:i + 1000]]
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+
     def list_dir(self, prefix: str) -> list[str]:
         """Children via a delimited listing."""
         full = self._key(prefix).rstrip("/") + "/"
