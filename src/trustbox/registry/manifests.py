@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from trustbox.oci.digest import Digest, digest_bytes
 from trustbox.oci.errors import ImageError
@@ -71,8 +73,13 @@ class StoredManifest:
 class ManifestStore:
     """Manifest content lives in blob storage; repositories hold revision links and tags."""
 
-    def __init__(self, blobs: BlobStore, max_depth: int = MAX_JSON_DEPTH) -> None:
+    def __init__(self, blobs: BlobStore, max_depth: int = MAX_JSON_DEPTH, urls_allow: list[str] | None = None,
+                 urls_deny: list[str] | None = None) -> None:
         self.blobs = blobs
+        # registry:2's validation.manifests.urls: patterns the URLs of non-distributable layers
+        # must match (allow) and must not match (deny), each list joined with "|"
+        self._urls_allow = re.compile("|".join(urls_allow)) if urls_allow else None
+        self._urls_deny = re.compile("|".join(urls_deny)) if urls_deny else None
         self.driver = blobs.driver
         self.paths = blobs.paths
         self.max_depth = max_depth
@@ -132,9 +139,24 @@ class ManifestStore:
 
     # --- writing ------------------------------------------------------------------------
 
+    def _check_urls(self, digest: str, urls: Any) -> None:
+        """With allow/deny patterns configured, every URL of a non-distributable layer must be
+        http(s) without a fragment, match ``allow`` and not match ``deny`` (as registry:2)."""
+        if self._urls_allow is None and self._urls_deny is None:
+            return
+        for u in urls if isinstance(urls, list) else [urls]:
+            text = str(u)
+            parts = urlsplit(text)
+            if (parts.scheme not in ("http", "https") or parts.fragment
+                    or (self._urls_allow is not None and not self._urls_allow.search(text))
+                    or (self._urls_deny is not None and self._urls_deny.search(text))):
+                raise ManifestInvalid(f"invalid URL on layer {digest}: {text[:200]}",
+                                      detail={"digest": digest, "url": text[:200]})
+
     async def _check_references(self, name: str, parsed: Manifest) -> None:
         for desc in parsed.blobs():
             if desc.extra.get("urls"):
+                self._check_urls(desc.digest, desc.extra["urls"])
                 continue  # foreign / non-distributable layer: fetched from its URLs
             blob = await self.blobs.stat(name, desc.content_digest())
             if blob is None:
