@@ -653,8 +653,10 @@ class _FrontDoor:
     served under (stripped; other paths 404), the ``http.headers`` added to every response,
     and the storage health check (503 ``UNAVAILABLE`` while it fails)."""
 
-    def __init__(self, app: Any, prefix: str, headers: dict[str, list[str]], health: StorageHealth | None) -> None:
+    def __init__(self, app: Any, prefix: str, headers: dict[str, list[str]], health: StorageHealth | None,
+                 threads: int = 0) -> None:
         self.app = app
+        self.threads = threads  # registry:2's storage.filesystem.maxthreads: worker threads for storage
         self.prefix = prefix
         self.extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, vs in headers.items() for v in vs]
         self.health = health
@@ -663,6 +665,9 @@ class _FrontDoor:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.threads:
+            anyio.to_thread.current_default_thread_limiter().total_tokens = self.threads
+            self.threads = 0
         if self.extra:
             inner_send = send
 
@@ -703,7 +708,7 @@ def create_app(config: RegistryConfig, driver: StorageDriver | None = None) -> S
         middleware=[
             Middleware(_FrontDoor, prefix=config.http_prefix, headers=config.http_headers,
                        health=StorageHealth(registry.driver, config.health_interval, config.health_threshold)
-                       if config.health_interval > 0 else None),
+                       if config.health_interval > 0 else None, threads=config.storage_max_threads),
             *auth_middleware(config),
         ],
     )
