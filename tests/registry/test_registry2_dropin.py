@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.helpers.containerclients import (
     CONTAINERD,
     CTR,
@@ -28,7 +27,11 @@ from tests.helpers.containerclients import (
 )
 from tests.helpers.net import free_port
 from tests.helpers.webhook import Receiver, start_receiver
-from tests.images.registries import docker_registry_with_config, have_docker_registry, trustbox_registry_with_config
+from tests.images.registries import (
+    docker_registry_with_config,
+    have_docker_registry,
+    trustbox_registry_with_config,
+)
 
 from .ocilayout import OCI_INDEX, layout_blobs, layout_top_digest, make_image, make_index, write_layout
 
