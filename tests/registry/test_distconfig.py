@@ -1,0 +1,202 @@
+"""registry:2's config.yml and REGISTRY_* overrides read into trustbox's registry configuration."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from trustbox.cli import cli
+from trustbox.errors import ConfigError
+from trustbox.registry.config import load_config
+from trustbox.registry.distconfig import apply_environment, go_duration
+
+# Debian's /etc/docker/registry/config.yml (docker-registry 2.8), htpasswd path made a file
+DEBIAN = """\
+version: 0.1
+log:
+  fields:
+    service: registry
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: {root}
+  delete:
+    enabled: true
+http:
+  addr: :5000
+  headers:
+    X-Content-Type-Options: [nosniff]
+auth:
+  htpasswd:
+    realm: basic-realm
+    path: {htpasswd}
+health:
+  storagedriver:
+    enabled: true
+    interval: 10s
+    threshold: 3
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text("")
+    path = tmp_path / "config.yml"
+    path.write_text(text.format(root=tmp_path / "data", htpasswd=htpasswd))
+    return path
+
+
+def load(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> Any:
+    return load_config(write(tmp_path, text), {}, env or {})
+
+
+def test_debian_default_config(tmp_path: Path) -> None:
+    c = load(tmp_path, DEBIAN)
+    assert c.layout == "registry2"
+    assert c.storage == str(tmp_path / "data")
+    assert c.listen == "0.0.0.0:5000"
+    assert c.delete_enabled is True
+    assert c.http_headers == {"X-Content-Type-Options": ["nosniff"]}
+    assert c.htpasswd == str(tmp_path / "htpasswd") and c.htpasswd_realm == "basic-realm"
+    assert c.log_fields == {"service": "registry"} and c.log_level == "info"
+    assert (c.health_interval, c.health_threshold) == (10.0, 3)
+    assert c.relative_urls is False  # registry:2 answers absolute Location URLs
+    assert c.upload_idle_timeout == 168 * 3600  # uploadpurging's default age
+    assert c.catalog_max_entries == 1000
+
+
+def test_registry2_defaults_differ_from_trustbox(tmp_path: Path) -> None:
+    c = load(tmp_path, "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}\n")
+    assert c.delete_enabled is False  # registry:2 refuses deletes unless storage.delete.enabled
+    assert c.listen == "0.0.0.0:5000"
+
+
+def test_environment_overrides_as_distribution_applies_them(tmp_path: Path) -> None:
+    env = {
+        "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(tmp_path / "elsewhere"),
+        "REGISTRY_HTTP_ADDR": "127.0.0.1:6000",
+        "REGISTRY_STORAGE_DELETE_ENABLED": "false",
+        "REGISTRY_LOG_LEVEL": "debug",
+        "REGISTRY_NOTIFICATIONS_EVENTCONFIG_INCLUDEREFERENCES": "true",
+        "REGISTRY_HTTP_RELATIVEURLS": "true",
+        "REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_AGE": "2h",
+        "REGISTRY_HTTP_HEADERS": "{X-Frame-Options: [DENY]}",
+        "UNRELATED": "x",
+    }
+    c = load(tmp_path, DEBIAN, env)
+    assert c.storage == str(tmp_path / "elsewhere")
+    assert c.listen == "127.0.0.1:6000"
+    assert c.delete_enabled is False
+    assert c.log_level == "debug"
+    assert c.notify_include_references is True
+    assert c.relative_urls is True
+    assert c.upload_idle_timeout == 7200
+    assert c.http_headers == {"X-Frame-Options": ["DENY"]}
+
+
+def test_environment_map_keys_match_case_insensitively_and_new_ones_are_lowercased() -> None:
+    doc: dict[str, Any] = {"storage": {"S3": {"Bucket": "a"}}}
+    apply_environment(doc, {"REGISTRY_STORAGE_S3_BUCKET": "b", "REGISTRY_STORAGE_S3_REGIONENDPOINT": "h:1"})
+    assert doc["storage"]["S3"] == {"Bucket": "a", "bucket": "b", "regionendpoint": "h:1"}
+
+
+def test_environment_replaces_a_whole_section_and_yaml_types_the_value() -> None:
+    doc: dict[str, Any] = {"storage": {"filesystem": {"rootdirectory": "/a"}}}
+    apply_environment(doc, {"REGISTRY_STORAGE": "s3", "REGISTRY_STORAGE_S3_SECURE": "false",
+                            "REGISTRY_STORAGE_S3_CHUNKSIZE": "10485760"})
+    assert doc["storage"] == {"s3": {"secure": False, "chunksize": 10485760}}
+
+
+def test_unknown_environment_variable_is_ignored_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    doc: dict[str, Any] = {}
+    with caplog.at_level(logging.WARNING):
+        apply_environment(doc, {"REGISTRY_NOSUCH_THING": "1", "REGISTRY_HTTP_NOSUCH": "1"})
+    assert doc == {"http": {}}
+    assert "REGISTRY_NOSUCH_THING" in caplog.text and "REGISTRY_HTTP_NOSUCH" in caplog.text
+
+
+def test_a_second_storage_driver_from_the_environment_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="exactly one storage driver.*filesystem, s3"):
+        load(tmp_path, DEBIAN, {"REGISTRY_STORAGE_S3_BUCKET": "b"})
+
+
+def test_s3_parameters(tmp_path: Path) -> None:
+    text = ("version: 0.1\nstorage:\n  s3:\n    accesskey: AK\n    secretkey: SK\n    region: us-east-1\n"
+            "    regionendpoint: 127.0.0.1:7480\n    secure: false\n    bucket: reg\n    rootdirectory: /r2/root\n"
+            "    v4auth: true\n    chunksize: 10485760\n    encrypt: true\n  redirect:\n    disable: true\n")
+    c = load(tmp_path, text)
+    assert c.storage == "s3://reg/r2/root"
+    assert c.s3_endpoint_url == "http://127.0.0.1:7480" and c.s3_path_style is True
+    assert (c.s3_access_key, c.s3_secret_key, c.s3_region) == ("AK", "SK", "us-east-1")
+    assert c.s3_chunk_size == 10 << 20 and c.s3_sse == "AES256"
+
+
+@pytest.mark.parametrize(("snippet", "named"), [
+    ("storage:\n  azure:\n    accountname: a\n", "storage.azure"),
+    ("storage:\n  s3:\n    bucket: b\n    region: us-east-1\n    v4auth: false\n", "storage.s3.v4auth"),
+    ("storage:\n  s3:\n    bucket: b\n    region: us-east-1\n    bogus: 1\n", "storage.s3.bogus"),
+    ("middleware:\n  storage:\n    - name: cloudfront\n", "middleware"),
+    ("http:\n  debug:\n    addr: :5001\n", "http.debug"),
+    ("http:\n  tls:\n    certificate: c\n    key: k\n    clientcas: [ca.pem]\n", "http.tls.clientcas"),
+    ("http:\n  net: unix\n", "http.net"),
+    ("auth:\n  silly:\n    realm: r\n    service: s\n", "auth.silly"),
+    ("validation:\n  disabled: true\n", "validation.disabled"),
+    ("log:\n  hooks:\n    - type: mail\n", "log.hooks"),
+    ("proxy:\n  remoteurl: https://registry-1.docker.io\n", "proxy"),
+    ("compatibility:\n  schema1:\n    enabled: true\n", "compatibility.schema1.enabled"),
+    ("redis:\n  addr: localhost:6379\n", "redis"),
+    ("health:\n  tcp:\n    - addr: db:5432\n", "health.tcp"),
+])
+def test_options_trustbox_cannot_honour_are_refused_by_name(tmp_path: Path, snippet: str, named: str) -> None:
+    base = "version: 0.1\n"
+    if not snippet.startswith("storage"):
+        base += "storage:\n  filesystem:\n    rootdirectory: {root}\n"
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        load(tmp_path, base + snippet)
+
+
+def test_wrong_version_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unsupported version"):
+        load(tmp_path, "version: 0.2\nstorage:\n  filesystem: {{}}\n")
+
+
+def test_cli_reports_a_refused_option_in_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, DEBIAN + "middleware:\n  registry:\n    - name: redirect\n")
+    r = CliRunner().invoke(cli, ["serve", "registry", "--config", str(path)])
+    assert r.exit_code != 0
+    assert "registry:2 option middleware is not supported by trustbox" in r.output
+    assert "Traceback" not in r.output
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("10s", 10.0), ("1h30m", 5400.0), ("300ms", 0.3), ("1.5h", 5400.0), ("0", 0.0), ("2m3.5s", 123.5),
+])
+def test_go_durations(text: str, seconds: float) -> None:
+    assert go_duration(text, "x") == pytest.approx(seconds)
+
+
+def test_go_duration_integers_are_nanoseconds_and_junk_is_refused() -> None:
+    assert go_duration(2_000_000_000, "x") == 2.0
+    for bad in ("10", "s", "1x", "1h 2m", True):
+        with pytest.raises(ConfigError, match="x"):
+            go_duration(bad, "x")
+
+
+def test_notification_endpoints_get_distribution_defaults(tmp_path: Path) -> None:
+    text = ("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}\n"
+            "notifications:\n  events:\n    includereferences: true\n  endpoints:\n"
+            "    - name: a\n      url: http://hooks.example/a\n      headers:\n        Authorization: [Bearer x]\n"
+            "      ignoredmediatypes: [application/octet-stream]\n      ignore:\n        actions: [pull]\n"
+            "    - name: off\n      url: http://hooks.example/b\n      disabled: true\n")
+    c = load(tmp_path, text)
+    assert c.notify_include_references is True
+    assert c.notifications == [{
+        "name": "a", "url": "http://hooks.example/a", "headers": {"Authorization": ["Bearer x"]},
+        "timeout": 1.0, "threshold": 10, "backoff": 1.0,
+        "ignored_media_types": ["application/octet-stream"], "ignored_actions": ["pull"],
+    }]
