@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.helpers.net import free_port
 from tests.helpers.webhook import start_receiver
+
 from trustbox.errors import ConfigError
 from trustbox.oci.digest import parse_digest
 from trustbox.registry.events import blob_event, envelope_bytes
