@@ -33,6 +33,7 @@ from tests.images.registries import (
     trustbox_registry_with_config,
 )
 
+from .conftest import make_bucket
 from .ocilayout import OCI_INDEX, layout_blobs, layout_top_digest, make_image, make_index, write_layout
 
 SKOPEO = shutil.which("skopeo")
@@ -61,12 +62,20 @@ def raw_digest(addr: str, ref: str) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-def write_config(path: Path, root: Path, port: int, receiver: Receiver | None = None) -> None:
-    """A registry:2 config.yml as an operator would have it (Debian's shape, no auth)."""
+def write_config(path: Path, root: Path, port: int, receiver: Receiver | None = None,
+                 s3: dict[str, str] | None = None) -> None:
+    """A registry:2 config.yml as an operator would have it (Debian's shape, no auth), on the
+    filesystem under ``root`` or on S3 (``s3``: endpoint and bucket)."""
+    if s3 is None:
+        driver = f"  filesystem:\n    rootdirectory: {root}\n"
+    else:
+        driver = ("  s3:\n    accesskey: testing\n    secretkey: testing\n    region: us-east-1\n"
+                  f"    regionendpoint: {s3['endpoint']}\n    bucket: {s3['bucket']}\n    rootdirectory: /pre\n"
+                  "  redirect:\n    disable: true\n")
     text = (
         "version: 0.1\n"
         "log:\n  level: error\n  fields:\n    service: registry\n  accesslog:\n    disabled: true\n"
-        f"storage:\n  cache:\n    blobdescriptor: inmemory\n  filesystem:\n    rootdirectory: {root}\n"
+        f"storage:\n  cache:\n    blobdescriptor: inmemory\n{driver}"
         "  delete:\n    enabled: true\n"
         f"http:\n  addr: 127.0.0.1:{port}\n  secret: takeover-test\n"
         "  headers:\n    X-Content-Type-Options: [nosniff]\n"
@@ -81,15 +90,50 @@ def write_config(path: Path, root: Path, port: int, receiver: Receiver | None = 
     path.write_text(text)
 
 
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A registry:2 deployment with a multi-arch OCI index and a Docker schema 2 image pushed by
-    skopeo, docker-registry stopped again; what it served is recorded."""
+class Storage:
+    """The deployment's storage seen directly: files under a root, or objects in a bucket."""
+
+    def __init__(self, root: Path, s3: dict[str, str] | None) -> None:
+        self.root = root
+        self.s3 = s3
+
+    def _client(self) -> Any:
+        import boto3
+
+        assert self.s3 is not None
+        return boto3.client("s3", endpoint_url=self.s3["endpoint"], region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def keys(self) -> list[str]:
+        """Every stored object or file (relative to the storage root)."""
+        if self.s3 is None:
+            return sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
+        pages = self._client().get_paginator("list_objects_v2").paginate(Bucket=self.s3["bucket"], Prefix="pre/")
+        return sorted(o["Key"][len("pre/"):] for page in pages for o in page.get("Contents", []))
+
+    def read(self, key: str) -> bytes:
+        """One object's bytes."""
+        if self.s3 is None:
+            return (self.root / key).read_bytes()
+        body: bytes = self._client().get_object(Bucket=self.s3["bucket"], Key=f"pre/{key}")["Body"].read()
+        return body
+
+
+@pytest.fixture(scope="module", params=["fs", "s3"])
+def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A registry:2 deployment (on a filesystem, or on S3 served by moto) with a multi-arch OCI
+    index and a Docker schema 2 image pushed by skopeo, docker-registry stopped again; what it
+    served is recorded."""
     work = tmp_path_factory.mktemp("takeover")
     root = work / "storage"
     port = free_port()
     config = work / "config.yml"
-    write_config(config, root, port)
+    s3 = None
+    if request.param == "s3":
+        endpoint = request.getfixturevalue("moto_endpoint")
+        s3 = {"endpoint": endpoint, "bucket": make_bucket(endpoint)}
+    write_config(config, root, port, s3=s3)
+    storage = Storage(root, s3)
     addr = f"127.0.0.1:{port}"
     src = work / "src"
     images = [make_image(layers=2, arch="amd64"), make_image(layers=3, arch="arm64")]
@@ -103,14 +147,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
         skopeo("copy", "--format", "v2s2", "--dest-tls-verify=false", f"oci:{single}:latest",
                f"docker://{addr}/app/single:v1")
         before = {ref: raw_digest(addr, ref) for ref in ("lib/multi:v1", "app/single:v1")}
-    assert (root / "docker" / "registry" / "v2" / "repositories" / "lib" / "multi" / "_layers").is_dir()
-    yield {"work": work, "root": root, "port": port, "addr": addr, "config": config, "before": before,
+    assert any(k.startswith("docker/registry/v2/repositories/lib/multi/_layers/") for k in storage.keys())
+    yield {"work": work, "storage": storage, "port": port, "addr": addr, "config": config, "before": before,
            "src": src}
 
 
 def test_trustbox_serves_registry2_storage_in_place(deployment: dict[str, Any], tmp_path: Path) -> None:
     addr, before = deployment["addr"], deployment["before"]
-    listing_before = sorted(p.relative_to(deployment["root"]).as_posix() for p in deployment["root"].rglob("*"))
+    listing_before = deployment["storage"].keys()
     with trustbox_registry_with_config(deployment["config"], deployment["work"], deployment["port"]):
         for ref, digest in before.items():
             assert raw_digest(addr, ref) == digest, ref
@@ -121,8 +165,7 @@ def test_trustbox_serves_registry2_storage_in_place(deployment: dict[str, Any], 
         tags = json.loads(skopeo("list-tags", "--tls-verify=false", f"docker://{addr}/app/single"))
         assert tags["Tags"] == ["v1"]
     # served without a copy or a conversion: nothing was added or moved by reading
-    listing_after = sorted(p.relative_to(deployment["root"]).as_posix() for p in deployment["root"].rglob("*"))
-    assert [p for p in listing_after if not p.startswith("uploads")] == listing_before
+    assert deployment["storage"].keys() == listing_before
 
 
 @pytest.mark.skipif(PODMAN is None, reason="podman not installed")
@@ -159,11 +202,10 @@ def test_pushed_to_trustbox_then_served_by_registry2_again(deployment: dict[str,
         pushed = {ref: raw_digest(addr, ref) for ref in ("app/new:v2", "app/single:v2", "lib/multi:again")}
     assert pushed["app/new:v2"] == img.digest
     assert pushed["lib/multi:again"] == before["lib/multi:v1"]
-    r2 = deployment["root"] / "docker" / "registry" / "v2"
-    hexd = img.digest.split(":")[1]
-    assert (r2 / "blobs" / "sha256" / hexd[:2] / hexd / "data").read_bytes() == img.manifest
-    assert (r2 / "repositories" / "app" / "new" / "_manifests" / "tags" / "v2" / "current" / "link").read_text() \
-        == img.digest
+    storage, hexd = deployment["storage"], img.digest.split(":")[1]
+    assert storage.read(f"docker/registry/v2/blobs/sha256/{hexd[:2]}/{hexd}/data") == img.manifest
+    assert storage.read("docker/registry/v2/repositories/app/new/_manifests/tags/v2/current/link") \
+        == img.digest.encode()
     with docker_registry_with_config(deployment["config"], deployment["work"], deployment["port"]):
         for ref, digest in {**before, **pushed}.items():
             assert raw_digest(addr, ref) == digest, ref
