@@ -67,3 +67,14 @@ def test_soak_runs():
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "RESULT PASS: 0 errors" in proc.stdout
+
+
+def test_registry_bench_takeover_runs(tmp_path):
+    _need("wrk", "docker-registry")
+    figures = _run("registry_bench.py", "--size-mib", "16", "--chunk-mib", "4", "--duration", "1",
+                   "--trials", "1", "--workers", "1", "--takeover", "--workdir", str(tmp_path))
+    for metric in ("download", "manifest_get_c1", "manifest_get_c16", "manifest_get_c64"):
+        assert figures[f"takeover.{metric}"] > 0, metric
+        assert figures[f"ratio.takeover.{metric}"] > 0, metric
+    assert figures["trustbox.upload_monolithic"] > 0
+    assert list(tmp_path.iterdir()) == []
