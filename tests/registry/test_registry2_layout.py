@@ -225,3 +225,23 @@ def test_envelope_is_indented_like_go() -> None:
     body = envelope_bytes([blob_event("pull", req, {}, "r", parse_digest("sha256:" + "aa" * 32), 5)])
     assert body.startswith(b'{\n   "events": [\n      {\n         "id": ')
     assert b"ua\\u003c\\u003e" in body and b'"actor": {}' in body
+
+
+def test_gc_removes_registry2_uploads_left_in_flight(tmp_path: Path) -> None:
+    import os
+
+    from trustbox.registry.gc import collect
+
+    reg = build_reg({"storage": str(tmp_path / "s"), "layout": "registry2"})
+    d, _body, _doc = reg.image("g", tag="t")
+    old = f"{R2}/repositories/g/_uploads/0b1d"
+    fresh = f"{R2}/repositories/g/_uploads/f4e5"
+    for prefix in (old, fresh):
+        reg.driver.write(f"{prefix}/data", b"partial")
+        reg.driver.write(f"{prefix}/startedat", b"2026-01-01T00:00:00Z")
+    for name in ("data", "startedat"):
+        os.utime(tmp_path / "s" / old / name, (1, 1))
+    report = collect(reg.driver, min_age=0, upload_max_age=3600)
+    assert "0b1d" in report.uploads_removed and "f4e5" not in report.uploads_removed
+    assert not (tmp_path / "s" / old).exists() and (tmp_path / "s" / fresh / "data").exists()
+    assert report.removed == [] and reg.get(f"/v2/g/manifests/{d}").status_code == 200

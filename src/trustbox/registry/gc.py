@@ -66,6 +66,17 @@ def mark(driver: StorageDriver, paths: Layout = Layout.TRUSTBOX) -> set[str]:
     return live
 
 
+def _stale_registry2_uploads(driver: StorageDriver, paths: Layout, now: float, max_age: float) -> list[str]:
+    """Prefixes of registry:2's upload folders whose newest object is older than ``max_age``."""
+    newest: dict[str, float] = {}
+    for key, info in driver.walk(paths.repos_prefix):
+        head, sep, tail = key.partition("/_uploads/")
+        if sep and "/" in tail:
+            prefix = f"{head}/_uploads/{tail.split('/', 1)[0]}"
+            newest[prefix] = max(newest.get(prefix, 0.0), info.mtime)
+    return sorted(p for p, mtime in newest.items() if now - mtime > max_age)
+
+
 def collect(driver: StorageDriver, *, dry_run: bool = False, min_age: float = 3600.0,
             upload_max_age: float = 86400.0, paths: Layout | None = None) -> GCReport:
     """Mark, then sweep unreferenced blobs older than ``min_age`` seconds (``paths``: the
@@ -101,6 +112,11 @@ def collect(driver: StorageDriver, *, dry_run: bool = False, min_age: float = 36
         index = OwnerIndex(spool)
         for key, upload_id in index.orphans(spool):
             index.remove(key, upload_id)
+    if paths.is_registry2:  # uploads registry:2 left in flight: repositories/<name>/_uploads/<uuid>/...
+        for prefix in _stale_registry2_uploads(driver, paths, now, upload_max_age):
+            report.uploads_removed.append(prefix.rsplit("/", 1)[-1])
+            if not dry_run:
+                driver.delete_tree(prefix)
     if not driver.cheap_io:  # sessions shared by replicas through remote storage
         shared = SharedSessions(driver)
         for upload_id in shared.older_than(now, upload_max_age):
