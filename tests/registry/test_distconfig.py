@@ -200,3 +200,18 @@ def test_notification_endpoints_get_distribution_defaults(tmp_path: Path) -> Non
         "timeout": 1.0, "threshold": 10, "backoff": 1.0,
         "ignored_media_types": ["application/octet-stream"], "ignored_actions": ["pull"],
     }]
+
+
+def test_gc_reads_registry2_config(tmp_path: Path) -> None:
+    from .conftest import build_reg
+
+    path = write(tmp_path, "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n"
+                           "    enabled: true\n")
+    reg = build_reg({"storage": str(tmp_path / "data"), "layout": "registry2", "delete_enabled": True})
+    d = reg.push_blob("a", b"collect me")
+    assert reg.delete(f"/v2/a/blobs/{d}").status_code == 202
+    r = CliRunner().invoke(cli, ["registry", "gc", "--config", str(path), "--min-age", "0"])
+    assert r.exit_code == 0, r.output
+    assert f"removed blob {d}" in r.output
+    hexd = d.split(":")[1]
+    assert not (tmp_path / "data/docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data").exists()

@@ -245,3 +245,15 @@ def test_gc_removes_registry2_uploads_left_in_flight(tmp_path: Path) -> None:
     assert "0b1d" in report.uploads_removed and "f4e5" not in report.uploads_removed
     assert not (tmp_path / "s" / old).exists() and (tmp_path / "s" / fresh / "data").exists()
     assert report.removed == [] and reg.get(f"/v2/g/manifests/{d}").status_code == 200
+
+
+def test_detection_on_s3_without_a_prefix(moto_endpoint: str, tmp_path: Path) -> None:
+    from .conftest import make_bucket
+
+    bucket = make_bucket(moto_endpoint)
+    spec = {"storage": f"s3://{bucket}", "s3_endpoint_url": moto_endpoint, "spool_dir": str(tmp_path / "spool")}
+    build_reg({**spec, "layout": "registry2"}).image("s", tag="t")
+    reg = build_reg(spec)
+    assert reg.paths is Layout.REGISTRY2
+    assert sorted(reg.driver.list_dir("")) == ["docker"]
+    assert reg.get("/v2/s/tags/list").json()["tags"] == ["t"]

@@ -8,7 +8,6 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -62,7 +61,7 @@ from trustbox.registry.names import check_name, parse_digest
 from trustbox.registry.notify import Notifier
 from trustbox.registry.ranges import parse_byte_range, parse_content_range
 from trustbox.registry.request import RegistryRequest, registry_request
-from trustbox.registry.storage import S3Options, StorageDriver, open_storage
+from trustbox.registry.storage import StorageDriver
 from trustbox.registry.uploads import Upload, UploadStore
 
 log = logging.getLogger("trustbox.registry")
@@ -121,19 +120,7 @@ class Registry:
     def __init__(self, config: RegistryConfig, driver: StorageDriver | None = None) -> None:
         self.config = config
         if driver is None:
-            driver = open_storage(
-                config.storage,
-                s3_endpoint_url=config.s3_endpoint_url,
-                s3_region=config.s3_region,
-                spool_dir=Path(config.spool_dir) if config.spool_dir else None,
-                s3_options=S3Options(
-                    access_key=config.s3_access_key, secret_key=config.s3_secret_key,
-                    session_token=config.s3_session_token, path_style=config.s3_path_style,
-                    verify_tls=config.s3_verify_tls, chunk_size=config.s3_chunk_size, sse=config.s3_sse,
-                    sse_kms_key_id=config.s3_sse_kms_key_id, storage_class=config.s3_storage_class,
-                    object_acl=config.s3_object_acl,
-                ),
-            )
+            driver = config.open_driver()
         self.driver = driver
         self.auth_enabled = config.auth_section() is not None
         self.paths = choose_layout(driver, config.layout)

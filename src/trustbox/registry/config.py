@@ -12,6 +12,7 @@ from trustbox.errors import ConfigError
 from trustbox.registry.blobs import VerifyPolicy
 from trustbox.registry.distconfig import read_distribution_config
 from trustbox.registry.layout import LAYOUT_CHOICES
+from trustbox.registry.storage import S3Options, StorageDriver, open_storage
 
 ENV_PREFIX = "TRUSTBOX_"
 
@@ -126,6 +127,25 @@ class RegistryConfig:
         if self.htpasswd:
             return {"htpasswd": {"realm": self.htpasswd_realm, "path": self.htpasswd}}
         return None
+
+    def open_driver(self) -> StorageDriver:
+        """The storage driver this configuration names (S3 with its options).
+
+        Raises:
+            ConfigError: an unknown scheme or an S3 URL without a bucket.
+        """
+        return open_storage(
+            self.storage,
+            s3_endpoint_url=self.s3_endpoint_url,
+            s3_region=self.s3_region,
+            spool_dir=Path(self.spool_dir) if self.spool_dir else None,
+            s3_options=S3Options(
+                access_key=self.s3_access_key, secret_key=self.s3_secret_key, session_token=self.s3_session_token,
+                path_style=self.s3_path_style, verify_tls=self.s3_verify_tls, chunk_size=self.s3_chunk_size,
+                sse=self.s3_sse, sse_kms_key_id=self.s3_sse_kms_key_id, storage_class=self.s3_storage_class,
+                object_acl=self.s3_object_acl,
+            ),
+        )
 
     def to_json(self) -> str:
         """Serialised form (handed to worker processes)."""

@@ -222,7 +222,8 @@ class S3Driver:
 
     def list_dir(self, prefix: str) -> list[str]:
         """Children via a delimited listing."""
-        full = self._key(prefix).rstrip("/") + "/"
+        full = self._key(prefix).rstrip("/")
+        full = full + "/" if full else ""  # the bucket's top level when there is no prefix
         names: list[str] = []
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
@@ -234,7 +235,8 @@ class S3Driver:
 
     def walk(self, prefix: str) -> Iterator[tuple[str, ObjectInfo]]:
         """Every object under ``prefix``."""
-        full = self._key(prefix).rstrip("/") + "/"
+        full = self._key(prefix).rstrip("/")
+        full = full + "/" if full else ""  # the bucket's top level when there is no prefix
         strip = len(self.prefix) + 1 if self.prefix else 0
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
