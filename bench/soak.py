@@ -43,13 +43,13 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.* helpers
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import parse_wrk, process_tree  # noqa: E402
+from tests.helpers.net import free_port  # noqa: E402
+from tests.helpers.notary_upload import multipart  # noqa: E402
 
-from helpers.net import free_port  # noqa: E402
-from helpers.notary_upload import multipart  # noqa: E402
-from trustbox.client.distribution import RegistryClient, RegistryOptions  # noqa: E402
+from trustbox.client.images.distribution import RegistryClient, RegistryOptions  # noqa: E402
 from trustbox.oci.descriptor import Descriptor  # noqa: E402
 from trustbox.oci.manifest import parse_manifest  # noqa: E402
 from trustbox.tuf.certs import make_root_public_key  # noqa: E402

@@ -32,14 +32,13 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))  # the repository root: tests.* helpers
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import Report, run_wrk, timed, tree_memory  # noqa: E402
-
-from interop import clitools  # noqa: E402
-from interop.clitools import NotaryClient, parse_list  # noqa: E402
-from interop.servers import (  # noqa: E402
+from tests.interop import clitools  # noqa: E402
+from tests.interop.clitools import NotaryClient, parse_list  # noqa: E402
+from tests.interop.servers import (  # noqa: E402
     ServerHandle,
     create_pg_database,
     make_tls,

@@ -7,7 +7,9 @@
 - ``client/`` and ``oci/`` import trustbox modules only at module level (``TYPE_CHECKING`` blocks
   aside): no import inside a function to dodge the layering;
 - no two modules of ``client/`` + ``oci/`` define a class of the same name;
-- no module of ``client/``, ``oci/``, ``cli/`` or ``auth/`` is named like a top-level package.
+- no module is named like a top-level package;
+- the shared client modules (``client/*.py``) import neither half; the trust half imports only
+  ``images.distribution`` of the image half.
 """
 
 from __future__ import annotations
@@ -184,7 +186,27 @@ def test_no_class_defined_twice_in_client_and_oci() -> None:
     assert {name: where for name, where in seen.items() if len(where) > 1} == {}
 
 
-@pytest.mark.parametrize("package", ["client", "oci", "cli", "auth"])
+@pytest.mark.parametrize("package", PACKAGES)
 def test_no_module_named_like_a_package(package: str) -> None:
     clashes = [str(p.relative_to(PKG)) for p in _files(package) if p.stem in PACKAGES]
     assert clashes == []
+
+
+def test_shared_client_modules_import_neither_half() -> None:
+    """``client/*.py`` (docker's environment, transport, errors, login) sit under both halves."""
+    halves = ("trustbox.client.trust", "trustbox.client.images")
+    bad = [
+        (m, t)
+        for m, t in _imports_under("trustbox.client")
+        if m.count(".") == 2 and m != "trustbox.client" and not m.startswith(halves) and t.startswith(halves)
+    ]
+    assert bad == []
+
+
+def test_trust_half_reads_only_the_manifest_from_the_image_half() -> None:
+    bad = [
+        (m, t)
+        for m, t in _imports_under("trustbox.client.trust")
+        if t.startswith("trustbox.client.images") and t != "trustbox.client.images.distribution"
+    ]
+    assert bad == []

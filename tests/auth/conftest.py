@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from auth.run_cli import build
-from helpers.certs import CertFiles, write_ca_and_server_cert
-from helpers.net import free_port, stop_process, wait_http
+from tests.auth.run_cli import build
+from tests.helpers.certs import CertFiles, write_ca_and_server_cert
+from tests.helpers.net import free_port, stop_process, wait_http
 
 HERE = Path(__file__).resolve().parent
 PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw", "root": "root-pw"}

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from auth.conftest import HERE, TokenServer
-from helpers.net import free_port, stop_process, wait_http
+from tests.auth.conftest import HERE, TokenServer
+from tests.helpers.net import free_port, stop_process, wait_http
 from trustbox.client.dockerenv import credentials_for
 
 pytestmark = pytest.mark.interop

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from auth.helpers import issuer_and_verifier
+from tests.auth.helpers import issuer_and_verifier
 from trustbox.auth.access import AccessRules
 from trustbox.auth.htpasswd import HtpasswdFile, add_user
 from trustbox.auth.middleware import (

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from testdata import FIXTURES
+from tests.testdata import FIXTURES
 from trustbox.auth.middleware import notary_required_scopes, registry_required_scopes
 from trustbox.auth.scopes import (
     CATALOG,

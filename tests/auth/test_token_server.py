@@ -8,8 +8,8 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from auth.conftest import TokenServer
-from auth.run_cli import build
+from tests.auth.conftest import TokenServer
+from tests.auth.run_cli import build
 from trustbox.auth.scopes import CATALOG, repository
 from trustbox.auth.tokens import InvalidTokenError, TokenVerifier
 

@@ -17,9 +17,9 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from auth.conftest import RULES
-from auth.helpers import issuer_and_verifier
-from helpers.net import free_port, stop_process, wait_http
+from tests.auth.conftest import RULES
+from tests.auth.helpers import issuer_and_verifier
+from tests.helpers.net import free_port, stop_process, wait_http
 from trustbox.auth.access import AccessRules
 from trustbox.auth.htpasswd import HtpasswdFile, add_user
 from trustbox.auth.server import TokenServerConfig, create_app

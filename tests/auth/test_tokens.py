@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from auth.helpers import ca_issued_signer, issuer_and_verifier
+from tests.auth.helpers import ca_issued_signer, issuer_and_verifier
 from trustbox.auth.scopes import repository
 from trustbox.auth.tokens import (
     InvalidTokenError,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from auth.conftest import TokenServer, tls, token_server  # noqa: F401  (fixtures reused)
+from tests.auth.conftest import TokenServer, tls, token_server  # noqa: F401  (fixtures reused)
 from trustbox.auth.scopes import Scope
 from trustbox.auth.tokens import TokenIssuer, generate_signing_material
 

@@ -12,7 +12,7 @@ import pytest
 
 from trustbox.client.dockerenv import Credentials
 from trustbox.client.errors import UnauthorizedError
-from trustbox.client.remote import RemoteStore
+from trustbox.client.trust.remote import RemoteStore
 
 SERVER = "https://trust.example.test:4443"
 CHALLENGE = 'Bearer realm="https://auth.example.test/token",service="notary"'

@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from auth.conftest import TokenServer
-from auth.test_interop import need, notary, skopeo, tiny_oci_layout
-from helpers.net import free_port, stop_process, wait_http
+from tests.auth.conftest import TokenServer
+from tests.auth.test_interop import need, notary, skopeo, tiny_oci_layout
+from tests.helpers.net import free_port, stop_process, wait_http
 
 pytestmark = pytest.mark.interop
 

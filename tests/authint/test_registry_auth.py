@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from authint.conftest import ISSUER, REALM, Minter
+from tests.authint.conftest import ISSUER, REALM, Minter
 from trustbox.auth.htpasswd import add_user
 from trustbox.auth.scopes import CATALOG, repository
 from trustbox.errors import ConfigError

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from e2e.test_readme_tutorial import README, tutorial_blocks
-from helpers.net import free_port
+from tests.e2e.test_readme_tutorial import README, tutorial_blocks
+from tests.helpers.net import free_port
 
 pytestmark = pytest.mark.interop
 

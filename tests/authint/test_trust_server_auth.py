@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
 
-from authint.conftest import ISSUER, REALM, Minter, other_issuer
-from testdata import FIXTURES
+from tests.authint.conftest import ISSUER, REALM, Minter, other_issuer
+from tests.testdata import FIXTURES
 from trustbox.auth.htpasswd import add_user
 from trustbox.auth.scopes import CATALOG, repository
 from trustbox.cli import cli

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from client.fakeserver import FakeNotary
-from client.repobuilder import GUN, NOW, RepoBuilder
-from trustbox.client.repository import TrustClient
+from tests.client.fakeserver import FakeNotary
+from tests.helpers.simulator import GUN, NOW, RepositorySimulator
+from trustbox.client.trust.repository import TrustClient
 from trustbox.keystore.passphrase import constant_retriever
 
 SERVER = "https://notary.example.test"
@@ -22,8 +22,8 @@ def fake() -> FakeNotary:
 
 
 @pytest.fixture
-def repo(fake: FakeNotary) -> RepoBuilder:
-    r = RepoBuilder().initial()
+def repo(fake: FakeNotary) -> RepositorySimulator:
+    r = RepositorySimulator().initial()
     r.serve(fake)
     return r
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from helpers.certs import CertFiles
+from tests.helpers.certs import CertFiles
 
 CHUNK = 64 * 1024
 TOTAL = 64 * 1024 * 1024

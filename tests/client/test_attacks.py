@@ -8,10 +8,10 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from client.fakeserver import FakeNotary
-from client.repobuilder import GUN, RepoBuilder, target_meta
-from trustbox.client.distribution import check_manifest, lookup_manifest
+from tests.client.fakeserver import FakeNotary
+from tests.helpers.simulator import GUN, RepositorySimulator, target_meta
 from trustbox.client.errors import BadResponseError, NoSuchTargetError
+from trustbox.client.images.distribution import check_manifest, lookup_manifest
 from trustbox.client.pinning import TrustPinning
 from trustbox.errors import (
     ExpiredError,
@@ -32,7 +32,7 @@ def _names(fake: FakeNotary) -> list[str]:
     return [p.rsplit("/_trust/tuf/", 1)[-1] for _, p in fake.requests]
 
 
-def test_baseline_update_verifies(repo: RepoBuilder, make_client) -> None:
+def test_baseline_update_verifies(repo: RepositorySimulator, make_client) -> None:
     client = make_client()
     t = client.get_signed_target("v1")
     assert (t.role, t.sha256_hex, t.length) == ("targets/releases", "01" * 32, 401)
@@ -41,7 +41,7 @@ def test_baseline_update_verifies(repo: RepoBuilder, make_client) -> None:
 # --- rollback ------------------------------------------------------------------------------------
 
 
-def test_timestamp_rollback_refused(repo: RepoBuilder, fake: FakeNotary, make_client) -> None:
+def test_timestamp_rollback_refused(repo: RepositorySimulator, fake: FakeNotary, make_client) -> None:
     old_ts = repo.docs["timestamp"]
     repo.make_timestamp()
     repo.serve(fake)
@@ -51,7 +51,7 @@ def test_timestamp_rollback_refused(repo: RepoBuilder, fake: FakeNotary, make_cl
         make_client().update()
 
 
-def test_snapshot_rollback_refused(repo: RepoBuilder, fake: FakeNotary, make_client) -> None:
+def test_snapshot_rollback_refused(repo: RepositorySimulator, fake: FakeNotary, make_client) -> None:
     old_snapshot = repo.docs["snapshot"]
     repo.refresh()  # snapshot v2, timestamp v2
     repo.serve(fake)
@@ -62,9 +62,9 @@ def test_snapshot_rollback_refused(repo: RepoBuilder, fake: FakeNotary, make_cli
         make_client().update()
 
 
-def test_targets_rollback_refused(repo: RepoBuilder, fake: FakeNotary, make_client) -> None:
+def test_targets_rollback_refused(repo: RepositorySimulator, fake: FakeNotary, make_client) -> None:
     old_targets = repo.docs["targets"]
-    repo.make_targets({"new": target_meta(2)})
+    repo.make_targets(releases=True, targets={"new": target_meta(2)})
     repo.refresh()
     repo.serve(fake)
     make_client().update()
@@ -75,7 +75,7 @@ def test_targets_rollback_refused(repo: RepoBuilder, fake: FakeNotary, make_clie
         make_client().update()
 
 
-def test_delegation_rollback_refused(repo: RepoBuilder, fake: FakeNotary, make_client) -> None:
+def test_delegation_rollback_refused(repo: RepositorySimulator, fake: FakeNotary, make_client) -> None:
     old_releases = repo.docs["targets/releases"]
     repo.make_releases({"v1": target_meta(1), "v2": target_meta(2)})
     repo.refresh()
@@ -88,7 +88,7 @@ def test_delegation_rollback_refused(repo: RepoBuilder, fake: FakeNotary, make_c
         make_client().update()
 
 
-def test_root_rollback_refused(repo: RepoBuilder, fake: FakeNotary, make_client) -> None:
+def test_root_rollback_refused(repo: RepositorySimulator, fake: FakeNotary, make_client) -> None:
     root_v1 = repo.docs["root"]
     old_ts_key = repo.timestamp_key
     repo.timestamp_key = PrivateKey.generate(ED25519)
@@ -108,18 +108,18 @@ def test_root_rollback_refused(repo: RepoBuilder, fake: FakeNotary, make_client)
         make_client().update()
 
 
-def test_root_rotation_is_followed_version_by_version(repo: RepoBuilder, fake: FakeNotary, make_client) -> None:
+def test_root_rotation_is_followed_version_by_version(repo: RepositorySimulator, fake: FakeNotary, make_client) -> None:
     make_client().update()
     new_root_key = PrivateKey.generate(ECDSA)
-    old_certs, old_keys = list(repo.certs), list(repo.root_keys)
+    old_key, old_cert = repo.root_keys[0]
     from trustbox.tuf.certs import make_root_public_key
 
     new_cert = make_root_public_key(new_root_key, GUN, repo.now - timedelta(days=1))
-    repo.certs, repo.root_keys = [new_cert], [new_root_key]
+    repo.root_keys = [(new_root_key, new_cert)]
     # v2: new root key, signed by old and new (rotation rule)
-    repo.make_root(sign_with=[(old_certs[0].keyid, old_keys[0]), (new_cert.keyid, new_root_key)])
+    repo.make_root(signers=[(old_key, old_cert), (new_root_key, new_cert)])
     repo.timestamp_key = PrivateKey.generate(ED25519)
-    repo.make_root(sign_with=[(new_cert.keyid, new_root_key)])  # v3: new timestamp key
+    repo.make_root(signers=[(new_root_key, new_cert)])  # v3: new timestamp key
     repo.refresh()
     repo.serve(fake)
     fake.requests.clear()
@@ -129,13 +129,13 @@ def test_root_rotation_is_followed_version_by_version(repo: RepoBuilder, fake: F
     assert "2.root.json" in _names(fake)
 
 
-def test_root_rotation_not_signed_by_old_root_refused(repo: RepoBuilder, fake: FakeNotary, make_client) -> None:
+def test_root_rotation_not_signed_by_old_root_refused(repo: RepositorySimulator, fake: FakeNotary, make_client) -> None:
     make_client().update()
     intruder = PrivateKey.generate(ECDSA)
     from trustbox.tuf.certs import make_root_public_key
 
     cert = make_root_public_key(intruder, GUN, repo.now - timedelta(days=1))
-    repo.certs, repo.root_keys = [cert], [intruder]
+    repo.root_keys = [(intruder, cert)]
     repo.timestamp_key = PrivateKey.generate(ED25519)
     repo.make_root()  # v2 signed only by the intruder
     repo.refresh()
@@ -149,9 +149,9 @@ def test_root_rotation_not_signed_by_old_root_refused(repo: RepoBuilder, fake: F
 
 @pytest.mark.parametrize("role", ["timestamp", "snapshot", "targets"])
 def test_expired_metadata_refused(role: str, fake: FakeNotary, make_client) -> None:
-    repo = RepoBuilder()
+    repo = RepositorySimulator()
     repo.make_root()
-    repo.make_targets({}, expires=timedelta(days=-1) if role == "targets" else timedelta(days=1095))
+    repo.make_targets(releases=True, targets={}, expires=timedelta(days=-1) if role == "targets" else timedelta(days=1095))
     repo.make_releases({"v1": target_meta(1)})
     repo.make_snapshot(expires=timedelta(days=-1) if role == "snapshot" else timedelta(days=1095))
     repo.make_timestamp(expires=timedelta(days=-1) if role == "timestamp" else timedelta(days=14))
@@ -160,13 +160,13 @@ def test_expired_metadata_refused(role: str, fake: FakeNotary, make_client) -> N
         make_client().update()
 
 
-def test_frozen_timestamp_after_time_passes(repo: RepoBuilder, fake: FakeNotary, make_client) -> None:
+def test_frozen_timestamp_after_time_passes(repo: RepositorySimulator, fake: FakeNotary, make_client) -> None:
     make_client().update()
     with pytest.raises(ExpiredError, match="timestamp expired"):
         make_client(now=repo.now + timedelta(days=15)).update()
 
 
-def test_unreachable_server_falls_back_to_cache_but_not_past_expiry(repo: RepoBuilder, fake: FakeNotary, make_client) -> None:
+def test_unreachable_server_falls_back_to_cache_but_not_past_expiry(repo: RepositorySimulator, fake: FakeNotary, make_client) -> None:
     make_client().update()
     fake.overrides[(GUN, "timestamp.json")] = lambda req: (_ for _ in ()).throw(httpx.ConnectError("down"))
     assert make_client().get_signed_target("v1").length == 401  # cached, still fresh
@@ -175,9 +175,9 @@ def test_unreachable_server_falls_back_to_cache_but_not_past_expiry(repo: RepoBu
 
 
 def test_expired_delegation_is_skipped_and_reported(fake: FakeNotary, make_client) -> None:
-    repo = RepoBuilder()
+    repo = RepositorySimulator()
     repo.make_root()
-    repo.make_targets({})
+    repo.make_targets(releases=True, targets={})
     repo.make_releases({"v1": target_meta(1)}, expires=timedelta(days=-1))
     repo.refresh()
     repo.serve(fake)
@@ -188,7 +188,7 @@ def test_expired_delegation_is_skipped_and_reported(fake: FakeNotary, make_clien
 # --- mix and match -------------------------------------------------------------------------------
 
 
-def test_snapshot_not_matching_timestamp_refused(repo: RepoBuilder, fake: FakeNotary, make_client) -> None:
+def test_snapshot_not_matching_timestamp_refused(repo: RepositorySimulator, fake: FakeNotary, make_client) -> None:
     genuine = repo.docs["snapshot"]
     repo.make_snapshot()  # a validly signed snapshot the timestamp does not reference
     other = repo.docs["snapshot"]
@@ -201,18 +201,18 @@ def test_snapshot_not_matching_timestamp_refused(repo: RepoBuilder, fake: FakeNo
         make_client().update()
 
 
-def test_targets_not_matching_snapshot_refused(repo: RepoBuilder, fake: FakeNotary, make_client) -> None:
+def test_targets_not_matching_snapshot_refused(repo: RepositorySimulator, fake: FakeNotary, make_client) -> None:
     import hashlib
 
     genuine = repo.docs["targets"]
-    other = repo.make_targets({"evil": target_meta(9)})  # signed with the real key, but not in the snapshot
+    other = repo.make_targets(releases=True, targets={"evil": target_meta(9)})  # signed with the real key, but not in the snapshot
     repo.docs["targets"] = genuine
     fake.overrides[(GUN, f"targets.{hashlib.sha256(genuine).hexdigest()}.json")] = other
     with pytest.raises((HashMismatchError, LengthError), match="targets"):
         make_client().update()
 
 
-def test_delegation_not_matching_snapshot_refused(repo: RepoBuilder, fake: FakeNotary, make_client) -> None:
+def test_delegation_not_matching_snapshot_refused(repo: RepositorySimulator, fake: FakeNotary, make_client) -> None:
     import hashlib
 
     genuine = repo.docs["targets/releases"]
@@ -241,7 +241,7 @@ class _Endless:
             yield b" " * 65536
 
 
-def test_endless_timestamp_download_is_cut_at_1mib(repo: RepoBuilder, fake: FakeNotary, make_client) -> None:
+def test_endless_timestamp_download_is_cut_at_1mib(repo: RepositorySimulator, fake: FakeNotary, make_client) -> None:
     bodies: list[_Endless] = []
 
     def serve(req: httpx.Request) -> httpx.Response:
@@ -254,7 +254,7 @@ def test_endless_timestamp_download_is_cut_at_1mib(repo: RepoBuilder, fake: Fake
     assert bodies and all(1 << 20 <= b.pulled <= (1 << 20) + 2 * 65536 for b in bodies)
 
 
-def test_oversized_snapshot_is_cut_at_its_length(repo: RepoBuilder, fake: FakeNotary, make_client) -> None:
+def test_oversized_snapshot_is_cut_at_its_length(repo: RepositorySimulator, fake: FakeNotary, make_client) -> None:
     import hashlib
 
     bodies: list[_Endless] = []
@@ -270,7 +270,7 @@ def test_oversized_snapshot_is_cut_at_its_length(repo: RepoBuilder, fake: FakeNo
     assert bodies and all(b.pulled <= len(repo.docs["snapshot"]) + 2 * 65536 for b in bodies)
 
 
-def test_announced_oversize_refused_before_reading(repo: RepoBuilder, fake: FakeNotary, make_client) -> None:
+def test_announced_oversize_refused_before_reading(repo: RepositorySimulator, fake: FakeNotary, make_client) -> None:
     fake.overrides[(GUN, "timestamp.json")] = lambda req: httpx.Response(
         200, headers={"Content-Length": str(50 << 20)}, content=b"x" * 10
     )
@@ -281,18 +281,18 @@ def test_announced_oversize_refused_before_reading(repo: RepoBuilder, fake: Fake
 # --- wrong root / pinning / threshold -----------------------------------------------------------------
 
 
-def test_recreated_repository_with_unrelated_root_refused(repo: RepoBuilder, fake: FakeNotary, make_client) -> None:
+def test_recreated_repository_with_unrelated_root_refused(repo: RepositorySimulator, fake: FakeNotary, make_client) -> None:
     make_client().update()  # root pinned on first use
     fake.repos.clear()
-    RepoBuilder().initial().serve(fake)  # same GUN, all-new keys, root v1 again
+    RepositorySimulator().initial().serve(fake)  # same GUN, all-new keys, root v1 again
     with pytest.raises(RootError, match="differs from the trusted root"):
         make_client().update()
 
 
-def test_recreated_repository_with_higher_root_version_refused(repo: RepoBuilder, fake: FakeNotary, make_client) -> None:
+def test_recreated_repository_with_higher_root_version_refused(repo: RepositorySimulator, fake: FakeNotary, make_client) -> None:
     make_client().update()
     fake.repos.clear()
-    other = RepoBuilder()
+    other = RepositorySimulator()
     other.make_root()
     other.initial().serve(fake)  # root v2 not signed by the pinned root
     with pytest.raises(RootError):
@@ -300,22 +300,22 @@ def test_recreated_repository_with_higher_root_version_refused(repo: RepoBuilder
 
 
 def test_root_for_another_gun_refused_on_first_use(fake: FakeNotary, make_client) -> None:
-    RepoBuilder(gun="registry.example.test/other").initial().serve(fake)
+    RepositorySimulator(gun="registry.example.test/other").initial().serve(fake)
     fake.repos[GUN] = fake.repos.pop("registry.example.test/other")
     with pytest.raises(RootError, match="not for"):
         make_client().update()
 
 
-def test_trust_pinning_cert_ids(repo: RepoBuilder, make_client) -> None:
+def test_trust_pinning_cert_ids(repo: RepositorySimulator, make_client) -> None:
     with pytest.raises(RootError, match="pinned certificates"):
         make_client(pinning=TrustPinning(certs={GUN: ["00" * 32]})).update()
     make_client(pinning=TrustPinning(certs={GUN: [repo.certs[0].keyid]})).update()
 
 
-def test_trust_pinning_ca_and_disable_tofu(repo: RepoBuilder, make_client, tmp_path) -> None:
+def test_trust_pinning_ca_and_disable_tofu(repo: RepositorySimulator, make_client, tmp_path) -> None:
     from cryptography.hazmat.primitives import serialization
 
-    from helpers.certs import make_ca
+    from tests.helpers.certs import make_ca
 
     ca, _ = make_ca()
     ca_file = tmp_path / "ca.pem"
@@ -327,9 +327,9 @@ def test_trust_pinning_ca_and_disable_tofu(repo: RepoBuilder, make_client, tmp_p
 
 
 def test_targets_below_threshold_refused(fake: FakeNotary, make_client) -> None:
-    repo = RepoBuilder(targets_keys=[PrivateKey.generate(ECDSA), PrivateKey.generate(ECDSA)], targets_threshold=2)
+    repo = RepositorySimulator(targets_keys=[PrivateKey.generate(ECDSA), PrivateKey.generate(ECDSA)], targets_threshold=2)
     repo.make_root()
-    repo.make_targets({}, signers=repo.targets_keys[:1])
+    repo.make_targets(releases=True, targets={}, signers=repo.targets_keys[:1])
     repo.make_releases({"v1": target_meta(1)})
     repo.refresh()
     repo.serve(fake)
@@ -337,7 +337,7 @@ def test_targets_below_threshold_refused(fake: FakeNotary, make_client) -> None:
         make_client().update()
 
 
-def test_timestamp_signed_by_unknown_key_refused(repo: RepoBuilder, fake: FakeNotary, make_client) -> None:
+def test_timestamp_signed_by_unknown_key_refused(repo: RepositorySimulator, fake: FakeNotary, make_client) -> None:
     repo.make_timestamp(key=PrivateKey.generate(ED25519))
     repo.serve(fake)
     with pytest.raises(ThresholdError, match="threshold for timestamp"):
@@ -345,9 +345,9 @@ def test_timestamp_signed_by_unknown_key_refused(repo: RepoBuilder, fake: FakeNo
 
 
 def test_delegation_below_threshold_is_not_trusted(fake: FakeNotary, make_client) -> None:
-    repo = RepoBuilder()
+    repo = RepositorySimulator()
     repo.make_root()
-    repo.make_targets({})
+    repo.make_targets(releases=True, targets={})
     real = repo.releases_key
     repo.releases_key = PrivateKey.generate(ECDSA)
     repo.make_releases({"v1": target_meta(1)})  # signed by a key targets does not delegate to
@@ -358,7 +358,7 @@ def test_delegation_below_threshold_is_not_trusted(fake: FakeNotary, make_client
         make_client().get_signed_target("v1")
 
 
-def test_tag_only_in_other_delegation_is_not_released(repo: RepoBuilder, make_client) -> None:
+def test_tag_only_in_other_delegation_is_not_released(repo: RepositorySimulator, make_client) -> None:
     with pytest.raises(NoSuchTargetError, match="No valid trust data for v9"):
         make_client().get_signed_target("v9")
 
@@ -402,7 +402,7 @@ def test_endless_root_on_first_contact_is_capped(fake: FakeNotary, make_client) 
         make_client().update()
 
 
-def test_server_meta_unchanged_uses_cache(repo: RepoBuilder, fake: FakeNotary, make_client) -> None:
+def test_server_meta_unchanged_uses_cache(repo: RepositorySimulator, fake: FakeNotary, make_client) -> None:
     make_client().update()
     fake.requests.clear()
     make_client().update()

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from client.endless import CHUNK, Bodies
+from tests.client.endless import CHUNK, Bodies
 from trustbox.client.capped import (
     SMALL_BODY_LIMIT,
     TOKEN_BODY_LIMIT,
@@ -20,11 +20,11 @@ from trustbox.client.capped import (
     read_token,
     send,
 )
-from trustbox.client.distribution import lookup_manifest
 from trustbox.client.dockerenv import Credentials
 from trustbox.client.errors import BadResponseError, MetaNotFoundError, ServerRejectedError, UnauthorizedError
-from trustbox.client.remote import MAX_KEY_SIZE, RemoteStore
+from trustbox.client.images.distribution import lookup_manifest
 from trustbox.client.transport import basic_auth_header
+from trustbox.client.trust.remote import MAX_KEY_SIZE, RemoteStore
 from trustbox.errors import NetworkError, TrustboxError
 from trustbox.oci.manifest import MAX_MANIFEST_BYTES
 from trustbox.oci.reference import parse_reference

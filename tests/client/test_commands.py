@@ -11,10 +11,10 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from client.fakeserver import FakeNotary
-from client.repobuilder import NOW
+from tests.client.fakeserver import FakeNotary
+from tests.helpers.simulator import NOW
 from trustbox.cli import cli
-from trustbox.client.verbs import TrustContext
+from trustbox.client.trust.verbs import TrustContext
 from trustbox.tuf.metadata import Metadata
 
 GUN = "registry.example.test/team/app"
@@ -165,7 +165,7 @@ def test_errors_are_one_line_like_docker(ctx: TrustContext, args: tuple[str, ...
 
 
 def test_no_trust_data_message(ctx: TrustContext) -> None:
-    from trustbox.client.verbs import notary_error
+    from trustbox.client.trust.verbs import notary_error
     from trustbox.errors import TrustboxError
     from trustbox.oci.reference import parse_reference
 
@@ -180,7 +180,7 @@ def test_no_trust_data_message(ctx: TrustContext) -> None:
 
 
 def test_key_load_and_list(ctx: TrustContext, tmp_path: Path) -> None:
-    from testdata import FIXTURES
+    from tests.testdata import FIXTURES
 
     src = tmp_path / "bob.key"
     src.write_bytes((FIXTURES / "docker-demo" / "keys" / "bob.key").read_bytes())

@@ -19,17 +19,17 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
-from client.endless import SOCKET_SLACK, TOTAL, Bodies, TLSServer
-from client.fakeserver import FakeNotary
-from client.repobuilder import RepoBuilder
-from helpers.certs import CertFiles, write_ca_and_server_cert
-from images.fake_registry import FakeRegistry
+from tests.client.endless import SOCKET_SLACK, TOTAL, Bodies, TLSServer
+from tests.client.fakeserver import FakeNotary
+from tests.helpers.certs import CertFiles, write_ca_and_server_cert
+from tests.helpers.simulator import RepositorySimulator
+from tests.images.fake_registry import FakeRegistry
 from trustbox.cli import cli
 from trustbox.client.capped import SMALL_BODY_LIMIT, TOKEN_BODY_LIMIT
-from trustbox.client.distribution import RegistryClient, RegistryOptions
-from trustbox.client.layout import open_source
-from trustbox.client.sample import write_sample_image
-from trustbox.client.transfer import RegistryDestination, Reporter, copy_image
+from trustbox.client.images.distribution import RegistryClient, RegistryOptions
+from trustbox.client.images.layout import open_source
+from trustbox.client.images.sample import write_sample_image
+from trustbox.client.images.transfer import RegistryDestination, Reporter, copy_image
 from trustbox.client.transport import basic_auth_header
 from trustbox.oci.manifest import MAX_MANIFEST_BYTES, Manifest
 from trustbox.tuf.metadata import FileMeta, Metadata, Targets
@@ -87,7 +87,7 @@ class World:
         """Trust data for ``<gun>:v1`` = the pushed image (root, targets, releases, snapshot, timestamp)."""
         assert self.top is not None
         meta = FileMeta(self.top.size, {"sha256": bytes.fromhex(self.top.digest.split(":")[1])})
-        RepoBuilder(gun=self.gun, now=datetime.now(UTC)).initial({"v1": meta}).serve(self.notary)
+        RepositorySimulator(gun=self.gun, now=datetime.now(UTC)).initial({"v1": meta}).serve(self.notary)
 
     def blob_digest(self) -> str:
         """The digest of the image's largest layer."""

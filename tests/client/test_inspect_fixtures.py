@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from client.fakeserver import FakeNotary
-from client.repobuilder import NOW
-from testdata import FIXTURES
+from tests.client.fakeserver import FakeNotary
+from tests.helpers.simulator import NOW
+from tests.testdata import FIXTURES
 from trustbox.cli import cli
-from trustbox.client.verbs import TrustContext, inspect, inspect_pretty
+from trustbox.client.trust.verbs import TrustContext, inspect, inspect_pretty
 from trustbox.oci.reference import parse_reference
 
 CLI_OUT = FIXTURES / "docker-demo" / "cli-output"

@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers.net import free_port
-from helpers.notary_server import run_notary
-from interop.servers import ServerHandle, make_tls, start_variant
-from trustbox.client.repository import TrustClient
+from tests.helpers.net import free_port
+from tests.helpers.notary_server import run_notary
+from tests.interop.servers import ServerHandle, make_tls, start_variant
+from trustbox.client.trust.repository import TrustClient
 from trustbox.keystore.passphrase import docker_env_retriever
 
 pytestmark = pytest.mark.interop

@@ -8,7 +8,12 @@ import hashlib
 import httpx
 import pytest
 
-from trustbox.client.distribution import MANIFEST_ACCEPT, RegistryClient, RegistryOptions, lookup_manifest
+from trustbox.client.images.distribution import (
+    MANIFEST_ACCEPT,
+    RegistryClient,
+    RegistryOptions,
+    lookup_manifest,
+)
 from trustbox.oci.errors import DigestMismatchError
 from trustbox.oci.reference import parse_reference
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 
-from trustbox.client import transfer, verbs
 from trustbox.client.errors import (
     InsufficientSignaturesError,
     NotNotaryServerError,
@@ -15,6 +14,8 @@ from trustbox.client.errors import (
     UnauthorizedError,
     notary_error,
 )
+from trustbox.client.images import transfer
+from trustbox.client.trust import verbs
 from trustbox.errors import (
     FormatError,
     KeyStoreError,

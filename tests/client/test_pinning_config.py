@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from client.conftest import SERVER
-from client.fakeserver import FakeNotary
-from client.repobuilder import GUN, NOW, RepoBuilder
+from tests.client.conftest import SERVER
+from tests.client.fakeserver import FakeNotary
+from tests.helpers.simulator import GUN, NOW, RepositorySimulator
 from trustbox.client.dockerenv import trust_pinning
-from trustbox.client.repository import trust_client_for
+from trustbox.client.trust.repository import trust_client_for
 from trustbox.errors import ConfigError, RootError
 
 
@@ -20,7 +20,7 @@ def _client(fake: FakeNotary, tmp_path, pinning_file):
     return trust_client_for(f"{GUN}:v1", environ=env, http=fake.client(), now=NOW)
 
 
-def test_pinned_certificate_ids_from_file(repo: RepoBuilder, fake: FakeNotary, tmp_path) -> None:
+def test_pinned_certificate_ids_from_file(repo: RepositorySimulator, fake: FakeNotary, tmp_path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"trust_pinning": {"certs": {GUN: ["00" * 32]}}}))
     with pytest.raises(RootError, match="pinned certificates"):

@@ -24,21 +24,21 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from client.fakeserver import FakeNotary
-from client.repobuilder import NOW
-from images.fake_registry import FakeRegistry
+from tests.client.fakeserver import FakeNotary
+from tests.helpers.simulator import NOW
+from tests.images.fake_registry import FakeRegistry
+from tests.trustserver.ts_asgi import ASGIClient
+from tests.trustserver.ts_env import make_app
 from trustbox.cli import cli
-from trustbox.client import transfer as images_mod
-from trustbox.client.distribution import RegistryOptions
 from trustbox.client.errors import ServerRejectedError
-from trustbox.client.repository import TrustClient, trust_client_for
-from trustbox.client.sample import write_sample_image
-from trustbox.client.updater import CACHED_TIMESTAMP_WARNING
-from trustbox.client.verbs import TrustContext
+from trustbox.client.images import transfer as images_mod
+from trustbox.client.images.distribution import RegistryOptions
+from trustbox.client.images.sample import write_sample_image
+from trustbox.client.trust.repository import TrustClient, trust_client_for
+from trustbox.client.trust.updater import CACHED_TIMESTAMP_WARNING
+from trustbox.client.trust.verbs import TrustContext
 from trustbox.keystore.passphrase import constant_retriever
 from trustbox.oci.manifest import Manifest
-from trustserver.ts_asgi import ASGIClient
-from trustserver.ts_env import make_app
 
 GUN = "registry.example.test/team/app"
 TRUST_URL = "https://notary.example.test"

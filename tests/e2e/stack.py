@@ -16,10 +16,10 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers.certs import write_ca_and_server_cert
-from helpers.net import free_port, stop_process, wait_http
-from helpers.notary_server import have_notary_server, notary_server
-from images.registries import (
+from tests.helpers.certs import write_ca_and_server_cert
+from tests.helpers.net import free_port, stop_process, wait_http
+from tests.helpers.notary_server import have_notary_server, notary_server
+from tests.images.registries import (
     RunningRegistry,
     have_docker_registry,
     have_trustbox_registry,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.net import free_port
+from tests.helpers.net import free_port
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from e2e.stack import Stack, missing, start_stack, trust_server
-from e2e.test_tutorial import tb
-from trustbox.client.sample import write_sample_image
-from trustbox.client.updater import CACHED_TIMESTAMP_WARNING
+from tests.e2e.stack import Stack, missing, start_stack, trust_server
+from tests.e2e.test_tutorial import tb
+from trustbox.client.images.sample import write_sample_image
+from trustbox.client.trust.updater import CACHED_TIMESTAMP_WARNING
 
 pytestmark = pytest.mark.interop
 

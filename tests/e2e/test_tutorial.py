@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from e2e.stack import Stack, missing, start_stack
-from trustbox.client.layout import OCILayoutSource
-from trustbox.client.sample import write_sample_image
+from tests.e2e.stack import Stack, missing, start_stack
+from trustbox.client.images.layout import OCILayoutSource
+from trustbox.client.images.sample import write_sample_image
 
 pytestmark = pytest.mark.interop
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers.certs import write_ca_and_server_cert
-from helpers.net import free_port, stop_process, wait_http
+from tests.helpers.certs import write_ca_and_server_cert
+from tests.helpers.net import free_port, stop_process, wait_http
 
 NOTARY_SERVER = "notary-server"
 NOTARY = "notary"

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from helpers.net import free_port
+from tests.helpers.net import free_port
 
 _HOP = {b"host", b"connection", b"transfer-encoding", b"keep-alive", b"te", b"trailer", b"upgrade"}
 

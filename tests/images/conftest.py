@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from trustbox.client.sample import write_sample_image
+from trustbox.client.images.sample import write_sample_image
 from trustbox.oci.manifest import Manifest
 
 

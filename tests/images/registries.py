@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers.net import free_port, stop_process, wait_http
+from tests.helpers.net import free_port, stop_process, wait_http
 
 
 @dataclass

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from images.fake_registry import FakeRegistry
+from tests.images.fake_registry import FakeRegistry
 from trustbox.cli import cli
-from trustbox.client import transfer as images_mod
-from trustbox.client.distribution import RegistryOptions
 from trustbox.client.errors import NoSuchTargetError, RepositoryNotExistError
-from trustbox.client.layout import OCILayoutSource
+from trustbox.client.images import transfer as images_mod
+from trustbox.client.images.distribution import RegistryOptions
+from trustbox.client.images.layout import OCILayoutSource
 from trustbox.errors import NetworkError
 from trustbox.oci.manifest import Manifest
 
@@ -157,7 +157,7 @@ def test_tag_moved_after_signing_is_refused(env: Any, sample: tuple[Path, Manife
     root, top = sample
     run("push", f"oci:{root}:v1", f"{IMG}:latest", env=DCT)
     other = tmp_path / "other"
-    from trustbox.client.sample import write_sample_image
+    from trustbox.client.images.sample import write_sample_image
 
     evil = write_sample_image(other, "v1", message="evil")
     run("push", f"oci:{other}:v1", f"{IMG}:latest")  # unsigned overwrite of the tag

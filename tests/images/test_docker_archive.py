@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from trustbox.client.layout import DockerArchiveSource, OCILayoutSource, open_destination, open_source
-from trustbox.client.transfer import Reporter, copy_image
+from trustbox.client.images.layout import DockerArchiveSource, OCILayoutSource, open_destination, open_source
+from trustbox.client.images.transfer import Reporter, copy_image
 from trustbox.oci.errors import ImageError
 from trustbox.oci.mediatypes import DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST
 

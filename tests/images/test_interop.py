@@ -15,18 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from images.registries import (
+from tests.images.registries import (
     RunningRegistry,
     have_docker_registry,
     have_trustbox_registry,
     trustbox_registry,
     upstream_registry,
 )
-from images.test_docker_archive import LAYERS, docker_save
-from trustbox.client.distribution import RegistryClient, RegistryOptions
-from trustbox.client.layout import OCILayoutSource, open_destination, open_source
-from trustbox.client.sample import write_sample_image
-from trustbox.client.transfer import (
+from tests.images.test_docker_archive import LAYERS, docker_save
+from trustbox.client.images.distribution import RegistryClient, RegistryOptions
+from trustbox.client.images.layout import OCILayoutSource, open_destination, open_source
+from trustbox.client.images.sample import write_sample_image
+from trustbox.client.images.transfer import (
     RegistryDestination,
     RegistrySource,
     Reporter,
@@ -180,7 +180,7 @@ def test_large_blob_streams_without_holding_it_in_memory(registry: RunningRegist
     import os
     import tracemalloc
 
-    from trustbox.client.layout import OCILayoutDestination
+    from trustbox.client.images.layout import OCILayoutDestination
     from trustbox.oci.descriptor import Descriptor
     from trustbox.oci.manifest import dump_json, parse_manifest
     from trustbox.oci.mediatypes import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from trustbox.client.layout import (
+from trustbox.client.images.layout import (
     OCILayoutDestination,
     OCILayoutSource,
     open_destination,
     open_source,
     parse_local_ref,
 )
-from trustbox.client.sample import write_sample_image
-from trustbox.client.transfer import Reporter, copy_image
+from trustbox.client.images.sample import write_sample_image
+from trustbox.client.images.transfer import Reporter, copy_image
 from trustbox.oci.errors import DigestMismatchError, ImageError
 from trustbox.oci.manifest import Manifest, parse_manifest
 from trustbox.oci.mediatypes import OCI_INDEX, OCI_MANIFEST

@@ -11,12 +11,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from client.endless import CHUNK, Bodies
-from images.fake_registry import FakeRegistry
+from tests.client.endless import CHUNK, Bodies
+from tests.images.fake_registry import FakeRegistry
 from trustbox.client.capped import LIST_BODY_LIMIT, SMALL_BODY_LIMIT, TOKEN_BODY_LIMIT, ResponseTooLargeError
-from trustbox.client.distribution import MAX_REDIRECTS, RegistryClient, RegistryOptions, RegistryResponseError
-from trustbox.client.layout import open_source
-from trustbox.client.transfer import RegistryDestination, Reporter, copy_image
+from trustbox.client.images.distribution import (
+    MAX_REDIRECTS,
+    RegistryClient,
+    RegistryOptions,
+    RegistryResponseError,
+)
+from trustbox.client.images.layout import open_source
+from trustbox.client.images.transfer import RegistryDestination, Reporter, copy_image
 from trustbox.errors import NetworkError
 from trustbox.oci.descriptor import Descriptor
 from trustbox.oci.digest import sha256_digest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -10,11 +11,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from images.fake_registry import FakeRegistry
-from trustbox.client.distribution import RegistryAuthError, RegistryClient, RegistryOptions
+from tests.images.fake_registry import FakeRegistry
 from trustbox.client.dockerenv import load_credentials
-from trustbox.client.layout import OCILayoutSource, open_destination, open_source
-from trustbox.client.transfer import RegistryDestination, RegistrySource, Reporter, copy_image
+from trustbox.client.images.distribution import (
+    RegistryAuthError,
+    RegistryClient,
+    RegistryOptions,
+    read_manifest,
+)
+from trustbox.client.images.layout import OCILayoutSource, open_destination, open_source
+from trustbox.client.images.transfer import RegistryDestination, RegistrySource, Reporter, copy_image
 from trustbox.errors import NetworkError, NotFoundError
 from trustbox.oci.descriptor import Descriptor
 from trustbox.oci.digest import sha256_digest
@@ -249,3 +255,23 @@ def test_reference_normalisation() -> None:
     for bad in ("alpine/UPPER", "x:bad tag", "x@sha256:123", ""):
         with pytest.raises(Exception, match="invalid reference format"):
             parse_image_ref(bad)
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "sha512"])
+def test_manifest_by_digest_is_hashed_with_the_digests_algorithm(algorithm: str) -> None:
+    """A pull by ``@sha512:`` is verified with sha512 (not skipped because it is not sha256); so is
+    the registry's ``Docker-Content-Digest``; a malformed digest is a mismatch, not a pass."""
+    raw = b'{"schemaVersion":2}'
+    good = f"{algorithm}:" + hashlib.new(algorithm, raw).hexdigest()
+    other = f"{algorithm}:" + hashlib.new(algorithm, raw + b" ").hexdigest()
+
+    def answer(body: bytes, header: str | None = None) -> httpx.Response:
+        return httpx.Response(200, content=body, headers={"Docker-Content-Digest": header} if header else {})
+
+    assert read_manifest(answer(raw, good), good, 1 << 20, "manifest") == (raw, "sha256:" + hashlib.sha256(raw).hexdigest())
+    with pytest.raises(DigestMismatchError, match="digest mismatch: content hashes to"):
+        read_manifest(answer(raw), other, 1 << 20, "manifest")
+    with pytest.raises(DigestMismatchError, match="registry says"):
+        read_manifest(answer(raw, other), "v1", 1 << 20, "manifest")
+    with pytest.raises(DigestMismatchError, match="manifest digest"):
+        read_manifest(answer(raw), f"{algorithm}:abc", 1 << 20, "manifest")

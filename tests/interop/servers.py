@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from helpers.certs import write_ca_and_server_cert
-from helpers.net import free_port, stop_process
+from tests.helpers.certs import write_ca_and_server_cert
+from tests.helpers.net import free_port, stop_process
 
 NOTARY_SERVER = shutil.which("notary-server") or "/usr/bin/notary-server"
 NOTARY = shutil.which("notary") or "/usr/bin/notary"

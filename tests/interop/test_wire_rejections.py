@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from helpers.notary_upload import multipart
+from tests.helpers.notary_upload import multipart
 
 from .clitools import NotaryClient, Result, Transcript, check_against_upstream, parse_list
 from .servers import ServerHandle

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from testdata import FIXTURES
+from tests.testdata import FIXTURES
 from trustbox.tuf.keys import PublicKey
 
 NOTARY_PASS = {

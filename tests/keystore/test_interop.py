@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from helpers.notary_server import notary_server, run_notary
+from tests.helpers.notary_server import notary_server, run_notary
 from trustbox.keystore import (
     KeyStore,
     PassphraseRetriever,

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from testdata import FIXTURES
+from tests.testdata import FIXTURES
 from trustbox.errors import FormatError, KeyStoreError, PassphraseError
 from trustbox.keystore import der
 from trustbox.keystore.pkcs8 import (

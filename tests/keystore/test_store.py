@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from testdata import FIXTURES
+from tests.testdata import FIXTURES
 from trustbox.errors import FormatError, KeyStoreError, PassphraseError
 from trustbox.keystore import (
     KeyInfo,

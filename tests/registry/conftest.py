@@ -17,7 +17,7 @@ warnings.filterwarnings("ignore", message=".*httpx.*")
 
 from starlette.testclient import TestClient  # noqa: E402
 
-from helpers.net import free_port  # noqa: E402
+from tests.helpers.net import free_port  # noqa: E402
 from trustbox.registry.app import create_app  # noqa: E402
 from trustbox.registry.config import RegistryConfig  # noqa: E402
 from trustbox.registry.layout import Layout  # noqa: E402

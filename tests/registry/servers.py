@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from helpers.certs import write_ca_and_server_cert
-from helpers.net import stop_process, wait_http
+from tests.helpers.certs import write_ca_and_server_cert
+from tests.helpers.net import stop_process, wait_http
 
 from .conftest import free_port
 

@@ -14,6 +14,8 @@ from trustbox.errors import ConfigError
 from trustbox.registry.config import load_config
 from trustbox.registry.distconfig import apply_environment, go_duration
 
+from .conftest import build_reg
+
 # Debian's /etc/docker/registry/config.yml (docker-registry 2.8), htpasswd path made a file
 DEBIAN = """\
 version: 0.1
@@ -203,8 +205,6 @@ def test_notification_endpoints_get_distribution_defaults(tmp_path: Path) -> Non
 
 
 def test_gc_reads_registry2_config(tmp_path: Path) -> None:
-    from .conftest import build_reg
-
     path = write(tmp_path, "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n"
                            "    enabled: true\n")
     reg = build_reg({"storage": str(tmp_path / "data"), "layout": "registry2", "delete_enabled": True})

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from starlette.requests import Request
 
-from auth.helpers import issuer_and_verifier
+from tests.auth.helpers import issuer_and_verifier
 from trustbox.auth.middleware import AuthInfo
 from trustbox.auth.scopes import Scope, repository
 from trustbox.auth.tokens import TokenIssuer
-from trustbox.registry.auth import required_scopes
+from trustbox.registry.access_control import required_scopes
 
 from .conftest import OCI_MANIFEST, SERVICE, Reg, build_reg, error_code, token_config
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from trustbox.errcode import go_json_line
+
 from .conftest import DOCKER_LIST, DOCKER_MANIFEST, EMPTY_JSON, OCI_INDEX, OCI_MANIFEST, Reg, error_code
 
 
@@ -344,3 +346,19 @@ def test_names_and_routes(reg: Reg) -> None:
     assert r.status_code == 405 and error_code(r) == "UNSUPPORTED"
     r = reg.delete("/v2/")
     assert r.status_code == 405
+
+
+def test_json_bodies_are_written_as_go_encodes_them(fsreg: Reg) -> None:
+    """Errors, catalog, tag lists and referrers come out as registry:2's ``json.Encoder``: compact
+    separators and a trailing newline (one encoder for every server: ``trustbox.errcode``)."""
+    digest, _body, _doc = fsreg.image("team/app", tag="v1")
+    answers = [
+        fsreg.c.get("/v2/team/app/manifests/missing"),
+        fsreg.c.get("/v2/_catalog"),
+        fsreg.c.get("/v2/team/app/tags/list"),
+        fsreg.c.get(f"/v2/team/app/referrers/{digest}"),
+    ]
+    for r in answers:
+        assert r.content == go_json_line(json.loads(r.content)), r.content
+    assert answers[0].status_code == 404 and answers[0].json()["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+    assert answers[2].content == b'{"name":"team/app","tags":["v1"]}\n'

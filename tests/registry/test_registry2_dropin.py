@@ -7,6 +7,7 @@ instance ids and ports aside)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -14,7 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+
 from tests.helpers.containerclients import (
     CONTAINERD,
     CTR,
@@ -54,8 +57,6 @@ def skopeo(*args: str) -> str:
 
 def raw_digest(addr: str, ref: str) -> str:
     """The sha256 digest of the manifest bytes the registry serves for ``ref``."""
-    import hashlib
-
     raw = subprocess.run([SKOPEO or "skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{addr}/{ref}"],
                          capture_output=True, timeout=60).stdout
     assert raw, f"no manifest for {ref}"
@@ -98,8 +99,6 @@ class Storage:
         self.s3 = s3
 
     def _client(self) -> Any:
-        import boto3
-
         assert self.s3 is not None
         return boto3.client("s3", endpoint_url=self.s3["endpoint"], region_name="us-east-1",
                             aws_access_key_id="testing", aws_secret_access_key="testing")

@@ -5,22 +5,24 @@ URLs, catalog cap), and webhook notifications (events, a receiver that is down, 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tests.helpers.net import free_port
 from tests.helpers.webhook import start_receiver
-
 from trustbox.errors import ConfigError
 from trustbox.oci.digest import parse_digest
-from trustbox.registry.events import blob_event, envelope_bytes
+from trustbox.registry.events import RequestRecord, blob_event, envelope_bytes
+from trustbox.registry.gc import collect
 from trustbox.registry.layout import Layout, choose_layout
 from trustbox.registry.notify import Endpoint
 from trustbox.registry.storage import FilesystemDriver
 
-from .conftest import OCI_INDEX, OCI_MANIFEST, Reg, build_reg
+from .conftest import OCI_INDEX, OCI_MANIFEST, Reg, build_reg, make_bucket
 
 R2 = "docker/registry/v2"
 
@@ -198,8 +200,6 @@ def test_queue_is_bounded_and_ignore_rules_apply() -> None:
 
     ep = Endpoint("q", "http://x/", {}, 1.0, 1, 0.05, frozenset({"application/x-ignored"}), frozenset({"pull"}), 3,
                   post=post)
-    from trustbox.registry.events import RequestRecord
-
     req = RequestRecord("i", "1.2.3.4", "h", "GET", "ua", None, "")
     for n in range(6):
         ep.write(blob_event("push", req, {}, "r", parse_digest("sha256:" + f"{n:02d}" * 32), 1))
@@ -219,8 +219,6 @@ def test_queue_is_bounded_and_ignore_rules_apply() -> None:
 
 
 def test_envelope_is_indented_like_go() -> None:
-    from trustbox.registry.events import RequestRecord
-
     req = RequestRecord("i", "a", "h", "GET", "ua<>", None, "")
     body = envelope_bytes([blob_event("pull", req, {}, "r", parse_digest("sha256:" + "aa" * 32), 5)])
     assert body.startswith(b'{\n   "events": [\n      {\n         "id": ')
@@ -228,10 +226,6 @@ def test_envelope_is_indented_like_go() -> None:
 
 
 def test_gc_removes_registry2_uploads_left_in_flight(tmp_path: Path) -> None:
-    import os
-
-    from trustbox.registry.gc import collect
-
     reg = build_reg({"storage": str(tmp_path / "s"), "layout": "registry2"})
     d, _body, _doc = reg.image("g", tag="t")
     old = f"{R2}/repositories/g/_uploads/0b1d"
@@ -248,8 +242,6 @@ def test_gc_removes_registry2_uploads_left_in_flight(tmp_path: Path) -> None:
 
 
 def test_detection_on_s3_without_a_prefix(moto_endpoint: str, tmp_path: Path) -> None:
-    from .conftest import make_bucket
-
     bucket = make_bucket(moto_endpoint)
     spec = {"storage": f"s3://{bucket}", "s3_endpoint_url": moto_endpoint, "spool_dir": str(tmp_path / "spool")}
     build_reg({**spec, "layout": "registry2"}).image("s", tag="t")

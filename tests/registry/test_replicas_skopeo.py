@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.rrproxy import round_robin_proxy
+from tests.helpers.rrproxy import round_robin_proxy
 
 from .conftest import make_bucket
 from .ocilayout import OCI_INDEX, layout_blobs, layout_top_digest, make_image, make_index, write_layout

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.registry.conftest import Reg, build_reg, error_code, make_bucket
 
+from tests.registry.conftest import Reg, build_reg, error_code, make_bucket
 from trustbox.registry import gc
 from trustbox.registry.sessions import SharedSessions
 
@@ -307,6 +307,7 @@ def test_store_without_conditional_writes_falls_back(pair: tuple[Reg, Reg], tmp_
 def test_two_server_processes_share_sessions(moto_endpoint: str, tmp_path: Path) -> None:
     """Real `trustbox serve registry` processes on one bucket: chunks sent to either."""
     import httpx
+
     from tests.registry.servers import registry_process
 
     bucket = make_bucket(moto_endpoint)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from auth.helpers import issuer_and_verifier
+from tests.auth.helpers import issuer_and_verifier
 from trustbox.auth.scopes import repository
 from trustbox.cli import cli
 from trustbox.registry.config import load_config

@@ -21,11 +21,10 @@ from typing import Any
 
 import httpx
 
-from helpers.net import free_port, stop_process, wait_http
-from helpers.notary_upload import multipart
-from trustbox.tuf.certs import make_root_public_key
-from trustbox.tuf.keys import PrivateKey, PublicKey
-from trustbox.tuf.metadata import FileMeta, Metadata, RoleKeys, Root, Targets
+from tests.helpers.net import free_port, stop_process, wait_http
+from tests.helpers.notary_upload import multipart
+from tests.helpers.simulator import RepositorySimulator, target
+from trustbox.tuf.keys import PublicKey
 from trustbox.tuf.timefmt import utcnow
 
 
@@ -153,27 +152,16 @@ class TrustLoop:
                 r = retrying(lambda role=role: c.get(self.tuf(f"{role}.key")))
                 assert r.status_code == 200, r.text
                 keys[role] = PublicKey.from_dict(json.loads(r.content))
-            root_key = PrivateKey.generate("ecdsa")
-            root_pub = make_root_public_key(root_key, self.gun, now)
-            targets_key = PrivateKey.generate("ecdsa")
-            all_keys = {root_pub.keyid: root_pub, targets_key.keyid: targets_key.public_key(),
-                        keys["snapshot"].keyid: keys["snapshot"], keys["timestamp"].keyid: keys["timestamp"]}
-            root_md: Metadata[Root] = Metadata(Root(1, now + timedelta(days=3650), keys=all_keys, roles={
-                "root": RoleKeys([root_pub.keyid]), "targets": RoleKeys([targets_key.keyid]),
-                "snapshot": RoleKeys([keys["snapshot"].keyid]), "timestamp": RoleKeys([keys["timestamp"].keyid]),
-            }))
-            root_md.sign(root_key, root_pub.keyid)
-            self.root = root_md.to_bytes()
+            sim = RepositorySimulator(self.gun, now, timestamp_key=keys["timestamp"], snapshot_key=keys["snapshot"])
+            self.root = sim.make_root()
             root_stored = False
             version = 0
             while not stop.is_set():
                 version += 1
                 self.attempted = version
                 payload = f"{self.gun} v{version} {rng.random()}".encode()
-                tmd: Metadata[Targets] = Metadata(Targets(version, now + timedelta(days=1000), targets={
-                    f"tag{version}": FileMeta.from_bytes(payload), "latest": FileMeta.from_bytes(payload)}))
-                tmd.sign(targets_key)
-                targets = tmd.to_bytes()
+                targets = sim.make_targets({f"tag{version}": target(payload), "latest": target(payload)},
+                                           version=version, expires=timedelta(days=1000))
                 parts = {"targets": targets} if root_stored else {"root": self.root, "targets": targets}
                 body, ct = multipart(parts, "crashboundary0123")
                 try:

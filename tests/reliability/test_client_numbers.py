@@ -16,11 +16,9 @@ import base64
 import hashlib
 import json
 import logging
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -382,21 +380,23 @@ def test_pagination_n_is_go_atoi(registry: Server, caplog: pytest.LogCaptureFixt
 
 # -- the trust server -----------------------------------------------------------------------------
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trustserver"))  # ts_env, ts_repo
 
 
 @pytest.fixture(scope="module")
 def trust(tmp_path_factory: pytest.TempPathFactory, loop: asyncio.AbstractEventLoop) -> Iterator[Server]:
     """A trust server on SQLite with one published repository (root, targets, snapshot)."""
-    from ts_env import make_app
-    from ts_repo import Repo, multipart, parse_key, target
+    from tests.helpers.notary_upload import multipart
+    from tests.helpers.simulator import RepositorySimulator, target
+    from tests.trustserver.ts_env import make_app
+    from tests.trustserver.ts_helpers import parse_key
+    from trustbox.tuf.timefmt import utcnow
 
     app = make_app({"db": f"sqlite:///{tmp_path_factory.mktemp('trust')}/trust.db", "table_prefix": ""})
     srv = Server(app, loop)
     ts = parse_key(srv.request("GET", f"/v2/{GUN}/_trust/tuf/timestamp.key").body)
-    repo = Repo(GUN, ts)
-    body, ct = multipart({"root": repo.root(), "targets": repo.targets(2, {"v1": target(b"p")}),
-                          "snapshot": repo.snapshot(2)})
+    repo = RepositorySimulator(GUN, utcnow(), timestamp_key=ts)
+    body, ct = multipart({"root": repo.make_root(), "targets": repo.make_targets({"v1": target(b"p")}, version=2),
+                          "snapshot": repo.make_snapshot(version=2)})
     r = srv.request("POST", f"/v2/{GUN}/_trust/tuf/", headers={"content-type": ct.encode()}, body=body)
     assert r.status == 200, r.body
     srv.names["content_type"] = ct
@@ -479,7 +479,7 @@ def test_trust_server_numbers_as_notary_server(trust: Server, caplog: pytest.Log
 def test_update_with_overflowing_expiry_is_malformed_json(trust: Server, caplog: pytest.LogCaptureFixture) -> None:
     """An ``expires`` that datetime cannot hold in UTC (year 9999 at -01:00) used to escape as
     OverflowError: a 500 with a traceback. Now it is MALFORMED_JSON like other bad documents."""
-    from ts_repo import multipart
+    from tests.helpers.notary_upload import multipart
 
     for expires in ("9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00", "2030-01-01T00:00:00+99:00",
                     "\u0662\u0660\u0663\u0660-01-01T00:00:00Z"):

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import secrets
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from crashlib import (  # noqa: E402
+from tests.reliability.crashlib import (  # noqa: E402
     KillableServer,
     RegistryLoop,
     TrustLoop,
@@ -30,7 +27,6 @@ from crashlib import (  # noqa: E402
     run_with_kills,
     sha256,
 )
-
 from trustbox.tuf.metadata import Metadata, Snapshot, Timestamp  # noqa: E402
 from trustbox.tuf.timefmt import utcnow  # noqa: E402
 from trustbox.tuf.verify import TrustedCollection  # noqa: E402
@@ -195,8 +191,9 @@ def registry_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
     if request.param == "fs":
         yield ["--storage", str(tmp_path / "store")], {}
         return
-    from crashlib import free_port
     from moto.server import ThreadedMotoServer
+
+    from tests.reliability.crashlib import free_port
 
     port = free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

@@ -4,15 +4,12 @@ TRUSTBOX_HEADER_TIMEOUT), applied through trustbox.serving to granian."""
 from __future__ import annotations
 
 import socket
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from crashlib import KillableServer  # noqa: E402
-
+from tests.reliability.crashlib import KillableServer  # noqa: E402
 from trustbox.errors import ConfigError
 from trustbox.serving import http1_settings
 

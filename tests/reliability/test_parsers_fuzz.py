@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers.notary_upload import multipart
+from tests.helpers.notary_upload import multipart
 from trustbox.errors import FormatError, KeyStoreError, TrustboxError
 from trustbox.keystore import decode_key_file, decode_pkcs8, decrypt_pkcs8, encode_key_file, key_file_info
 from trustbox.oci.mediatypes import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
@@ -107,13 +107,9 @@ def _flip(blob: bytes, data: st.DataObject) -> bytes:
 
 
 def _valid_docs() -> dict[str, bytes]:
-    import sys
-    from pathlib import Path
+    from tests.helpers.simulator import RepositorySimulator
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tuf"))
-    from builder import RepoBuilder  # type: ignore[import-not-found]
-
-    b = RepoBuilder("example.com/fuzz/app", utcnow())
+    b = RepositorySimulator("example.com/fuzz/app", utcnow())
     b.add_target("v1", b"payload")
     b.delegate("targets/releases")
     b.add_target("v2", b"other", role="targets/releases")

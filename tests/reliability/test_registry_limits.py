@@ -23,7 +23,7 @@ warnings.filterwarnings("ignore", message=".*httpx.*")
 
 from starlette.testclient import TestClient  # noqa: E402
 
-from helpers.net import free_port  # noqa: E402
+from tests.helpers.net import free_port  # noqa: E402
 from trustbox.errors import ConfigError  # noqa: E402
 from trustbox.registry.app import create_app  # noqa: E402
 from trustbox.registry.config import RegistryConfig, load_config  # noqa: E402

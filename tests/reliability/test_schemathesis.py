@@ -26,8 +26,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error, status_code_conformance  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from crashlib import free_port  # noqa: E402
+from tests.reliability.crashlib import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 TRUST_SCHEMA = schemathesis.openapi.from_path(ROOT / "docs/openapi/trust.yaml")

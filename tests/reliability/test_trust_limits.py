@@ -7,16 +7,13 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from crashlib import KillableServer  # noqa: E402
+from tests.reliability.crashlib import KillableServer  # noqa: E402
 
 
 def tree_rss_mib(pid: int) -> float:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers.net import free_port
-from trustbox.sandbox.sandbox import Sandbox, SandboxState, Service
+from tests.helpers.net import free_port
+from trustbox.sandbox.stack import Sandbox, SandboxState, Service
 
 
 def tb(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers.net import free_port, stop_process, wait_http
+from tests.helpers.net import free_port, stop_process, wait_http
 from trustbox.auth.htpasswd import add_user
 from trustbox.auth.tokens import generate_signing_material
 

@@ -81,7 +81,7 @@ def test_user_of_basic_auth_and_no_credentials(tmp_path: Path) -> None:
 
 
 def test_user_of_a_bearer_token_and_the_token_is_not_logged() -> None:
-    from auth.helpers import issuer_and_verifier
+    from tests.auth.helpers import issuer_and_verifier
 
     issuer, verifier, _key, _cert = issuer_and_verifier(service="svc")
     token = issuer.issue("bob", "svc", [Scope("repository", "team/app", (PULL,))]).token

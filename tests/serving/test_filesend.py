@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from helpers.net import free_port
+from tests.helpers.net import free_port
 from trustbox.filesend import FILE_CHUNK, FileSendMiddleware
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers.net import free_port
+from tests.helpers.net import free_port
 
 CLI = [sys.executable, "-c", "from trustbox.cli import main; main()", "serve"]
 

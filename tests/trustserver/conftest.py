@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ts_asgi import ASGIClient
-from ts_env import Clock, make_app, postgres_url
 
+from tests.trustserver.ts_asgi import ASGIClient
+from tests.trustserver.ts_env import Clock, make_app, postgres_url
 from trustbox.trustserver.app import TrustServerApp
 
 

@@ -6,9 +6,8 @@ import hashlib
 import json
 import re
 
-from ts_helpers import GUN, error, new_repo, post, publish_new, tuf
-from ts_repo import parse_key, target
-
+from tests.helpers.simulator import target
+from tests.trustserver.ts_helpers import GUN, error, new_repo, parse_key, post, publish_new, tuf
 from trustbox.tuf.metadata import Metadata, Snapshot, Timestamp
 from trustbox.tuf.verify import TrustedCollection
 
@@ -126,8 +125,8 @@ def test_key_route_returns_key_listed_in_root(client):
 
 
 def test_ecdsa_key_algorithm(backend, clock):
-    from ts_asgi import ASGIClient
-    from ts_env import make_app
+    from tests.trustserver.ts_asgi import ASGIClient
+    from tests.trustserver.ts_env import make_app
 
     a = make_app(backend, clock, key_algorithm="ecdsa")
     try:
@@ -135,7 +134,7 @@ def test_ecdsa_key_algorithm(backend, clock):
             key = parse_key(c.get(tuf(GUN, "timestamp.key")).content)
             assert key.keytype == "ecdsa"
             repo = new_repo(c)
-            r = post(c, GUN, {"root": repo.root(), "targets": repo.targets(2), "snapshot": repo.snapshot(2)})
+            r = post(c, GUN, {"root": repo.make_root(), "targets": repo.make_targets(version=2), "snapshot": repo.make_snapshot(version=2)})
             assert r.status_code == 200, r.text
             ts = Metadata.parse(c.get(tuf(GUN, "timestamp.json")).content)
             assert ts.signatures[0].method == "ecdsa"
@@ -165,7 +164,7 @@ def test_server_managed_snapshot(client):
     assert snap.signed.meta["targets"].matches(repo.docs["targets"])
     assert snap.signed.meta["root"].matches(repo.docs["root"])
     # next targets update without a snapshot: server makes snapshot v2
-    r = post(client, GUN, {"targets": repo.targets(3, {"v1": target(b"a"), "v2": target(b"b")})})
+    r = post(client, GUN, {"targets": repo.make_targets({"v1": target(b"a"), "v2": target(b"b")}, version=3)})
     assert r.status_code == 200, r.text
     snap2 = Metadata.parse(client.get(tuf(GUN, "snapshot.json")).content, expect=Snapshot)
     assert snap2.signed.version == 2
@@ -177,14 +176,14 @@ def test_server_managed_snapshot(client):
 
 def test_part_names_with_json_suffix(client):
     repo = new_repo(client)
-    r = post(client, GUN, {"root.json": repo.root(), "targets.json": repo.targets(2), "snapshot.json": repo.snapshot(2)})
+    r = post(client, GUN, {"root.json": repo.make_root(), "targets.json": repo.make_targets(version=2), "snapshot.json": repo.make_snapshot(version=2)})
     assert r.status_code == 200, r.text
     assert client.get(tuf(GUN, "targets.json")).content == repo.docs["targets"]
 
 
 def test_json_error_body_is_go_encoded(client):
     repo = new_repo(client)
-    r = post(client, GUN, {"targets/a<b": repo.targets(2)})
+    r = post(client, GUN, {"targets/a<b": repo.make_targets(version=2)})
     assert r.status_code == 400
     assert r.content == (
         b'{"errors":[{"code":"INVALID_ROLE","message":"The role you are attempting to operate on is invalid.",'

@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 
-from ts_helpers import GUN, error, post, publish_new, tuf
+from tests.trustserver.ts_helpers import GUN, error, post, publish_new, tuf
 
 OTHER = "example.com/other/repo"
 CREATED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
@@ -24,7 +24,7 @@ def setup_changes(client):
     repo = publish_new(client)  # change 1: GUN ts v1
     publish_new(client, OTHER)  # change 2: OTHER ts v1
     for v in (3, 4):  # changes 3, 4: GUN ts v2, v3
-        assert post(client, GUN, {"targets": repo.targets(v), "snapshot": repo.snapshot(v)}).status_code == 200
+        assert post(client, GUN, {"targets": repo.make_targets(version=v), "snapshot": repo.make_snapshot(version=v)}).status_code == 200
     return repo
 
 

@@ -6,11 +6,11 @@ import threading
 from datetime import timedelta
 
 import pytest
-from ts_asgi import ASGIClient
-from ts_env import make_app
-from ts_helpers import GUN, error, post, publish_new, tuf
-from ts_repo import target
 
+from tests.helpers.simulator import target
+from tests.trustserver.ts_asgi import ASGIClient
+from tests.trustserver.ts_env import make_app
+from tests.trustserver.ts_helpers import GUN, error, post, publish_new, tuf
 from trustbox.tuf.metadata import Metadata, Snapshot, Timestamp
 
 
@@ -33,8 +33,8 @@ def test_concurrent_updates_exactly_one_wins(replicas):
         version = 3 + round_
         bodies = []
         for name in ("left", "right"):
-            repo.targets(version, {name: target(name.encode())})
-            bodies.append({"targets": repo.docs["targets"], "snapshot": repo.snapshot(version)})
+            repo.make_targets({name: target(name.encode())}, version=version)
+            bodies.append({"targets": repo.docs["targets"], "snapshot": repo.make_snapshot(version=version)})
         results: list = [None, None]
 
         def run(i, client, results=results, bodies=bodies):
@@ -64,7 +64,7 @@ def test_replica_sees_publish_immediately(replicas):
     old_ts = b.get(tuf(GUN, "timestamp.json")).content  # now cached in b
     old_targets = b.get(tuf(GUN, "targets.json")).content
     assert b.get(tuf(GUN, "timestamp.json")).content == old_ts
-    r = post(a, GUN, {"targets": repo.targets(3, {"new": target(b"n")}), "snapshot": repo.snapshot(3)})
+    r = post(a, GUN, {"targets": repo.make_targets({"new": target(b"n")}, version=3), "snapshot": repo.make_snapshot(version=3)})
     assert r.status_code == 200
     new_ts = b.get(tuf(GUN, "timestamp.json")).content
     assert new_ts != old_ts
@@ -78,8 +78,8 @@ def test_replica_sees_publish_immediately(replicas):
 
 def test_atomic_update_nothing_half_written(client):
     repo = publish_new(client)
-    good_targets = repo.targets(3, {"v9": target(b"9")})
-    bad_snapshot = repo.snapshot(3, key=repo.targets_key)  # wrong signer
+    good_targets = repo.make_targets({"v9": target(b"9")}, version=3)
+    bad_snapshot = repo.make_snapshot(key=repo.targets_key, version=3)  # wrong signer
     r = post(client, GUN, {"targets": good_targets, "snapshot": bad_snapshot})
     assert r.status_code == 400
     assert client.get(tuf(GUN, "3.targets.json")).status_code == 404

@@ -6,10 +6,11 @@ import asyncio
 import json
 
 import pytest
-from ts_asgi import ASGIClient, raw_call
-from ts_env import make_app
-from ts_helpers import GUN, error, new_repo, post, publish_new, tuf
-from ts_repo import multipart
+
+from tests.helpers.notary_upload import multipart
+from tests.trustserver.ts_asgi import ASGIClient, raw_call
+from tests.trustserver.ts_env import make_app
+from tests.trustserver.ts_helpers import GUN, error, new_repo, post, publish_new, tuf
 
 
 def test_oversized_body_rejected_by_content_length(backend, clock):
@@ -17,7 +18,7 @@ def test_oversized_body_rejected_by_content_length(backend, clock):
     try:
         with ASGIClient(app) as c:
             repo = new_repo(c)
-            big = repo.root() + b" " * (70 * 1024)
+            big = repo.make_root() + b" " * (70 * 1024)
             body, ct = multipart({"root": big})
             r = c.post(tuf(GUN, ""), content=body, headers={"content-type": ct})
             assert r.status_code == 413
@@ -61,7 +62,7 @@ def test_oversized_streamed_body_stops_reading(backend, clock):
 ])
 def test_bad_gun(app, client, gun):
     repo = new_repo(client, "example.com/ok")
-    body, ct = multipart({"root": repo.root()})
+    body, ct = multipart({"root": repo.make_root()})
     status, headers, data = raw_call(app, "POST", tuf(gun, ""), body, [(b"content-type", ct.encode())])
     assert status in (400, 404)
     assert headers[b"content-type"] == b"application/json; charset=utf-8"
@@ -85,14 +86,14 @@ def test_gun_prefixes(backend, clock):
     try:
         with ASGIClient(app) as c:
             repo = new_repo(c, "docker.io/library/x")
-            r = post(c, "quay.io/x", {"root": repo.root()})
+            r = post(c, "quay.io/x", {"root": repo.make_root()})
             assert error(r) == {
                 "code": "INVALID_GUN", "message": "The server does not support actions on images of this name.",
                 "detail": "Require GUNs with prefix: [docker.io/]",
             }
             assert c.get(tuf("quay.io/x", "timestamp.key")).status_code == 404
-            r = post(c, "docker.io/library/x", {"root": repo.root(), "targets": repo.targets(2),
-                                                "snapshot": repo.snapshot(2)})
+            r = post(c, "docker.io/library/x", {"root": repo.make_root(), "targets": repo.make_targets(version=2),
+                                                "snapshot": repo.make_snapshot(version=2)})
             assert r.status_code == 200, r.text
     finally:
         app.close()
@@ -133,8 +134,7 @@ def test_version_route_overflow(client):
 
 def test_targets_and_delegations_per_update_are_limited(backend, clock):
     """Updates listing more targets / delegated roles than configured get 400 and change nothing."""
-    from ts_repo import target
-
+    from tests.helpers.simulator import target
     from trustbox.tuf.keys import PrivateKey
 
     app = make_app(backend, clock, max_targets_per_update=3, max_delegations_per_update=1)
@@ -142,15 +142,15 @@ def test_targets_and_delegations_per_update_are_limited(backend, clock):
         with ASGIClient(app) as c:
             repo = publish_new(c, server_snapshot=True)
             many = {f"t{i}": target(b"x%d" % i) for i in range(4)}
-            r = post(c, GUN, {"targets": repo.targets(3, many)})
+            r = post(c, GUN, {"targets": repo.make_targets(many, version=3)})
             assert r.status_code == 400 and error(r)["code"] == "MALFORMED_UPLOAD"
             assert "4 targets" in json.dumps(error(r))
             dels = [(f"targets/r{i}", PrivateKey.generate("ecdsa").public_key(), [""]) for i in range(2)]
-            r = post(c, GUN, {"targets": repo.targets(3, delegations=dels)})
+            r = post(c, GUN, {"targets": repo.make_targets(delegations=dels, version=3)})
             assert r.status_code == 400 and "delegated roles" in json.dumps(error(r))
             # nothing was stored; within the limits the same update works
             assert json.loads(c.get(tuf(GUN, "targets.json")).content)["signed"]["version"] == 2
-            r = post(c, GUN, {"targets": repo.targets(3, dict(list(many.items())[:3]), delegations=dels[:1])})
+            r = post(c, GUN, {"targets": repo.make_targets(dict(list(many.items())[:3]), delegations=dels[:1], version=3)})
             assert r.status_code == 200, r.text
     finally:
         app.close()

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ts_env import postgres_url
-from ts_helpers import GUN, error, post, publish_new, tuf
-from ts_repo import target
-from ts_tls import make_tls
 
+from tests.helpers.simulator import target
+from tests.trustserver.ts_env import postgres_url
+from tests.trustserver.ts_helpers import GUN, error, post, publish_new, tuf
+from tests.trustserver.ts_tls import make_tls
 from trustbox.tuf.metadata import Metadata, Timestamp
 
 NOTARY = shutil.which("notary")
@@ -119,7 +119,7 @@ def test_tls_speaks_http1_only_like_notary_server(sqlite_server: Server, tls):
 def test_clients_verify_the_trust_servers_certificate(sqlite_server: Server, tmp_path: Path):
     """The network-attacker row of THREAT_MODEL.md: trustbox's client talks to a trust server only
     over TLS it can verify; a server whose certificate no trusted CA signed is refused outright."""
-    from trustbox.client.repository import TrustClient
+    from trustbox.client.trust.repository import TrustClient
     from trustbox.errors import TrustboxError
 
     with sqlite_server.client() as c:
@@ -236,8 +236,8 @@ def test_three_processes_on_one_postgres(tmp_path: Path):
             cl.get(tuf(GUN, "timestamp.json"))  # warm every cache
         for version in range(3, 7):
             writer = clients[version % 3]
-            r = post(writer, GUN, {"targets": repo.targets(version, {f"t{version}": target(b"x")}),
-                                   "snapshot": repo.snapshot(version)})
+            r = post(writer, GUN, {"targets": repo.make_targets({f"t{version}": target(b"x")}, version=version),
+                                   "snapshot": repo.make_snapshot(version=version)})
             assert r.status_code == 200, r.text
             for cl in clients:  # visible everywhere right after the POST returned
                 ts = Metadata.parse(cl.get(tuf(GUN, "timestamp.json")).content, expect=Timestamp)
@@ -247,8 +247,8 @@ def test_three_processes_on_one_postgres(tmp_path: Path):
         for version in (7, 8, 9):
             bodies = []
             for name in ("x", "y", "z"):
-                repo.targets(version, {name: target(name.encode())})
-                bodies.append({"targets": repo.docs["targets"], "snapshot": repo.snapshot(version)})
+                repo.make_targets({name: target(name.encode())}, version=version)
+                bodies.append({"targets": repo.docs["targets"], "snapshot": repo.make_snapshot(version=version)})
             results: list = [None] * 3
 
             def run(i: int, results=results, bodies=bodies) -> None:

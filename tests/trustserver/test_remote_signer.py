@@ -10,10 +10,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from ts_asgi import ASGIClient, SyncASGITransport
-from ts_env import Clock
-from ts_helpers import GUN, post, publish_new, tuf
 
+from tests.trustserver.ts_asgi import ASGIClient, SyncASGITransport
+from tests.trustserver.ts_env import Clock
+from tests.trustserver.ts_helpers import GUN, post, publish_new, tuf
 from trustbox.errors import NetworkError
 from trustbox.trustserver.app import TrustServerApp
 from trustbox.trustserver.config import ServerConfig
@@ -46,7 +46,7 @@ def test_trust_server_with_remote_signer(tmp_path: Path, signer_loop):
     try:
         with ASGIClient(app) as c:
             repo = publish_new(c, server_snapshot=True)
-            r = post(c, GUN, {"targets": repo.targets(3)})
+            r = post(c, GUN, {"targets": repo.make_targets(version=3)})
             assert r.status_code == 200, r.text
             ts = Metadata.parse(c.get(tuf(GUN, "timestamp.json")).content, expect=Timestamp)
             snap = Metadata.parse(c.get(tuf(GUN, "snapshot.json")).content, expect=Snapshot)
@@ -78,7 +78,7 @@ def test_remote_signer_needs_the_token(tmp_path: Path, signer_loop):
 
 @pytest.mark.skipif(shutil.which("trustbox") is None, reason="trustbox not on PATH")
 def test_signer_and_trust_processes(tmp_path: Path):
-    from test_process import Server, free_port
+    from tests.trustserver.test_process import Server, free_port
 
     token_file = tmp_path / "token"
     token_file.write_text("process-token\n")

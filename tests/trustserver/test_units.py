@@ -43,7 +43,7 @@ def test_keys_at_rest_roundtrip_and_binding():
 
 
 def test_stored_keys_are_encrypted(backend):
-    from ts_env import make_app
+    from tests.trustserver.ts_env import make_app
 
     app = make_app(backend)
     try:
@@ -113,9 +113,11 @@ class _FakeRSGIProtocol:
 def test_rsgi_interface(backend):
     import asyncio
 
-    from ts_env import make_app
-    from ts_helpers import GUN, tuf
-    from ts_repo import Repo, multipart, parse_key
+    from tests.helpers.notary_upload import multipart
+    from tests.helpers.simulator import RepositorySimulator
+    from tests.trustserver.ts_env import make_app
+    from tests.trustserver.ts_helpers import GUN, parse_key, tuf
+    from trustbox.tuf.timefmt import utcnow
 
     app = make_app(backend)
 
@@ -128,8 +130,8 @@ def test_rsgi_interface(backend):
     try:
         app.__rsgi_init__(None)
         status, _, key = call("GET", tuf(GUN, "timestamp.key"))
-        repo = Repo(GUN, parse_key(key))
-        body, ct = multipart({"root": repo.root(), "targets": repo.targets(2), "snapshot": repo.snapshot(2)})
+        repo = RepositorySimulator(GUN, utcnow(), timestamp_key=parse_key(key))
+        body, ct = multipart({"root": repo.make_root(), "targets": repo.make_targets(version=2), "snapshot": repo.make_snapshot(version=2)})
         status, _, out = call("POST", tuf(GUN, ""), body, headers={"content-type": ct, "content-length": str(len(body))})
         assert (status, out) == (200, b"")
         first = call("GET", tuf(GUN, "targets.json"))
@@ -171,9 +173,9 @@ def test_config_file_upstream_layout(tmp_path):
 
 
 def test_no_cache_policy(backend):
-    from ts_asgi import ASGIClient
-    from ts_env import make_app
-    from ts_helpers import GUN, publish_new, tuf
+    from tests.trustserver.ts_asgi import ASGIClient
+    from tests.trustserver.ts_env import make_app
+    from tests.trustserver.ts_helpers import GUN, publish_new, tuf
 
     app = make_app(backend, current_max_age=0)
     try:

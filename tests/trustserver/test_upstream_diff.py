@@ -14,10 +14,12 @@ from typing import Any
 
 import httpx
 import pytest
-from ts_asgi import ASGIClient
-from ts_repo import Repo, multipart, parse_key, root_listing, target
 
-from helpers.legacy_certs import sha1_certificate_key
+from tests.helpers.legacy_certs import sha1_certificate_key
+from tests.helpers.notary_upload import multipart
+from tests.helpers.simulator import RepositorySimulator, target
+from tests.trustserver.ts_asgi import ASGIClient
+from tests.trustserver.ts_helpers import parse_key, root_listing
 from trustbox.tuf.keys import PrivateKey
 from trustbox.tuf.metadata import Metadata
 from trustbox.tuf.timefmt import utcnow
@@ -86,43 +88,43 @@ def _scenario(c: httpx.Client, gun: str, now: datetime) -> list[tuple[str, int, 
         r = c.post(f"/v2/{gun}/_trust/tuf/", content=body, headers={"content-type": ct})
         out.append((label, r.status_code, r.content))
 
-    repo = Repo(gun, parse_key(c.get(f"/v2/{gun}/_trust/tuf/timestamp.key").content), now=now)
+    repo = RepositorySimulator(gun, now, timestamp_key=parse_key(c.get(f"/v2/{gun}/_trust/tuf/timestamp.key").content))
     stranger = PrivateKey.generate("ecdsa")
-    post("no root", {"targets": repo.targets(2)})
-    post("root v5", {"root": repo.root(version=5), "targets": repo.targets(2), "snapshot": repo.snapshot(2)})
+    post("no root", {"targets": repo.make_targets(version=2)})
+    post("root v5", {"root": repo.make_root(version=5), "targets": repo.make_targets(version=2), "snapshot": repo.make_snapshot(version=2)})
     repo.root_version = 0
-    post("root wrong sig", {"root": repo.root(sign_with=[(stranger, repo.root_pub.keyid)]),
-                            "targets": repo.targets(2), "snapshot": repo.snapshot(2)})
+    post("root wrong sig", {"root": repo.make_root(signers=[(stranger, repo.root_pub.keyid)]),
+                            "targets": repo.make_targets(version=2), "snapshot": repo.make_snapshot(version=2)})
     repo.root_version = 0
-    post("root expired", {"root": repo.root(expires=repo.now.replace(microsecond=0) - timedelta(days=1)),
-                          "targets": repo.targets(2), "snapshot": repo.snapshot(2)})
+    post("root expired", {"root": repo.make_root(expires=repo.now.replace(microsecond=0) - timedelta(days=1)),
+                          "targets": repo.make_targets(version=2), "snapshot": repo.make_snapshot(version=2)})
     repo.root_version = 0
-    other = Repo("example.com/other", repo.timestamp_pub, now=now)
-    post("cross gun", {"root": other.root(), "targets": other.targets(2), "snapshot": other.snapshot(2)})
-    post("delegation first", {"root": repo.root(), "targets/releases": repo.targets(1, role="targets/releases"),
-                              "snapshot": repo.snapshot(2)})
+    other = RepositorySimulator("example.com/other", now, timestamp_key=repo.timestamp_pub)
+    post("cross gun", {"root": other.make_root(), "targets": other.make_targets(version=2), "snapshot": other.make_snapshot(version=2)})
+    post("delegation first", {"root": repo.make_root(), "targets/releases": repo.make_targets(role="targets/releases", version=1),
+                              "snapshot": repo.make_snapshot(version=2)})
     repo.root_version = 0
-    post("ok", {"root": repo.root(), "targets": repo.targets(2, {"v1": target(b"1")}), "snapshot": repo.snapshot(2)})
-    post("no snapshot", {"targets": repo.targets(3)})
-    post("bad targets sig", {"targets": repo.targets(3, key=stranger), "snapshot": repo.snapshot(3)})
-    post("targets expired", {"targets": repo.targets(3, expires=repo.now.replace(microsecond=0) - timedelta(seconds=3)),
-                             "snapshot": repo.snapshot(3)})
-    doc = json.loads(repo.targets(3))
+    post("ok", {"root": repo.make_root(), "targets": repo.make_targets({"v1": target(b"1")}, version=2), "snapshot": repo.make_snapshot(version=2)})
+    post("no snapshot", {"targets": repo.make_targets(version=3)})
+    post("bad targets sig", {"targets": repo.make_targets(key=stranger, version=3), "snapshot": repo.make_snapshot(version=3)})
+    post("targets expired", {"targets": repo.make_targets(expires=repo.now.replace(microsecond=0) - timedelta(seconds=3), version=3),
+                             "snapshot": repo.make_snapshot(version=3)})
+    doc = json.loads(repo.make_targets(version=3))
     doc["signatures"] = []
     repo.docs["targets"] = json.dumps(doc).encode()
-    post("no sigs", {"targets": repo.docs["targets"], "snapshot": repo.snapshot(3)})
-    post("snapshot wrong key", {"targets": repo.targets(3), "snapshot": repo.snapshot(3, key=repo.targets_key)})
-    post("snapshot missing targets", {"targets": repo.targets(3),
-                                      "snapshot": repo.snapshot(3, roles={"root": repo.docs["root"]})})
+    post("no sigs", {"targets": repo.docs["targets"], "snapshot": repo.make_snapshot(version=3)})
+    post("snapshot wrong key", {"targets": repo.make_targets(version=3), "snapshot": repo.make_snapshot(key=repo.targets_key, version=3)})
+    post("snapshot missing targets", {"targets": repo.make_targets(version=3),
+                                      "snapshot": repo.make_snapshot(roles={"root": repo.docs["root"]}, version=3)})
     dk = PrivateKey.generate("ecdsa")
-    post("child not direct", {"targets": repo.targets(3, delegations=[("targets/a/b", dk.public_key(), [""])]),
-                              "snapshot": repo.snapshot(3)})
-    post("delegation ok", {"targets": repo.targets(3, delegations=[("targets/releases", dk.public_key(), [""])]),
-                           "snapshot": repo.snapshot(3)})
-    post("delegation wrong key", {"targets/releases": repo.targets(1, key=stranger, role="targets/releases"),
-                                  "snapshot": repo.snapshot(4)})
-    post("undelegated", {"targets/other": repo.targets(1, key=dk, role="targets/other"), "snapshot": repo.snapshot(4)})
-    post("replay", {"targets": repo.targets(2), "snapshot": repo.snapshot(5)})
+    post("child not direct", {"targets": repo.make_targets(delegations=[("targets/a/b", dk.public_key(), [""])], version=3),
+                              "snapshot": repo.make_snapshot(version=3)})
+    post("delegation ok", {"targets": repo.make_targets(delegations=[("targets/releases", dk.public_key(), [""])], version=3),
+                           "snapshot": repo.make_snapshot(version=3)})
+    post("delegation wrong key", {"targets/releases": repo.make_targets(key=stranger, role="targets/releases", version=1),
+                                  "snapshot": repo.make_snapshot(version=4)})
+    post("undelegated", {"targets/other": repo.make_targets(key=dk, role="targets/other", version=1), "snapshot": repo.make_snapshot(version=4)})
+    post("replay", {"targets": repo.make_targets(version=2), "snapshot": repo.make_snapshot(version=5)})
     post("bogus role", {"bogus": repo.docs["targets"]})
     post("malformed", {"targets": b"notjson"})
     return out
@@ -149,46 +151,46 @@ def _certificate_scenario(c: httpx.Client, gun: str, now: datetime) -> list[tupl
         out.append((label, r.status_code, r.content))
 
     ts_key = parse_key(c.get(f"/v2/{gun}/_trust/tuf/timestamp.key").content)
-    repo = Repo(gun, ts_key, now=now)
+    repo = RepositorySimulator(gun, now, timestamp_key=ts_key)
     legacy = PrivateKey.generate("ecdsa")
     good, old_sha1 = (repo.root_key, repo.root_pub), (legacy, sha1_certificate_key(legacy, gun, now))
     post("root with a SHA-1 certificate too", {"root": root_listing(repo, [good, old_sha1], [0, 1]),
-                                               "targets": repo.targets(2), "snapshot": repo.snapshot(2)})
+                                               "targets": repo.make_targets(version=2), "snapshot": repo.make_snapshot(version=2)})
     trusted = repo.docs["root"]
     repo.rotate_root_key()
     repo.extra_root_signers = []
     new = (repo.root_key, repo.root_pub)
     post("rotation signed by the SHA-1 certificate", {"root": root_listing(repo, [new, old_sha1], [0, 1]),
-                                                      "snapshot": repo.snapshot(3)})
-    other = Repo("example.com/other", ts_key, now=now)
-    post("root for another GUN, not chained", {"root": other.root(version=2), "snapshot": repo.snapshot(3)})
+                                                      "snapshot": repo.make_snapshot(version=3)})
+    other = RepositorySimulator("example.com/other", now, timestamp_key=ts_key)
+    post("root for another GUN, not chained", {"root": other.make_root(version=2), "snapshot": repo.make_snapshot(version=3)})
     repo.docs["root"] = trusted
     dk = PrivateKey.generate("ecdsa")
     dpub = sha1_certificate_key(dk, "signer", now)
-    post("delegating to a SHA-1 certificate", {"targets": repo.targets(3, delegations=[("targets/releases", dpub, [""])]),
-                                               "snapshot": repo.snapshot(3)})
-    rel: Metadata[Any] = Metadata.parse(repo.targets(1, role="targets/releases", key=dk))
+    post("delegating to a SHA-1 certificate", {"targets": repo.make_targets(delegations=[("targets/releases", dpub, [""])], version=3),
+                                               "snapshot": repo.make_snapshot(version=3)})
+    rel: Metadata[Any] = Metadata.parse(repo.make_targets(role="targets/releases", key=dk, version=1))
     rel.sign(dk, dpub.keyid)
     rel.signatures = rel.signatures[1:]
     repo.docs["targets/releases"] = rel.to_bytes()
     post("delegation signed by the SHA-1 certificate", {"targets/releases": repo.docs["targets/releases"],
-                                                        "snapshot": repo.snapshot(4)})
+                                                        "snapshot": repo.make_snapshot(version=4)})
     qa, stranger = PrivateKey.generate("ecdsa"), PrivateKey.generate("ecdsa")
-    post("delegating to a plain key", {"targets": repo.targets(4, delegations=[("targets/qa", qa.public_key(), [""])]),
-                                       "snapshot": repo.snapshot(5)})
+    post("delegating to a plain key", {"targets": repo.make_targets(delegations=[("targets/qa", qa.public_key(), [""])], version=4),
+                                       "snapshot": repo.make_snapshot(version=5)})
     post("delegation badly formed and badly signed", {
-        "targets/qa": repo.targets(1, role="targets/qa", key=stranger,
-                                   delegations=[("targets/other/x", stranger.public_key(), [""])]),
-        "snapshot": repo.snapshot(6)})
-    fresh = Repo(gun + "/keyid", parse_key(c.get(f"/v2/{gun}/keyid/_trust/tuf/timestamp.key").content), now=now)
+        "targets/qa": repo.make_targets(role="targets/qa", key=stranger,
+                                   delegations=[("targets/other/x", stranger.public_key(), [""])], version=1),
+        "snapshot": repo.make_snapshot(version=6)})
+    fresh = RepositorySimulator(gun + "/keyid", now, timestamp_key=parse_key(c.get(f"/v2/{gun}/keyid/_trust/tuf/timestamp.key").content))
     wrong = "ab" * 32
     fresh.root_version = 0
     root = root_listing(fresh, [(fresh.root_key, fresh.root_pub)], [0], targets=wrong)
-    targets: Metadata[Any] = Metadata.parse(fresh.targets(2))
+    targets: Metadata[Any] = Metadata.parse(fresh.make_targets(version=2))
     targets.sign(fresh.targets_key, wrong)
     targets.signatures = targets.signatures[1:]
     fresh.docs["targets"] = targets.to_bytes()
-    body, ct = multipart({"root": root, "targets": fresh.docs["targets"], "snapshot": fresh.snapshot(2)})
+    body, ct = multipart({"root": root, "targets": fresh.docs["targets"], "snapshot": fresh.make_snapshot(version=2)})
     r = c.post(f"/v2/{gun}/keyid/_trust/tuf/", content=body, headers={"content-type": ct})
     out.append(("targets key listed under another ID", r.status_code, r.content))
     return out
@@ -211,7 +213,7 @@ def test_certificate_and_key_id_rules_identical(upstream, client):
 
 @pytest.fixture
 def client(tmp_path):
-    from ts_env import make_app
+    from tests.trustserver.ts_env import make_app
 
     app = make_app({"db": f"sqlite:///{tmp_path}/t.db", "table_prefix": ""})
     with ASGIClient(app) as c:

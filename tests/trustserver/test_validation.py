@@ -8,10 +8,11 @@ import json
 from datetime import timedelta
 
 import pytest
-from ts_helpers import GUN, error, new_repo, post, publish_new, tuf
-from ts_repo import Repo, multipart, root_listing, target
 
-from helpers.legacy_certs import sha1_certificate_key
+from tests.helpers.legacy_certs import sha1_certificate_key
+from tests.helpers.notary_upload import multipart
+from tests.helpers.simulator import RepositorySimulator, target
+from tests.trustserver.ts_helpers import GUN, error, new_repo, post, publish_new, root_listing, tuf
 from trustbox.errors import FormatError
 from trustbox.trustserver.errors import ServerError
 from trustbox.trustserver.service import parse_parts
@@ -57,7 +58,7 @@ def current(client, gun: str = GUN) -> dict[str, bytes]:
 
 def test_no_root_at_all(client):
     repo = new_repo(client)
-    r = post(client, GUN, {"targets": repo.targets(2)})
+    r = post(client, GUN, {"targets": repo.make_targets(version=2)})
     assert invalid(r, "ErrValidation") == "no pre-existing root and no root provided in update."
     assert client.get(tuf(GUN, "targets.json")).status_code == 404
 
@@ -65,12 +66,12 @@ def test_no_root_at_all(client):
 def test_root_version_must_be_current_or_next(client):
     repo = publish_new(client)
     before = current(client)
-    r = post(client, GUN, {"root": repo.root(version=3)})
+    r = post(client, GUN, {"root": repo.make_root(version=3)})
     assert invalid(r, "ErrBadRoot") == "Root modifications must increment the version. Current 1, new 3"
-    r = post(client, GUN, {"root": repo.root(version=1), "snapshot": repo.snapshot(3)})
+    r = post(client, GUN, {"root": repo.make_root(version=1), "snapshot": repo.make_snapshot(version=3)})
     assert (r.status_code, r.content) == (400, VERSION_BODY)  # same version: storage refuses
-    unchecked_root = repo.root(version=2)
-    r = post(client, GUN, {"root": unchecked_root, "snapshot": repo.snapshot(3)})
+    unchecked_root = repo.make_root(version=2)
+    r = post(client, GUN, {"root": unchecked_root, "snapshot": repo.make_snapshot(version=3)})
     assert r.status_code == 200, r.text
     assert client.get(tuf(GUN, "root.json")).content == unchecked_root
     assert client.get(tuf(GUN, "1.root.json")).content == before["root"]
@@ -78,7 +79,7 @@ def test_root_version_must_be_current_or_next(client):
 
 def test_new_repo_root_version_must_be_one_or_two(client):
     repo = new_repo(client)
-    r = post(client, GUN, {"root": repo.root(version=5), "targets": repo.targets(2), "snapshot": repo.snapshot(2)})
+    r = post(client, GUN, {"root": repo.make_root(version=5), "targets": repo.make_targets(version=2), "snapshot": repo.make_snapshot(version=2)})
     assert invalid(r, "ErrBadRoot") == "Root modifications must increment the version. Current 1, new 5"
 
 
@@ -95,28 +96,28 @@ def test_cross_gun_replay_is_rejected(client):
 def test_root_signed_by_wrong_key(client):
     repo = new_repo(client)
     stranger = PrivateKey.generate("ecdsa")
-    r = post(client, GUN, {"root": repo.root(sign_with=[(stranger, repo.root_pub.keyid)]),
-                           "targets": repo.targets(2), "snapshot": repo.snapshot(2)})
+    r = post(client, GUN, {"root": repo.make_root(signers=[(stranger, repo.root_pub.keyid)]),
+                           "targets": repo.make_targets(version=2), "snapshot": repo.make_snapshot(version=2)})
     assert invalid(r, "ErrBadRoot") == "could not validate the path to a trusted root: failed to validate integrity of roots"
 
 
 def test_root_bare_key_not_certificate(client):
     repo = new_repo(client)
-    repo.root_pub = repo.root_key.public_key()  # not an x509 key
-    r = post(client, GUN, {"root": repo.root(), "targets": repo.targets(2), "snapshot": repo.snapshot(2)})
+    repo.root_keys = [(repo.root_key, repo.root_key.public_key())]  # not an x509 key
+    r = post(client, GUN, {"root": repo.make_root(), "targets": repo.make_targets(version=2), "snapshot": repo.make_snapshot(version=2)})
     assert "unable to retrieve valid leaf certificates" in invalid(r, "ErrBadRoot")
 
 
 def test_root_expired(client):
     repo = new_repo(client)
-    r = post(client, GUN, {"root": repo.root(expires=repo.now - timedelta(days=1)), "targets": repo.targets(2),
-                           "snapshot": repo.snapshot(2)})
+    r = post(client, GUN, {"root": repo.make_root(expires=repo.now - timedelta(days=1)), "targets": repo.make_targets(version=2),
+                           "snapshot": repo.make_snapshot(version=2)})
     assert invalid(r, "ErrBadRoot").startswith("root expired at ")
 
 
 def test_root_threshold_two(client):
     repo = new_repo(client)
-    r = post(client, GUN, {"root": repo.root(threshold=2), "targets": repo.targets(2), "snapshot": repo.snapshot(2)})
+    r = post(client, GUN, {"root": repo.make_root(threshold=2), "targets": repo.make_targets(version=2), "snapshot": repo.make_snapshot(version=2)})
     assert "failed to validate integrity of roots" in invalid(r, "ErrBadRoot")
 
 
@@ -125,23 +126,23 @@ def test_root_rotation_needs_old_and_new_keys(client):
     old_key, old_id = repo.rotate_root_key()
     repo.extra_root_signers = []
     # signed only by the new key: rotation refused
-    only_new = repo.root(version=2, sign_with=[(repo.root_key, repo.root_pub.keyid)])
-    r = post(client, GUN, {"root": only_new, "snapshot": repo.snapshot(3)})
+    only_new = repo.make_root(version=2, signers=[(repo.root_key, repo.root_pub.keyid)])
+    r = post(client, GUN, {"root": only_new, "snapshot": repo.make_snapshot(version=3)})
     assert invalid(r, "ErrBadRoot") == (
         "could not rotate trust to a new trusted root: failed to validate data with current trusted certificates"
     )
     # signed only by the old key: the new root does not sign itself
-    only_old = repo.root(version=2, sign_with=[(old_key, old_id)])
-    r = post(client, GUN, {"root": only_old, "snapshot": repo.snapshot(3)})
+    only_old = repo.make_root(version=2, signers=[(old_key, old_id)])
+    r = post(client, GUN, {"root": only_old, "snapshot": repo.make_snapshot(version=3)})
     assert "failed to validate integrity of roots" in invalid(r, "ErrBadRoot")
     # both: accepted
     repo.extra_root_signers = [(old_key, old_id)]
-    both = repo.root(version=2)
-    r = post(client, GUN, {"root": both, "snapshot": repo.snapshot(3)})
+    both = repo.make_root(version=2)
+    r = post(client, GUN, {"root": both, "snapshot": repo.make_snapshot(version=3)})
     assert r.status_code == 200, r.text
     # from now on the old key alone cannot make root v3
     repo.extra_root_signers = []
-    r = post(client, GUN, {"root": repo.root(version=3, sign_with=[(old_key, old_id)]), "snapshot": repo.snapshot(4)})
+    r = post(client, GUN, {"root": repo.make_root(version=3, signers=[(old_key, old_id)]), "snapshot": repo.make_snapshot(version=4)})
     assert "could not rotate trust" in invalid(r, "ErrBadRoot")
 
 
@@ -151,26 +152,26 @@ def test_rotation_does_not_count_a_sha1_certificate_of_the_previous_root(client)
     repo = new_repo(client)
     legacy = PrivateKey.generate("ecdsa")
     good, old_sha1 = (repo.root_key, repo.root_pub), (legacy, sha1_certificate_key(legacy, GUN, repo.now))
-    r = post(client, GUN, {"root": root_listing(repo, [good, old_sha1], [0, 1]), "targets": repo.targets(2),
-                           "snapshot": repo.snapshot(2)})
+    r = post(client, GUN, {"root": root_listing(repo, [good, old_sha1], [0, 1]), "targets": repo.make_targets(version=2),
+                           "snapshot": repo.make_snapshot(version=2)})
     assert r.status_code == 200, r.text
     before = current(client)
     repo.rotate_root_key()
     new = (repo.root_key, repo.root_pub)
-    r = post(client, GUN, {"root": root_listing(repo, [new, old_sha1], [0, 1]), "snapshot": repo.snapshot(3)})
+    r = post(client, GUN, {"root": root_listing(repo, [new, old_sha1], [0, 1]), "snapshot": repo.make_snapshot(version=3)})
     assert invalid(r, "ErrBadRoot") == (
         "could not rotate trust to a new trusted root: failed to validate data with current trusted certificates"
     )
     unchanged(client, GUN, before)
     repo.root_version = 1
-    r = post(client, GUN, {"root": root_listing(repo, [new, good], [0, 1]), "snapshot": repo.snapshot(3)})
+    r = post(client, GUN, {"root": root_listing(repo, [new, good], [0, 1]), "snapshot": repo.make_snapshot(version=3)})
     assert r.status_code == 200, r.text
 
 
 def test_new_root_certificates_are_checked_before_the_rotation(client):
     repo = publish_new(client)
-    other = Repo("example.com/other", repo.timestamp_pub, now=repo.now)
-    r = post(client, GUN, {"root": other.root(version=2), "snapshot": repo.snapshot(3)})
+    other = RepositorySimulator("example.com/other", repo.now, timestamp_key=repo.timestamp_pub)
+    r = post(client, GUN, {"root": other.make_root(version=2), "snapshot": repo.make_snapshot(version=3)})
     assert invalid(r, "ErrBadRoot") == (
         "could not validate the path to a trusted root: unable to retrieve valid leaf certificates"
     )
@@ -181,13 +182,13 @@ def test_delegation_key_certificate_signed_with_sha1(client):
     repo = publish_new(client)
     dk = PrivateKey.generate("ecdsa")
     dpub = sha1_certificate_key(dk, "signer", repo.now)
-    r = post(client, GUN, {"targets": repo.targets(3, delegations=[("targets/releases", dpub, [""])]),
-                           "snapshot": repo.snapshot(3)})
+    r = post(client, GUN, {"targets": repo.make_targets(delegations=[("targets/releases", dpub, [""])], version=3),
+                           "snapshot": repo.make_snapshot(version=3)})
     assert r.status_code == 200, r.text
-    rel: Metadata[Targets] = Metadata.parse(repo.targets(1, role="targets/releases", key=dk))
+    rel: Metadata[Targets] = Metadata.parse(repo.make_targets(role="targets/releases", key=dk, version=1))
     rel.signatures = []
     rel.sign(dk, dpub.keyid)
-    r = post(client, GUN, {"targets/releases": rel.to_bytes(), "snapshot": repo.snapshot(4)})
+    r = post(client, GUN, {"targets/releases": rel.to_bytes(), "snapshot": repo.make_snapshot(version=4)})
     assert invalid(r, "ErrBadTargets") == "certificate with CN signer uses invalid SHA1 signature algorithm"
 
 
@@ -195,18 +196,18 @@ def test_key_listed_under_another_id(client):
     repo = new_repo(client)
     wrong = "ab" * 32
     root = root_listing(repo, [(repo.root_key, repo.root_pub)], [0], targets=wrong)
-    targets: Metadata[Targets] = Metadata.parse(repo.targets(2))
+    targets: Metadata[Targets] = Metadata.parse(repo.make_targets(version=2))
     targets.signatures = []
     targets.sign(repo.targets_key, wrong)
     repo.docs["targets"] = targets.to_bytes()
-    r = post(client, GUN, {"root": root, "targets": repo.docs["targets"], "snapshot": repo.snapshot(2)})
+    r = post(client, GUN, {"root": root, "targets": repo.docs["targets"], "snapshot": repo.make_snapshot(version=2)})
     assert invalid(r, "ErrBadTargets") == "key ID is not valid for key content"
 
 
 def test_timestamp_key_not_held(client):
     repo = new_repo(client)
-    repo.timestamp_pub = PrivateKey.generate("ed25519").public_key()
-    r = post(client, GUN, {"root": repo.root(), "targets": repo.targets(2), "snapshot": repo.snapshot(2)})
+    repo.timestamp_key = PrivateKey.generate("ed25519").public_key()
+    r = post(client, GUN, {"root": repo.make_root(), "targets": repo.make_targets(version=2), "snapshot": repo.make_snapshot(version=2)})
     assert invalid(r, "ErrBadRoot") == "no  timestamp keys exist on the server"
     assert client.get(tuf(GUN, "root.json")).status_code == 404
 
@@ -218,7 +219,7 @@ def test_targets_bad_signature_exact_body(client):
     repo = publish_new(client)
     before = current(client)
     stranger = PrivateKey.generate("ecdsa")
-    r = post(client, GUN, {"targets": repo.targets(3, key=stranger), "snapshot": repo.snapshot(3)})
+    r = post(client, GUN, {"targets": repo.make_targets(key=stranger, version=3), "snapshot": repo.make_snapshot(version=3)})
     assert (r.status_code, r.content) == (400, THRESHOLD_TARGETS)
     unchecked(client, before)
 
@@ -229,29 +230,29 @@ def unchecked(client, before):
 
 def test_targets_tampered_after_signing(client):
     repo = publish_new(client)
-    doc = json.loads(repo.targets(3, {"v1": target(b"x")}))
+    doc = json.loads(repo.make_targets({"v1": target(b"x")}, version=3))
     doc["signed"]["targets"]["evil"] = {"hashes": {"sha256": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}, "length": 1}
     data = json.dumps(doc).encode()
     repo.docs["targets"] = data
-    r = post(client, GUN, {"targets": data, "snapshot": repo.snapshot(3)})
+    r = post(client, GUN, {"targets": data, "snapshot": repo.make_snapshot(version=3)})
     assert invalid(r, "ErrBadTargets") == "valid signatures did not meet threshold for targets"
 
 
 def test_targets_without_signatures(client):
     repo = publish_new(client)
-    doc = json.loads(repo.targets(3))
+    doc = json.loads(repo.make_targets(version=3))
     doc["signatures"] = []
     data = json.dumps(doc).encode()
     repo.docs["targets"] = data
-    r = post(client, GUN, {"targets": data, "snapshot": repo.snapshot(3)})
+    r = post(client, GUN, {"targets": data, "snapshot": repo.make_snapshot(version=3)})
     assert invalid(r, "ErrBadTargets") == "tuf: data has no signatures"
 
 
 def test_targets_old_version_is_version_error(client):
     repo = publish_new(client)
-    r = post(client, GUN, {"targets": repo.targets(3), "snapshot": repo.snapshot(3)})
+    r = post(client, GUN, {"targets": repo.make_targets(version=3), "snapshot": repo.make_snapshot(version=3)})
     assert r.status_code == 200
-    r = post(client, GUN, {"targets": repo.targets(2), "snapshot": repo.snapshot(4)})
+    r = post(client, GUN, {"targets": repo.make_targets(version=2), "snapshot": repo.make_snapshot(version=4)})
     assert (r.status_code, r.content) == (400, VERSION_BODY)
     # and nothing of that update was stored (snapshot v4 neither)
     assert client.get(tuf(GUN, "4.snapshot.json")).status_code == 404
@@ -260,26 +261,26 @@ def test_targets_old_version_is_version_error(client):
 
 def test_targets_expired(client):
     repo = publish_new(client)
-    r = post(client, GUN, {"targets": repo.targets(3, expires=repo.now - timedelta(seconds=5)), "snapshot": repo.snapshot(3)})
+    r = post(client, GUN, {"targets": repo.make_targets(expires=repo.now - timedelta(seconds=5), version=3), "snapshot": repo.make_snapshot(version=3)})
     assert invalid(r, "ErrBadTargets").startswith("targets expired at ")
 
 
 def test_targets_wrong_type(client):
     repo = publish_new(client)
-    r = post(client, GUN, {"targets": repo.docs["root"], "snapshot": repo.snapshot(3)})
+    r = post(client, GUN, {"targets": repo.docs["root"], "snapshot": repo.make_snapshot(version=3)})
     invalid(r, "ErrBadTargets")
 
 
 def test_unknown_fields_are_kept_byte_identical(client):
     repo = publish_new(client)
-    md = Metadata.parse(repo.targets(3))
+    md = Metadata.parse(repo.make_targets(version=3))
     value = md.signed_value
     value["x-extra"] = {"note": "kept", "n": [1, 2]}
     md2: Metadata[Targets] = Metadata(md.signed, [], value)
     md2.sign(repo.targets_key)
     data = md2.to_bytes()
     repo.docs["targets"] = data
-    r = post(client, GUN, {"targets": data, "snapshot": repo.snapshot(3)})
+    r = post(client, GUN, {"targets": data, "snapshot": repo.make_snapshot(version=3)})
     assert r.status_code == 200, r.text
     assert client.get(tuf(GUN, "targets.json")).content == data
 
@@ -290,16 +291,16 @@ def test_unknown_fields_are_kept_byte_identical(client):
 def _with_delegation(client, paths=("",), name="targets/releases"):
     repo = publish_new(client)
     dkey = PrivateKey.generate("ecdsa")
-    repo.targets(3, {"v1": target(b"payload-1")}, delegations=[(name, dkey.public_key(), list(paths))])
-    r = post(client, GUN, {"targets": repo.docs["targets"], "snapshot": repo.snapshot(3)})
+    repo.make_targets({"v1": target(b"payload-1")}, delegations=[(name, dkey.public_key(), list(paths))], version=3)
+    r = post(client, GUN, {"targets": repo.docs["targets"], "snapshot": repo.make_snapshot(version=3)})
     assert r.status_code == 200, r.text
     return repo, dkey
 
 
 def test_delegation_publish_and_serve(client):
     repo, dkey = _with_delegation(client)
-    rel = repo.targets(1, {"v3": target(b"three")}, key=dkey, role="targets/releases")
-    r = post(client, GUN, {"targets/releases": rel, "snapshot": repo.snapshot(4)})
+    rel = repo.make_targets({"v3": target(b"three")}, key=dkey, role="targets/releases", version=1)
+    r = post(client, GUN, {"targets/releases": rel, "snapshot": repo.make_snapshot(version=4)})
     assert r.status_code == 200, r.text
     assert client.get(tuf(GUN, "targets/releases.json")).content == rel
     assert client.get(tuf(GUN, "1.targets/releases.json")).content == rel
@@ -309,39 +310,39 @@ def test_delegation_publish_and_serve(client):
 
 def test_delegation_wrong_key(client):
     repo, _ = _with_delegation(client)
-    rel = repo.targets(1, {"v3": target(b"three")}, key=repo.targets_key, role="targets/releases")
-    r = post(client, GUN, {"targets/releases": rel, "snapshot": repo.snapshot(4)})
+    rel = repo.make_targets({"v3": target(b"three")}, key=repo.targets_key, role="targets/releases", version=1)
+    r = post(client, GUN, {"targets/releases": rel, "snapshot": repo.make_snapshot(version=4)})
     assert invalid(r, "ErrBadTargets") == "valid signatures did not meet threshold for targets/releases"
 
 
 def test_undelegated_role(client):
     repo, dkey = _with_delegation(client)
-    other = repo.targets(1, key=dkey, role="targets/other")
-    r = post(client, GUN, {"targets/other": other, "snapshot": repo.snapshot(4)})
+    other = repo.make_targets(key=dkey, role="targets/other", version=1)
+    r = post(client, GUN, {"targets/other": other, "snapshot": repo.make_snapshot(version=4)})
     assert invalid(r, "ErrBadTargets") == "tuf: invalid role targets/other. delegation does not exist"
 
 
 def test_delegation_target_outside_paths(client):
     repo, dkey = _with_delegation(client, paths=("release/",))
-    ok = repo.targets(1, {"release/v1": target(b"1")}, key=dkey, role="targets/releases")
-    r = post(client, GUN, {"targets/releases": ok, "snapshot": repo.snapshot(4)})
+    ok = repo.make_targets({"release/v1": target(b"1")}, key=dkey, role="targets/releases", version=1)
+    r = post(client, GUN, {"targets/releases": ok, "snapshot": repo.make_snapshot(version=4)})
     assert r.status_code == 200, r.text
-    bad = repo.targets(2, {"other/v1": target(b"1")}, key=dkey, role="targets/releases")
-    r = post(client, GUN, {"targets/releases": bad, "snapshot": repo.snapshot(5)})
+    bad = repo.make_targets({"other/v1": target(b"1")}, key=dkey, role="targets/releases", version=2)
+    r = post(client, GUN, {"targets/releases": bad, "snapshot": repo.make_snapshot(version=5)})
     assert "outside the role's paths" in invalid(r, "ErrBadTargets")
 
 
 def test_nested_delegation_paths_within_parent(client):
     repo, dkey = _with_delegation(client, paths=("release/",))
     ckey = PrivateKey.generate("ecdsa")
-    bad = repo.targets(1, delegations=[("targets/releases/qa", ckey.public_key(), ["other/"])], key=dkey,
-                       role="targets/releases")
-    r = post(client, GUN, {"targets/releases": bad, "snapshot": repo.snapshot(4)})
+    bad = repo.make_targets(delegations=[("targets/releases/qa", ckey.public_key(), ["other/"])], key=dkey,
+                       role="targets/releases", version=1)
+    r = post(client, GUN, {"targets/releases": bad, "snapshot": repo.make_snapshot(version=4)})
     assert "not within the paths delegated to its parent" in invalid(r, "ErrBadTargets")
-    good = repo.targets(1, delegations=[("targets/releases/qa", ckey.public_key(), ["release/qa/"])], key=dkey,
-                        role="targets/releases")
-    qa = repo.targets(1, {"release/qa/x": target(b"x")}, key=ckey, role="targets/releases/qa")
-    r = post(client, GUN, {"targets/releases/qa": qa, "targets/releases": good, "snapshot": repo.snapshot(4)})
+    good = repo.make_targets(delegations=[("targets/releases/qa", ckey.public_key(), ["release/qa/"])], key=dkey,
+                        role="targets/releases", version=1)
+    qa = repo.make_targets({"release/qa/x": target(b"x")}, key=ckey, role="targets/releases/qa", version=1)
+    r = post(client, GUN, {"targets/releases/qa": qa, "targets/releases": good, "snapshot": repo.make_snapshot(version=4)})
     assert r.status_code == 200, r.text
     assert client.get(tuf(GUN, "targets/releases/qa.json")).content == qa
 
@@ -349,8 +350,8 @@ def test_nested_delegation_paths_within_parent(client):
 def test_delegation_not_direct_child(client):
     repo = publish_new(client)
     dkey = PrivateKey.generate("ecdsa")
-    data = repo.targets(3, delegations=[("targets/a/b", dkey.public_key(), [""])])
-    r = post(client, GUN, {"targets": data, "snapshot": repo.snapshot(3)})
+    data = repo.make_targets(delegations=[("targets/a/b", dkey.public_key(), [""])], version=3)
+    r = post(client, GUN, {"targets": data, "snapshot": repo.make_snapshot(version=3)})
     assert invalid(r, "ErrBadTargets") == "targets type metadata invalid: delegation role targets/a/b invalid"
 
 
@@ -358,26 +359,26 @@ def test_delegation_structure_is_checked_before_its_signatures(client):
     """notary loads a delegation's structure and version before its signatures (targets: after)."""
     repo, _ = _with_delegation(client)
     stranger = PrivateKey.generate("ecdsa")
-    rel = repo.targets(1, key=stranger, role="targets/releases",
-                       delegations=[("targets/other/x", stranger.public_key(), [""])])
-    r = post(client, GUN, {"targets/releases": rel, "snapshot": repo.snapshot(4)})
+    rel = repo.make_targets(key=stranger, role="targets/releases",
+                       delegations=[("targets/other/x", stranger.public_key(), [""])], version=1)
+    r = post(client, GUN, {"targets/releases": rel, "snapshot": repo.make_snapshot(version=4)})
     assert invalid(r, "ErrBadTargets") == "targets/releases type metadata invalid: delegation role targets/other/x invalid"
-    bad = repo.targets(4, key=stranger, delegations=[("targets/other/x", stranger.public_key(), [""])])
-    r = post(client, GUN, {"targets": bad, "snapshot": repo.snapshot(4)})
+    bad = repo.make_targets(key=stranger, delegations=[("targets/other/x", stranger.public_key(), [""])], version=4)
+    r = post(client, GUN, {"targets": bad, "snapshot": repo.make_snapshot(version=4)})
     assert invalid(r, "ErrBadTargets") == "valid signatures did not meet threshold for targets"
 
 
 def test_delegation_key_missing(client):
     repo = publish_new(client)
     dkey = PrivateKey.generate("ecdsa")
-    md = Metadata.parse(repo.targets(3, delegations=[("targets/releases", dkey.public_key(), [""])]))
+    md = Metadata.parse(repo.make_targets(delegations=[("targets/releases", dkey.public_key(), [""])], version=3))
     value = md.signed_value
     value["delegations"]["keys"] = {}
     md2: Metadata[Targets] = Metadata(md.signed, [], value)
     md2.sign(repo.targets_key)
     data = md2.to_bytes()
     repo.docs["targets"] = data
-    r = post(client, GUN, {"targets": data, "snapshot": repo.snapshot(3)})
+    r = post(client, GUN, {"targets": data, "snapshot": repo.make_snapshot(version=3)})
     msg = invalid(r, "ErrBadTargets")
     assert "without corresponding key" in msg
 
@@ -385,8 +386,8 @@ def test_delegation_key_missing(client):
 def test_delegation_before_targets_exist(client):
     repo = new_repo(client)
     dkey = PrivateKey.generate("ecdsa")
-    rel = repo.targets(1, key=dkey, role="targets/releases")
-    r = post(client, GUN, {"root": repo.root(), "targets/releases": rel, "snapshot": repo.snapshot(2)})
+    rel = repo.make_targets(key=dkey, role="targets/releases", version=1)
+    r = post(client, GUN, {"root": repo.make_root(), "targets/releases": rel, "snapshot": repo.make_snapshot(version=2)})
     assert invalid(r, "ErrBadTargets") == "targets must be loaded first"
 
 
@@ -396,8 +397,8 @@ def test_delegation_before_targets_exist(client):
 def test_snapshot_hash_mismatch(client):
     repo = publish_new(client)
     before = current(client)
-    snap = repo.snapshot(3)  # made before the new targets: hashes the old targets
-    data = repo.targets(3, {"v2": target(b"two")})
+    snap = repo.make_snapshot(version=3)  # made before the new targets: hashes the old targets
+    data = repo.make_targets({"v2": target(b"two")}, version=3)
     r = post(client, GUN, {"targets": data, "snapshot": snap})
     expected = hashlib.sha256(before["targets"]).hexdigest()
     assert invalid(r, "ErrBadSnapshot") == f"sha256 checksum for targets did not match: expected {expected}"
@@ -406,34 +407,34 @@ def test_snapshot_hash_mismatch(client):
 
 def test_snapshot_must_cover_stored_root(client):
     repo = publish_new(client)
-    snap = repo.snapshot(3, roles={"root": b"not the root", "targets": repo.docs["targets"]})
+    snap = repo.make_snapshot(roles={"root": b"not the root", "targets": repo.docs["targets"]}, version=3)
     r = post(client, GUN, {"snapshot": snap})
     assert "checksum for root did not match" in invalid(r, "ErrBadSnapshot")
 
 
 def test_snapshot_missing_delegation_entry(client):
     repo, dkey = _with_delegation(client)
-    rel = repo.targets(1, key=dkey, role="targets/releases")
-    snap = repo.snapshot(4, roles={"root": repo.docs["root"], "targets": repo.docs["targets"]})
+    rel = repo.make_targets(key=dkey, role="targets/releases", version=1)
+    snap = repo.make_snapshot(roles={"root": repo.docs["root"], "targets": repo.docs["targets"]}, version=4)
     r = post(client, GUN, {"targets/releases": rel, "snapshot": snap})
     assert invalid(r, "ErrBadSnapshot") == "no checksums for supported algorithms were provided for targets/releases"
 
 
 def test_snapshot_bad_signature(client):
     repo = publish_new(client)
-    r = post(client, GUN, {"targets": repo.targets(3), "snapshot": repo.snapshot(3, key=repo.targets_key)})
+    r = post(client, GUN, {"targets": repo.make_targets(version=3), "snapshot": repo.make_snapshot(key=repo.targets_key, version=3)})
     assert invalid(r, "ErrBadSnapshot") == "valid signatures did not meet threshold for snapshot"
 
 
 def test_snapshot_expired(client):
     repo = publish_new(client)
-    r = post(client, GUN, {"targets": repo.targets(3), "snapshot": repo.snapshot(3, expires=repo.now - timedelta(1))})
+    r = post(client, GUN, {"targets": repo.make_targets(version=3), "snapshot": repo.make_snapshot(expires=repo.now - timedelta(1), version=3)})
     assert invalid(r, "ErrBadSnapshot").startswith("snapshot expired at ")
 
 
 def test_missing_snapshot_when_client_holds_key(client):
     repo = publish_new(client)
-    r = post(client, GUN, {"targets": repo.targets(3)})
+    r = post(client, GUN, {"targets": repo.make_targets(version=3)})
     assert r.status_code == 400
     assert r.content == (
         b'{"errors":[{"code":"INVALID_UPDATE","message":"Update sent by the client is invalid.","detail":'
@@ -445,7 +446,7 @@ def test_missing_snapshot_when_client_holds_key(client):
 def test_uploaded_timestamp_is_ignored(client):
     repo = publish_new(client)
     ts_before = client.get(tuf(GUN, "timestamp.json")).content
-    r = post(client, GUN, {"targets": repo.targets(3), "snapshot": repo.snapshot(3), "timestamp": ts_before})
+    r = post(client, GUN, {"targets": repo.make_targets(version=3), "snapshot": repo.make_snapshot(version=3), "timestamp": ts_before})
     assert r.status_code == 200, r.text
     assert client.get(tuf(GUN, "timestamp.json")).content != ts_before
     assert client.get(tuf(GUN, "2.timestamp.json")).status_code == 200
@@ -456,7 +457,7 @@ def test_snapshot_length_must_match_the_document(client):
     refuses to publish it (upstream checks checksums only)."""
     repo = publish_new(client)
     before = current(client)
-    data = repo.targets(3, {"v2": target(b"two")})
+    data = repo.make_targets({"v2": target(b"two")}, version=3)
     meta = {"root": FileMeta.from_bytes(repo.docs["root"]), "targets": FileMeta.from_bytes(data)}
     meta["targets"].length += 1
     md: Metadata[Snapshot] = Metadata(Snapshot(version=3, expires=repo.now + timedelta(days=30), meta=meta))
@@ -473,7 +474,7 @@ def test_snapshot_length_must_match_the_document(client):
 def _signed_with_custom(repo, depth: int) -> bytes:
     """targets v3 signed by the targets key, whose target ``t`` has a ``custom`` value nested so
     that the whole document nests ``depth`` levels (document, signed, targets, t, custom...)."""
-    value = Metadata.parse(repo.targets(3, {"t": target(b"x")})).signed_value
+    value = Metadata.parse(repo.make_targets({"t": target(b"x")}, version=3)).signed_value
     custom: object = 1
     for _ in range(depth - 4):
         custom = {"x": custom}
@@ -494,7 +495,7 @@ def test_nesting_bound_is_the_clients(client):
     repo = publish_new(client)
     before = current(client)
     deep = _signed_with_custom(repo, 80)
-    r = post(client, GUN, {"targets": deep, "snapshot": repo.snapshot(3)})
+    r = post(client, GUN, {"targets": deep, "snapshot": repo.make_snapshot(version=3)})
     assert (r.status_code, error(r)["code"]) == (400, "MALFORMED_JSON")
     unchanged(client, GUN, before)
     with pytest.raises(ServerError) as server_side:
@@ -509,7 +510,7 @@ def test_nesting_bound_is_the_clients(client):
         loader.load("targets", deep)
 
     at_limit = _signed_with_custom(repo, MAX_DEPTH)
-    r = post(client, GUN, {"targets": at_limit, "snapshot": repo.snapshot(3)})
+    r = post(client, GUN, {"targets": at_limit, "snapshot": repo.make_snapshot(version=3)})
     assert r.status_code == 200, r.text
     tc = TrustedCollection(GUN, client.get(tuf(GUN, "root.json")).content, repo.now)
     tc.update_timestamp(client.get(tuf(GUN, "timestamp.json")).content)
@@ -559,7 +560,7 @@ def test_not_multipart_exact_body(client):
 
 def test_broken_multipart(client):
     repo = new_repo(client)
-    body, ct = multipart({"root": repo.root()})
+    body, ct = multipart({"root": repo.make_root()})
     for broken in (body[:-8], body.replace(b"\r\n\r\n", b"\r\n", 1), b"", b"garbage"):
         r = client.post(tuf(GUN, ""), content=broken, headers={"content-type": ct})
         assert error(r)["code"] == "MALFORMED_UPLOAD"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from testdata import FIXTURES
+from tests.testdata import FIXTURES
 
 PINNED_NOW = datetime(2026, 11, 23, tzinfo=UTC)
 REPOS = {

@@ -46,7 +46,7 @@ def test_wire_form_html_escapes() -> None:
 
 def test_weird_target_name_fixture_wire_and_signed_forms() -> None:
     """The fixture target named weird<&>"\\é<U+2028>/name: wire bytes escaped, signed bytes raw."""
-    from testdata import FIXTURES
+    from tests.testdata import FIXTURES
 
     data = (FIXTURES / "notary-demo/server/_trust/tuf/6.targets.json").read_bytes()
     assert b"weird\\u003c\\u0026\\u003e\\\"\\\\\xc3\xa9\\u2028/name" in data

@@ -1,4 +1,4 @@
-"""RepoLoader (notary's RepoBuilder.Load) and the client's TrustedCollection apply one rulebook.
+"""RepoLoader (notary's RepositorySimulator.Load) and the client's TrustedCollection apply one rulebook.
 
 Every attack below goes through the client state machine and through the loader in the client's
 order (root, timestamp, snapshot, targets, delegations) and in the trust server's order (root,
@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from helpers.legacy_certs import sha1_certificate_key
+from tests.helpers.legacy_certs import sha1_certificate_key
+from tests.helpers.simulator import RepositorySimulator
 from trustbox.errors import (
     FormatError,
     HashMismatchError,
@@ -42,16 +43,14 @@ from trustbox.tuf.verify import (
     VersionTooLowError,
 )
 
-from .builder import RepoBuilder
-
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 GUN = "registry.example.test/team/app"
 Docs = dict[str, bytes]
 
 
-def fresh() -> RepoBuilder:
+def fresh() -> RepositorySimulator:
     """A repository with one target and one delegation holding another."""
-    r = RepoBuilder(GUN, NOW)
+    r = RepositorySimulator(GUN, NOW)
     r.add_target("v1", b"image manifest v1")
     r.delegate("targets/releases")
     r.add_target("v2", b"image manifest v2", role="targets/releases")
@@ -59,7 +58,7 @@ def fresh() -> RepoBuilder:
 
 
 @pytest.fixture
-def repo() -> RepoBuilder:
+def repo() -> RepositorySimulator:
     return fresh()
 
 
@@ -96,7 +95,7 @@ def through_server_order(docs: Docs) -> RepoLoader:
 SEQUENCERS = [through_client, through_loader, through_server_order]
 
 
-def resnapshot(r: RepoBuilder, docs: Docs) -> Docs:
+def resnapshot(r: RepositorySimulator, docs: Docs) -> Docs:
     """New snapshot and timestamp over ``docs`` as they are now."""
     docs["snapshot"] = r.snapshot_doc({k: v for k, v in docs.items() if k not in ("snapshot", "timestamp")})
     docs["timestamp"] = r.timestamp_doc(docs["snapshot"])
@@ -109,7 +108,7 @@ def unsigned(data: bytes) -> bytes:
     return json.dumps(d).encode()
 
 
-def snapshot_with(r: RepoBuilder, docs: Docs, edit: Callable[[dict[str, FileMeta]], None]) -> Docs:
+def snapshot_with(r: RepositorySimulator, docs: Docs, edit: Callable[[dict[str, FileMeta]], None]) -> Docs:
     meta = {k: FileMeta.from_bytes(v) for k, v in docs.items() if k not in ("snapshot", "timestamp")}
     edit(meta)
     md: Metadata[Snapshot] = Metadata(Snapshot(r.versions["snapshot"], NOW.replace(year=2029), meta=meta))
@@ -119,62 +118,62 @@ def snapshot_with(r: RepoBuilder, docs: Docs, edit: Callable[[dict[str, FileMeta
     return docs
 
 
-def _targets_by_stranger(r: RepoBuilder) -> Docs:
+def _targets_by_stranger(r: RepositorySimulator) -> Docs:
     docs = r.publish()
     docs["targets"] = r.targets_doc(key=PrivateKey.generate("ecdsa"))
     return resnapshot(r, docs)
 
 
-def _targets_unsigned(r: RepoBuilder) -> Docs:
+def _targets_unsigned(r: RepositorySimulator) -> Docs:
     docs = r.publish()
     docs["targets"] = unsigned(docs["targets"])
     return resnapshot(r, docs)
 
 
-def _targets_expired(r: RepoBuilder) -> Docs:
+def _targets_expired(r: RepositorySimulator) -> Docs:
     docs = r.publish()
     docs["targets"] = r.targets_doc(expired=True)
     return resnapshot(r, docs)
 
 
-def _delegation_by_parent_key(r: RepoBuilder) -> Docs:
+def _delegation_by_parent_key(r: RepositorySimulator) -> Docs:
     docs = r.publish()
     docs["targets/releases"] = r.targets_doc("targets/releases", key=r.keys["targets"])
     return resnapshot(r, docs)
 
 
-def _delegation_key_is_sha1_certificate(r: RepoBuilder) -> Docs:
+def _delegation_key_is_sha1_certificate(r: RepositorySimulator) -> Docs:
     key = PrivateKey.generate("ecdsa")
     r.delegate("targets/qa", key=key, pub=sha1_certificate_key(key, "qa signer", NOW))
     return r.publish()
 
 
-def _delegation_not_a_direct_child(r: RepoBuilder) -> Docs:
+def _delegation_not_a_direct_child(r: RepositorySimulator) -> Docs:
     r.delegate("targets/releases/qa", parent="targets")
     return r.publish()
 
 
-def _snapshot_without_root(r: RepoBuilder) -> Docs:
+def _snapshot_without_root(r: RepositorySimulator) -> Docs:
     return snapshot_with(r, r.publish(), lambda meta: meta.pop("root"))
 
 
-def _targets_from_another_snapshot(r: RepoBuilder) -> Docs:
+def _targets_from_another_snapshot(r: RepositorySimulator) -> Docs:
     old = r.publish()
     r.versions["targets"] += 1
     r.add_target("v9", b"new")
     return dict(r.publish(), targets=old["targets"])
 
 
-def _snapshot_lies_about_a_length(r: RepoBuilder) -> Docs:
+def _snapshot_lies_about_a_length(r: RepositorySimulator) -> Docs:
     def longer(meta: dict[str, FileMeta]) -> None:
         meta["targets/releases"].length += 1
 
     return snapshot_with(r, r.publish(), longer)
 
 
-def _targets_key_listed_under_another_id(r: RepoBuilder) -> Docs:
+def _targets_key_listed_under_another_id(r: RepositorySimulator) -> Docs:
     wrong = "ab" * 32
-    body = Metadata.parse(r.root(), "root", expect=Root).signed
+    body = Metadata.parse(r.root_doc(), "root", expect=Root).signed
     body.keys[wrong] = body.keys.pop(body.roles["targets"].keyids[0])
     body.roles["targets"] = RoleKeys([wrong])
     root: Metadata[Root] = Metadata(body)
@@ -188,7 +187,7 @@ def _targets_key_listed_under_another_id(r: RepoBuilder) -> Docs:
     return resnapshot(r, docs)
 
 
-ATTACKS: list[tuple[Callable[[RepoBuilder], Docs], type[TrustboxError]]] = [
+ATTACKS: list[tuple[Callable[[RepositorySimulator], Docs], type[TrustboxError]]] = [
     (_targets_by_stranger, ThresholdError),
     (_targets_unsigned, NoSignaturesError),
     (_targets_expired, RoleExpiredError),
@@ -203,7 +202,7 @@ ATTACKS: list[tuple[Callable[[RepoBuilder], Docs], type[TrustboxError]]] = [
 
 
 @pytest.mark.parametrize("sequencer", SEQUENCERS, ids=lambda f: f.__name__)
-def test_a_published_repository_loads(repo: RepoBuilder, sequencer: Callable[[Docs], object]) -> None:
+def test_a_published_repository_loads(repo: RepositorySimulator, sequencer: Callable[[Docs], object]) -> None:
     docs = repo.publish()
     loaded = sequencer(docs)
     if isinstance(loaded, RepoLoader):
@@ -213,7 +212,7 @@ def test_a_published_repository_loads(repo: RepoBuilder, sequencer: Callable[[Do
 
 
 @pytest.mark.parametrize(("attack", "error"), ATTACKS, ids=lambda a: getattr(a, "__name__", ""))
-def test_client_and_loader_refuse_alike(attack: Callable[[RepoBuilder], Docs], error: type[TrustboxError]) -> None:
+def test_client_and_loader_refuse_alike(attack: Callable[[RepositorySimulator], Docs], error: type[TrustboxError]) -> None:
     docs = attack(fresh())
     for sequencer in SEQUENCERS:
         with pytest.raises(TrustboxError) as info:
@@ -221,7 +220,7 @@ def test_client_and_loader_refuse_alike(attack: Callable[[RepoBuilder], Docs], e
         assert type(info.value) is error, (sequencer.__name__, info.value)
 
 
-def test_typed_errors_carry_what_they_found(repo: RepoBuilder) -> None:
+def test_typed_errors_carry_what_they_found(repo: RepositorySimulator) -> None:
     docs = _targets_from_another_snapshot(repo)
     with pytest.raises(ChecksumMismatchError) as info:
         through_server_order(docs)
@@ -235,7 +234,7 @@ def test_typed_errors_carry_what_they_found(repo: RepoBuilder) -> None:
     assert (cert.value.problem, cert.value.cn) == (SHA1_SIGNED, "qa signer")
 
 
-def test_rollback_floor_is_the_minimum_version(repo: RepoBuilder) -> None:
+def test_rollback_floor_is_the_minimum_version(repo: RepositorySimulator) -> None:
     docs = repo.publish()
     tc = TrustedCollection(GUN, docs["root"], NOW, floor_versions={"targets": 5})
     tc.update_timestamp(docs["timestamp"])
@@ -252,7 +251,7 @@ def test_rollback_floor_is_the_minimum_version(repo: RepoBuilder) -> None:
 # -- loader bookkeeping ------------------------------------------------------------------------------
 
 
-def test_loading_out_of_order_is_an_input_error(repo: RepoBuilder) -> None:
+def test_loading_out_of_order_is_an_input_error(repo: RepositorySimulator) -> None:
     docs = repo.publish()
     loader = RepoLoader(GUN, NOW)
     for role, message in (("targets", "root must be loaded first"), ("bogus", "bogus is an invalid role")):
@@ -268,7 +267,7 @@ def test_loading_out_of_order_is_an_input_error(repo: RepoBuilder) -> None:
         loader.load("targets/other", docs["targets/releases"])
 
 
-def test_checksums_wait_for_the_document_that_holds_them(repo: RepoBuilder) -> None:
+def test_checksums_wait_for_the_document_that_holds_them(repo: RepositorySimulator) -> None:
     docs = repo.publish()
     loader = RepoLoader(GUN, NOW)
     for role in ("root", "targets", "targets/releases", "snapshot"):
@@ -284,18 +283,18 @@ def test_checksums_wait_for_the_document_that_holds_them(repo: RepoBuilder) -> N
     assert not stale.is_loaded("timestamp") and stale.loaded_version("timestamp") == 1
 
 
-def test_a_trusted_root_is_not_checked_again(repo: RepoBuilder) -> None:
+def test_a_trusted_root_is_not_checked_again(repo: RepositorySimulator) -> None:
     """The server's stored root (checked when stored) starts a loader as is, and a new root
     loaded after bootstrap must chain from it."""
-    root = Metadata.parse(repo.root(), "root", expect=Root)
+    root = Metadata.parse(repo.root_doc(), "root", expect=Root)
     loader = RepoLoader.with_root(GUN, NOW.replace(year=2040), root)  # long after its certificate expired
     assert loader.loaded_version("root") == 1 and loader.unchecked == {"root": root.to_bytes()}
     with pytest.raises(RootCertificatesError):
-        loader.bootstrap().load("root", repo.root())
+        loader.bootstrap().load("root", repo.root_doc())
 
 
 def test_paths_outside_the_delegation_are_refused_by_the_loader_and_ignored_by_the_client() -> None:
-    r = RepoBuilder(GUN, NOW)
+    r = RepositorySimulator(GUN, NOW)
     r.delegate("targets/releases", paths=["stable/"])
     r.add_target("stable/v1", b"a", role="targets/releases")
     r.add_target("evil", b"b", role="targets/releases")
@@ -315,13 +314,13 @@ def test_paths_outside_the_delegation_are_refused_by_the_loader_and_ignored_by_t
 # -- roots -----------------------------------------------------------------------------------------
 
 
-def rotate(r: RepoBuilder, signers: list[int]) -> bytes:
+def rotate(r: RepositorySimulator, signers: list[int]) -> bytes:
     """Root version 2 with one new root key; signed by the listed root keys (indexes, -1 = new)."""
     old = list(r.root_keys)
     new = r.add_root_key()
     r.root_keys = [new]
     r.root_version = 2
-    return r.root(signers=[(old + [new])[i] for i in signers])
+    return r.root_doc(signers=[(old + [new])[i] for i in signers])
 
 
 def through_both(trusted: bytes, new: bytes, trusted_as_is: bool = False) -> list[type[TrustboxError]]:
@@ -342,19 +341,19 @@ def through_both(trusted: bytes, new: bytes, trusted_as_is: bool = False) -> lis
 def test_rotation_does_not_count_an_old_sha1_certificate() -> None:
     """The trusted root lists a good certificate and a SHA-1 one; a new root signed by the SHA-1
     one (and its own key) does not chain, for the client and the loader alike."""
-    r = RepoBuilder(GUN, NOW)
+    r = RepositorySimulator(GUN, NOW)
     legacy_key = PrivateKey.generate("ecdsa")
     r.root_keys.append((legacy_key, sha1_certificate_key(legacy_key, GUN, NOW)))
-    trusted = r.root(signers=r.root_keys[:1])
+    trusted = r.root_doc(signers=r.root_keys[:1])
     TrustedCollection(GUN, trusted, NOW, tofu=True)  # the SHA-1 certificate is simply not usable
     assert through_both(trusted, rotate(r, [1, -1])) == [RootRotationError, RootRotationError]
 
 
 def test_rotation_from_a_root_without_usable_certificates() -> None:
-    r = RepoBuilder(GUN, NOW)
+    r = RepositorySimulator(GUN, NOW)
     legacy_key = PrivateKey.generate("ecdsa")
     r.root_keys = [(legacy_key, sha1_certificate_key(legacy_key, GUN, NOW))]
-    trusted = r.root()
+    trusted = r.root_doc()
     with pytest.raises(RootCertificatesError):
         TrustedCollection(GUN, trusted, NOW, tofu=True)
     errors = through_both(trusted, rotate(r, [0, -1]), trusted_as_is=True)
@@ -364,22 +363,22 @@ def test_rotation_from_a_root_without_usable_certificates() -> None:
 def test_new_root_certificates_are_checked_before_the_rotation() -> None:
     """A root for another GUN, not signed by the trusted root either: notary reports the
     certificates (checked first), not the rotation."""
-    r = RepoBuilder(GUN, NOW)
-    trusted = r.root()
-    other = RepoBuilder("registry.example.test/team/other", NOW)
+    r = RepositorySimulator(GUN, NOW)
+    trusted = r.root_doc()
+    other = RepositorySimulator("registry.example.test/team/other", NOW)
     other.root_version = 2
-    assert through_both(trusted, other.root()) == [RootCertificatesError, RootCertificatesError]
+    assert through_both(trusted, other.root_doc()) == [RootCertificatesError, RootCertificatesError]
 
 
 def test_rotated_root_must_sign_itself() -> None:
-    r = RepoBuilder(GUN, NOW)
-    trusted = r.root()
+    r = RepositorySimulator(GUN, NOW)
+    trusted = r.root_doc()
     errors = through_both(trusted, rotate(r, [0]))
     assert errors == [RootSignaturesError, RootSignaturesError]
     assert issubclass(RootSignaturesError, RootError) and issubclass(RootSignaturesError, ThresholdError)
 
 
-def test_loader_root_rules_are_the_clients(repo: RepoBuilder) -> None:
+def test_loader_root_rules_are_the_clients(repo: RepositorySimulator) -> None:
     docs = repo.publish()
     RepoLoader(GUN, NOW).load("root", docs["root"])
     with pytest.raises(RootCertificatesError, match="not for"):

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.helpers.simulator import RepositorySimulator
 from trustbox.errors import (
     ExpiredError,
     FormatError,
@@ -16,8 +17,6 @@ from trustbox.errors import (
     ThresholdError,
 )
 from trustbox.tuf.verify import MAX_TIMESTAMP_SIZE, TrustedCollection
-
-from .builder import RepoBuilder
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 GUN = "registry.example.test/team/app"
@@ -36,8 +35,8 @@ def load_all(tc: TrustedCollection, docs: dict[str, bytes]) -> None:
 
 
 @pytest.fixture
-def repo() -> RepoBuilder:
-    r = RepoBuilder(GUN, NOW)
+def repo() -> RepositorySimulator:
+    r = RepositorySimulator(GUN, NOW)
     r.add_target("v1", b"image manifest v1")
     r.delegate("targets/releases")
     r.add_target("v2", b"image manifest v2", role="targets/releases")
@@ -64,9 +63,9 @@ def test_rollback_of_each_role_is_refused(repo, role) -> None:
 
 
 def test_rollback_of_root_is_refused(repo) -> None:
-    old_root = repo.root()
+    old_root = repo.root_doc()
     repo.root_version = 2
-    tc = TrustedCollection(GUN, repo.root(), NOW)
+    tc = TrustedCollection(GUN, repo.root_doc(), NOW)
     with pytest.raises(RollbackError):
         tc.update_root(old_root)
 
@@ -158,8 +157,8 @@ def test_root_below_threshold_is_refused(repo) -> None:
     second = repo.add_root_key()
     repo.root_threshold = 2
     with pytest.raises(ThresholdError):
-        TrustedCollection(GUN, repo.root(signers=[second]), NOW, tofu=True)
-    TrustedCollection(GUN, repo.root(), NOW, tofu=True)
+        TrustedCollection(GUN, repo.root_doc(signers=[second]), NOW, tofu=True)
+    TrustedCollection(GUN, repo.root_doc(), NOW, tofu=True)
 
 
 def test_duplicate_signatures_by_one_key_count_once(repo) -> None:
@@ -167,7 +166,7 @@ def test_duplicate_signatures_by_one_key_count_once(repo) -> None:
 
     repo.add_root_key()
     repo.root_threshold = 2
-    data = json.loads(repo.root(signers=[repo.root_keys[0]]))
+    data = json.loads(repo.root_doc(signers=[repo.root_keys[0]]))
     data["signatures"] = data["signatures"] * 2
     with pytest.raises(ThresholdError):
         TrustedCollection(GUN, json.dumps(data).encode(), NOW, tofu=True)
@@ -177,38 +176,38 @@ def test_duplicate_signatures_by_one_key_count_once(repo) -> None:
 
 def test_root_for_another_gun_is_refused_on_first_use(repo) -> None:
     with pytest.raises(RootError, match="not for"):
-        TrustedCollection("registry.example.test/team/other", repo.root(), NOW, tofu=True)
+        TrustedCollection("registry.example.test/team/other", repo.root_doc(), NOW, tofu=True)
 
 
 def test_recreated_repository_root_is_refused_against_pinned_root(repo) -> None:
-    pinned = repo.root()
-    attacker = RepoBuilder(GUN, NOW)
+    pinned = repo.root_doc()
+    attacker = RepositorySimulator(GUN, NOW)
     attacker.root_version = 2
     tc = TrustedCollection(GUN, pinned, NOW)
     with pytest.raises(RootError, match="not signed by the previously trusted root"):
-        tc.update_root(attacker.root())
+        tc.update_root(attacker.root_doc())
 
 
 def test_root_rotation_chain(repo) -> None:
-    tc = TrustedCollection(GUN, repo.root(), NOW, tofu=True)
+    tc = TrustedCollection(GUN, repo.root_doc(), NOW, tofu=True)
     old = repo.root_keys[0]
     new = repo.add_root_key()
     repo.root_keys = [new]
     repo.root_version = 2
     # signed only by the new key: refused
     with pytest.raises(RootError):
-        tc.update_root(repo.root(signers=[new]))
+        tc.update_root(repo.root_doc(signers=[new]))
     # signed by old and new: accepted; the new root now governs
-    tc.update_root(repo.root(signers=[old, new]))
+    tc.update_root(repo.root_doc(signers=[old, new]))
     assert tc.root.signed.version == 2
     # skipping a version is refused
     repo.root_version = 4
     with pytest.raises(RollbackError):
-        tc.update_root(repo.root())
+        tc.update_root(repo.root_doc())
 
 
 def test_target_outside_delegated_paths_is_not_trusted() -> None:
-    r = RepoBuilder(GUN, NOW)
+    r = RepositorySimulator(GUN, NOW)
     r.delegate("targets/releases", paths=["stable/"])
     r.add_target("stable/v1", b"a", role="targets/releases")
     r.add_target("evil", b"b", role="targets/releases")
@@ -220,7 +219,7 @@ def test_target_outside_delegated_paths_is_not_trusted() -> None:
 
 
 def test_garbage_is_a_format_error(repo) -> None:
-    tc = TrustedCollection(GUN, repo.root(), NOW)
+    tc = TrustedCollection(GUN, repo.root_doc(), NOW)
     for bad in (b"", b"null", b'{"signed":1,"signatures":[]}', b'{"signed":{"_type":"Timestamp"},"signatures":[]}'):
         with pytest.raises(FormatError):
             tc.update_timestamp(bad)
@@ -230,13 +229,13 @@ def test_rotation_counts_only_old_certificates_for_this_gun() -> None:
     """An old root listing a certificate for another GUN cannot vouch for a new root with it."""
     from trustbox.tuf.certs import make_root_public_key
 
-    r = RepoBuilder(GUN, NOW)
+    r = RepositorySimulator(GUN, NOW)
     k = r.root_keys[0][0]
     foreign = make_root_public_key(k, "registry.example.test/team/other", NOW)
     r.root_keys = [(k, foreign)]  # the trusted root's only root key is a cert for another GUN
     import json
 
-    body = json.loads(r.root())
+    body = json.loads(r.root_doc())
     trusted = TrustedCollection.__new__(TrustedCollection)  # bypass the self-check for the crafted old root
     from trustbox.tuf.metadata import Metadata, Root
 
@@ -248,7 +247,7 @@ def test_rotation_counts_only_old_certificates_for_this_gun() -> None:
     r.root_keys = [new_key]
     r.root_version = 2
     with pytest.raises(RootError, match="not signed by the previously trusted root"):
-        trusted.update_root(r.root(signers=[(k, foreign), new_key]))
+        trusted.update_root(r.root_doc(signers=[(k, foreign), new_key]))
 
 
 def test_http_date_is_locale_independent() -> None:

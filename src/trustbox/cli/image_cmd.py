@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 import click
 
 from trustbox.cli.report import error_line, fail
-from trustbox.client.distribution import RegistryOptions
 from trustbox.client.errors import TrustError
-from trustbox.client.layout import Progress
-from trustbox.client.transfer import (
+from trustbox.client.images.distribution import RegistryOptions
+from trustbox.client.images.layout import Progress
+from trustbox.client.images.transfer import (
     EXIT_NETWORK,
     EXIT_USAGE,
     NotaryTrust,

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from trustbox.errors import ConfigError
-from trustbox.sandbox.sandbox import (
+from trustbox.sandbox.stack import (
     DEFAULT_AUTH_PORT,
     DEFAULT_AUTH_USER,
     DEFAULT_LOG_LEVEL,
@@ -188,7 +188,7 @@ def down_cmd(directory: Path | None, remove: bool) -> None:
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def sample_image_cmd(directory: Path) -> None:
     """Write a small sample image (an OCI layout) to DIRECTORY, for the tutorial."""
-    from trustbox.client.sample import write_sample_image
+    from trustbox.client.images.sample import write_sample_image
 
     write_sample_image(directory)
     click.echo(f"wrote a sample image to oci:{directory}:latest", err=True)

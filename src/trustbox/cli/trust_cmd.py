@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 import click
 
 from trustbox.cli.report import one_line_errors
-from trustbox.client import verbs as trustops
-from trustbox.client.verbs import TrustContext
+from trustbox.client.trust import verbs as trustops
+from trustbox.client.trust.verbs import TrustContext
 from trustbox.errors import TrustboxError
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -8,8 +8,8 @@ manifests are the OCI core's (:mod:`trustbox.oci`).
 
 from __future__ import annotations
 
-from trustbox.client.distribution import RegistryClient, RegistryOptions
+from trustbox.client.images.distribution import RegistryClient, RegistryOptions
 from trustbox.client.pinning import TrustPinning
-from trustbox.client.repository import SignedTarget, TrustClient, trust_client_for
+from trustbox.client.trust.repository import SignedTarget, TrustClient, trust_client_for
 
 __all__ = ["RegistryClient", "RegistryOptions", "SignedTarget", "TrustClient", "TrustPinning", "trust_client_for"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import uuid
@@ -20,12 +19,13 @@ from starlette.routing import Route
 
 from trustbox.auth.middleware import AuthInfo
 from trustbox.auth.scopes import PULL, repository, satisfies
+from trustbox.errcode import go_json_line
 from trustbox.errors import FormatError
 from trustbox.httpnum import INT64_MIN, parse_decimal
 from trustbox.oci.digest import Digest
 from trustbox.oci.mediatypes import OCI_INDEX
 from trustbox.registry import events
-from trustbox.registry.auth import auth_middleware
+from trustbox.registry.access_control import auth_middleware
 from trustbox.registry.blobs import BlobInfo, BlobStore, VerifyPolicy
 from trustbox.registry.config import RegistryConfig
 from trustbox.registry.errors import (
@@ -75,7 +75,7 @@ Handler = Callable[[Request, str, str | None], Awaitable[Response]]
 
 def error_response(err: RegistryError, head: bool = False) -> Response:
     """The spec's JSON error body with the error's status and headers."""
-    body = b"" if head else json.dumps(err.body()).encode()
+    body = b"" if head else go_json_line(err.body())
     headers = {API_VERSION[0]: API_VERSION[1], **err.headers}
     if head:
         headers["Content-Length"] = "0"
@@ -317,10 +317,10 @@ class Registry:
                 raise PaginationInvalid(detail={"n": n})
             if n is None or n < 0:
                 page, headers = self._page(repos, request, "/v2/_catalog", cap)
-                return Response(json.dumps({"repositories": page}).encode(), media_type="application/json",
+                return Response(go_json_line({"repositories": page}), media_type="application/json",
                                 headers=headers)
         page, headers = self._page(repos, request, "/v2/_catalog")
-        return Response(json.dumps({"repositories": page}).encode(), media_type="application/json", headers=headers)
+        return Response(go_json_line({"repositories": page}), media_type="application/json", headers=headers)
 
     async def tags_list(self, request: Request, name: str, _ref: str | None) -> Response:
         """GET /v2/<name>/tags/list with ``n`` / ``last`` pagination."""
@@ -328,7 +328,7 @@ class Registry:
         if not tags and not await self.manifests.repo_exists(name):
             raise NameUnknown(detail={"name": name})
         page, headers = self._page(tags, request, f"/v2/{name}/tags/list")
-        body = json.dumps({"name": name, "tags": page}).encode()
+        body = go_json_line({"name": name, "tags": page})
         return Response(body, media_type="application/json", headers=headers)
 
     # --- blobs --------------------------------------------------------------------------
@@ -615,7 +615,7 @@ class Registry:
         headers = _headers()
         if artifact_type is not None:
             headers["OCI-Filters-Applied"] = "artifactType"
-        return Response(json.dumps(index).encode(), media_type=OCI_INDEX, headers=headers)
+        return Response(go_json_line(index), media_type=OCI_INDEX, headers=headers)
 
 
 class _BlobFileResponse(FileResponse):

@@ -31,7 +31,6 @@ from urllib.parse import urlencode, urljoin
 
 import httpx
 
-from trustbox.client.blobio import copy_verified, verify_chunks
 from trustbox.client.capped import (
     LIST_BODY_LIMIT,
     ErrorFactory,
@@ -51,6 +50,7 @@ from trustbox.client.dockerenv import (
     registry_tls_dirs,
     tls_dir_files,
 )
+from trustbox.client.images.blobio import copy_verified, verify_chunks
 from trustbox.client.transport import ChallengeAuth, TokenRefusedError, make_http_client
 from trustbox.errors import (
     ConfigError,
@@ -61,7 +61,7 @@ from trustbox.errors import (
     TrustboxError,
 )
 from trustbox.oci.descriptor import Descriptor
-from trustbox.oci.digest import check_sha256, sha256_digest
+from trustbox.oci.digest import check_sha256, digest_bytes, is_digest, parse_digest, sha256_digest
 from trustbox.oci.errors import DigestMismatchError
 from trustbox.oci.manifest import MAX_MANIFEST_BYTES, Manifest, parse_manifest
 from trustbox.oci.mediatypes import MANIFEST_TYPES
@@ -164,12 +164,28 @@ def read_manifest(
     """
     raw = read_capped(resp, limit, what, error=error)
     digest = sha256_digest(raw)
-    if reference.startswith("sha256:") and digest != reference:
-        raise DigestMismatchError(f"manifest {reference}: digest mismatch: content hashes to {digest}")
+    if is_digest(reference):
+        _check_manifest_digest(raw, reference, f"manifest {reference}: digest mismatch:")
     header_digest = resp.headers.get("docker-content-digest")
-    if header_digest and header_digest.startswith("sha256:") and header_digest != digest:
-        raise DigestMismatchError(f"manifest {reference}: registry says {header_digest} but content hashes to {digest}")
+    if header_digest and is_digest(header_digest):
+        _check_manifest_digest(raw, header_digest, f"manifest {reference}: registry says {header_digest} but")
     return raw, digest
+
+
+def _check_manifest_digest(raw: bytes, expected: str, context: str) -> None:
+    """Hash ``raw`` with the algorithm ``expected`` names (sha256 or sha512, as go-digest) and compare.
+
+    Raises:
+        DigestMismatchError: the digest is malformed or of another algorithm than go-digest knows,
+            or the bytes hash to something else.
+    """
+    try:
+        want = parse_digest(expected)
+    except FormatError as exc:
+        raise DigestMismatchError(f"manifest digest {expected[:200]!r}: {exc}") from None
+    actual = digest_bytes(raw, want.algorithm)
+    if actual != want:
+        raise DigestMismatchError(f"{context} content hashes to {actual}")
 
 
 class RegistryClient:

@@ -21,7 +21,6 @@ from pathlib import Path
 import httpx
 
 from trustbox.client import dockerenv
-from trustbox.client.cache import MetadataCache
 from trustbox.client.errors import (
     NoSuchTargetError,
     RemoteTrustDataMissingError,
@@ -30,9 +29,10 @@ from trustbox.client.errors import (
     UnconfirmedStateError,
 )
 from trustbox.client.pinning import TrustPinning
-from trustbox.client.publish import RepoDraft
-from trustbox.client.remote import PULL, PUSH_PULL, RemoteStore
-from trustbox.client.updater import update_repository
+from trustbox.client.trust.cache import MetadataCache
+from trustbox.client.trust.publish import RepoDraft
+from trustbox.client.trust.remote import PULL, PUSH_PULL, RemoteStore
+from trustbox.client.trust.updater import update_repository
 from trustbox.errors import KeyStoreError, TrustboxError
 from trustbox.keystore.passphrase import PassphraseRetriever, docker_retriever
 from trustbox.keystore.store import KeyStore

@@ -1,8 +1,8 @@
 """Image transfer with content trust: push, pull and verify.
 
 This module joins the registry client, the local image transports and the trust client
-(:class:`NotaryTrust`, over :mod:`trustbox.client.repository`); a trusted tag is the trust
-client's :class:`~trustbox.client.repository.SignedTarget`.
+(:class:`NotaryTrust`, over :mod:`trustbox.client.trust.repository`); a trusted tag is the trust
+client's :class:`~trustbox.client.trust.repository.SignedTarget`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from trustbox.client.distribution import RegistryClient, RegistryOptions
 from trustbox.client.errors import TrustError, notary_error
-from trustbox.client.layout import (
+from trustbox.client.images.distribution import RegistryClient, RegistryOptions
+from trustbox.client.images.layout import (
     ImageDestination,
     ImageSource,
     Progress,
@@ -23,7 +23,7 @@ from trustbox.client.layout import (
     open_source,
     parse_local_ref,
 )
-from trustbox.client.repository import SignedTarget, TrustClient, trust_client_for
+from trustbox.client.trust.repository import SignedTarget, TrustClient, trust_client_for
 from trustbox.errors import (
     ConfigError,
     HashMismatchError,
@@ -53,7 +53,7 @@ def content_trust_enabled(environ: dict[str, str] | None = None) -> bool:
 
 class NotaryTrust:
     """Content trust for the image commands, over trustbox's own trust client
-    (:func:`~trustbox.client.repository.trust_client_for`); every failure is worded by
+    (:func:`~trustbox.client.trust.repository.trust_client_for`); every failure is worded by
     :func:`~trustbox.client.errors.notary_error`."""
 
     def __init__(self, **opts: Any) -> None:

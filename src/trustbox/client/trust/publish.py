@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from trustbox.client.errors import InsufficientSignaturesError, NoSigningKeysError
-from trustbox.client.remote import RemoteStore
+from trustbox.client.trust.remote import RemoteStore
 from trustbox.errors import RoleError
 from trustbox.keystore.store import KeyStore
 from trustbox.tuf.certs import make_root_public_key

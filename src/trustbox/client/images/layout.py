@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from trustbox.client.blobio import VerifyingWriter, copy_verified, file_chunks, verified_reader
+from trustbox.client.images.blobio import VerifyingWriter, copy_verified, file_chunks, verified_reader
 from trustbox.oci.descriptor import Descriptor
 from trustbox.oci.digest import check_sha256, sha256_digest
 from trustbox.oci.errors import ImageError

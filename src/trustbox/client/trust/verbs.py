@@ -18,13 +18,14 @@ from typing import Any, TextIO
 import httpx
 
 from trustbox.client import dockerenv
-from trustbox.client.distribution import ManifestInfo, lookup_manifest
 from trustbox.client.errors import (
     Cancelled,
     NoSuchTargetError,
     notary_error,
 )
-from trustbox.client.repository import (
+from trustbox.client.images.distribution import ManifestInfo, lookup_manifest
+from trustbox.client.textfmt import NaturalKey, go_json_indent, tab_table
+from trustbox.client.trust.repository import (
     RELEASED_ROLES,
     RELEASES_ROLE,
     REPO_ADMIN,
@@ -32,7 +33,6 @@ from trustbox.client.repository import (
     is_released_role,
     signer_name,
 )
-from trustbox.client.textfmt import NaturalKey, go_json_indent, tab_table
 from trustbox.errors import (
     ConfigError,
     KeyStoreError,

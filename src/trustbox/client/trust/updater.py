@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from trustbox.client.cache import MetadataCache
 from trustbox.client.errors import (
     MetaNotFoundError,
     RemoteTrustDataMissingError,
@@ -36,7 +35,8 @@ from trustbox.client.errors import (
     ServerRejectedError,
 )
 from trustbox.client.pinning import TrustPinning
-from trustbox.client.remote import RemoteStore
+from trustbox.client.trust.cache import MetadataCache
+from trustbox.client.trust.remote import RemoteStore
 from trustbox.errors import (
     ExpiredError,
     FormatError,

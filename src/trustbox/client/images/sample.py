@@ -10,7 +10,7 @@ import io
 import tarfile
 from pathlib import Path
 
-from trustbox.client.layout import OCILayoutDestination
+from trustbox.client.images.layout import OCILayoutDestination
 from trustbox.oci.descriptor import Descriptor
 from trustbox.oci.digest import sha256_digest
 from trustbox.oci.manifest import Manifest, dump_json, parse_manifest
