@@ -85,6 +85,8 @@ class ManifestStore:
         self.max_depth = max_depth
         # verified manifest bytes by digest: content-addressed, so never stale
         self._cache: OrderedDict[str, bytes] = OrderedDict()
+        # registry:2's layout: media types read from the documents, by digest
+        self._media_types: OrderedDict[str, str] = OrderedDict()
         self._cache_bytes = 0
 
     # --- reading ------------------------------------------------------------------------
@@ -131,7 +133,15 @@ class ManifestStore:
             raise ManifestUnknown(
                 "manifest content missing or corrupted in storage", detail={"digest": str(d)}
             )
-        return StoredManifest(body, self.paths.revision_media_type(link, body), d)
+        key = str(d)
+        media_type = self._media_types.get(key)
+        if media_type is None:
+            media_type = self.paths.revision_media_type(link, body)
+            if self.paths.is_registry2:  # read from the document: content-addressed, never stale
+                self._media_types[key] = media_type
+                if len(self._media_types) > CACHE_ENTRIES:
+                    self._media_types.popitem(last=False)
+        return StoredManifest(body, media_type, d)
 
     async def exists(self, name: str, d: Digest) -> bool:
         """True if the manifest ``d`` is in repository ``name``."""
