@@ -148,6 +148,7 @@ def test_s3_parameters(tmp_path: Path) -> None:
     ("http:\n  net: unix\n", "http.net"),
     ("auth:\n  silly:\n    realm: r\n    service: s\n", "auth.silly"),
     ("validation:\n  disabled: true\n", "validation.disabled"),
+    ("validation:\n  enabled: false\n  disabled: true\n", "validation.disabled"),
     ("log:\n  hooks:\n    - type: mail\n", "log.hooks"),
     ("proxy:\n  remoteurl: https://registry-1.docker.io\n", "proxy"),
     ("compatibility:\n  schema1:\n    enabled: true\n", "compatibility.schema1.enabled"),
@@ -215,3 +216,12 @@ def test_gc_reads_registry2_config(tmp_path: Path) -> None:
     assert f"removed blob {d}" in r.output
     hexd = d.split(":")[1]
     assert not (tmp_path / "data/docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data").exists()
+
+
+def test_validation_enabled_false_alone_keeps_validation_as_registry2(tmp_path: Path) -> None:
+    c = load(tmp_path, "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}\n"
+                       "validation:\n  enabled: false\n  manifests:\n    urls:\n      allow: ['^https://']\n")
+    assert c.manifest_urls_checked is True and c.manifest_urls_allow == ["^https://"]
+    c = load(tmp_path, "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}\n"
+                       "validation:\n  enabled: true\n  disabled: true\n")
+    assert c.manifest_urls_checked is True

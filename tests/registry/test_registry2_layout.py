@@ -249,3 +249,24 @@ def test_detection_on_s3_without_a_prefix(moto_endpoint: str, tmp_path: Path) ->
     assert reg.paths is Layout.REGISTRY2
     assert sorted(reg.driver.list_dir("")) == ["docker"]
     assert reg.get("/v2/s/tags/list").json()["tags"] == ["t"]
+
+
+def _foreign(reg: Reg, repo: str, url: str) -> int:
+    cfg = reg.push_blob(repo, b"{}")
+    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg, "size": 2},
+           "layers": [{"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                       "digest": "sha256:" + "ab" * 32, "size": 10, "urls": [url]}]}
+    return int(reg.push_manifest(repo, "t", doc).status_code)
+
+
+def test_layer_urls_follow_registry2_validation(tmp_path: Path) -> None:
+    assert _foreign(build_reg({"storage": str(tmp_path / "a")}), "f", "https://x.example/l") == 201
+    strict = build_reg({"storage": str(tmp_path / "b"), "manifest_urls_checked": True})
+    assert _foreign(strict, "f", "https://x.example/l") == 400  # registry:2 allows none by default
+    rules = build_reg({"storage": str(tmp_path / "c"), "manifest_urls_checked": True,
+                       "manifest_urls_allow": [r"^https://mirror\.example/"], "manifest_urls_deny": ["secret"]})
+    assert _foreign(rules, "f", "https://mirror.example/l") == 201
+    assert _foreign(rules, "g", "https://mirror.example/secret") == 400
+    assert _foreign(rules, "h", "http://other.example/l") == 400
+    assert _foreign(rules, "i", "https://mirror.example/l#frag") == 400

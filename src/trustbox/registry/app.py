@@ -127,7 +127,7 @@ class Registry:
         self.blobs = BlobStore(driver, VerifyPolicy(config.verify_blobs), self.paths)
         self.uploads = UploadStore(self.blobs, config.max_upload_sessions, idle_timeout=config.upload_idle_timeout)
         self.manifests = ManifestStore(self.blobs, config.max_json_depth, config.manifest_urls_allow,
-                                       config.manifest_urls_deny)
+                                       config.manifest_urls_deny, config.manifest_urls_checked)
         self.notifier = Notifier.from_config(config.notifications, config.notify_queue_size)
         self.source = source_record(config.listen)
         self._routes: dict[tuple[str, str], Handler] = {

@@ -69,6 +69,7 @@ class RegistryConfig:
     log_formatter: str = "text"
     log_fields: dict[str, str] = field(default_factory=dict)
     access_log: bool = True
+    manifest_urls_checked: bool = False  # check layer URLs against allow/deny (registry:2's validation)
     manifest_urls_allow: list[str] = field(default_factory=list)
     manifest_urls_deny: list[str] = field(default_factory=list)
     health_interval: float = 0.0  # storage health check period in seconds (0: off)

@@ -493,8 +493,11 @@ def _log(doc: dict[str, Any], out: dict[str, Any]) -> None:
 
 
 def _validation(section: dict[str, Any], out: dict[str, Any]) -> None:
-    if _bool(section.get("disabled", False), "validation.disabled") or section.get("enabled") is False:
+    # distribution 2.8: validation is on unless disabled and not (deprecated) explicitly enabled
+    enabled = _bool(section.get("enabled", False), "validation.enabled")
+    if not enabled and _bool(section.get("disabled", False), "validation.disabled"):
         raise _refuse("validation.disabled", "trustbox always checks that a manifest's blobs are in the repository")
+    out["manifest_urls_checked"] = True  # without allow/deny patterns registry:2 allows no layer URL
     urls = _section(_section(section, "manifests", "validation."), "urls", "validation.manifests.")
     for key in ("allow", "deny"):
         patterns = [str(p) for p in (urls.get(key) or [])]

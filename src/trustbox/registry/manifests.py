@@ -74,12 +74,16 @@ class ManifestStore:
     """Manifest content lives in blob storage; repositories hold revision links and tags."""
 
     def __init__(self, blobs: BlobStore, max_depth: int = MAX_JSON_DEPTH, urls_allow: list[str] | None = None,
-                 urls_deny: list[str] | None = None) -> None:
+                 urls_deny: list[str] | None = None, urls_checked: bool = False) -> None:
         self.blobs = blobs
         # registry:2's validation.manifests.urls: patterns the URLs of non-distributable layers
-        # must match (allow) and must not match (deny), each list joined with "|"
-        self._urls_allow = re.compile("|".join(urls_allow)) if urls_allow else None
-        self._urls_deny = re.compile("|".join(urls_deny)) if urls_deny else None
+        # must match (allow) and must not match (deny), each list joined with "|"; with the
+        # check on and neither list, registry:2 allows no URL at all ("^$")
+        self._urls_checked = urls_checked or bool(urls_allow) or bool(urls_deny)
+        if self._urls_checked and not urls_allow and not urls_deny:
+            urls_allow = ["^$"]
+        self._urls_allow = re.compile("|".join(f"(?:{p})" for p in urls_allow)) if urls_allow else None
+        self._urls_deny = re.compile("|".join(f"(?:{p})" for p in urls_deny)) if urls_deny else None
         self.driver = blobs.driver
         self.paths = blobs.paths
         self.max_depth = max_depth
@@ -150,9 +154,14 @@ class ManifestStore:
     # --- writing ------------------------------------------------------------------------
 
     def _check_urls(self, digest: str, urls: Any) -> None:
-        """With allow/deny patterns configured, every URL of a non-distributable layer must be
-        http(s) without a fragment, match ``allow`` and not match ``deny`` (as registry:2)."""
-        if self._urls_allow is None and self._urls_deny is None:
+        """With registry:2's validation, every URL of a non-distributable layer must be http(s)
+        without a fragment, match ``allow`` and not match ``deny``; refused as registry:2 lists
+        it, ``MANIFEST_BLOB_UNKNOWN``.
+
+        Raises:
+            ManifestBlobUnknown: a URL that fails those rules.
+        """
+        if not self._urls_checked:
             return
         for u in urls if isinstance(urls, list) else [urls]:
             text = str(u)
@@ -160,8 +169,8 @@ class ManifestStore:
             if (parts.scheme not in ("http", "https") or parts.fragment
                     or (self._urls_allow is not None and not self._urls_allow.search(text))
                     or (self._urls_deny is not None and self._urls_deny.search(text))):
-                raise ManifestInvalid(f"invalid URL on layer {digest}: {text[:200]}",
-                                      detail={"digest": digest, "url": text[:200]})
+                raise ManifestBlobUnknown(f"invalid URL on layer {digest}: {text[:200]}",
+                                          detail={"digest": digest, "url": text[:200]})
 
     async def _check_references(self, name: str, parsed: Manifest) -> None:
         for desc in parsed.blobs():
