@@ -225,3 +225,12 @@ def test_validation_enabled_false_alone_keeps_validation_as_registry2(tmp_path: 
     c = load(tmp_path, "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}\n"
                        "validation:\n  enabled: true\n  disabled: true\n")
     assert c.manifest_urls_checked is True
+
+
+def test_header_values_keep_their_text(tmp_path: Path) -> None:
+    text = ("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}\n"
+            "http:\n  headers:\n    X-A: [yes, 1.0, 'no']\n"
+            "notifications:\n  endpoints:\n    - name: e\n      url: http://h/\n      headers:\n        X-B: [on]\n")
+    c = load(tmp_path, text, {"REGISTRY_HTTP_HEADERS_X-C": "[true, 010]"})
+    assert c.http_headers == {"X-A": ["yes", "1.0", "no"], "x-c": ["true", "010"]}
+    assert c.notifications[0]["headers"] == {"X-B": ["on"]}

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 
 from tests.helpers.containerclients import (
@@ -271,3 +272,29 @@ def test_webhook_events_match_registry2(tmp_path: Path) -> None:
         assert actions.count("push") == 4 and actions.count("pull") >= 4  # config, 2 layers, manifest
     finally:
         http_server.shutdown()
+
+
+def test_registry_environment_overrides_act_alike(tmp_path: Path) -> None:
+    """The same config.yml and REGISTRY_* variables (address, root, deletes, a header): both
+    servers listen where the variables say, store where they say, and allow deletes."""
+    image_dir = tmp_path / "img"
+    img = make_image(layers=1)
+    write_layout(image_dir, img.manifest, "application/vnd.oci.image.manifest.v1+json", [img])
+    for name, server in (("registry2", docker_registry_with_config), ("trustbox", trustbox_registry_with_config)):
+        work = tmp_path / name
+        work.mkdir()
+        config = work / "config.yml"
+        write_config(config, work / "configured-root", free_port())  # delete.enabled true in the file
+        port = free_port()
+        env = {"REGISTRY_HTTP_ADDR": f"127.0.0.1:{port}",
+               "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": str(work / "env-root"),
+               "REGISTRY_STORAGE_DELETE_ENABLED": "false",
+               "REGISTRY_HTTP_HEADERS_X-FROM-ENV": "[yes]"}
+        addr = f"127.0.0.1:{port}"
+        with server(config, work, port, env):
+            skopeo("copy", "--dest-tls-verify=false", f"oci:{image_dir}:latest", f"docker://{addr}/env/img:v1")
+            r = httpx.delete(f"http://{addr}/v2/env/img/manifests/{img.digest}")
+            assert r.status_code == 405 and r.json()["errors"][0]["code"] == "UNSUPPORTED", (name, r.text)
+            assert r.headers.get("x-from-env") == "yes", (name, dict(r.headers))
+        assert (work / "env-root/docker/registry/v2/repositories/env/img/_manifests/tags/v1/current/link").is_file()
+        assert not (work / "configured-root/docker").exists(), name

@@ -48,7 +48,7 @@ _HTTP: _Schema = {
         "LETSENCRYPT": ("letsencrypt", {"CACHEFILE": ("cachefile", "str"), "EMAIL": ("email", "str"),
                                         "HOSTS": ("hosts", "list")}),
     }),
-    "HEADERS": ("headers", "map"),
+    "HEADERS": ("headers", "strmap"),
     "DEBUG": ("debug", {"ADDR": ("addr", "str"),
                         "PROMETHEUS": ("prometheus", {"ENABLED": ("enabled", "bool"), "PATH": ("path", "str")})}),
     "HTTP2": ("http2", {"DISABLED": ("disabled", "bool")}),
@@ -102,8 +102,11 @@ _STORAGE_SPECIAL = ("maintenance", "cache", "delete", "redirect")
 
 def _yaml_value(text: str, kind: Any) -> Any:
     """``text`` read as YAML into a field of ``kind`` (a string field keeps the text itself,
-    as yaml.v2 does for a scalar that resolves to another type)."""
+    as yaml.v2 does for a scalar that resolves to another type; so do the string lists of
+    header maps, ``strmap``)."""
     try:
+        if kind == "strmap":
+            return yaml.load(text, Loader=yaml.BaseLoader) if text.strip() else None  # noqa: S506 (no objects)
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML value {text[:80]!r}: {exc}") from None
@@ -129,26 +132,26 @@ def _set_struct(doc: dict[str, Any], schema: _Schema, path: list[str], payload: 
         if not isinstance(child, dict):
             child = doc[key] = {}
         _set_struct(child, kind, path[1:], payload, name)
-    elif kind == "map":
+    elif kind in ("map", "strmap"):
         child = doc.get(key)
         if not isinstance(child, dict):
             child = doc[key] = {}
-        _set_map(child, path[1:], payload)
+        _set_map(child, path[1:], payload, "strmap" if kind == "strmap" else "any")
     # a longer name below a scalar or a list sets nothing (as distribution's parser)
 
 
-def _set_map(m: dict[Any, Any], path: list[str], payload: str) -> None:
+def _set_map(m: dict[Any, Any], path: list[str], payload: str, kind: str) -> None:
     if len(path) > 1:
         for k, v in m.items():
             if str(k).upper() == path[0] and v is not None:
                 if isinstance(v, dict):
-                    _set_map(v, path[1:], payload)
+                    _set_map(v, path[1:], payload, kind)
                 return
         child: dict[Any, Any] = {}
-        _set_map(child, path[1:], payload)
+        _set_map(child, path[1:], payload, kind)
         m[path[0].lower()] = child
         return
-    m[path[0].lower()] = _yaml_value(payload, "any")
+    m[path[0].lower()] = _yaml_value(payload, kind)
 
 
 def apply_environment(doc: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
@@ -566,6 +569,23 @@ def translate(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _headers_as_text(doc: dict[Any, Any], raw: Any) -> None:
+    """Header values as the file wrote them (``[yes]`` is the text ``yes``, as yaml.v2 decodes
+    it into ``http.Header``), taken from ``raw``, the file read without type resolution."""
+    if not isinstance(raw, dict):
+        return
+    http, raw_http = doc.get("http"), raw.get("http")
+    if isinstance(http, dict) and isinstance(raw_http, dict) and "headers" in raw_http:
+        http["headers"] = raw_http["headers"]
+    notes, raw_notes = doc.get("notifications"), raw.get("notifications")
+    if isinstance(notes, dict) and isinstance(raw_notes, dict):
+        eps, raw_eps = notes.get("endpoints"), raw_notes.get("endpoints")
+        if isinstance(eps, list) and isinstance(raw_eps, list) and len(eps) == len(raw_eps):
+            for ep, raw_ep in zip(eps, raw_eps, strict=True):
+                if isinstance(ep, dict) and isinstance(raw_ep, dict) and "headers" in raw_ep:
+                    ep["headers"] = raw_ep["headers"]
+
+
 def read_distribution_config(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
     """Read registry:2's ``config.yml`` plus the ``REGISTRY_*`` variables of ``env`` into
     RegistryConfig fields.
@@ -583,6 +603,7 @@ def read_distribution_config(path: Path, env: Mapping[str, str]) -> dict[str, An
         raise ConfigError(f"invalid config file {path}: {exc}") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"config file {path} must hold a mapping")
+    _headers_as_text(doc, yaml.load(text, Loader=yaml.BaseLoader))  # noqa: S506 (BaseLoader makes no objects)
     doc = apply_environment({str(k): v for k, v in doc.items()}, env)
     try:
         return translate(doc)
