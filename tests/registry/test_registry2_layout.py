@@ -4,18 +4,24 @@ URLs, catalog cap), and webhook notifications (events, a receiver that is down, 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import pytest
+from starlette.testclient import TestClient
 
 from tests.helpers.net import free_port
 from tests.helpers.webhook import start_receiver
 from trustbox.errors import ConfigError
 from trustbox.oci.digest import parse_digest
+from trustbox.registry.app import create_app
+from trustbox.registry.config import RegistryConfig
 from trustbox.registry.events import RequestRecord, blob_event, envelope_bytes
 from trustbox.registry.gc import collect
 from trustbox.registry.layout import Layout, choose_layout
@@ -270,3 +276,52 @@ def test_layer_urls_follow_registry2_validation(tmp_path: Path) -> None:
     assert _foreign(rules, "g", "https://mirror.example/secret") == 400
     assert _foreign(rules, "h", "http://other.example/l") == 400
     assert _foreign(rules, "i", "https://mirror.example/l#frag") == 400
+
+
+def test_event_actor_is_the_authenticated_user(tmp_path: Path) -> None:
+    receiver, server = start_receiver()
+    try:
+        htpasswd = tmp_path / "htpasswd"
+        hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+        htpasswd.write_text(f"alice:{hashed}\n")
+        ep = {"name": "t", "url": receiver.url, "headers": {}, "timeout": 1.0, "threshold": 2, "backoff": 0.2,
+              "ignored_media_types": [], "ignored_actions": []}
+        reg = build_reg({"storage": str(tmp_path / "s"), "notifications": [ep], "htpasswd": str(htpasswd)})
+        auth = {"Authorization": "Basic " + base64.b64encode(b"alice:pw").decode(),
+                "X-Forwarded-For": "203.0.113.9, 10.0.0.1", "User-Agent": "probe/1"}
+        data = b"actor"
+        d = "sha256:" + hashlib.sha256(data).hexdigest()
+        assert reg.post(f"/v2/a/blobs/uploads/?digest={d}", content=data, headers=auth).status_code == 201
+        (event,) = receiver.wait_quiet(at_least=1, quiet=0.3)
+    finally:
+        server.shutdown()
+    assert event["actor"] == {"name": "alice"}
+    assert event["request"]["addr"] == "203.0.113.9" and event["request"]["useragent"] == "probe/1"
+    assert event["target"]["url"] == f"/v2/a/blobs/{d}"  # trustbox's own config: relative URLs
+
+
+class _BrokenDriver(FilesystemDriver):
+    broken = False
+
+    def list_dir(self, prefix: str) -> list[str]:
+        if self.broken and prefix == "":
+            raise OSError("disk gone")
+        return super().list_dir(prefix)
+
+
+def test_storage_health_check_answers_503_while_failing(tmp_path: Path) -> None:
+    driver = _BrokenDriver(tmp_path / "s")
+    config = RegistryConfig(storage=str(tmp_path / "s"), health_interval=0.05, health_threshold=2)
+    client = TestClient(create_app(config, driver))
+    assert client.get("/v2/").status_code == 200
+    driver.broken = True
+    deadline = time.monotonic() + 5
+    while client.get("/v2/").status_code == 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    r = client.get("/v2/")
+    assert r.status_code == 503 and r.json()["errors"][0]["code"] == "UNAVAILABLE"
+    driver.broken = False
+    deadline = time.monotonic() + 5
+    while client.get("/v2/").status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.get("/v2/").status_code == 200
