@@ -35,7 +35,7 @@ def _process(argv: list[str], env: dict[str, str], workdir: Path, port: int) -> 
     with open(log, "wb") as fh:
         proc = subprocess.Popen(argv, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir)
         try:
-            wait_http(f"http://127.0.0.1:{port}/v2/", proc, log)
+            wait_http(f"http://127.0.0.1:{port}/v2/", proc, log, ok=(200, 401))  # 401: up, with auth
             yield
         finally:
             stop_process(proc)

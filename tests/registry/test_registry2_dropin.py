@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import boto3
 import httpx
 import pytest
@@ -65,9 +66,9 @@ def raw_digest(addr: str, ref: str) -> str:
 
 
 def write_config(path: Path, root: Path, port: int, receiver: Receiver | None = None,
-                 s3: dict[str, str] | None = None) -> None:
-    """A registry:2 config.yml as an operator would have it (Debian's shape, no auth), on the
-    filesystem under ``root`` or on S3 (``s3``: endpoint and bucket)."""
+                 s3: dict[str, str] | None = None, htpasswd: Path | None = None) -> None:
+    """A registry:2 config.yml as an operator would have it (Debian's shape; htpasswd auth when
+    given), on the filesystem under ``root`` or on S3 (``s3``: endpoint and bucket)."""
     if s3 is None:
         driver = f"  filesystem:\n    rootdirectory: {root}\n"
     else:
@@ -83,6 +84,8 @@ def write_config(path: Path, root: Path, port: int, receiver: Receiver | None = 
         "  headers:\n    X-Content-Type-Options: [nosniff]\n"
         "health:\n  storagedriver:\n    enabled: true\n    interval: 10s\n    threshold: 3\n"
     )
+    if htpasswd is not None:
+        text += f"auth:\n  htpasswd:\n    realm: basic-realm\n    path: {htpasswd}\n"
     if receiver is not None:
         text += (
             "notifications:\n  endpoints:\n    - name: test\n"
@@ -234,19 +237,28 @@ def _normalised(events: list[dict[str, Any]], port: int) -> list[str]:
 
 
 def _push_and_pull_events(server: Any, config: Path, work: Path, port: int, receiver: Receiver,
-                          image_dir: Path, out: Path) -> list[dict[str, Any]]:
+                          image_dir: Path, out: Path, creds: list[str]) -> list[dict[str, Any]]:
     addr = f"127.0.0.1:{port}"
     receiver.clear()
+    dest = [f"--dest-creds={c}" for c in creds]
+    src = [f"--src-creds={c}" for c in creds]
     with server(config, work, port):
-        skopeo("copy", "--dest-tls-verify=false", f"oci:{image_dir}:latest", f"docker://{addr}/ev/img:v1")
+        skopeo("copy", "--dest-tls-verify=false", *dest, f"oci:{image_dir}:latest", f"docker://{addr}/ev/img:v1")
         pushed = receiver.wait_quiet(at_least=4)
-        skopeo("copy", "--src-tls-verify=false", f"docker://{addr}/ev/img:v1", f"oci:{out}:latest")
+        skopeo("copy", "--src-tls-verify=false", *src, f"docker://{addr}/ev/img:v1", f"oci:{out}:latest")
         receiver.wait_quiet(at_least=len(pushed) + 4)
     return receiver.events()
 
 
-def test_webhook_events_match_registry2(tmp_path: Path) -> None:
+@pytest.mark.parametrize("auth", ["anonymous", "htpasswd"])
+def test_webhook_events_match_registry2(tmp_path: Path, auth: str) -> None:
     receiver, http_server = start_receiver()
+    htpasswd, creds = None, []
+    if auth == "htpasswd":  # events then name the pushing and pulling user (actor)
+        htpasswd = tmp_path / "htpasswd"
+        hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode().replace("$2b$", "$2y$", 1)
+        htpasswd.write_text(f"alice:{hashed}\n")
+        creds = ["alice:s3cret"]
     try:
         image_dir = tmp_path / "img"
         img = make_image(layers=2)
@@ -258,8 +270,8 @@ def test_webhook_events_match_registry2(tmp_path: Path) -> None:
             work.mkdir()
             port = free_port()
             config = work / "config.yml"
-            write_config(config, work / "storage", port, receiver)
-            events = _push_and_pull_events(server, config, work, port, receiver, image_dir, work / "out")
+            write_config(config, work / "storage", port, receiver, htpasswd=htpasswd)
+            events = _push_and_pull_events(server, config, work, port, receiver, image_dir, work / "out", creds)
             deliveries = list(receiver.deliveries)
             assert deliveries and all(d.headers.get("Content-Type") == "application/vnd.docker.distribution.events.v1+json"
                                       and d.headers.get("X-Hook") == "takeover" and len(d.events()) == 1
@@ -270,6 +282,8 @@ def test_webhook_events_match_registry2(tmp_path: Path) -> None:
         assert orders["trustbox"] == orders["registry2"]  # the same fields in the same order
         actions = sorted(json.loads(e)["action"] for e in runs["trustbox"])
         assert actions.count("push") == 4 and actions.count("pull") >= 4  # config, 2 layers, manifest
+        actors = {json.dumps(json.loads(e)["actor"]) for e in runs["trustbox"]}
+        assert actors == ({'{"name": "alice"}'} if creds else {"{}"})
     finally:
         http_server.shutdown()
 
