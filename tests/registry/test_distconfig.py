@@ -234,3 +234,19 @@ def test_header_values_keep_their_text(tmp_path: Path) -> None:
     c = load(tmp_path, text, {"REGISTRY_HTTP_HEADERS_X-C": "[true, 010]"})
     assert c.http_headers == {"X-A": ["yes", "1.0", "no"], "x-c": ["true", "010"]}
     assert c.notifications[0]["headers"] == {"X-B": ["on"]}
+
+
+def test_http_section(tmp_path: Path) -> None:
+    (tmp_path / "c.pem").write_text("x")
+    (tmp_path / "k.pem").write_text("x")
+    text = ("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}\n"
+            f"http:\n  addr: '[::1]:5443'\n  host: https://registry.example/\n  prefix: /reg/\n"
+            f"  tls:\n    certificate: {tmp_path / 'c.pem'}\n    key: {tmp_path / 'k.pem'}\n    minimumtls: tls1.3\n"
+            "  http2:\n    disabled: true\n  draintimeout: 60s\n  secret: s\n")
+    c = load(tmp_path, text)
+    assert c.host_port() == ("::1", 5443)
+    assert (c.http_host, c.http_prefix) == ("https://registry.example", "/reg")
+    assert (c.tls_cert, c.tls_key, c.tls_min_version) == (str(tmp_path / "c.pem"), str(tmp_path / "k.pem"), "1.3")
+    assert c.http1_only is True
+    with pytest.raises(ConfigError, match=r"http\.tls\.minimumtls: tls1\.1"):
+        load(tmp_path, text.replace("tls1.3", "tls1.1"))
