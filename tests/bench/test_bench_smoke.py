@@ -78,3 +78,11 @@ def test_registry_bench_takeover_runs(tmp_path):
         assert figures[f"ratio.takeover.{metric}"] > 0, metric
     assert figures["trustbox.upload_monolithic"] > 0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_import_bench_runs():
+    _need("notary-server")
+    figures = _run("import_bench.py", "--timestamp-version", "3", "--targets", "2")
+    for server in ("upstream", "trustbox"):
+        assert figures[f"{server}.import_ts3"] > 0 and figures[f"{server}.updates"] >= 4
+    assert figures["ratio.updates_per_s"] > 0

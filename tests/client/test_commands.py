@@ -39,6 +39,7 @@ def ctx(tmp_path: Path, fake: FakeNotary) -> TrustContext:
         "DOCKER_CONTENT_TRUST_SERVER": "https://notary.example.test",
         "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": "root-pass-123",
         "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": "repo-pass-123",
+        "TRUSTBOX_SIGSTORE": "0",  # this registry is a stub; attachments: tests/client/test_sigstore_verbs.py
     }
     return TrustContext(
         environ=env,

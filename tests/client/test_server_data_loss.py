@@ -97,6 +97,7 @@ def _context(tmp_path: Path, http_factory: Any, now: Any = None) -> TrustContext
         "DOCKER_CONTENT_TRUST_SERVER": TRUST_URL,
         "DOCKER_CONTENT_TRUST_ROOT_PASSPHRASE": "root-pass-123",
         "DOCKER_CONTENT_TRUST_REPOSITORY_PASSPHRASE": "repo-pass-123",
+        "TRUSTBOX_SIGSTORE": "0",  # this registry is a stub; attachments: tests/client/test_sigstore_verbs.py
     }
     return TrustContext(
         environ=env,

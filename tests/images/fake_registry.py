@@ -191,6 +191,12 @@ class FakeRegistry:
         d = ref if ref.startswith("sha256:") else self.tags.get(repo, {}).get(ref, "")
         if (repo, d) not in self.manifests:
             return _err(404, "MANIFEST_UNKNOWN")
+        if request.method == "DELETE":  # by digest: the manifest and every tag naming it
+            if not ref.startswith("sha256:"):
+                return _err(400, "UNSUPPORTED")
+            del self.manifests[(repo, d)]
+            self.tags[repo] = {t: v for t, v in self.tags.get(repo, {}).items() if v != d}
+            return httpx.Response(202)
         body, mt = self.manifests[(repo, d)]
         accept = {a.split(";")[0].strip() for a in request.headers.get("accept", "").split(",")}
         if mt not in accept and mt != "application/vnd.docker.distribution.manifest.v2+json":

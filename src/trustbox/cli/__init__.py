@@ -13,6 +13,7 @@ import click
 
 from trustbox import __version__
 from trustbox.cli import (  # each module registers its commands on the groups below
+    archive_cmd,
     auth_cmd,
     image_cmd,
     registry_cmd,
@@ -47,7 +48,8 @@ def serve() -> None:
     """Run a server (trust server, registry)."""
 
 
-for _module in (tuf_cmd, serve_trust, serve_registry, trust_cmd, image_cmd, sandbox_cmd, registry_cmd, auth_cmd):
+for _module in (tuf_cmd, serve_trust, serve_registry, trust_cmd, archive_cmd, image_cmd, sandbox_cmd, registry_cmd,
+                auth_cmd):
     _module.register(cli, serve)
 
 

@@ -70,6 +70,27 @@ def key_load_cmd(ctx: click.Context, keyfile: Path, name: str) -> None:
     trustops.key_load(_ctx(ctx), keyfile, name)
 
 
+@key_group.command("export-public")
+@click.argument("repo")
+@click.option("--signer", metavar="NAME", help="The keys of this signer (the targets/NAME delegation)")
+@click.option("--role", metavar="ROLE", help="The keys of this role (e.g. targets: the repository key)")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the PEM to this file instead of stdout")
+@click.pass_context
+@one_line_errors
+def key_export_public_cmd(ctx: click.Context, repo: str, signer: str | None, role: str | None, output: Path | None) -> None:
+    """Print public keys of REPO as PEM (SubjectPublicKeyInfo) from its verified trust data.
+
+    For `cosign verify --key FILE` and a containers-policy `keyPath`. Without --signer/--role:
+    the repository key(s), then every signer's.
+    """
+    pem = trustops.export_public(_ctx(ctx), repo, signer, role)
+    if output is not None:
+        output.write_bytes(pem)
+    else:
+        click.echo(pem.decode("ascii"), nl=False)
+
+
 @key_group.command("list")
 @click.pass_context
 @one_line_errors
@@ -115,18 +136,47 @@ def signer_remove_cmd(ctx: click.Context, force: bool, name: str, repos: tuple[s
 # --- sign / inspect / revoke ---------------------------------------------------------------------
 
 
+_SIGSTORE_HELP = ("Also write (--sigstore, the default) or skip (--no-sigstore) the sigstore attachment signature "
+                  "in the registry; default from TRUSTBOX_SIGSTORE (on unless 0/false/no/off)")
+
+
 @trust_group.command("sign")
 @click.option("--local", is_flag=True, help="Sign the manifest the registry holds now, even if the tag is already signed")
 @click.option("--insecure-registry", "insecure", multiple=True, metavar="HOST[:PORT]",
               help="Registry that may be reached over plain HTTP (loopback registries always may)")
+@click.option("--sigstore/--no-sigstore", default=None, help=_SIGSTORE_HELP)
 @click.argument("image")
 @click.pass_context
 @one_line_errors
-def sign_cmd(ctx: click.Context, local: bool, insecure: tuple[str, ...], image: str) -> None:
-    """Sign an image (the tag's manifest is read from the registry)."""
+def sign_cmd(ctx: click.Context, local: bool, insecure: tuple[str, ...], sigstore: bool | None, image: str) -> None:
+    """Sign an image (the tag's manifest is read from the registry).
+
+    With the same key, a sigstore attachment (tag sha256-<hex>.sig, for cosign, skopeo and podman)
+    is written beside the image, and beside each platform manifest of a multi-arch index.
+    """
     t = _ctx(ctx)
     t.insecure_registries = list(t.insecure_registries) + list(insecure)
+    if sigstore is not None:
+        t.sigstore = sigstore
     trustops.sign(t, image, local)
+
+
+@trust_group.command("attach")
+@click.option("--all-tags", is_flag=True, help="Every signed tag of REPO")
+@click.option("--insecure-registry", "insecure", multiple=True, metavar="HOST[:PORT]",
+              help="Registry that may be reached over plain HTTP (loopback registries always may)")
+@click.argument("image", metavar="REPO[:TAG]")
+@click.pass_context
+@one_line_errors
+def attach_cmd(ctx: click.Context, all_tags: bool, insecure: tuple[str, ...], image: str) -> None:
+    """Write sigstore attachments for tags already signed in the trust data.
+
+    Uses every local private key of the roles that signed each tag; tags that cannot be attached
+    (no local key, registry refusal) are listed on stderr and the exit code is 1.
+    """
+    t = _ctx(ctx)
+    t.insecure_registries = list(t.insecure_registries) + list(insecure)
+    trustops.attach(t, image, all_tags)
 
 
 @trust_group.command("inspect")
@@ -158,12 +208,20 @@ def inspect_cmd(ctx: click.Context, pretty: bool, images: tuple[str, ...]) -> No
 
 @trust_group.command("revoke")
 @click.option("-y", "--yes", is_flag=True, help="Do not prompt for confirmation")
+@click.option("--insecure-registry", "insecure", multiple=True, metavar="HOST[:PORT]",
+              help="Registry that may be reached over plain HTTP (loopback registries always may)")
+@click.option("--sigstore/--no-sigstore", default=None,
+              help="Also remove (the default) or keep the sigstore signatures of the revoking keys")
 @click.argument("image")
 @click.pass_context
 @one_line_errors
-def revoke_cmd(ctx: click.Context, yes: bool, image: str) -> None:
-    """Remove trust for an image."""
-    trustops.revoke(_ctx(ctx), image, yes)
+def revoke_cmd(ctx: click.Context, yes: bool, insecure: tuple[str, ...], sigstore: bool | None, image: str) -> None:
+    """Remove trust for an image (and the revoking keys' sigstore signatures of its digest)."""
+    t = _ctx(ctx)
+    t.insecure_registries = list(t.insecure_registries) + list(insecure)
+    if sigstore is not None:
+        t.sigstore = sigstore
+    trustops.revoke(t, image, yes)
 
 
 def register(cli: click.Group, serve: click.Group) -> None:

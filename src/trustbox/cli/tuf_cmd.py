@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from trustbox.client.trust.archive import TrustArchive
 from trustbox.errors import ConfigError, FormatError
 from trustbox.tuf.audit import audit
 from trustbox.tuf.timefmt import parse_time, utcnow
@@ -29,18 +30,23 @@ def tuf_group() -> None:
 
 
 @tuf_group.command("verify")
-@click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.argument("directory", metavar="DIRECTORY|ARCHIVE", type=click.Path(exists=True, path_type=Path))
 @click.option("--root", "root_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="A trusted root.json to chain from (default: trust the oldest root in DIRECTORY).")
 @click.option("--at", "at", metavar="TIME", help="Verify as of this RFC 3339 time (default: now).")
 @click.option("--gun", help="The collection name the root certificates must carry (default: their CN).")
 def verify_cmd(directory: Path, root_file: Path | None, at: str | None, gun: str | None) -> None:
-    """Verify a folder of notary metadata (as served under _trust/tuf/)."""
+    """Verify a folder of notary metadata (as served under _trust/tuf/) or a trust archive
+    (``trustbox trust export``)."""
     try:
         now: datetime = parse_time(at, "--at") if at else utcnow()
     except FormatError as exc:
         raise ConfigError(str(exc)) from exc
-    files = _read_dir(directory)
+    if directory.is_dir():
+        files = _read_dir(directory)
+    else:
+        archive = TrustArchive.read(directory)
+        files, gun = archive.files, gun or archive.gun
     if not files:
         raise ConfigError(f"no .json metadata files under {directory}")
     report = audit(files, now, root_file.read_bytes() if root_file else None, gun)

@@ -13,7 +13,8 @@
   ``auths.<registry>.auth`` = base64("user:password") (or ``username``/``password`` fields).
   Writing goes to the helper when one is configured, else to ``auths`` with every other key
   preserved, in a 0600 file replaced atomically;
-* trust pinning: the JSON file named by ``$TRUSTBOX_TRUST_PINNING``.
+* trust pinning: the JSON file named by ``$TRUSTBOX_TRUST_PINNING``;
+* sigstore attachments written by ``trust sign``: ``$TRUSTBOX_SIGSTORE`` (on unless a false boolean).
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ TRUST_SERVER_ENV = "DOCKER_CONTENT_TRUST_SERVER"
 CA_CERT_ENV = "TRUSTBOX_CA_CERT"
 INSECURE_ENV = "TRUSTBOX_INSECURE_REGISTRIES"
 PINNING_ENV = "TRUSTBOX_TRUST_PINNING"
+SIGSTORE_ENV = "TRUSTBOX_SIGSTORE"
+_FALSE = frozenset({"0", "f", "false", "no", "off"})
+_TRUE = frozenset({"1", "t", "true", "yes", "on"})
 #: where the docker daemon looks for a registry's certificates
 CERTS_D = Path("/etc/docker/certs.d")
 
@@ -73,6 +77,21 @@ def insecure_registries(environ: Mapping[str, str] | None = None) -> tuple[str, 
     """Hosts listed in ``$TRUSTBOX_INSECURE_REGISTRIES`` (comma-separated)."""
     raw = _env(environ).get(INSECURE_ENV, "")
     return tuple(h.strip() for h in raw.split(",") if h.strip())
+
+
+def sigstore_attachments(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether ``trust sign`` also writes sigstore attachments: ``$TRUSTBOX_SIGSTORE`` (default on;
+    ``0``/``false``/``no``/``off`` turn it off, ``1``/``true``/``yes``/``on`` or empty keep it on).
+
+    Raises:
+        ConfigError: another value.
+    """
+    raw = _env(environ).get(SIGSTORE_ENV, "").strip().lower()
+    if raw in _FALSE:
+        return False
+    if not raw or raw in _TRUE:
+        return True
+    raise ConfigError(f"${SIGSTORE_ENV} must be a boolean (1/0, true/false, yes/no, on/off), not {raw[:40]!r}")
 
 
 def registry_key(registry: str) -> str:

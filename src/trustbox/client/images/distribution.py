@@ -595,6 +595,21 @@ class RegistryClient:
             raise DigestMismatchError(f"registry stored manifest {manifest.digest} under a different digest {got}")
         return got
 
+    def delete_manifest(self, repo: str, digest: str) -> None:
+        """``DELETE /v2/<repo>/manifests/<digest>`` (removes the manifest and every tag naming it).
+
+        Raises:
+            NotFoundError: the registry has no such manifest.
+            RegistryResponseError: the registry refused (e.g. ``UNSUPPORTED`` when deletes are off).
+            NetworkError, RegistryAuthError: see :meth:`_send`.
+        """
+        check_sha256(digest)
+        with self._request("DELETE", f"/v2/{repo}/manifests/{digest}", repo, True) as resp:
+            if resp.status_code == 404:
+                raise NotFoundError(f"manifest {digest} not found in {self.host}/{repo}")
+            if resp.status_code not in (200, 202, 204):
+                raise _response_error(resp, f"delete of manifest {digest} in {self.host}/{repo} failed")
+
     def head_manifest(self, repo: str, reference: str) -> Descriptor | None:
         """Digest, size and media type of a manifest without downloading it (None if absent)."""
         with self._request("HEAD", f"/v2/{repo}/manifests/{reference}", repo, headers={"Accept": MANIFEST_ACCEPT}) as resp:

@@ -4,9 +4,11 @@
   ``REF`` selects the ``org.opencontainers.image.ref.name`` annotation.
 * ``oci-archive:FILE[:REF]`` — a tar of such a layout.
 * ``docker-archive:FILE[:NAME:TAG|:@N]`` — what ``docker save`` writes (``manifest.json`` with
-  ``Config``/``RepoTags``/``Layers``); read only. Like skopeo, the image becomes a Docker
+  ``Config``/``RepoTags``/``Layers``). Read: like skopeo, the image becomes a Docker
   schema 2 manifest: the config keeps its exact bytes and uncompressed layers are gzip-compressed
   (deterministically: no name, mtime 0) while already compressed layers are used as they are.
+  Written (``trustbox pull``, :class:`DockerArchiveDestination`): one image, config bytes as
+  pulled, layers uncompressed and checked against the config's ``diff_ids``, for ``docker load``.
 
 Every destination writes into a staging directory and only moves complete, verified content into
 place in ``commit()``; ``abort()`` leaves the target exactly as it was.
@@ -15,11 +17,13 @@ place in ``commit()``; ``abort()`` leaves the target exactly as it was.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -36,6 +40,8 @@ from trustbox.oci.mediatypes import (
     DOCKER_LAYER,
     DOCKER_LAYER_GZIP,
     DOCKER_MANIFEST,
+    OCI_LAYER,
+    OCI_LAYER_GZIP,
     REF_NAME_ANNOTATION,
 )
 
@@ -604,6 +610,110 @@ class DockerArchiveSource:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
+_GZIP_LAYERS = frozenset({DOCKER_LAYER_GZIP, OCI_LAYER_GZIP})
+_PLAIN_LAYERS = frozenset({DOCKER_LAYER, OCI_LAYER})
+
+
+class DockerArchiveDestination:
+    """Write one image as a ``docker save`` tarball that ``docker load`` and ``podman load`` read:
+    ``manifest.json`` (``Config``, ``RepoTags``, ``Layers``), the config as ``<hex>.json`` (its
+    exact bytes) and each layer uncompressed as ``<diff_id hex>.tar`` (the layout skopeo writes).
+
+    Blobs are staged (verified) beside the target; ``commit()`` decompresses each layer, checks it
+    against the config's ``rootfs.diff_ids``, writes the tar next to the target and renames it into
+    place, so a failure leaves the target as it was.
+    """
+
+    def __init__(self, path: Path, repo_tags: Iterable[str] = ()) -> None:
+        self.archive = path
+        self.repo_tags = list(repo_tags)
+        if path.is_dir():
+            raise ImageError(f"{path} is a directory; docker-archive needs a file name")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._work = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        self._image: Manifest | None = None
+
+    def describe(self) -> str:
+        """``docker-archive:FILE[:NAME:TAG]``."""
+        return f"docker-archive:{self.archive}" + (f":{self.repo_tags[0]}" if self.repo_tags else "")
+
+    def _blob(self, digest: str) -> Path:
+        return self._work / ("blob-" + check_sha256(digest).split(":", 1)[1])
+
+    def has_blob(self, desc: Descriptor) -> bool:
+        """True if already staged."""
+        return self._blob(desc.digest).is_file()
+
+    def put_blob(self, desc: Descriptor, chunks: Iterable[bytes], progress: Progress | None = None) -> None:
+        """Stage a blob, verifying it as it streams."""
+        copy_verified(chunks, desc, self._blob(desc.digest), "blob", progress)
+
+    def put_manifest(self, m: Manifest, top: bool) -> None:
+        """Remember the image manifest (a docker archive holds one platform: no index)."""
+        if m.is_index:
+            raise ImageError("a docker archive holds one platform; choose one of the index's manifests")
+        if top:
+            self._image = m
+
+    def _layer_file(self, desc: Descriptor, diff_id: str) -> Path:
+        """The uncompressed layer of ``desc``, checked against ``diff_id``."""
+        if desc.media_type not in _GZIP_LAYERS | _PLAIN_LAYERS:
+            raise ImageError(f"layer {desc.digest}: media type {desc.media_type!r} cannot go into a docker archive")
+        hexd = check_sha256(diff_id).split(":", 1)[1]
+        out = self._work / f"{hexd}.tar"
+        if out.is_file():
+            return out
+        h = hashlib.sha256()
+        tmp = self._work / f".{hexd}.tmp"
+        with open(self._blob(desc.digest), "rb") as src, open(tmp, "wb") as dst:
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS) if desc.media_type in _GZIP_LAYERS else None
+            for b in file_chunks(src):
+                raw = d.decompress(b) if d is not None else b
+                h.update(raw)
+                dst.write(raw)
+            if d is not None:
+                tail = d.flush()
+                h.update(tail)
+                dst.write(tail)
+        if "sha256:" + h.hexdigest() != diff_id:
+            raise ImageError(f"layer {desc.digest} does not match its diff_id {diff_id} in the image config")
+        os.replace(tmp, out)
+        return out
+
+    def commit(self) -> None:
+        """Write the archive beside the target and rename it into place."""
+        try:
+            m = self._image
+            if m is None or m.config is None:
+                raise ImageError("internal error: no image manifest written")
+            config = self._blob(m.config.digest).read_bytes()
+            try:
+                doc = json.loads(config)
+            except ValueError as exc:
+                raise ImageError(f"image config {m.config.digest} is not valid JSON: {exc}") from None
+            diff_ids = (doc.get("rootfs") or {}).get("diff_ids") if isinstance(doc, dict) else None
+            if not isinstance(diff_ids, list) or len(diff_ids) != len(m.layers):
+                raise ImageError(f"image config rootfs.diff_ids does not match the manifest's {len(m.layers)} layers")
+            config_name = m.config.digest.split(":", 1)[1] + ".json"
+            layer_files = [self._layer_file(desc, str(diff_id)) for desc, diff_id in zip(m.layers, diff_ids, strict=True)]
+            entry = {"Config": config_name, "RepoTags": self.repo_tags or None, "Layers": [f.name for f in layer_files]}
+            (self._work / "manifest.json").write_bytes(dump_json([entry]))
+            os.replace(self._blob(m.config.digest), self._work / config_name)
+            tmp = self._work / ".archive.tar"
+            with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+                for f in sorted(set(layer_files), key=lambda p: p.name):
+                    _tar_add(tar, f, f.name)
+                _tar_add(tar, self._work / config_name, config_name)
+                _tar_add(tar, self._work / "manifest.json", "manifest.json")
+            os.replace(tmp, self.archive)
+        finally:
+            shutil.rmtree(self._work, ignore_errors=True)
+
+    def abort(self) -> None:
+        """Discard the staged image; the target is untouched."""
+        shutil.rmtree(self._work, ignore_errors=True)
+
+
 class _Sink:
     """A write-only file object feeding a VerifyingWriter (for GzipFile)."""
 
@@ -620,6 +730,7 @@ class _Sink:
 
 __all__ = [
     "DOCKER_LAYER",
+    "DockerArchiveDestination",
     "DockerArchiveSource",
     "ImageDestination",
     "ImageSource",

@@ -8,14 +8,18 @@ client's :class:`~trustbox.client.trust.repository.SignedTarget`.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+import platform
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from trustbox.client import dockerenv
 from trustbox.client.errors import TrustError, notary_error
+from trustbox.client.images.attachments import VerifiedSignature, sign_image, verify_signatures
 from trustbox.client.images.distribution import RegistryClient, RegistryOptions
 from trustbox.client.images.layout import (
+    DockerArchiveDestination,
     ImageDestination,
     ImageSource,
     Progress,
@@ -35,7 +39,10 @@ from trustbox.oci.descriptor import Descriptor
 from trustbox.oci.digest import short_id
 from trustbox.oci.errors import DigestMismatchError, ImageError
 from trustbox.oci.manifest import Manifest
-from trustbox.oci.reference import ImageRef, parse_image_ref
+from trustbox.oci.platforms import Platform, machine_platform, parse_platform, select_platform
+from trustbox.oci.reference import ImageRef, parse_image_ref, parse_reference
+from trustbox.oci.simplesigning import signature_tag
+from trustbox.tuf.keys import PrivateKey, PublicKey
 
 # --- DOCKER_CONTENT_TRUST ---------------------------------------------------------------
 
@@ -99,15 +106,16 @@ class NotaryTrust:
         finally:
             client.close()
 
-    def sign(self, ref: ImageRef, tag: str, digest: str, length: int) -> None:
-        """Sign the pushed manifest under ``tag``, initialising the repository if needed.
+    def sign(self, ref: ImageRef, tag: str, digest: str, length: int) -> list[PrivateKey]:
+        """Sign the pushed manifest under ``tag``, initialising the repository if needed; the
+        private keys that signed (for the sigstore attachment).
 
         Raises:
             TrustError: docker's wording of the failure.
         """
         client = self._client(ref)
         try:
-            client.sign_target(tag, digest.split(":", 1)[1], length)
+            return list(client.sign_target(tag, digest.split(":", 1)[1], length) or [])
         except TrustboxError as exc:
             raise notary_error(ref.name, exc) from None
         finally:
@@ -120,14 +128,29 @@ class NotaryTrust:
 class Reporter:
     """Where transfer messages go. The base class is silent except for ``info`` lines."""
 
-    def __init__(self, out: Callable[[str], None] | None = None, quiet: bool = False) -> None:
+    def __init__(self, out: Callable[[str], None] | None = None, quiet: bool = False,
+                 err: Callable[[str], None] | None = None) -> None:
         self._out = out
+        self._err = err
         self.quiet = quiet
 
     def info(self, line: str) -> None:
         """A docker-style status line (suppressed with ``quiet``)."""
         if self._out is not None and not self.quiet:
             self._out(line)
+
+    def note(self, line: str) -> None:
+        """A status line beyond docker's output, on stderr (suppressed with ``quiet``): stdout stays
+        what docker prints."""
+        if self._err is not None and not self.quiet:
+            self._err(line)
+
+    def warning(self, line: str) -> None:
+        """A warning on stderr, even with ``quiet`` (on stdout when there is no stderr callback)."""
+        if self._err is not None:
+            self._err(line)
+        else:
+            self.always(line)
 
     def always(self, line: str) -> None:
         """A line printed even with ``quiet`` (results scripts rely on)."""
@@ -327,8 +350,17 @@ def push_image(
     sign: bool,
     opts: TransferOptions,
     reporter: Reporter,
+    sigstore: bool | None = None,
 ) -> tuple[ImageRef, Manifest]:
-    """``trustbox push``: copy a local image to ``IMAGE:TAG`` and, with ``sign``, sign the tag."""
+    """``trustbox push``: copy a local image to ``IMAGE:TAG`` and, with ``sign``, sign the tag;
+    with ``sigstore`` (None: ``$TRUSTBOX_SIGSTORE``, default on) the signing keys also write the
+    sigstore attachments (a failure there is a warning: the trust signature stands).
+
+    Raises:
+        ConfigError: a digest reference, a bad ``$TRUSTBOX_SIGSTORE``.
+        TrustError: signing failed (docker's wording).
+        ImageError, NetworkError, RegistryAuthError, RegistryResponseError: the push failed.
+    """
     ref = parse_image_ref(target)
     if ref.digest:
         raise ConfigError(f"cannot push to a digest reference {target!r}; name a tag")
@@ -344,9 +376,24 @@ def push_image(
     top = result.top
     reporter.info(f"{ref.tag}: digest: {top.digest} size: {top.size}")
     if sign:
+        with_sigstore = dockerenv.sigstore_attachments() if sigstore is None else sigstore
         reporter.always("Signing and pushing trust metadata")
-        _trust(opts).sign(ref, ref.tag, top.digest, top.size)
+        keys = _trust(opts).sign(ref, ref.tag, top.digest, top.size)
         reporter.always(f"Successfully signed {ref.name}:{ref.tag}")
+        if with_sigstore and keys:
+            try:
+                with RegistryClient(ref.api_host, opts.registry) as client:
+                    done = sign_image(client, ref.path, ref.name, top, keys)
+            except TrustboxError as exc:
+                reporter.warning(
+                    f"Warning: {ref.name}:{ref.tag} is signed in the trust data, but its sigstore signature was not "
+                    f"written: {exc.message} (retry with: trustbox trust attach {ref.name}:{ref.tag})"
+                )
+            else:
+                reporter.note(f"Sigstore signature {ref.name}:{signature_tag(top.digest)}: {done.added} added for "
+                              f"{len(done.digests)} manifest(s)")
+                for keyid, why in done.skipped:
+                    reporter.warning(f"Warning: no sigstore signature by key {keyid[:12]}: {why}")
     return ref, top
 
 
@@ -356,6 +403,28 @@ def resolve_trusted(ref: ImageRef, opts: TransferOptions) -> SignedTarget:
     return _trust(opts).lookup(ref, ref.tag)
 
 
+def host_platform() -> Platform:
+    """This machine's platform (``linux/amd64`` on x86-64 Linux)."""
+    return machine_platform(platform.system(), platform.machine())
+
+
+def _archive_tags(ref: ImageRef, named: str | None) -> list[str]:
+    """``RepoTags`` of a docker archive: ``NAME:TAG`` from the destination, else the pulled tag
+    (none for a pull by digest), in docker's familiar form.
+
+    Raises:
+        ConfigError: ``named`` is no ``NAME:TAG`` reference.
+    """
+    if named:
+        tagged = parse_reference(named)
+        if not tagged.tag or tagged.digest:
+            raise ConfigError(f"docker-archive reference {named!r} must be NAME:TAG")
+        return [tagged.familiar()]
+    if ref.digest or not ref.tag:
+        return []
+    return [f"{ref.familiar_name}:{ref.tag}"]
+
+
 def pull_image(
     image: str,
     destination: str,
@@ -363,14 +432,31 @@ def pull_image(
     trusted: bool,
     opts: TransferOptions,
     reporter: Reporter,
+    platform_name: str | None = None,
 ) -> tuple[ImageRef, Manifest]:
     """``trustbox pull``: resolve (through trust unless disabled or pinned by digest), download,
-    verify everything while it streams, and write ``destination`` atomically."""
+    verify everything while it streams, and write ``destination`` atomically.
+
+    A ``docker-archive:FILE[:NAME:TAG]`` destination holds one platform: for an index, the child
+    for ``platform_name`` (``os/arch[/variant]``, default this machine's), after the index itself
+    was checked against the signature; the archive is tagged ``NAME:TAG`` or the pulled tag.
+
+    Raises:
+        ConfigError: a bad reference or destination.
+        FormatError: a bad platform, or no manifest for it in the index.
+        TrustError: the trust lookup failed (docker's wording).
+        ImageError, DigestMismatchError, NotFoundError, NetworkError: the download failed.
+    """
     ref = parse_image_ref(image)
     if ref.digest is None and ":" not in image.rsplit("/", 1)[-1]:
         reporter.info(f"Using default tag: {ref.tag}")
-    if parse_local_ref(destination) is None:
-        raise ConfigError(f"destination {destination!r} must be oci:DIR[:REF] or oci-archive:FILE[:REF]")
+    local = parse_local_ref(destination)
+    if local is None:
+        raise ConfigError(
+            f"destination {destination!r} must be oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:NAME:TAG]"
+        )
+    repo_tags = _archive_tags(ref, local.ref) if local.transport == "docker-archive" else []
+    want = parse_platform(platform_name) if platform_name else host_platform()
     expected: Descriptor | None = None
     reference = ref.reference
     if ref.digest is None and trusted:
@@ -384,8 +470,15 @@ def pull_image(
         src = RegistrySource(client, ref.path, reference, expected)
         top = src.top()
         reporter.info(f"{reference}: Pulling from {ref.path}")
-        dest = open_destination(destination)
-        copy_image(src, dest, reporter, top=top, verb="Pulled")
+        if local.transport == "docker-archive":
+            chosen = top
+            if top.is_index:
+                child = select_platform(top, want)
+                reporter.info(f"Platform {want}: {child.digest}")
+                chosen = src.manifest(child)
+            copy_image(src, DockerArchiveDestination(local.path, repo_tags), reporter, top=chosen, verb="Pulled")
+        else:
+            copy_image(src, open_destination(destination), reporter, top=top, verb="Pulled")
     reporter.info(f"Digest: {top.digest}")
     reporter.info(f"Status: Downloaded {ref.familiar_name}@{top.digest} to {destination}")
     return ref, top
@@ -397,6 +490,10 @@ EXIT_OK = 0
 EXIT_UNTRUSTED = 1
 EXIT_USAGE = 2
 EXIT_NETWORK = 3
+
+
+#: what ``verify --require`` may demand: the content-trust signature, the sigstore attachment, both
+REQUIRE_CHOICES = ("dct", "sigstore", "both")
 
 
 @dataclass
@@ -421,6 +518,22 @@ class Verdict:
     blobs_verified: int | None = None
     #: the trust data came from the local cache (None: no trust data was loaded)
     from_cache: bool | None = None
+    #: which signatures were required (``dct``, ``sigstore``, ``both``)
+    require: str = "dct"
+    #: the sigstore signatures that verified (None: not checked)
+    sigstore: list[VerifiedSignature] | None = None
+
+    @property
+    def digest(self) -> str | None:
+        """The verified manifest digest: the signed one, or (sigstore alone) the registry's."""
+        return self.signed_digest or self.registry_digest
+
+    @property
+    def resolved(self) -> str | None:
+        """``<repository>@<digest>`` when verified (what ``trustbox resolve`` prints), else None."""
+        if not self.verified or not self.gun or not self.digest:
+            return None
+        return f"{self.gun}@{self.digest}"
 
     def to_json(self) -> dict[str, Any]:
         """A machine-readable verdict."""
@@ -431,6 +544,7 @@ class Verdict:
             "verified": self.verified,
             "exit_code": self.exit_code,
             "reason": self.reason,
+            "require": self.require,
             "signed": {"digest": self.signed_digest, "size": self.signed_size, "role": self.role, "signers": self.signers}
             if self.signed_digest
             else None,
@@ -438,10 +552,22 @@ class Verdict:
             "registry": {"digest": self.registry_digest, "size": self.registry_size, "media_type": self.media_type}
             if self.registry_digest
             else None,
+            "sigstore": [
+                {"digest": s.digest, "key_id": s.key.canonical_keyid, "identity": s.identity, "payload": s.payload_digest}
+                for s in self.sigstore
+            ]
+            if self.sigstore is not None
+            else None,
             "platforms": self.platforms,
             "blobs_verified": self.blobs_verified,
             "from_cache": self.from_cache,
+            "resolved": self.resolved,
         }
+
+
+def _usage(v: Verdict, reason: str) -> Verdict:
+    v.exit_code, v.reason = EXIT_USAGE, reason
+    return v
 
 
 def verify_image(
@@ -452,53 +578,71 @@ def verify_image(
     require_fresh: bool = False,
     opts: TransferOptions,
     reporter: Reporter,
+    require: str = "dct",
+    sigstore_keys: Sequence[PublicKey] = (),
 ) -> Verdict:
     """``trustbox verify``: is ``IMAGE:TAG`` signed (by ``signers``) and does the registry serve
     exactly the signed manifest? ``require_fresh`` refuses trust data the server did not confirm
-    (the cached timestamp was used). Never raises for a negative answer; see ``Verdict.exit_code``."""
-    v = Verdict(image=image, required_signers=sorted(set(signers)))
+    (the cached timestamp was used).
+
+    ``require``: ``dct`` (the content-trust signature, the default), ``sigstore`` (a sigstore
+    attachment of the manifest the registry serves verifying with one of ``sigstore_keys``; no
+    trust server involved; ``IMAGE@DIGEST`` allowed), or ``both`` (the attachment must sign the
+    digest the trust data signed). Never raises for a negative answer; see ``Verdict.exit_code``.
+    """
+    v = Verdict(image=image, required_signers=sorted(set(signers)), require=require)
+    if require not in REQUIRE_CHOICES:
+        return _usage(v, f"--require must be one of {', '.join(REQUIRE_CHOICES)}, not {require!r}")
+    if require != "dct" and not sigstore_keys:
+        return _usage(v, f"--require {require} needs at least one --sigstore-key")
+    if require == "dct" and sigstore_keys:
+        return _usage(v, "--sigstore-key is checked only with --require sigstore or --require both")
+    if require == "sigstore" and v.required_signers:
+        return _usage(v, "--signer names content-trust signers; it needs --require dct or both")
     try:
         ref = parse_image_ref(image)
     except ConfigError as exc:
-        v.exit_code, v.reason = EXIT_USAGE, exc.message
-        return v
-    if ref.digest:
-        v.exit_code, v.reason = EXIT_USAGE, "verify needs IMAGE:TAG, not a digest reference"
-        return v
-    assert ref.tag is not None
-    v.gun, v.tag = ref.name, ref.tag
-    try:
-        target = resolve_trusted(ref, opts)
-    except TrustError as exc:
-        v.exit_code = EXIT_NETWORK if exc.kind == "network" else (EXIT_USAGE if exc.kind == "config" else EXIT_UNTRUSTED)
-        v.reason = exc.message
-        return v
-    v.from_cache = target.from_cache
-    if require_fresh and target.stale is not None:
-        v.exit_code = EXIT_NETWORK if isinstance(target.stale, NetworkError) else EXIT_UNTRUSTED
-        v.reason = (
-            f"the trust server did not serve current trust data for {ref.name} ({target.stale.message}); "
-            "the cached copy is not accepted with --require-fresh"
-        )
-        return v
-    v.signed_digest, v.signed_size, v.role, v.signers = target.digest, target.length, target.role, sorted(target.signers)
-    missing = [s for s in v.required_signers if s not in target.signers]
-    if missing:
-        v.reason = f"{ref.name}:{ref.tag} is not signed by {', '.join(missing)} (signed by {', '.join(v.signers) or 'nobody'})"
-        return v
+        return _usage(v, exc.message)
+    if ref.digest and require != "sigstore":
+        return _usage(v, "verify needs IMAGE:TAG, not a digest reference")
+    v.gun, v.tag = ref.name, ref.tag or ""
+    target: SignedTarget | None = None
+    if require != "sigstore":
+        assert ref.tag is not None
+        try:
+            target = resolve_trusted(ref, opts)
+        except TrustError as exc:
+            v.exit_code = EXIT_NETWORK if exc.kind == "network" else (EXIT_USAGE if exc.kind == "config" else EXIT_UNTRUSTED)
+            v.reason = exc.message
+            return v
+        v.from_cache = target.from_cache
+        if require_fresh and target.stale is not None:
+            v.exit_code = EXIT_NETWORK if isinstance(target.stale, NetworkError) else EXIT_UNTRUSTED
+            v.reason = (
+                f"the trust server did not serve current trust data for {ref.name} ({target.stale.message}); "
+                "the cached copy is not accepted with --require-fresh"
+            )
+            return v
+        v.signed_digest, v.signed_size, v.role, v.signers = target.digest, target.length, target.role, sorted(target.signers)
+        missing = [s for s in v.required_signers if s not in target.signers]
+        if missing:
+            v.reason = f"{ref.name}:{ref.tag} is not signed by {', '.join(missing)} (signed by {', '.join(v.signers) or 'nobody'})"
+            return v
     try:
         with RegistryClient(ref.api_host, opts.registry) as client:
-            current = client.get_manifest(ref.path, ref.tag)
+            current = client.get_manifest(ref.path, ref.reference)
             v.registry_digest, v.registry_size, v.media_type = current.digest, current.size, current.media_type
-            if current.digest != target.digest or current.size != target.length:
+            if target is not None and (current.digest != target.digest or current.size != target.length):
                 v.reason = (
                     f"registry serves {current.digest} ({current.size} bytes) for {ref.tag} but the signed manifest is "
                     f"{target.digest} ({target.length} bytes)"
                 )
                 return v
             v.platforms = [d.platform_string() for d in current.manifests]
+            if require != "dct":
+                v.sigstore = verify_signatures(client, ref.path, current.digest, sigstore_keys)
             if deep:
-                src = RegistrySource(client, ref.path, target.digest, Descriptor("", target.digest, target.length))
+                src = RegistrySource(client, ref.path, current.digest, current.descriptor())
                 v.blobs_verified = verify_image_blobs(src, current, reporter)
     except (DigestMismatchError, HashMismatchError) as exc:
         v.reason = exc.message
@@ -513,6 +657,12 @@ def verify_image(
         v.reason = exc.message
         return v
     v.verified, v.exit_code = True, EXIT_OK
-    who = ", ".join(v.signers) or target.role
-    v.reason = f"{ref.name}:{ref.tag} is signed ({who}) and the registry serves the signed manifest {target.digest}"
+    shown = f"{ref.name}:{ref.tag}" if ref.tag and not ref.digest else f"{ref.name}@{current.digest}"
+    parts = []
+    if target is not None:
+        parts.append(f"is signed ({', '.join(v.signers) or target.role})")
+    if v.sigstore is not None:
+        keys = sorted({s.key.canonical_keyid[:12] for s in v.sigstore})
+        parts.append(f"has a sigstore signature by key {', '.join(keys)}")
+    v.reason = f"{shown} {' and '.join(parts)} and the registry serves the signed manifest {current.digest}"
     return v

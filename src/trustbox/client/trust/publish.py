@@ -193,6 +193,23 @@ class RepoDraft:
             return False
         return any(self.keystore.canonical_id_for(k) is not None for k in keys.values())
 
+    def held_keys(self, roles: Sequence[str]) -> list[PrivateKey]:
+        """The private keys of ``roles`` in the key store (the keys that sign them), one per key
+        ID, in role order; roles the draft does not know are skipped.
+
+        Raises:
+            KeyStoreError, PassphraseError: a held key cannot be decrypted.
+        """
+        out: dict[str, PrivateKey] = {}
+        for role in roles:
+            try:
+                keys, _ = self.role_keys(role)
+            except RoleError:
+                continue
+            for _kid, key in self.keystore.signing_keys(keys, keys.keys()):
+                out.setdefault(key.keyid, key)
+        return list(out.values())
+
     # -- changes ---------------------------------------------------------------------------------
 
     def add_target(self, role: str, name: str, meta: FileMeta) -> None:

@@ -37,6 +37,7 @@ from trustbox.errors import KeyStoreError, TrustboxError
 from trustbox.keystore.passphrase import PassphraseRetriever, docker_retriever
 from trustbox.keystore.store import KeyStore
 from trustbox.oci.reference import parse_reference
+from trustbox.tuf.keys import PrivateKey
 from trustbox.tuf.metadata import ROOT, TARGETS, FileMeta
 from trustbox.tuf.timefmt import utcnow
 from trustbox.tuf.verify import TrustedCollection
@@ -308,8 +309,9 @@ class TrustClient:
             raise KeyStoreError("no valid signing keys for delegation roles")
         return roles
 
-    def sign_target(self, tag: str, sha256_hex: str, length: int) -> None:
-        """Sign ``tag`` -> (sha256, length) like ``docker push`` with content trust, and publish."""
+    def sign_target(self, tag: str, sha256_hex: str, length: int) -> list[PrivateKey]:
+        """Sign ``tag`` -> (sha256, length) like ``docker push`` with content trust, and publish.
+        Returns the private keys that signed (for the sigstore attachment of the same digest)."""
         try:
             digest = bytes.fromhex(sha256_hex)
         except ValueError as exc:
@@ -322,6 +324,7 @@ class TrustClient:
         for role in roles:
             draft.add_target(role, tag, meta)
         self.publish(draft)
+        return draft.held_keys(roles)
 
 
 def trust_client_for(image_ref: str, **opts: object) -> TrustClient:

@@ -23,8 +23,10 @@ from trustbox.client.errors import (
     NoSuchTargetError,
     notary_error,
 )
-from trustbox.client.images.distribution import ManifestInfo, lookup_manifest
+from trustbox.client.images.attachments import SignResult, image_digests, remove_signatures, sign_image
+from trustbox.client.images.distribution import ManifestInfo, RegistryClient, RegistryOptions, lookup_manifest
 from trustbox.client.textfmt import NaturalKey, go_json_indent, tab_table
+from trustbox.client.trust.publish import RepoDraft
 from trustbox.client.trust.repository import (
     RELEASED_ROLES,
     RELEASES_ROLE,
@@ -36,12 +38,16 @@ from trustbox.client.trust.repository import (
 from trustbox.errors import (
     ConfigError,
     KeyStoreError,
+    NotFoundError,
+    RoleError,
     TrustboxError,
 )
 from trustbox.keystore.passphrase import PassphraseRetriever, docker_retriever
 from trustbox.keystore.store import KeyInfo, KeyStore
+from trustbox.oci.descriptor import Descriptor
 from trustbox.oci.reference import ImageRef, parse_reference
-from trustbox.tuf.keys import PublicKey
+from trustbox.oci.simplesigning import public_key_pem, signature_tag
+from trustbox.tuf.keys import PrivateKey, PublicKey
 from trustbox.tuf.metadata import ROOT, TARGETS, FileMeta
 from trustbox.tuf.pem import PEMBlock, encode_pem_block
 from trustbox.tuf.verify import valid_signers
@@ -67,6 +73,10 @@ class TrustContext:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
     confirm: Callable[[str], bool] | None = None
+    #: write sigstore attachments when signing (None: ``$TRUSTBOX_SIGSTORE``, default on)
+    sigstore: bool | None = None
+    #: the HTTP transport of the registry client that writes attachments (tests)
+    registry_transport: httpx.BaseTransport | None = None
 
     @property
     def trust_dir(self) -> Path:
@@ -100,6 +110,27 @@ class TrustContext:
             pinning=dockerenv.trust_pinning(self.environ),
             warn=self.warn,
         )
+
+    def sigstore_enabled(self) -> bool:
+        """Whether signing also writes sigstore attachments (``sigstore``, else ``$TRUSTBOX_SIGSTORE``).
+
+        Raises:
+            ConfigError: ``$TRUSTBOX_SIGSTORE`` is not a boolean.
+        """
+        return self.sigstore if self.sigstore is not None else dockerenv.sigstore_attachments(self.environ)
+
+    def registry_client(self, ref: ImageRef) -> RegistryClient:
+        """A registry client for the image's registry (docker's credentials and TLS folders,
+        ``--insecure-registry`` hosts, ``--ca-cert`` files), for the sigstore attachments."""
+        creds = dockerenv.registry_credentials(ref, self.environ)
+        options = RegistryOptions(
+            insecure_registries=tuple(self.insecure_registries) + dockerenv.insecure_registries(self.environ),
+            ca_certs=tuple(self.ca_files) + tuple(dockerenv.env_ca_files(self.environ)),
+            docker_config=dockerenv.config_dir(self.environ),
+            transport=self.registry_transport,
+            credentials=(creds.username, creds.password) if creds.username else None,
+        )
+        return RegistryClient(ref.api_host, options)
 
     def warn(self, line: str) -> None:
         """A warning line on ``err`` (notary's warnings, e.g. the cached timestamp in use)."""
@@ -439,6 +470,7 @@ def sign(ctx: TrustContext, image: str, local: bool = False) -> FileMeta:
     registry holds for the tag (read over HTTP, no daemon). Returns the signed target meta."""
     ref = _ref(image)
     tag = _validate_tag(ref)
+    sigstore = ctx.sigstore_enabled()
     client = _client(ctx, ref)
     with client:
         try:
@@ -468,11 +500,65 @@ def sign(ctx: TrustContext, image: str, local: bool = False) -> FileMeta:
                 ctx.out.write(f"Existing signatures for tag {tag} digest {sha.hex()} from:\n{', '.join(signers)}\n")
             for role in roles:
                 draft.add_target(role, tag, meta)
+            keys = draft.held_keys(roles) if sigstore else []  # the keys publish signs with
             client.publish(draft)
         except TrustboxError as exc:
             raise TrustCommandError(f"failed to sign {ref.name}:{tag}: {exc.message}") from exc
     ctx.out.write(f"Successfully signed {ref.name}:{tag}\n")
+    if keys:
+        digest = "sha256:" + meta.hashes["sha256"].hex()
+        try:
+            done = write_attachments(ctx, ref, digest, meta.length, keys)
+        except TrustboxError as exc:
+            ctx.err.write(
+                f"Warning: {ref.name}:{tag} is signed in the trust data, but its sigstore signature was not written: "
+                f"{exc.message} (retry with: trustbox trust attach {image})\n"
+            )
+        else:
+            _report_signed(ctx, f"Sigstore signature {ref.name}:{signature_tag(digest)}", done)
     return meta
+
+
+def _report_signed(ctx: TrustContext, what: str, done: SignResult, out: TextIO | None = None) -> None:
+    """``<what>: N added for M manifest(s), key(s) ...`` on ``out`` (default ``err``: after a docker
+    verb, stdout stays docker's own); skipped keys as warnings on ``err``."""
+    used = [k for k in done.keys if k not in {s for s, _ in done.skipped}]
+    if used:
+        (out or ctx.err).write(f"{what}: {done.added} added for {len(done.digests)} manifest(s), "
+                               f"key(s) {', '.join(k[:12] for k in used)}\n")
+    for keyid, why in done.skipped:
+        ctx.err.write(f"Warning: no sigstore signature by key {keyid[:12]}: {why}\n")
+
+
+def write_attachments(
+    ctx: TrustContext, ref: ImageRef, digest: str, length: int, keys: Sequence[PrivateKey]
+) -> SignResult:
+    """Sign manifest ``digest`` (``length`` bytes, as signed in the trust data) and, for an index,
+    each child manifest with every key as sigstore attachments in the image's repository
+    (:func:`~trustbox.client.images.attachments.sign_image`: keys cosign cannot verify are skipped).
+
+    Raises:
+        DigestMismatchError: the registry serves other bytes for ``digest``.
+        NotFoundError, NetworkError, RegistryAuthError, RegistryResponseError: the registry failed.
+    """
+    with ctx.registry_client(ref) as rc:
+        return sign_image(rc, ref.path, ref.name, rc.get_manifest(ref.path, digest, Descriptor("", digest, length)), keys)
+
+
+def remove_attachments(ctx: TrustContext, ref: ImageRef, digest: str, keys: Sequence[PublicKey]) -> int:
+    """Remove the sigstore signatures of ``keys`` from ``digest`` and (for an index the registry
+    still serves) its child manifests. Returns how many were removed.
+
+    Raises:
+        NetworkError, RegistryAuthError, RegistryResponseError, FormatError: the registry failed
+            or holds a malformed signature manifest.
+    """
+    with ctx.registry_client(ref) as rc:
+        try:
+            digests = image_digests(rc, ref.path, rc.get_manifest(ref.path, digest))
+        except NotFoundError:
+            digests = [digest]
+        return sum(remove_signatures(rc, ref.path, d, keys) for d in digests)
 
 
 def _manifest(ctx: TrustContext, ref: ImageRef) -> ManifestInfo:
@@ -502,6 +588,7 @@ def revoke(ctx: TrustContext, image: str, yes: bool = False) -> list[str]:
     if not ref.tag and not yes:
         if not ctx.ask(f"Confirm you would like to delete all signature data for {image}?"):
             raise Cancelled("trust revoke has been cancelled")
+    sigstore = ctx.sigstore_enabled()
     client = _client(ctx, ref)
     with client:
         try:
@@ -517,21 +604,171 @@ def revoke(ctx: TrustContext, image: str, yes: bool = False) -> list[str]:
                 if not tags:
                     raise TrustboxError("no signed tags to remove")
             draft = client.draft()
+            revoked: list[tuple[str, str]] = []
             for tag in tags:
                 for role in client.signable_roles(draft, tag):
+                    old = draft.bodies[role].targets.get(tag) if role in draft.bodies else None
                     draft.remove_target(role, tag)
+                    if old is not None and "sha256" in old.hashes:
+                        revoked.append((role, "sha256:" + old.hashes["sha256"].hex()))
             client.publish(draft)
+            unsign = _unsigned_by(draft, revoked) if sigstore else {}
         except TrustboxError as exc:
             raise TrustCommandError(f"could not remove signature for {image}: {exc.message}") from exc
     ctx.out.write(f"Successfully deleted signature for {image}\n")
+    for digest, keys in unsign.items():
+        try:
+            removed = remove_attachments(ctx, ref, digest, keys)
+        except TrustboxError as exc:
+            ctx.err.write(f"Warning: the sigstore signature of {ref.name}@{digest} was not removed: {exc.message}\n")
+        else:
+            if removed:
+                ctx.err.write(f"Removed {removed} sigstore signature(s) from {ref.name}:{signature_tag(digest)}\n")
     return tags
 
 
+def _unsigned_by(draft: RepoDraft, revoked: Sequence[tuple[str, str]]) -> dict[str, list[PublicKey]]:
+    """For each revoked (role, digest) whose digest no tag of that role still holds: the role's
+    locally held public keys, by digest (their sigstore layers go; another tag of the same digest
+    keeps them)."""
+    out: dict[str, dict[str, PublicKey]] = {}
+    for role, digest in revoked:
+        body = draft.bodies.get(role)
+        still = body is not None and any(
+            "sha256:" + m.hashes["sha256"].hex() == digest for m in body.targets.values() if "sha256" in m.hashes
+        )
+        if still:
+            continue
+        for key in draft.held_keys([role]):
+            out.setdefault(digest, {})[key.keyid] = key.public_key()
+    return {d: list(keys.values()) for d, keys in out.items()}
+
+
+# --- sigstore: attach, export-public ---------------------------------------------------------------
+
+
+@dataclass
+class AttachReport:
+    """What ``trust attach`` did per tag: attached (tag, digest, added, present keys) and failed (tag, why)."""
+
+    attached: list[tuple[str, str, int, list[str]]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def attach(ctx: TrustContext, image: str, all_tags: bool = False) -> AttachReport:
+    """``trustbox trust attach REPO[:TAG] [--all-tags]``: write sigstore attachments for tags
+    already signed in the (verified) trust data, with every signing key of the roles holding the
+    tag's digest that is in the local key store. Prints one line per tag; tags that could not be
+    attached (no local key, registry failure) are reported on ``err`` and raise at the end.
+
+    Raises:
+        TrustCommandError: usage (no tag without ``--all-tags``, both), no signed tags, trust data
+            unavailable, or some tags could not be attached (after all were tried).
+    """
+    ref = _ref(image)
+    if ref.digest:
+        raise TrustCommandError("cannot use a digest reference for REPO[:TAG]")
+    if ref.tag and all_tags:
+        raise TrustCommandError(f"name a tag or use --all-tags, not both: {image}")
+    if not ref.tag and not all_tags:
+        raise TrustCommandError(f"no tag specified for {image}; name one or use --all-tags")
+    report = AttachReport()
+    client = _client(ctx, ref)
+    with client:
+        try:
+            client.update()
+            targets = [client.get_signed_target(ref.tag)] if ref.tag else client.list_signed_targets()
+            entries = client.walk_targets(ref.tag or None)
+            draft = client.draft()
+        except TrustboxError as exc:
+            raise notary_error(ref.gun, exc) from exc
+        plans: list[tuple[str, str, int, list[PrivateKey], list[str]]] = []
+        for t in targets:
+            roles = sorted({e.role for e in entries if e.name == t.name and e.sha256_hex == t.sha256_hex})
+            try:
+                keys = draft.held_keys(roles)
+            except TrustboxError as exc:
+                report.failed.append((t.name, exc.message))
+                continue
+            plans.append((t.name, t.digest, t.length, keys, roles))
+    if not targets:
+        raise TrustCommandError(f"no signed tags in {ref.name}")
+    for tag, digest, length, keys, roles in plans:
+        if not keys:
+            who = ", ".join(signer_name(r) for r in roles)
+            report.failed.append((tag, f"no private key of its signer(s) ({who}) in {ctx.trust_dir / 'private'}"))
+            continue
+        try:
+            done = write_attachments(ctx, ref, digest, length, keys)
+        except TrustboxError as exc:
+            report.failed.append((tag, exc.message))
+            continue
+        if len(done.skipped) == len(keys):
+            report.failed.append((tag, "; ".join(why for _, why in done.skipped)))
+            continue
+        report.attached.append((tag, digest, done.added, [k for k in done.keys if k not in dict(done.skipped)]))
+        _report_signed(ctx, f"{ref.name}:{tag}: sigstore signature {signature_tag(digest)}", done, ctx.out)
+    for tag, why in report.failed:
+        ctx.err.write(f"{ref.name}:{tag}: not attached: {why}\n")
+    if report.failed:
+        raise TrustCommandError(f"could not attach {len(report.failed)} of {len(targets)} signed tag(s) of {ref.name}")
+    return report
+
+
+def export_public(ctx: TrustContext, repo: str, signer: str | None = None, role: str | None = None) -> bytes:
+    """``trustbox trust key export-public REPO [--signer NAME | --role ROLE]``: the public key(s)
+    of a role as PEM ``PUBLIC KEY`` blocks (SubjectPublicKeyInfo; a certificate's key for x509
+    keys), from the verified trust data (no private key needed), for ``cosign verify --key`` and a
+    containers-policy ``keyPath``. Without a choice: the repository (``targets``) keys, then every
+    signer's, each key once.
+
+    Raises:
+        TrustCommandError: both ``signer`` and ``role``, no such signer or role, trust data
+            unavailable.
+    """
+    if signer and role:
+        raise TrustCommandError("use --signer or --role, not both")
+    ref = _ref(repo)
+    client = _client(ctx, ref)
+    with client:
+        try:
+            client.update()
+            draft = client.draft()
+        except TrustboxError as exc:
+            raise notary_error(ref.gun, exc) from exc
+    if signer:
+        roles = [f"targets/{signer}"]
+    elif role:
+        roles = [role]
+    else:
+        roles = [TARGETS] + [r.name for r in draft.delegation_roles() if r.name != RELEASES_ROLE]
+    found: dict[str, bytes] = {}
+    for name in roles:
+        try:
+            keys, _ = draft.role_keys(name)
+        except RoleError:
+            keys = {}
+        if name != TARGETS and draft.delegation(name) is None:
+            keys = {}
+        if not keys and (signer or role):
+            what = f"signer {signer}" if signer else f"role {role}"
+            raise TrustCommandError(f"no {what} with keys in the trust data of {ref.name}")
+        for key in keys.values():
+            try:
+                found.setdefault(key.canonical_keyid, public_key_pem(key))
+            except TrustboxError as exc:
+                raise TrustCommandError(f"cannot export key {key.keyid[:12]} of {name}: {exc.message}") from exc
+    return b"".join(found.values())
+
+
 __all__ = [
+    "AttachReport",
     "KeyStoreError",
     "TrustCommandError",
     "TrustContext",
     "TrustInfo",
+    "attach",
+    "export_public",
     "inspect",
     "inspect_pretty",
     "key_generate",
@@ -539,8 +776,10 @@ __all__ = [
     "key_load",
     "lookup_trust_info",
     "notary_error",
+    "remove_attachments",
     "revoke",
     "sign",
     "signer_add",
     "signer_remove",
+    "write_attachments",
 ]
