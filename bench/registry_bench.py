@@ -179,17 +179,51 @@ def start_trustbox(root: Path, workers: int, verify: str) -> Server:
     return Server("trustbox", cmd, env, port)
 
 
-def start_upstream(root: Path, binary: str) -> Server:
-    port = free_port()
-    cfg = root.parent / "upstream-config.yml"
+def write_upstream_config(root: Path, port: int) -> Path:
+    """The registry:2 config.yml the upstream server runs with (and trustbox, with --takeover)."""
+    cfg = root.parent / f"{root.name}-config.yml"
     cfg.write_text(
         "version: 0.1\n"
         "log:\n  level: error\n  accesslog:\n    disabled: true\n"
         f"storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n"
         f"http:\n  addr: 127.0.0.1:{port}\n  secret: benchsecret\n"
     )
+    return cfg
+
+
+def start_upstream(root: Path, binary: str) -> Server:
+    port = free_port()
+    cfg = write_upstream_config(root, port)
     env = {"PATH": "/usr/bin:/bin", "HOME": str(root.parent)}  # clean: REGISTRY_* would override config
     return Server("upstream", [binary, "serve", str(cfg)], env, port)
+
+
+def start_trustbox_config(root: Path, workers: int, verify: str, cfg: Path | None = None,
+                          name: str = "trustbox") -> Server:
+    """trustbox started as a registry:2 replacement: ``serve registry --config config.yml``
+    (registry:2's layout). Without ``cfg``, upstream's config for a fresh ``root``; the port
+    always comes from ``REGISTRY_HTTP_ADDR``, as registry:2's environment overrides allow."""
+    port = free_port()
+    if cfg is None:
+        cfg = write_upstream_config(root, port)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRUSTBOX_", "REGISTRY_"))}
+    env["REGISTRY_HTTP_ADDR"] = f"127.0.0.1:{port}"
+    cmd = [sys.executable, "-c", "from trustbox.cli import main; main()", "serve", "registry",
+           "--config", str(cfg), "--workers", str(workers), "--verify-blobs", verify]
+    return Server(name, cmd, env, port)
+
+
+def bench_takeover(server: Server, digest: str, size: int, duration: int) -> dict[str, float]:
+    """trustbox serving what upstream stored (its registry:2 layout, no copy): the download of
+    upstream's blob and manifest GETs of upstream's manifest."""
+    addr = ("127.0.0.1", server.port)
+    mib = size / (1 << 20)
+    res: dict[str, float] = {}
+    download(addr, "bench/mono", digest, size)
+    res["download"] = mib / min(download(addr, "bench/mono", digest, size) for _ in range(2))
+    for c in (1, 16, 64):
+        res[f"manifest_get_c{c}"] = wrk(addr, "/v2/bench/small/manifests/latest", c, duration)
+    return res
 
 
 # --- measurements -------------------------------------------------------------------------------
@@ -342,6 +376,10 @@ def main() -> None:
     ap.add_argument("--order", choices=["upstream-first", "trustbox-first"], default="upstream-first",
                     help="which server is measured first in the first trial [upstream-first]")
     ap.add_argument("--workdir", default=None, help="where blobs and stores go [a temp dir under /var/tmp]")
+    ap.add_argument("--takeover", action="store_true",
+                    help="run trustbox as a registry:2 replacement: started with upstream's config.yml "
+                         "(registry:2's storage layout), and after each upstream run also on upstream's "
+                         "storage in place (download and manifest GETs of what upstream stored)")
     args = ap.parse_args()
     for tool in ("wrk", args.upstream):
         if not shutil.which(tool):
@@ -368,7 +406,8 @@ def main() -> None:
 
         starters = {
             "upstream": lambda root: start_upstream(root, args.upstream),
-            "trustbox": lambda root: start_trustbox(root, args.workers, args.verify_blobs),
+            "trustbox": (lambda root: start_trustbox_config(root, args.workers, args.verify_blobs))
+            if args.takeover else (lambda root: start_trustbox(root, args.workers, args.verify_blobs)),
         }
         trials: list[dict[str, dict[str, float]]] = []
         for t, order in enumerate(trial_orders(args.trials, args.order), 1):
@@ -381,7 +420,16 @@ def main() -> None:
                                             args.settle)
                 finally:
                     server.stop()
-                    shutil.rmtree(root, ignore_errors=True)  # every trial starts on empty storage
+                    if not (args.takeover and name == "upstream"):
+                        shutil.rmtree(root, ignore_errors=True)  # every trial starts on empty storage
+                if args.takeover and name == "upstream":
+                    cfg = root.parent / f"{root.name}-config.yml"
+                    taker = start_trustbox_config(root, args.workers, args.verify_blobs, cfg, "takeover")
+                    try:
+                        trial["takeover"] = bench_takeover(taker, digest, blob.stat().st_size, args.duration)
+                    finally:
+                        taker.stop()
+                        shutil.rmtree(root, ignore_errors=True)
             trials.append(trial)
             print(f"# trial {t} ({order[0]} first): " + ", ".join(
                 f"{k} {trial['trustbox'][k] / trial['upstream'][k]:.2f}x"
@@ -392,6 +440,13 @@ def main() -> None:
         for name in ("upstream", "trustbox"):
             for k, v in results[name].items():
                 print(f"{name}.{k} {v:.1f} {UNITS[k]}")
+        if args.takeover:  # trustbox on upstream's own storage, against upstream on it
+            for k in ("download", "manifest_get_c1", "manifest_get_c16", "manifest_get_c64"):
+                vals = [tr["takeover"][k] for tr in trials]
+                print(f"takeover.{k} {median(vals):.1f} {UNITS[k]}")
+                spread = [tr["takeover"][k] / tr["upstream"][k] for tr in trials if tr["upstream"][k]]
+                extra = f" (trials {min(spread):.2f}-{max(spread):.2f})" if len(spread) > 1 else ""
+                print(f"ratio.takeover.{k} {median(vals) / results['upstream'][k]:.2f} x{extra}")
         for k in UNITS:
             u, t = results["upstream"][k], results["trustbox"][k]
             spread = [tr["trustbox"][k] / tr["upstream"][k] for tr in trials if tr["upstream"][k]]

@@ -84,6 +84,17 @@ def test_trust_takeover_bench_runs():
     assert figures["ratio.publish_1"] > 0
 
 
+def test_registry_bench_takeover_runs(tmp_path):
+    _need("wrk", "docker-registry")
+    figures = _run("registry_bench.py", "--size-mib", "16", "--chunk-mib", "4", "--duration", "1",
+                   "--trials", "1", "--workers", "1", "--takeover", "--workdir", str(tmp_path))
+    for metric in ("download", "manifest_get_c1", "manifest_get_c16", "manifest_get_c64"):
+        assert figures[f"takeover.{metric}"] > 0, metric
+        assert figures[f"ratio.takeover.{metric}"] > 0, metric
+    assert figures["trustbox.upload_monolithic"] > 0
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_import_bench_runs():
     _need("notary-server")
     figures = _run("import_bench.py", "--timestamp-version", "3", "--targets", "2")

@@ -36,10 +36,36 @@ def _process(argv: list[str], env: dict[str, str], workdir: Path, port: int) -> 
     with open(log, "wb") as fh:
         proc = subprocess.Popen(argv, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir)
         try:
-            wait_http(f"http://127.0.0.1:{port}/v2/", proc, log, ok=(200, 401))
+            wait_http(f"http://127.0.0.1:{port}/v2/", proc, log, ok=(200, 401))  # 401: up, with auth
             yield
         finally:
             stop_process(proc)
+
+
+@contextmanager
+def docker_registry_with_config(config: Path, workdir: Path, port: int,
+                                extra_env: dict[str, str] | None = None) -> Iterator[None]:
+    """docker-registry (distribution 2.8) serving ``config`` (which, or ``extra_env``'s
+    ``REGISTRY_*`` overrides, must listen on ``port``), with a clean environment plus
+    ``extra_env``; stopped on exit."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir), **(extra_env or {})}
+    argv = [shutil.which("docker-registry") or "docker-registry", "serve", str(config)]
+    with _process(argv, env, workdir, port):
+        yield
+
+
+@contextmanager
+def trustbox_registry_with_config(config: Path, workdir: Path, port: int,
+                                  extra_env: dict[str, str] | None = None) -> Iterator[None]:
+    """``trustbox serve registry --config config`` (this checkout's source) with ``extra_env``
+    added to an environment without ``REGISTRY_*`` / ``TRUSTBOX_*`` variables; stopped on exit."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REGISTRY_", "TRUSTBOX_"))}
+    env.update(extra_env or {})
+    src = Path(__file__).resolve().parents[2] / "src"
+    env["PYTHONPATH"] = os.pathsep.join([str(src), *filter(None, [env.get("PYTHONPATH")])])
+    argv = [sys.executable, "-m", "trustbox", "serve", "registry", "--config", str(config)]
+    with _process(argv, env, workdir, port):
+        yield
 
 
 def have_docker_registry() -> bool:

@@ -23,6 +23,7 @@ from tests.helpers.ceph import S3Account  # noqa: E402
 from tests.helpers.net import free_port  # noqa: E402
 from trustbox.registry.app import create_app  # noqa: E402
 from trustbox.registry.config import RegistryConfig  # noqa: E402
+from trustbox.registry.layout import Layout  # noqa: E402
 from trustbox.registry.storage import FilesystemDriver, StorageDriver  # noqa: E402
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -98,25 +99,29 @@ def ceph_spec(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
             "spool_dir": str(tmp_path / "spool")}
 
 
-@pytest.fixture(params=["fs", "s3", "ceph"])
+@pytest.fixture(params=["fs", "s3", "ceph", "fs-registry2", "s3-registry2"])
 def storage_spec(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
     """Config fragments for a fresh filesystem root, a fresh moto bucket or a fresh bucket on
-    Ceph's radosgw."""
-    if request.param == "fs":
-        return {"storage": str(tmp_path / "store")}
-    if request.param == "ceph":
-        return ceph_spec(request, tmp_path)
+    Ceph's radosgw, in trustbox's storage layout or in registry:2's (``-registry2``)."""
+    kind, _, layout = str(request.param).partition("-")
+    extra = {"layout": layout} if layout else {}
+    if kind == "fs":
+        return {"storage": str(tmp_path / "store"), **extra}
+    if kind == "ceph":
+        return {**ceph_spec(request, tmp_path), **extra}
     endpoint = request.getfixturevalue("moto_endpoint")
     bucket = make_bucket(endpoint)
-    return {"storage": f"s3://{bucket}/reg", "s3_endpoint_url": endpoint, "spool_dir": str(tmp_path / "spool")}
+    return {"storage": f"s3://{bucket}/reg", "s3_endpoint_url": endpoint, "spool_dir": str(tmp_path / "spool"),
+            **extra}
 
 
 class Reg:
     """A TestClient with helpers to push blobs and manifests."""
 
-    def __init__(self, client: TestClient, driver: StorageDriver) -> None:
+    def __init__(self, client: TestClient, driver: StorageDriver, paths: Layout = Layout.TRUSTBOX) -> None:
         self.c = client
         self.driver = driver
+        self.paths = paths  # the storage layout the registry serves
 
     def __getattr__(self, item: str) -> Any:
         return getattr(self.c, item)
@@ -166,7 +171,7 @@ def build_reg(spec: dict[str, Any], **overrides: Any) -> Reg:
     """A Reg over a new app for ``spec`` plus config overrides."""
     config = RegistryConfig(**{**spec, **overrides})
     app = create_app(config)
-    return Reg(TestClient(app), app.state.registry.driver)
+    return Reg(TestClient(app), app.state.registry.driver, app.state.registry.paths)
 
 
 @pytest.fixture

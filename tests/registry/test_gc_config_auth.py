@@ -14,7 +14,6 @@ from click.testing import CliRunner
 
 from trustbox.cli import cli
 from trustbox.errors import ConfigError
-from trustbox.registry import layout
 from trustbox.registry.config import load_config
 from trustbox.registry.gc import collect
 from trustbox.registry.names import parse_digest
@@ -40,12 +39,12 @@ def test_gc_removes_only_unreferenced(storage_spec: dict[str, Any]) -> None:
     dry = collect(reg.driver, dry_run=True, min_age=0)
     expected = {orphan, gone_d, gone_doc["layers"][0]["digest"], gone_doc["config"]["digest"]}
     assert set(dry.removed) == expected
-    assert reg.driver.stat(layout.blob_key(parse_digest(orphan))) is not None
+    assert reg.driver.stat(reg.paths.blob_key(parse_digest(orphan))) is not None
 
     report = collect(reg.driver, min_age=0)
     assert set(report.removed) == expected
     for d in expected:
-        assert reg.driver.stat(layout.blob_key(parse_digest(d))) is None
+        assert reg.driver.stat(reg.paths.blob_key(parse_digest(d))) is None
     # everything still referenced is intact and pullable
     assert reg.get("/v2/a/manifests/keep").content == keep_body
     for layer in keep_doc["layers"]:
@@ -64,7 +63,7 @@ def test_gc_cli(tmp_path: Path) -> None:
     assert f"would remove blob {d}" in r.output
     r = runner.invoke(cli, ["registry", "gc", "--storage", str(store), "--min-age", "0"])
     assert f"removed blob {d}" in r.output
-    assert not (store / layout.blob_key(parse_digest(d))).exists()
+    assert not (store / reg.paths.blob_key(parse_digest(d))).exists()
 
 
 def test_config_precedence(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from .conftest import Reg, build_reg, error_code
 
 def corrupt(reg: Reg, d: str, data: bytes = b"tampered!") -> None:
     """Overwrite a stored blob behind the registry's back (works on every driver)."""
-    reg.driver.write(layout.blob_key(parse_digest(d)), data)
+    reg.driver.write(reg.paths.blob_key(parse_digest(d)), data)
 
 
 def test_corrupted_blob_refused_and_quarantined(reg: Reg) -> None:
@@ -41,7 +41,7 @@ def test_corrupted_blob_refused_and_quarantined(reg: Reg) -> None:
     assert r.status_code == 404 and "failed digest verification" in r.json()["errors"][0]["message"]
     r = reg.get(f"/v2/other/blobs/{d}")
     assert r.status_code == 404 and r.json()["errors"][0]["message"] == "blob unknown to registry"
-    assert reg.driver.stat(layout.blob_key(parse_digest(d))) is None
+    assert reg.driver.stat(reg.paths.blob_key(parse_digest(d))) is None
     assert [k for k, _ in reg.driver.walk(layout.QUARANTINE)]
     # pushing the good content again heals the repository
     reg.push_blob("a", data)
@@ -122,7 +122,7 @@ def test_interrupted_upload_leaves_no_blob_and_resumes(fsreg: Reg) -> None:
             await uploads.append(up, _chunks(data[1 << 20:], 6 << 20))
         again = await uploads.get("a", up.id)
         assert again.size == 1 << 20  # the broken chunk was cut off
-        assert fsreg.driver.stat(layout.blob_key(d)) is None
+        assert fsreg.driver.stat(fsreg.paths.blob_key(d)) is None
         up = await uploads.append(again, _chunks(data[1 << 20:], None))
         await uploads.commit(up, d)
 
@@ -172,7 +172,7 @@ def _upload_in_chunks(reg: Reg, repo: str, data: bytes, pieces: int = 3) -> Any:
 def test_pushing_a_stored_verified_blob_again_keeps_the_stored_file(fsreg: Reg) -> None:
     data = os.urandom(20 << 20)  # big enough for the spool copy to be deleted off the event loop
     d = fsreg.push_blob("a", data)
-    path = fsreg.driver.local_path(layout.blob_key(parse_digest(d)))
+    path = fsreg.driver.local_path(fsreg.paths.blob_key(parse_digest(d)))
     assert path is not None
     before = os.stat(path)
     r = _upload_in_chunks(fsreg, "b", data)
@@ -194,6 +194,6 @@ def test_pushing_again_over_a_tampered_blob_replaces_it(reg: Reg) -> None:
     corrupt(reg, d, data[:-1] + bytes([data[-1] ^ 1]))  # changed behind the registry's back, unseen
     r = _upload_in_chunks(reg, "a", data)
     assert r.status_code == 201, r.text
-    stored = reg.driver.read(layout.blob_key(parse_digest(d)))
+    stored = reg.driver.read(reg.paths.blob_key(parse_digest(d)))
     assert stored == data
     assert reg.get(f"/v2/a/blobs/{d}").content == data

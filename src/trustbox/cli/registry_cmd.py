@@ -17,7 +17,7 @@ def registry_group() -> None:
 
 @registry_group.command("gc")
 @click.option("--storage", envvar="TRUSTBOX_STORAGE", help="Directory, or s3://BUCKET/PREFIX.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True), help="Registry config file.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True), help="Registry config file (trustbox's TOML/JSON, or registry:2's config.yml).")
 @click.option("--s3-endpoint-url", envvar="TRUSTBOX_S3_ENDPOINT_URL", help="S3 endpoint (MinIO, moto...).")
 @click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
 @click.option("--min-age", type=float, default=3600.0, show_default=True,
@@ -28,13 +28,13 @@ def gc(storage: str | None, config_file: str | None, s3_endpoint_url: str | None
        min_age: float, upload_max_age: float) -> None:
     """Delete blobs no repository references (safe while the registry runs, given --min-age)."""
     from trustbox.registry.gc import collect
-    from trustbox.registry.storage import open_storage
+    from trustbox.registry.layout import choose_layout
 
     config = load_config(Path(config_file) if config_file else None,
                          {"storage": storage, "s3_endpoint_url": s3_endpoint_url}, dict(os.environ))
-    driver = open_storage(config.storage, s3_endpoint_url=config.s3_endpoint_url, s3_region=config.s3_region,
-                          spool_dir=Path(config.spool_dir) if config.spool_dir else None)
-    report = collect(driver, dry_run=dry_run, min_age=min_age, upload_max_age=upload_max_age)
+    driver = config.open_driver()
+    report = collect(driver, dry_run=dry_run, min_age=min_age, upload_max_age=upload_max_age,
+                     paths=choose_layout(driver, config.layout))
     verb = "would remove" if dry_run else "removed"
     for ref in report.removed:
         click.echo(f"{verb} blob {ref}")

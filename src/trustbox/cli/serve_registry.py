@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -19,7 +20,11 @@ from trustbox.registry.config import load_config
 @click.option("--tls-key", envvar="TRUSTBOX_TLS_KEY", type=click.Path(dir_okay=False), help="PEM private key.")
 @click.option("--storage", envvar="TRUSTBOX_STORAGE", help="Directory, or s3://BUCKET/PREFIX [./registry-data].")
 @click.option("--config", "config_file", envvar="TRUSTBOX_CONFIG", type=click.Path(dir_okay=False, exists=True),
-              help="TOML (.toml) or JSON (.json) file with any of these options.")
+              help="TOML (.toml) or JSON (.json) file with any of these options, or registry:2's config.yml "
+                   "(.yml/.yaml, with its REGISTRY_* environment overrides).")
+@click.option("--layout", envvar="TRUSTBOX_LAYOUT", type=click.Choice(["auto", "trustbox", "registry2"]),
+              help="Storage layout: registry2 (registry:2's docker/registry/v2 tree, served in place), trustbox, "
+                   "or auto: what the storage holds [auto; registry2 with a config.yml].")
 @click.option("--verify-blobs", envvar="TRUSTBOX_VERIFY_BLOBS", type=click.Choice(["always", "first", "never"]),
               help="Re-hash stored blobs on read: always, first (again whenever the stored object changes), never [first].")
 @click.option("--htpasswd", envvar="TRUSTBOX_HTPASSWD", type=click.Path(dir_okay=False),
@@ -57,7 +62,7 @@ def serve_registry(config_file: str | None, server: str, **options: Any) -> None
     from trustbox.serving import run_asgi
 
     config = load_config(Path(config_file) if config_file else None, options, dict(os.environ))
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging(config.log_level, config.log_formatter, config.log_fields)
     # Validate storage now so a bad path or bucket fails here, with a clear message.
     from trustbox.registry.app import create_app
 
@@ -69,8 +74,10 @@ def serve_registry(config_file: str | None, server: str, **options: Any) -> None
     run_asgi(
         app_from_env, host, port, config.tls_cert, config.tls_key, config.workers,
         factory=True, server=server, log_level="warning" if config.log_level == "info" else config.log_level,
-        access_log=access_log_enabled(config.log_level),
+        access_log=config.access_log and access_log_enabled(config.log_level),
         in_process=True,  # one worker: served by this process (no supervisor + worker pair)
+        tls_min_version=config.tls_min_version,
+        http_version="1" if config.http1_only else "auto",
     )
 
 
@@ -81,6 +88,38 @@ def app_from_env() -> Any:
     from trustbox.registry.app import create_app_from_env
 
     return FileSendMiddleware(create_app_from_env())
+
+
+class _JSONFormatter(logging.Formatter):
+    """registry:2's ``json`` / ``logstash`` log formatters: one JSON object per line."""
+
+    def __init__(self, fields: dict[str, str], logstash: bool) -> None:
+        super().__init__()
+        self.fields = fields
+        self.logstash = logstash
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
+        doc: dict[str, Any] = {**self.fields, "level": record.levelname.lower(), "msg": record.getMessage(),
+                               "logger": record.name}
+        if self.logstash:
+            doc.update({"@timestamp": stamp, "@version": "1"})
+        else:
+            doc["time"] = stamp
+        return json.dumps(doc)
+
+
+def configure_logging(level: str, formatter: str = "text", fields: dict[str, str] | None = None) -> None:
+    """Log at ``level`` in registry:2's ``text`` (with ``fields`` as ``key=value``), ``json`` or
+    ``logstash`` format."""
+    handler = logging.StreamHandler()
+    extra = " ".join(f"{k}={v}" for k, v in sorted((fields or {}).items()))
+    if formatter in ("json", "logstash"):
+        handler.setFormatter(_JSONFormatter(dict(fields or {}), formatter == "logstash"))
+    else:
+        fmt = "%(asctime)s %(name)s %(levelname)s %(message)s" + (f" {extra}" if extra else "")
+        handler.setFormatter(logging.Formatter(fmt))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 def register(cli: click.Group, serve: click.Group) -> None:

@@ -17,6 +17,8 @@ from trustbox.oci.digest import sha256_digest
 from trustbox.oci.errors import ImageError
 from trustbox.oci.mediatypes import (
     DOCKER_MANIFEST,
+    DOCKER_SCHEMA1,
+    DOCKER_SCHEMA1_SIGNED,
     INDEX_TYPES,
     MANIFEST_TYPES,
     OCI_INDEX,
@@ -213,6 +215,25 @@ def validate_manifest(body: bytes, content_type: str | None, max_depth: int = MA
     ):
         raise ImageError("annotations must map strings to strings")
     return Manifest(body, media_type, m.config, m.layers, m.manifests, subject, artifact_type, annotations)
+
+
+def stored_media_type(body: bytes) -> str:
+    """The media type a stored manifest is served with when nothing else records it, as
+    registry:2 decides: the document's ``mediaType``; without one, schema 1 (signed when it
+    carries ``signatures``), else an OCI index when it lists ``manifests``, else an OCI
+    manifest. Never raises: bytes that are not a JSON object read as an OCI manifest."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return OCI_MANIFEST
+    if not isinstance(doc, dict):
+        return OCI_MANIFEST
+    declared = doc.get("mediaType")
+    if isinstance(declared, str) and declared:
+        return declared
+    if doc.get("schemaVersion") == 1:
+        return DOCKER_SCHEMA1_SIGNED if "signatures" in doc else DOCKER_SCHEMA1
+    return OCI_INDEX if isinstance(doc.get("manifests"), list) else OCI_MANIFEST
 
 
 def dump_json(obj: Any) -> bytes:

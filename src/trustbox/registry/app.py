@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from trustbox.errors import FormatError
 from trustbox.httpnum import INT64_MIN, parse_decimal
 from trustbox.oci.digest import Digest
 from trustbox.oci.mediatypes import OCI_INDEX
-from trustbox.registry import layout
+from trustbox.registry import events
 from trustbox.registry.access_control import auth_middleware
 from trustbox.registry.blobs import BlobInfo, BlobStore, VerifyPolicy
 from trustbox.registry.config import RegistryConfig
@@ -42,15 +43,27 @@ from trustbox.registry.errors import (
     RegistryError,
     StorageFailure,
     TooLarge,
+    Unavailable,
     Unsupported,
     UploadTimeout,
 )
-from trustbox.registry.manifests import ManifestStore
+from trustbox.registry.events import (
+    RequestRecord,
+    blob_event,
+    delete_event,
+    manifest_event,
+    remote_addr,
+    source_record,
+)
+from trustbox.registry.health import StorageHealth
+from trustbox.registry.layout import choose_layout
+from trustbox.registry.manifests import ManifestStore, StoredManifest
 from trustbox.registry.metrics import MetricsMiddleware, RegistryMetrics, open_sessions
 from trustbox.registry.names import check_name, parse_digest
+from trustbox.registry.notify import Notifier
 from trustbox.registry.ranges import parse_byte_range, parse_content_range
 from trustbox.registry.request import RegistryRequest, registry_request
-from trustbox.registry.storage import StorageDriver, open_storage
+from trustbox.registry.storage import StorageDriver
 from trustbox.registry.trustpolicy import TrustPolicy, load_trust_policy
 from trustbox.registry.uploads import Upload, UploadStore
 
@@ -110,17 +123,16 @@ class Registry:
     def __init__(self, config: RegistryConfig, driver: StorageDriver | None = None) -> None:
         self.config = config
         if driver is None:
-            driver = open_storage(
-                config.storage,
-                s3_endpoint_url=config.s3_endpoint_url,
-                s3_region=config.s3_region,
-                spool_dir=Path(config.spool_dir) if config.spool_dir else None,
-            )
+            driver = config.open_driver()
         self.driver = driver
         self.auth_enabled = config.auth_section() is not None
-        self.blobs = BlobStore(driver, VerifyPolicy(config.verify_blobs))
+        self.paths = choose_layout(driver, config.layout)
+        self.blobs = BlobStore(driver, VerifyPolicy(config.verify_blobs), self.paths)
         self.uploads = UploadStore(self.blobs, config.max_upload_sessions, idle_timeout=config.upload_idle_timeout)
-        self.manifests = ManifestStore(self.blobs, config.max_json_depth)
+        self.manifests = ManifestStore(self.blobs, config.max_json_depth, config.manifest_urls_allow,
+                                       config.manifest_urls_deny, config.manifest_urls_checked)
+        self.notifier = Notifier.from_config(config.notifications, config.notify_queue_size)
+        self.source = source_record(config.listen)
         #: None when no policy is configured: manifest reads then skip it entirely
         self.trust_policy: TrustPolicy | None = None
         if config.trust_policy:
@@ -144,6 +156,68 @@ class Registry:
         self.metrics = RegistryMetrics(lambda: self.blobs.quarantine_count, lambda: open_sessions(self.uploads.spool))
         if self.trust_policy is not None:
             self.metrics.declare_rules(rule.name for rule in self.trust_policy.rules)
+
+    # --- URLs and events ----------------------------------------------------------------
+
+    def _base_url(self, request: Request) -> str:
+        """What Location headers and event URLs start with, before ``/v2/...``: the configured
+        ``http.host``, nothing (relative URLs), or the URL the client used (``Forwarded`` /
+        ``X-Forwarded-Proto`` / ``X-Forwarded-Host`` as registry:2 reads them); then the prefix."""
+        prefix = self.config.http_prefix
+        if self.config.http_host:
+            return self.config.http_host + prefix
+        if self.config.relative_urls:
+            return prefix
+        h = request.headers
+        scheme = request.url.scheme
+        host = h.get("host", "")
+        forwarded = h.get("forwarded")
+        if forwarded:
+            for part in forwarded.split(",")[0].split(";"):
+                k, _, v = part.strip().partition("=")
+                v = v.strip().strip('"')
+                if k.lower() == "proto" and v:
+                    scheme = v
+                elif k.lower() == "host" and v:
+                    host = v
+        else:
+            scheme = h.get("x-forwarded-proto") or scheme
+            if h.get("x-forwarded-host"):
+                host = h["x-forwarded-host"].split(",")[0].strip()
+        return f"{scheme}://{host}{prefix}"
+
+    def _record(self, request: Request) -> RequestRecord:
+        """The ``request`` / ``actor`` of the events this request causes."""
+        info = request.scope.get("state", {}).get("auth")
+        client = request.scope.get("client")
+        peer = f"{client[0]}:{client[1]}" if client else ""
+        if client and ":" in client[0]:
+            peer = f"[{client[0]}]:{client[1]}"
+        h = request.headers
+        return RequestRecord(
+            id=str(uuid.uuid4()), addr=remote_addr(h.get("x-forwarded-for"), h.get("x-real-ip"), peer),
+            host=h.get("host", ""), method=request.method, useragent=h.get("user-agent", ""),
+            actor=info.user if isinstance(info, AuthInfo) else None, base_url=self._base_url(request),
+        )
+
+    def _blob_event(self, request: Request, action: str, name: str, d: Digest, size: int,
+                    from_repo: str | None = None) -> None:
+        if self.notifier.enabled:
+            self.notifier.write(blob_event(action, self._record(request), self.source, name, d, size, from_repo))
+
+    def _manifest_event(self, request: Request, action: str, name: str, m: StoredManifest | None,
+                        body: bytes, media_type: str, tag: str | None) -> None:
+        if self.notifier.enabled:
+            self.notifier.write(manifest_event(action, self._record(request), self.source, name, body, media_type,
+                                               tag, self.config.notify_include_references))
+
+    def _delete_events(self, request: Request, name: str, d: Digest | None, tags: list[str]) -> None:
+        if self.notifier.enabled:
+            record = self._record(request)
+            if d is not None:
+                self.notifier.write(delete_event(record, self.source, name, d=d))
+            for tag in tags:
+                self.notifier.write(delete_event(record, self.source, name, tag=tag))
 
     # --- dispatch -----------------------------------------------------------------------
 
@@ -216,12 +290,13 @@ class Registry:
     # --- ping / catalog / tags ----------------------------------------------------------
 
     @staticmethod
-    def _page(items: list[str], request: Request, base: str) -> tuple[list[str], dict[str, str]]:
+    def _page(items: list[str], request: Request, base: str, default_n: int | None = None,
+              ) -> tuple[list[str], dict[str, str]]:
         q = _query(request)
         last = q.get("last")
         if last:
             items = [i for i in items if i > last]
-        n_text = q.get("n")
+        n_text = q.get("n") if default_n is None else str(default_n)
         headers = _headers()
         if n_text is None or n_text == "":
             return items, headers
@@ -238,8 +313,22 @@ class Registry:
         return page, headers
 
     async def catalog(self, request: Request) -> Response:
-        """GET /v2/_catalog with ``n`` / ``last`` pagination."""
+        """GET /v2/_catalog with ``n`` / ``last`` pagination (with ``catalog.maxentries`` of a
+        registry:2 configuration: pages of at most that many, a larger ``n`` refused)."""
         repos = await anyio.to_thread.run_sync(self.manifests.repositories_sync)
+        cap = self.config.catalog_max_entries
+        if cap:
+            n_text = _query(request).get("n")
+            try:
+                n = parse_decimal(n_text, min_value=INT64_MIN, signed=True) if n_text else None
+            except FormatError:
+                n = None
+            if n is not None and n > cap:
+                raise PaginationInvalid(detail={"n": n})
+            if n is None or n < 0:
+                page, headers = self._page(repos, request, "/v2/_catalog", cap)
+                return Response(go_json_line({"repositories": page}), media_type="application/json",
+                                headers=headers)
         page, headers = self._page(repos, request, "/v2/_catalog")
         return Response(go_json_line({"repositories": page}), media_type="application/json", headers=headers)
 
@@ -284,19 +373,22 @@ class Registry:
         if request.method == "HEAD":
             await self._checked(blob, full_read=False)
             headers["Content-Length"] = str(blob.size)
+            self._blob_event(request, events.PULL, name, blob.digest, blob.size)
             return Response(b"", media_type="application/octet-stream", headers=headers)
-        key = layout.blob_key(blob.digest)
+        key = self.blobs.paths.blob_key(blob.digest)
         if span is not None:
             await self._checked(blob, full_read=False)
             start, length = span
             headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{blob.size}"
             headers["Content-Length"] = str(length)
+            self._blob_event(request, events.PULL, name, blob.digest, blob.size)
             return StreamingResponse(
                 self._iterate(key, start, length), status_code=206,
                 media_type="application/octet-stream", headers=headers,
             )
         path = self.driver.local_path(key)
         await self._checked(blob, full_read=True)
+        self._blob_event(request, events.PULL, name, blob.digest, blob.size)
         if path is not None:
             try:
                 st = os.stat(path)
@@ -324,28 +416,30 @@ class Registry:
         d = parse_digest(ref)
         if not await self.blobs.unlink(name, d):
             raise BlobUnknown(detail={"digest": str(d)})
+        self._delete_events(request, name, d, [])
         return Response(b"", status_code=202, headers=_headers(Content_Length="0", Docker_Content_Digest=str(d)))
 
     # --- uploads ------------------------------------------------------------------------
 
-    def _upload_headers(self, up: Upload, status: int = 202) -> Response:
+    def _upload_headers(self, request: Request, up: Upload, status: int = 202) -> Response:
         end = up.size - 1 if up.size > 0 else 0
         return Response(
             b"",
             status_code=status,
             headers=_headers(
-                Location=f"/v2/{up.repo}/blobs/uploads/{up.id}",
+                Location=f"{self._base_url(request)}/v2/{up.repo}/blobs/uploads/{up.id}",
                 Range=f"0-{end}",
                 Docker_Upload_UUID=up.id,
                 Content_Length="0",
             ),
         )
 
-    def _created(self, name: str, d: Digest) -> Response:
+    def _created(self, request: Request, name: str, d: Digest) -> Response:
         return Response(
             b"",
             status_code=201,
-            headers=_headers(Location=f"/v2/{name}/blobs/{d}", Docker_Content_Digest=str(d), Content_Length="0"),
+            headers=_headers(Location=f"{self._base_url(request)}/v2/{name}/blobs/{d}", Docker_Content_Digest=str(d),
+                             Content_Length="0"),
         )
 
     async def upload_start(self, request: Request, name: str, ref: str | None) -> Response:
@@ -360,11 +454,13 @@ class Registry:
             d = parse_digest(mount)
             if await self._mountable(request, source, d):
                 await self.blobs.link(name, d)
-                return self._created(name, d)
+                blob = await self.blobs.stat(name, d)
+                self._blob_event(request, events.MOUNT, name, d, blob.size if blob else 0, source)
+                return self._created(request, name, d)
         want = parse_digest(digest_param) if digest_param else None
         up = await self.uploads.create(name, owner=_session_owner(request, name), transient=want is not None)
         if want is None:
-            return self._upload_headers(up)
+            return self._upload_headers(request, up)
         async with self.uploads.lock(up.id):
             try:
                 up = await self.uploads.append(
@@ -373,8 +469,9 @@ class Registry:
             except BaseException:
                 await self.uploads.cancel(up)
                 raise
-            await self.uploads.commit(up, want)
-        return self._created(name, want)
+            size = await self.uploads.commit(up, want)
+        self._blob_event(request, events.PUSH, name, want, size)
+        return self._created(request, name, want)
 
     async def _mountable(self, request: Request, source: str, d: Digest) -> bool:
         """Whether ``d`` may be mounted from ``source``: the caller may pull ``source`` (the
@@ -421,7 +518,7 @@ class Registry:
                 f"chunk starts at {start} but the upload has {up.size} bytes",
                 detail={"start": start, "size": up.size},
                 headers={
-                    "Location": f"/v2/{up.repo}/blobs/uploads/{up.id}",
+                    "Location": f"{self.config.http_prefix}/v2/{up.repo}/blobs/uploads/{up.id}",
                     "Range": f"0-{max(up.size - 1, 0)}",
                     "Docker-Upload-UUID": up.id,
                 },
@@ -431,7 +528,7 @@ class Registry:
     async def upload_status(self, request: Request, name: str, ref: str | None) -> Response:
         """GET /v2/<name>/blobs/uploads/<uuid>: progress (204 with ``Range``)."""
         up = await self.uploads.get(name, ref or "")
-        return self._upload_headers(up, status=204)
+        return self._upload_headers(request, up, status=204)
 
     async def upload_patch(self, request: Request, name: str, ref: str | None) -> Response:
         """PATCH /v2/<name>/blobs/uploads/<uuid>: append a chunk (in-order ``Content-Range``)."""
@@ -440,7 +537,7 @@ class Registry:
             up = await self.uploads.get(name, up.id)
             expected = self._chunk_length(request, up)
             up = await self.uploads.append(up, self._body(request), expected)
-        return self._upload_headers(up)
+        return self._upload_headers(request, up)
 
     async def upload_put(self, request: Request, name: str, ref: str | None) -> Response:
         """PUT /v2/<name>/blobs/uploads/<uuid>?digest=: optional last chunk, then commit (201)."""
@@ -455,8 +552,9 @@ class Registry:
             if expected is None:
                 expected = self._declared_length(request)
             up = await self.uploads.append(up, self._body(request), expected, publish=False)
-            await self.uploads.commit(up, want)
-        return self._created(name, want)
+            size = await self.uploads.commit(up, want)
+        self._blob_event(request, events.PUSH, name, want, size)
+        return self._created(request, name, want)
 
     async def upload_cancel(self, request: Request, name: str, ref: str | None) -> Response:
         """DELETE /v2/<name>/blobs/uploads/<uuid>: cancel (204)."""
@@ -478,6 +576,7 @@ class Registry:
                 if isinstance(rule, str):
                     self.metrics.policy_refused(rule)
                 raise
+        self._manifest_event(request, events.PULL, name, m, m.body, m.media_type, None if ":" in ref else ref)
         headers = _headers(Docker_Content_Digest=str(m.digest), ETag=f'"{m.digest}"')
         if request.method == "HEAD":
             headers["Content-Length"] = str(len(m.body))
@@ -502,8 +601,11 @@ class Registry:
         body = await self._read_manifest_body(request)
         extra_tags = _query(request).getlist("tag") if ":" in ref else []
         d, parsed = await self.manifests.put(name, ref, body, request.headers.get("content-type"), extra_tags)
+        tag = ref if ":" not in ref else (extra_tags[0] if extra_tags else None)
+        self._manifest_event(request, events.PUSH, name, None, body, parsed.media_type, tag)
         headers = _headers(
-            Location=f"/v2/{name}/manifests/{d}", Docker_Content_Digest=str(d), Content_Length="0"
+            Location=f"{self._base_url(request)}/v2/{name}/manifests/{d}", Docker_Content_Digest=str(d),
+            Content_Length="0",
         )
         if parsed.subject is not None:
             headers["OCI-Subject"] = str(parsed.subject.digest)
@@ -515,7 +617,8 @@ class Registry:
         """DELETE /v2/<name>/manifests/<reference>: by digest, or untag by tag (202)."""
         assert ref is not None
         self._check_delete()
-        await self.manifests.delete(name, ref)
+        untagged = await self.manifests.delete(name, ref)
+        self._delete_events(request, name, parse_digest(ref) if ":" in ref else None, untagged)
         return Response(b"", status_code=202, headers=_headers(Content_Length="0"))
 
     # --- referrers ----------------------------------------------------------------------
@@ -550,6 +653,50 @@ class _AnyMethodRoute(Route):
         self.methods = None  # Starlette: no method check in matches() and handle()
 
 
+class _FrontDoor:
+    """What registry:2's router does before a handler runs: the ``http.prefix`` the API is
+    served under (stripped; other paths 404), the ``http.headers`` added to every response,
+    and the storage health check (503 ``UNAVAILABLE`` while it fails)."""
+
+    def __init__(self, app: Any, prefix: str, headers: dict[str, list[str]], health: StorageHealth | None,
+                 threads: int = 0) -> None:
+        self.app = app
+        self.threads = threads  # registry:2's storage.filesystem.maxthreads: worker threads for storage
+        self.prefix = prefix
+        self.extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, vs in headers.items() for v in vs]
+        self.health = health
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.threads:
+            anyio.to_thread.current_default_thread_limiter().total_tokens = self.threads
+            self.threads = 0
+        if self.extra:
+            inner_send = send
+
+            async def send(message: Any) -> None:
+                if message["type"] == "http.response.start":
+                    message = {**message, "headers": [*message.get("headers", []), *self.extra]}
+                await inner_send(message)
+        head = scope.get("method") == "HEAD"
+        if self.health is not None and not self.health.healthy:
+            await error_response(Unavailable(detail="health check failed: please see /debug/health"), head)(
+                scope, receive, send)
+            return
+        if self.prefix:
+            path: str = scope.get("path", "")
+            if path != self.prefix and not path.startswith(self.prefix + "/"):
+                await error_response(NotFound(detail={"path": path[:300]}), head)(scope, receive, send)
+                return
+            scope = {**scope, "path": path[len(self.prefix):] or "/",
+                     "root_path": scope.get("root_path", "") + self.prefix}
+            if "raw_path" in scope and scope["raw_path"]:
+                scope["raw_path"] = scope["raw_path"][len(self.prefix):] or b"/"
+        await self.app(scope, receive, send)
+
+
 def create_app(config: RegistryConfig, driver: StorageDriver | None = None) -> Starlette:
     """The registry ASGI application for ``config`` (optionally on an explicit driver)."""
     registry = Registry(config, driver)
@@ -563,7 +710,13 @@ def create_app(config: RegistryConfig, driver: StorageDriver | None = None) -> S
             _AnyMethodRoute("/v2/{rest:path}", registry.dispatch),
             _AnyMethodRoute("/{rest:path}", not_found),
         ],
-        middleware=[Middleware(MetricsMiddleware, metrics=registry.metrics), *auth_middleware(config)],
+        middleware=[
+            Middleware(MetricsMiddleware, metrics=registry.metrics),
+            Middleware(_FrontDoor, prefix=config.http_prefix, headers=config.http_headers,
+                       health=StorageHealth(registry.driver, config.health_interval, config.health_threshold)
+                       if config.health_interval > 0 else None, threads=config.storage_max_threads),
+            *auth_middleware(config),
+        ],
     )
     app.state.registry = registry
 

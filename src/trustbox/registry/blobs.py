@@ -11,6 +11,7 @@ from enum import StrEnum
 from trustbox.oci.digest import Digest, digest_bytes
 from trustbox.registry import layout
 from trustbox.registry.aio import in_thread, run_io
+from trustbox.registry.layout import Layout
 from trustbox.registry.storage.base import ObjectInfo, StorageDriver
 
 log = logging.getLogger("trustbox.registry")
@@ -40,11 +41,13 @@ class BlobInfo:
 class BlobStore:
     """Blob content plus the links that scope blobs to repositories."""
 
-    def __init__(self, driver: StorageDriver, policy: VerifyPolicy = VerifyPolicy.ALWAYS) -> None:
+    def __init__(self, driver: StorageDriver, policy: VerifyPolicy = VerifyPolicy.ALWAYS,
+                 paths: Layout = Layout.TRUSTBOX) -> None:
         self.driver = driver
         self.policy = policy
         #: blobs this store moved to quarantine (metrics)
         self.quarantine_count = 0
+        self.paths = paths  # the path mapper: trustbox's layout or registry:2's
         # digest string -> identity of the stored object when it last verified; least recently
         # used entries are forgotten past VERIFIED_ENTRIES (such a blob is simply hashed again)
         self._verified: OrderedDict[str, tuple[object, ...]] = OrderedDict()
@@ -53,12 +56,12 @@ class BlobStore:
         """The blob's content, whatever repository links it. Private: whether a blob is stored
         somewhere is answered only through a repository that links it (:meth:`stat`), so a
         caller learns nothing about repositories it may not pull."""
-        info = await run_io(self.driver, self.driver.stat, layout.blob_key(d))
+        info = await run_io(self.driver, self.driver.stat, self.paths.blob_key(d))
         return BlobInfo(d, info.size, info) if info is not None else None
 
     async def is_linked(self, name: str, d: Digest) -> bool:
         """True if the blob is linked into repository ``name``."""
-        return await run_io(self.driver, self.driver.stat, layout.layer_link(name, d)) is not None
+        return await run_io(self.driver, self.driver.stat, self.paths.layer_link(name, d)) is not None
 
     async def stat(self, name: str, d: Digest) -> BlobInfo | None:
         """The blob as visible from repository ``name`` (linked and present), or None."""
@@ -72,26 +75,26 @@ class BlobStore:
         blob = await self.stat(name, d)
         if blob is None or blob.size > limit:
             return None
-        data = await run_io(self.driver, self.driver.read, layout.blob_key(d))
+        data = await run_io(self.driver, self.driver.read, self.paths.blob_key(d))
         if data is None or len(data) > limit or digest_bytes(data, d.algorithm) != d:
             return None
         return data
 
     async def link(self, name: str, d: Digest) -> None:
         """Make the blob visible in repository ``name``."""
-        key = layout.layer_link(name, d)
+        key = self.paths.layer_link(name, d)
         if await run_io(self.driver, self.driver.stat, key) is None:
             await run_io(self.driver, self.driver.write, key, str(d).encode())
 
     async def quarantined(self, d: Digest) -> bool:
         """True when content stored under ``d`` failed verification and was moved to quarantine
         (``quarantine/<alg>/<hex>.<unix time>``)."""
-        names = await run_io(self.driver, self.driver.list_dir, f"{layout.QUARANTINE}/{d.algorithm}")
+        names = await run_io(self.driver, self.driver.list_dir, layout.quarantine_prefix(d.algorithm))
         return any(n.startswith(f"{d.hex}.") for n in names)
 
     async def unlink(self, name: str, d: Digest) -> bool:
         """Remove the blob from repository ``name`` (content stays until garbage collection)."""
-        return await run_io(self.driver, self.driver.delete, layout.layer_link(name, d))
+        return await run_io(self.driver, self.driver.delete, self.paths.layer_link(name, d))
 
     def mark_verified(self, d: Digest, info: ObjectInfo) -> None:
         """Remember that the stored object with this identity has the right content."""
@@ -116,7 +119,7 @@ class BlobStore:
 
     def _hash_stored(self, d: Digest, size: int) -> str:
         h = d.hasher()
-        path = self.driver.local_path(layout.blob_key(d))
+        path = self.driver.local_path(self.paths.blob_key(d))
         if path is not None:
             buf = bytearray(HASH_CHUNK * 4)
             view = memoryview(buf)
@@ -127,7 +130,7 @@ class BlobStore:
                         break
                     h.update(view[:n])
         else:
-            for chunk in self.driver.iter_range(layout.blob_key(d), 0, size, HASH_CHUNK * 4):
+            for chunk in self.driver.iter_range(self.paths.blob_key(d), 0, size, HASH_CHUNK * 4):
                 h.update(chunk)
         return str(h.hexdigest())
 
@@ -148,7 +151,7 @@ class BlobStore:
             blob.digest, blob.digest.algorithm, actual,
         )
         try:
-            await run_io(self.driver, self.driver.move, layout.blob_key(blob.digest),
+            await run_io(self.driver, self.driver.move, self.paths.blob_key(blob.digest),
                          layout.quarantine_key(blob.digest, stamp))
         except Exception as exc:  # pragma: no cover - quarantine is best effort
             log.error("could not quarantine %s: %s", blob.digest, exc)

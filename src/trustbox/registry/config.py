@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from trustbox.errors import ConfigError
 from trustbox.registry.blobs import VerifyPolicy
+from trustbox.registry.distconfig import read_distribution_config
+from trustbox.registry.layout import LAYOUT_CHOICES
+from trustbox.registry.storage import S3Options, StorageDriver, open_storage
 
 ENV_PREFIX = "TRUSTBOX_"
 
@@ -20,6 +23,7 @@ class RegistryConfig:
 
     listen: str = "127.0.0.1:5000"
     storage: str = "./registry-data"
+    layout: str = "auto"  # storage layout: auto (what the storage holds), trustbox, registry2
     tls_cert: str | None = None
     tls_key: str | None = None
     verify_blobs: str = VerifyPolicy.FIRST.value
@@ -42,6 +46,36 @@ class RegistryConfig:
     body_timeout: int = 60
     log_level: str = "info"
     trust_policy: str | None = None  # trust policy file (docs/registry.md, "Trust policy")
+    # --- what a registry:2 configuration can also say (registry/distconfig.py) ---------------
+    storage_max_threads: int = 0  # storage.filesystem.maxthreads (0: the default thread pool)
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_session_token: str | None = None
+    s3_path_style: bool | None = None  # None: boto3's choice
+    s3_verify_tls: bool = True
+    s3_chunk_size: int | None = None  # multipart part size
+    s3_sse: str | None = None  # AES256 or aws:kms
+    s3_sse_kms_key_id: str | None = None
+    s3_storage_class: str | None = None
+    s3_object_acl: str | None = None
+    http_host: str | None = None  # external base URL for Location headers and event URLs
+    http_prefix: str = ""  # path prefix the API is served under ("/registry")
+    relative_urls: bool = True  # Location headers as paths (trustbox) or absolute URLs (registry:2)
+    http_headers: dict[str, list[str]] = field(default_factory=dict)  # added to every API response
+    http1_only: bool = False
+    tls_min_version: str | None = None  # "1.2" or "1.3"
+    notifications: list[dict[str, Any]] = field(default_factory=list)  # webhook endpoints
+    notify_include_references: bool = False
+    notify_queue_size: int = 10000  # events held per endpoint while it is unreachable
+    log_formatter: str = "text"
+    log_fields: dict[str, str] = field(default_factory=dict)
+    access_log: bool = True
+    manifest_urls_checked: bool = False  # check layer URLs against allow/deny (registry:2's validation)
+    manifest_urls_allow: list[str] = field(default_factory=list)
+    manifest_urls_deny: list[str] = field(default_factory=list)
+    health_interval: float = 0.0  # storage health check period in seconds (0: off)
+    health_threshold: int = 0
+    catalog_max_entries: int = 0  # largest catalog page (0: unlimited)
 
     def host_port(self) -> tuple[str, int]:
         """Split ``listen`` into host and port."""
@@ -65,6 +99,10 @@ class RegistryConfig:
             if f and not Path(f).is_file():
                 raise ConfigError(f"file not found: {f}")
         self.auth_section()
+        if self.layout not in LAYOUT_CHOICES:
+            raise ConfigError(f"invalid layout {self.layout!r}", hint="use auto, trustbox or registry2")
+        if self.http_prefix and not self.http_prefix.startswith("/"):
+            raise ConfigError(f"http prefix {self.http_prefix!r} must start with /")
         if self.workers < 1:
             raise ConfigError("workers must be at least 1")
         for name in ("max_manifest_size", "max_json_depth", "max_upload_sessions", "upload_idle_timeout",
@@ -91,6 +129,25 @@ class RegistryConfig:
         if self.htpasswd:
             return {"htpasswd": {"realm": self.htpasswd_realm, "path": self.htpasswd}}
         return None
+
+    def open_driver(self) -> StorageDriver:
+        """The storage driver this configuration names (S3 with its options).
+
+        Raises:
+            ConfigError: an unknown scheme or an S3 URL without a bucket.
+        """
+        return open_storage(
+            self.storage,
+            s3_endpoint_url=self.s3_endpoint_url,
+            s3_region=self.s3_region,
+            spool_dir=Path(self.spool_dir) if self.spool_dir else None,
+            s3_options=S3Options(
+                access_key=self.s3_access_key, secret_key=self.s3_secret_key, session_token=self.s3_session_token,
+                path_style=self.s3_path_style, verify_tls=self.s3_verify_tls, chunk_size=self.s3_chunk_size,
+                sse=self.s3_sse, sse_kms_key_id=self.s3_sse_kms_key_id, storage_class=self.s3_storage_class,
+                object_acl=self.s3_object_acl,
+            ),
+        )
 
     def to_json(self) -> str:
         """Serialised form (handed to worker processes)."""
@@ -119,7 +176,26 @@ def _coerce(name: str, value: Any, kind: Any) -> Any:
             return int(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+    if kind == "float":
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+    if kind == "any":
+        if not isinstance(value, (dict, list)):
+            raise ConfigError(f"{name}: expected a table or list, got {value!r}")
+        return value
     return str(value)
+
+
+def _kind(type_text: str) -> str:
+    """How a field's value is coerced, from its annotation."""
+    if type_text.startswith(("dict", "list")):
+        return "any"
+    for base in ("bool", "int", "float"):
+        if base in type_text:
+            return base
+    return "str"
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -159,25 +235,38 @@ def _auth_fields(auth: Any, path: Path) -> dict[str, Any]:
     return {{"path": "htpasswd", "realm": "htpasswd_realm"}[k]: v for k, v in options.items()}
 
 
+def is_distribution_config(path: Path) -> bool:
+    """True for a registry:2 configuration file (YAML: ``.yml`` / ``.yaml``)."""
+    return path.suffix.lower() in (".yml", ".yaml")
+
+
 def load_config(config_file: Path | None, overrides: dict[str, Any], env: dict[str, str]) -> RegistryConfig:
-    """Merge defaults, the config file, ``TRUSTBOX_*`` variables and explicit overrides."""
-    known = {f.name: f.type for f in fields(RegistryConfig)}
+    """Merge defaults, the config file, ``TRUSTBOX_*`` variables and explicit overrides.
+
+    The config file is trustbox's (TOML or JSON) or registry:2's ``config.yml`` (YAML, read
+    with its ``REGISTRY_*`` environment overrides by :mod:`trustbox.registry.distconfig`).
+
+    Raises:
+        ConfigError: an unreadable file, an unknown or invalid option, or a registry:2
+            option trustbox cannot honour.
+    """
+    known = {f.name: str(f.type) for f in fields(RegistryConfig)}
     merged: dict[str, Any] = {}
     if config_file is not None:
-        for k, v in read_config_file(config_file).items():
+        if is_distribution_config(config_file):
+            values = read_distribution_config(config_file, env)
+        else:
+            values = read_config_file(config_file)
+        for k, v in values.items():
             if k not in known:
                 raise ConfigError(f"unknown option {k!r} in {config_file}")
             merged[k] = v
     for k in known:
         ev = env.get(ENV_PREFIX + k.upper())
-        if ev is not None and ev != "":
+        if ev is not None and ev != "" and _kind(known[k]) != "any":
             merged[k] = ev
     for k, v in overrides.items():
         if v is not None:
             merged[k] = v
-    typed = {}
-    for k, v in merged.items():
-        kind = known[k]
-        base = "bool" if "bool" in str(kind) else "int" if "int" in str(kind) else "str"
-        typed[k] = _coerce(k, v, base)
+    typed = {k: _coerce(k, v, _kind(known[k])) for k, v in merged.items()}
     return RegistryConfig(**typed).validate()

@@ -181,3 +181,10 @@ class StorageFailure(RegistryError):
     """The storage backend failed (disk full, S3 unreachable): not the client's fault."""
 
     error_code = errcode.UNKNOWN.answered(503, "storage backend unavailable")
+
+
+class Unavailable(RegistryError):
+    """The registry's health check fails (registry:2's ``health`` checks): distribution's
+    ``UNAVAILABLE``, 503."""
+
+    error_code = errcode.UNAVAILABLE

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 
 from trustbox.oci.digest import Digest
-from trustbox.registry import layout
 from trustbox.registry.errors import RegistryError
+from trustbox.registry.layout import Layout, choose_layout
 from trustbox.registry.manifests import validate_pushed
 from trustbox.registry.names import parse_digest
 from trustbox.registry.sessions import SharedSessions
@@ -34,37 +34,27 @@ class GCReport:
     uploads_removed: list[str] = field(default_factory=list)
 
 
-def _digest_from_link(key: str) -> Digest | None:
-    parts = key.split("/")
-    try:
-        return parse_digest(f"{parts[-2]}:{parts[-1]}")
-    except (RegistryError, IndexError):
-        return None
-
-
-def mark(driver: StorageDriver) -> set[str]:
+def mark(driver: StorageDriver, paths: Layout = Layout.TRUSTBOX) -> set[str]:
     """Digests (as strings) reachable from any repository."""
     live: set[str] = set()
     manifests: list[Digest] = []
-    for key, _info in driver.walk(layout.REPOS):
-        if "/_layers/" in key:
-            d = _digest_from_link(key)
-            if d is not None:
-                live.add(str(d))
-        elif "/_manifests/revisions/" in key:
-            d = _digest_from_link(key)
-            if d is not None:
-                live.add(str(d))
-                manifests.append(d)
-        elif "/_manifests/tags/" in key:
+    for key, _info in driver.walk(paths.repos_prefix):
+        if paths.is_tag_pointer(key):
             raw = driver.read(key)
             if raw:
                 try:
                     live.add(str(parse_digest(raw.decode())))
                 except (RegistryError, UnicodeDecodeError):
                     pass
+        elif "/_layers/" in key or "/_manifests/" in key:
+            # _layers links, revision links, and (registry:2) the revisions a tag ever named
+            d = paths.link_digest(key)
+            if d is not None:
+                live.add(str(d))
+                if "/_manifests/revisions/" in key:
+                    manifests.append(d)
     for d in manifests:
-        body = driver.read(layout.blob_key(d))
+        body = driver.read(paths.blob_key(d))
         if body is None:
             continue
         try:
@@ -76,17 +66,31 @@ def mark(driver: StorageDriver) -> set[str]:
     return live
 
 
+def _stale_registry2_uploads(driver: StorageDriver, paths: Layout, now: float, max_age: float) -> list[str]:
+    """Prefixes of registry:2's upload folders whose newest object is older than ``max_age``."""
+    newest: dict[str, float] = {}
+    for key, info in driver.walk(paths.repos_prefix):
+        head, sep, tail = key.partition("/_uploads/")
+        if sep and "/" in tail:
+            prefix = f"{head}/_uploads/{tail.split('/', 1)[0]}"
+            newest[prefix] = max(newest.get(prefix, 0.0), info.mtime)
+    return sorted(p for p, mtime in newest.items() if now - mtime > max_age)
+
+
 def collect(driver: StorageDriver, *, dry_run: bool = False, min_age: float = 3600.0,
-            upload_max_age: float = 86400.0) -> GCReport:
-    """Mark, then sweep unreferenced blobs older than ``min_age`` seconds."""
+            upload_max_age: float = 86400.0, paths: Layout | None = None) -> GCReport:
+    """Mark, then sweep unreferenced blobs older than ``min_age`` seconds (``paths``: the
+    layout, by default the one the storage holds)."""
+    if paths is None:
+        paths = choose_layout(driver, "auto")
     report = GCReport()
-    live = mark(driver)
+    live = mark(driver, paths)
     now = time.time()
-    for key, info in list(driver.walk(layout.BLOBS)):
-        parts = key.split("/")
-        if len(parts) != 4:
+    for key, info in list(driver.walk(paths.blobs_prefix)):
+        d = paths.blob_digest(key)
+        if d is None:
             continue
-        ref = f"{parts[1]}:{parts[3]}"
+        ref = str(d)
         if ref in live:
             report.kept += 1
             continue
@@ -108,6 +112,11 @@ def collect(driver: StorageDriver, *, dry_run: bool = False, min_age: float = 36
         index = OwnerIndex(spool)
         for key, upload_id in index.orphans(spool):
             index.remove(key, upload_id)
+    if paths.is_registry2:  # uploads registry:2 left in flight: repositories/<name>/_uploads/<uuid>/...
+        for prefix in _stale_registry2_uploads(driver, paths, now, upload_max_age):
+            report.uploads_removed.append(prefix.rsplit("/", 1)[-1])
+            if not dry_run:
+                driver.delete_tree(prefix)
     if not driver.cheap_io:  # sessions shared by replicas through remote storage
         shared = SharedSessions(driver)
         for upload_id in shared.older_than(now, upload_max_age):

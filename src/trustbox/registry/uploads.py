@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from trustbox.oci.digest import Digest
-from trustbox.registry import layout
 from trustbox.registry.aio import in_thread
 from trustbox.registry.blobs import BlobStore
 from trustbox.registry.errors import (
@@ -484,7 +483,7 @@ class UploadStore:
                 detail={"expected": str(d), "actual": f"{d.algorithm}:{actual}"},
             )
         driver = self.blobs.driver
-        key = layout.blob_key(d)
+        key = self.blobs.paths.blob_key(d)
         mark = self.blobs.verified_identity(d)  # no mark, no need to look (a HEAD on S3)
         existing = await in_thread(driver.stat, key) if mark is not None else None
         if existing is not None and existing.identity == mark:

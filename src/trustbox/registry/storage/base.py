@@ -65,6 +65,10 @@ class StorageDriver(Protocol):
         """Remove ``key``; False if it was not there."""
         ...
 
+    def delete_tree(self, prefix: str) -> None:
+        """Remove every object under ``prefix`` (and, on a filesystem, its folders)."""
+        ...
+
     def list_dir(self, prefix: str) -> list[str]:
         """Names of the direct children (objects and sub-prefixes) of ``prefix``."""
         ...

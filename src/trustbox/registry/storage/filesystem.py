@@ -129,7 +129,7 @@ class FilesystemDriver:
         return True
 
     def delete_tree(self, prefix: str) -> None:
-        """Remove a whole directory (used by tests and repository cleanup)."""
+        """Remove a whole directory (an untag in registry:2's layout, tests)."""
         shutil.rmtree(self.root / prefix, ignore_errors=True)
 
     def list_dir(self, prefix: str) -> list[str]:

@@ -15,10 +15,41 @@ import hashlib
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trustbox.registry.storage.base import ObjectInfo
+
+
+@dataclass(frozen=True)
+class S3Options:
+    """Connection and object settings beyond bucket, prefix, endpoint and region (what a
+    registry:2 ``storage.s3`` section can say); None leaves boto3's default chain and choices."""
+
+    access_key: str | None = None
+    secret_key: str | None = None
+    session_token: str | None = None
+    path_style: bool | None = None
+    verify_tls: bool = True
+    chunk_size: int | None = None
+    sse: str | None = None  # "AES256" or "aws:kms"
+    sse_kms_key_id: str | None = None
+    storage_class: str | None = None
+    object_acl: str | None = None
+
+    def put_args(self) -> dict[str, str]:
+        """Extra arguments of every PutObject / CopyObject / upload."""
+        out: dict[str, str] = {}
+        if self.sse:
+            out["ServerSideEncryption"] = self.sse
+        if self.sse_kms_key_id:
+            out["SSEKMSKeyId"] = self.sse_kms_key_id
+        if self.storage_class:
+            out["StorageClass"] = self.storage_class
+        if self.object_acl:
+            out["ACL"] = self.object_acl
+        return out
 
 
 class S3Driver:
@@ -36,11 +67,13 @@ class S3Driver:
         region: str | None = None,
         spool_dir: Path | None = None,
         client: Any = None,
+        options: S3Options | None = None,
     ) -> None:
         import boto3
         from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
         from botocore.config import Config
 
+        opts = options or S3Options()
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         if client is None:
@@ -49,13 +82,21 @@ class S3Driver:
             # do not match a stored claim with an exception outside ClientError (moto keeps
             # unchecked claims) instead of the registry's digest error; it also hashed every
             # download a second time.
-            config = Config(response_checksum_validation="when_required")
-            client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+            addressing = {"addressing_style": "path" if opts.path_style else "virtual"} if opts.path_style is not None else {}
+            config = Config(response_checksum_validation="when_required", s3=addressing or None)
+            client = boto3.client(
+                "s3", endpoint_url=endpoint_url, region_name=region,
+                aws_access_key_id=opts.access_key, aws_secret_access_key=opts.secret_key,
+                aws_session_token=opts.session_token, verify=opts.verify_tls, config=config,
+            )
         self.client = client
         self._conditional = True
         self._checksums = True  # the store takes x-amz-checksum-sha256 on PUT
         self._verifies: bool | None = None  # whether it checks them (None: not probed yet)
-        self._transfer = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20)
+        part = opts.chunk_size or 64 << 20
+        self._transfer = TransferConfig(multipart_threshold=part, multipart_chunksize=part)
+        # object settings every write carries (registry:2's encrypt/keyid, storageclass, objectacl)
+        self._put_args: dict[str, str] = opts.put_args()
         base = spool_dir or Path(tempfile.gettempdir()) / f"trustbox-registry-spool-{bucket}"
         self._spool = Path(base) / "uploads"
         self._spool.mkdir(parents=True, exist_ok=True)
@@ -89,12 +130,13 @@ class S3Driver:
 
     def write(self, key: str, data: bytes) -> None:
         """PUT the object (atomic)."""
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **self._put_args)
 
     def put_file(self, key: str, path: Path) -> None:
         """Upload a local file (multipart for big ones; the object appears only when complete)."""
         try:
-            self.client.upload_file(str(path), self.bucket, self._key(key), Config=self._transfer)
+            self.client.upload_file(str(path), self.bucket, self._key(key), Config=self._transfer,
+                                    ExtraArgs=self._put_args or None)
         finally:
             Path(path).unlink(missing_ok=True)
 
@@ -118,7 +160,8 @@ class S3Driver:
                 try:
                     with open(path, "rb") as body:
                         self.client.put_object(
-                            Bucket=self.bucket, Key=self._key(key), Body=body, IfNoneMatch="*", **extra
+                            Bucket=self.bucket, Key=self._key(key), Body=body, IfNoneMatch="*", **extra,
+                            **self._put_args,
                         )
                     return True
                 except ClientError as exc:
@@ -135,7 +178,8 @@ class S3Driver:
                     if status != 501 and code != "NotImplemented":
                         raise
                     self._conditional = False  # this store has no conditional writes
-            self.client.upload_file(str(path), self.bucket, self._key(key), Config=self._transfer)
+            self.client.upload_file(str(path), self.bucket, self._key(key), Config=self._transfer,
+                                    ExtraArgs=self._put_args or None)
             return True
         finally:
             Path(path).unlink(missing_ok=True)
@@ -165,6 +209,7 @@ class S3Driver:
                 CopySource={"Bucket": self.bucket, "Key": self._key(src)},
                 CopySourceIfMatch=head["ETag"],
                 ChecksumAlgorithm="SHA256",
+                **self._put_args,
             )
         except ClientError:
             return False  # changed since the HEAD (412), gone, or no server-side copy here
@@ -228,9 +273,17 @@ class S3Driver:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
         return True
 
+    def delete_tree(self, prefix: str) -> None:
+        """Delete every object under ``prefix`` (listed, then removed in batches of 1000)."""
+        keys = [self._key(k) for k, _info in self.walk(prefix)]
+        for i in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[i:i + 1000]]
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+
     def list_dir(self, prefix: str) -> list[str]:
         """Children via a delimited listing."""
-        full = self._key(prefix).rstrip("/") + "/"
+        full = self._key(prefix).rstrip("/")
+        full = full + "/" if full else ""  # the bucket's top level when there is no prefix
         names: list[str] = []
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
@@ -242,7 +295,8 @@ class S3Driver:
 
     def walk(self, prefix: str) -> Iterator[tuple[str, ObjectInfo]]:
         """Every object under ``prefix``."""
-        full = self._key(prefix).rstrip("/") + "/"
+        full = self._key(prefix).rstrip("/")
+        full = full + "/" if full else ""  # the bucket's top level when there is no prefix
         strip = len(self.prefix) + 1 if self.prefix else 0
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
@@ -274,6 +328,7 @@ class S3Driver:
     def move(self, src: str, dst: str) -> None:
         """Server-side copy then delete."""
         self.client.copy_object(
-            Bucket=self.bucket, Key=self._key(dst), CopySource={"Bucket": self.bucket, "Key": self._key(src)}
+            Bucket=self.bucket, Key=self._key(dst), CopySource={"Bucket": self.bucket, "Key": self._key(src)},
+            **self._put_args,
         )
         self.client.delete_object(Bucket=self.bucket, Key=self._key(src))
