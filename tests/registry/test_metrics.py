@@ -9,7 +9,6 @@ from pathlib import Path
 
 import bcrypt
 
-from trustbox.registry import layout
 from trustbox.registry.metrics import RegistryMetrics, route_of
 from trustbox.registry.names import parse_digest
 
@@ -43,7 +42,7 @@ def test_requests_bytes_latency_sessions_quarantine(fsreg: Reg) -> None:
     assert "# TYPE trustbox_registry_policy_refusals_total counter" in text
     assert "team/app" not in text  # repository names are never labels
     # a blob that fails verification on read is quarantined and counted
-    fsreg.driver.write(layout.blob_key(parse_digest(d)), data[:-1] + bytes([data[-1] ^ 1]))
+    fsreg.driver.write(fsreg.paths.blob_key(parse_digest(d)), data[:-1] + bytes([data[-1] ^ 1]))
     assert fsreg.get(f"/v2/team/app/blobs/{d}").status_code == 404
     text = fsreg.get("/metrics").text
     assert metric(text, "trustbox_registry_blobs_quarantined_total") == 1
