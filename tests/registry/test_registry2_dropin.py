@@ -72,7 +72,7 @@ def write_config(path: Path, root: Path, port: int, receiver: Receiver | None = 
     if s3 is None:
         driver = f"  filesystem:\n    rootdirectory: {root}\n"
     else:
-        driver = ("  s3:\n    accesskey: testing\n    secretkey: testing\n    region: us-east-1\n"
+        driver = (f"  s3:\n    accesskey: testing\n    secretkey: testing\n    region: {s3.get('region', 'us-east-1')}\n"
                   f"    regionendpoint: {s3['endpoint']}\n    bucket: {s3['bucket']}\n    rootdirectory: /pre\n"
                   "  redirect:\n    disable: true\n")
     text = (
@@ -104,7 +104,7 @@ class Storage:
 
     def _client(self) -> Any:
         assert self.s3 is not None
-        return boto3.client("s3", endpoint_url=self.s3["endpoint"], region_name="us-east-1",
+        return boto3.client("s3", endpoint_url=self.s3["endpoint"], region_name=self.s3.get("region", "us-east-1"),
                             aws_access_key_id="testing", aws_secret_access_key="testing")
 
     def keys(self) -> list[str]:
@@ -122,9 +122,10 @@ class Storage:
         return body
 
 
-@pytest.fixture(scope="module", params=["fs", "s3"])
+@pytest.fixture(scope="module", params=["fs", "s3", "ceph"])
 def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A registry:2 deployment (on a filesystem, or on S3 served by moto) with a multi-arch OCI
+    """A registry:2 deployment (on a filesystem, on S3 served by moto, or on Ceph's radosgw, a real
+    S3 store whose account keys are the process's ``testing`` keys) with a multi-arch OCI
     index and a Docker schema 2 image pushed by skopeo, docker-registry stopped again; what it
     served is recorded."""
     work = tmp_path_factory.mktemp("takeover")
@@ -135,6 +136,9 @@ def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     if request.param == "s3":
         endpoint = request.getfixturevalue("moto_endpoint")
         s3 = {"endpoint": endpoint, "bucket": make_bucket(endpoint)}
+    elif request.param == "ceph":
+        account = request.getfixturevalue("ceph_s3")
+        s3 = {"endpoint": account.endpoint, "bucket": account.new_bucket("takeover"), "region": account.region}
     write_config(config, root, port, s3=s3)
     storage = Storage(root, s3)
     addr = f"127.0.0.1:{port}"
