@@ -7,7 +7,7 @@
 * a second signer appends a layer, ``trust revoke`` removes it again;
 * attachments travel with ``skopeo copy`` to a docker-registry with no trust server, and verify there
   with ``--require sigstore``;
-* ``trustbox resolve`` output pulled by podman gives the signed digest; a ``docker-archive:`` written
+* ``trustbox resolve`` output pulled by podman and by containerd's ``ctr`` gives the signed digest; a ``docker-archive:`` written
   by ``trustbox pull`` loads with ``podman load`` under its tag.
 
 Trust data here is made now (fresh keys, no fixtures), so no time is pinned.
@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.e2e.stack import Stack, missing, start_stack
+from tests.helpers.containerclients import CONTAINERD, CTR, containerd, ctr_pull
 from tests.helpers.net import free_port
 from tests.images.registries import RunningRegistry, have_docker_registry, upstream_registry
 from trustbox.client.images.attachments import read_payload
@@ -387,6 +388,24 @@ def test_resolve_pulled_by_podman(world: World, podman_root: Path, tmp_path: Pat
     assert one["resolved"] == f"{world.reg}/test/res@{app.digest}" and one["verified"] is True
     assert tb(world.env, "resolve").returncode == 2
     assert tb(world.env, "resolve", f"{world.reg}/test/res@{app.digest}").returncode == 2
+
+
+def test_resolve_pulled_by_ctr(world: World) -> None:
+    """containerd's ``ctr`` (Debian's 1.6, no content trust) pulls what ``resolve`` printed and
+    records the signed digest, for one image and for a multi-arch index."""
+    if CTR is None or CONTAINERD is None:
+        pytest.skip("containerd / ctr not installed")
+    app = push(world, "ctr:1")
+    multi = push(world, "ctr:2", multi=True)
+    work = Path(tempfile.mkdtemp(prefix="ctrd", dir="/tmp"))  # short: the socket path is limited
+    try:
+        with containerd(work) as sock:
+            for tag, image in (("ctr:1", app), ("ctr:2", multi)):
+                out = ok(tb(world.env, "resolve", f"{world.reg}/test/{tag}")).strip()
+                assert out == f"{world.reg}/test/ctr@{image.digest}"
+                assert ctr_pull(sock, out) == image.digest
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_docker_archive_loads_with_podman(world: World, podman_root: Path, tmp_path: Path) -> None:
