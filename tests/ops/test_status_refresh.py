@@ -1,7 +1,8 @@
-"""Proof of issue 20's acceptance on the client side: a repository whose targets role expires in
-10 days shows the warning in ``trustbox trust status`` (exit 1); after ``trustbox trust refresh``
-it does not (exit 0), and the real docker CLI 28 (``docker trust inspect``) and ``notary list``
-accept the new version, also from a cache holding the old one.
+"""Proof of issue 20's acceptance: a repository whose targets role expires in 10 days shows the
+warning in ``trustbox trust status`` (exit 1), amber on the trust server's web page and in its
+expiry gauge; after ``trustbox trust refresh`` it does not (exit 0, "ok" on the page, the gauge
+past 30 days), and the real docker CLI 28 (``docker trust inspect``) and ``notary list`` accept
+the new version, also from a cache holding the old one.
 
 The repository is made with the time pinned (``TRUSTBOX_TRUST_NOW``) 1085 days back, so its
 targets (3 years) expires 10 days from the real now; the servers run on the real clock.
@@ -10,9 +11,12 @@ targets (3 years) expires 10 days from the real now; the servers run on the real
 from __future__ import annotations
 
 import json
+import re
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.stack import Stack
@@ -26,6 +30,29 @@ pytestmark = pytest.mark.interop
 
 def _targets_doc(config: Path, gun: str) -> dict:
     return json.loads((config / "trust" / "tuf" / gun / "metadata" / "targets.json").read_text())["signed"]
+
+
+DAY = 86400.0
+
+
+def _page_targets_class(stack: Stack, repo: str) -> str:
+    """The expiry class (ok / soon / expired) of the targets row on the trust server's web page."""
+    with httpx.Client(verify=str(stack.ca), timeout=30) as c:
+        r = c.get(f"{stack.trust_url}/_trustbox/repo/{repo}")
+    assert r.status_code == 200, r.text
+    m = re.search(r'<tr data-role="targets">.*?data-expiry="(\w+)"', r.text, re.S)
+    assert m is not None, r.text
+    return m.group(1)
+
+
+def _targets_expiry_gauge(stack: Stack) -> float:
+    """``trustbox_trust_earliest_expiry_seconds{role="targets"}`` of the trust server (every
+    repository of this package's stack; the others' targets expire in years)."""
+    with httpx.Client(verify=str(stack.ca), timeout=30) as c:
+        text = c.get(f"{stack.trust_url}/metrics").text
+    m = re.search(r'^trustbox_trust_earliest_expiry_seconds\{role="targets"\} (\S+)$', text, re.M)
+    assert m is not None, text
+    return float(m.group(1))
 
 
 def test_expiring_targets_warned_then_refreshed(stack: Stack, tmp_path: Path) -> None:
@@ -93,6 +120,10 @@ def test_expiring_targets_warned_then_refreshed(stack: Stack, tmp_path: Path) ->
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert r.stderr.startswith(f"Error: failed to refresh {repo}: ") and "expired" in r.stderr, r.stderr
 
+    # the trust server's page shows the targets row amber, its metrics the expiry within 10 days
+    assert _page_targets_class(stack, repo) == "soon"
+    assert _targets_expiry_gauge(stack) <= 10 * DAY
+
     # refresh: targets re-signed, same content, version + 1, new expiry
     r = tb(env, "trust", "refresh", repo, "--within", "30")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -100,6 +131,12 @@ def test_expiring_targets_warned_then_refreshed(stack: Stack, tmp_path: Path) ->
     r = tb(env, "trust", "status", repo)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Warning" not in r.stdout
+    # ... and neither does the page, nor (once the inventory is rescanned, <= 5 s after a write) the metrics
+    assert _page_targets_class(stack, repo) == "ok"
+    deadline = time.monotonic() + 30
+    while _targets_expiry_gauge(stack) <= 30 * DAY:
+        assert time.monotonic() < deadline, "the targets expiry gauge still shows the old version"
+        time.sleep(1)
     # nothing left to do, also for every repository these keys administer (--all; status without names)
     r = tb(env, "trust", "refresh", repo)
     assert r.returncode == 0 and "nothing expires within 30 days" in r.stdout
