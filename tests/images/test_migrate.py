@@ -39,6 +39,7 @@ from trustbox.client.images.migrate import signed_images
 from trustbox.client.images.transfer import NotaryTrust, Reporter, TransferOptions, verify_image
 from trustbox.client.trust.repository import TrustClient
 from trustbox.oci.manifest import Manifest
+from trustbox.tuf.keys import PublicKey
 
 pytestmark = pytest.mark.interop
 
@@ -229,3 +230,24 @@ def test_killed_migration_is_consistent_and_resumable(pairs: Pairs, tmp_path: Pa
         assert done.returncode == 0, f"seed {seed} delay {delay:.2f}: {done.stdout}{done.stderr}"
         for repo, images in repos.items():
             assert_migrated(pairs, repo, images, tmp_path / f"fresh{round_}-{repo.replace('/', '-')}")
+
+
+def test_root_key_outside_the_trust_folder(pairs: Pairs, tmp_path: Path) -> None:
+    """Without the root key in the trust folder the repository fails (nothing imported) and says
+    why; ``--root-key FILE`` (the key kept elsewhere, e.g. offline) completes it."""
+    images = publish(pairs, "acme/offline-root", {"v1": (4_000,)})
+    gun = f"{pairs.src_registry.host}/acme/offline-root"
+    root = json.loads((trust_dir() / "tuf" / gun / "metadata" / "root.json").read_text())["signed"]
+    (cert_id,) = root["roles"]["root"]["keyids"]
+    key_file = trust_dir() / "private" / f"{PublicKey.from_dict(root['keys'][cert_id]).canonical_keyid}.key"
+    kept = tmp_path / "offline-root.key"
+    kept.write_bytes(key_file.read_bytes())
+    key_file.unlink()
+    state = tmp_path / "state.json"
+    code, out, err = run(*base_args(pairs, state), gun)
+    assert code == 1 and "root key" in (out + err).lower(), out + err
+    with RegistryClient(pairs.dst_registry.host) as c:  # images went first; no trust data names them yet
+        assert c.head_manifest("acme/offline-root", "v1") is not None
+    code, out, err = run(*base_args(pairs, state), "--root-key", str(kept), gun)
+    assert code == 0 and out.strip().endswith("1 moved"), out + err
+    assert_migrated(pairs, "acme/offline-root", images, tmp_path / "fresh")

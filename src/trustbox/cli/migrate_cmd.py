@@ -72,6 +72,10 @@ def _summary(outcomes: list[RepoOutcome], dry_run: bool) -> None:
               help="Extra CA certificate (PEM) for the registries; repeatable.")
 @click.option("--trust-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Trust folder (root keys, cache; default: $DOCKER_CONFIG/trust).")
+@click.option("--root-key", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="The repositories' root private key file (default: looked up in the trust folder).")
+@click.option("--new-root", is_flag=True,
+              help="Without the old root key: a new root key per repository (every consumer must re-pin).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary.")
 @click.pass_context
 @one_line_errors
@@ -79,7 +83,7 @@ def migrate_cmd(
     ctx: click.Context, repos: tuple[str, ...], repo_file: Path | None, from_server: str | None, to_server: str,
     from_registry: str | None, to_registry: str | None, from_cache: bool, state_file: Path, dry_run: bool,
     jobs: int, no_attachments: bool, insecure: tuple[str, ...], registry_cas: tuple[Path, ...],
-    trust_dir: Path | None, quiet: bool,
+    trust_dir: Path | None, root_key: Path | None, new_root: bool, quiet: bool,
 ) -> None:
     """Move repositories to another trust server (and registry): for each REPO, export its trust
     data, copy every signed image (digests unchanged) and import the trust data so that clients
@@ -95,6 +99,7 @@ def migrate_cmd(
         to_server=to_server, from_server=from_server, from_registry=from_registry, to_registry=to_registry,
         from_cache=from_cache, state_file=state_file, dry_run=dry_run, jobs=jobs, attachments=not no_attachments,
         source_registry=registry, destination_registry=registry, trust_dir=trust_dir, ca_files=cas,
+        root_key=root_key, new_root=new_root,
     )
     with LiveReporter(quiet) as reporter:
         outcomes = migrate_repositories(names, options, reporter)

@@ -175,6 +175,9 @@ class MigrateOptions:
     trust_dir: Path | None = None
     ca_files: tuple[Path, ...] = ()
     now: datetime | None = None
+    #: the root key for every repository (None: the trust folder's); ``new_root``: make new roots
+    root_key: Path | None = None
+    new_root: bool = False
 
 
 @dataclass
@@ -367,7 +370,8 @@ class Migrator:
             self.state.mark(gun, status="copied", destination=dst.gun, images=len(results))
         result = import_archive(archive, server_url=self.options.to_server,
                                 as_gun=dst.gun if dst.gun != gun else None, trust_dir=self.options.trust_dir,
-                                now=self.options.now, ca_files=self.options.ca_files)
+                                now=self.options.now, ca_files=self.options.ca_files,
+                                root_key=self.options.root_key, new_root=self.options.new_root)
         out.trust = "already imported" if result.already_done else f"root v{result.root_version}"
         self.state.mark(gun, status="done", destination=dst.gun, images=out.images)
         out.status = MOVED
