@@ -15,6 +15,7 @@ from trustbox.trustserver import errors as trust_errors
 REGISTERED = {
     "UNKNOWN": (500, "unknown error"),
     "UNSUPPORTED": (405, "the operation is unsupported"),
+    "UNAVAILABLE": (503, "service unavailable"),
     "UNAUTHORIZED": (401, "authentication required"),
     "DENIED": (403, "requested access to the resource is denied"),
     "TOOMANYREQUESTS": (429, "too many requests"),
@@ -166,6 +167,7 @@ REGISTRY = {
     registry_errors.Unauthorized: ("UNAUTHORIZED", 401, "authentication required"),
     registry_errors.Denied: ("DENIED", 403, "requested access to the resource is denied"),
     registry_errors.Unsupported: ("UNSUPPORTED", 405, "the operation is unsupported"),
+    registry_errors.Unavailable: ("UNAVAILABLE", 503, "service unavailable"),
     registry_errors.NotFound: ("NOT_FOUND", 404, "no such endpoint"),
     registry_errors.ParameterInvalid: ("UNSUPPORTED", 400, "invalid set of query parameters"),
     registry_errors.RangeInvalid: ("RANGE_INVALID", 416, "invalid content range"),
@@ -188,8 +190,9 @@ def test_registry_error_status_and_body(cls: type[registry_errors.RegistryError]
     code, status, message = REGISTRY[cls]
     response = error_response(cls())
     assert response.status_code == status
-    expected = '{"errors": [{"code": "' + code + '", "message": "' + message + '", "detail": {}}]}'
+    # registry:2's json.Encoder: compact, one trailing newline
+    expected = '{"errors":[{"code":"' + code + '","message":"' + message + '","detail":{}}]}\n'
     assert response.body == expected.encode()
     with_detail = error_response(cls("why", detail={"digest": "sha256:x"}))
-    expected = '{"errors": [{"code": "' + code + '", "message": "why", "detail": {"digest": "sha256:x"}}]}'
+    expected = '{"errors":[{"code":"' + code + '","message":"why","detail":{"digest":"sha256:x"}}]}\n'
     assert with_detail.body == expected.encode()
