@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pymysql
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -197,6 +196,11 @@ class _MySQLReads:
     """
 
     def __init__(self, engine: Engine, files_table: str, notary: bool) -> None:
+        # the MySQL driver is loaded only for a MySQL database (its import costs every server
+        # process several MiB; SQLAlchemy loads it the same way, from the URL)
+        import pymysql
+
+        self._driver: Any = pymysql
         args, kwargs = engine.dialect.create_connect_args(engine.url)
         self._args = tuple(args)
         self._kwargs = {**kwargs, "autocommit": True}
@@ -218,9 +222,9 @@ class _MySQLReads:
             if c is not None:
                 try:
                     c.close()
-                except pymysql.Error:
+                except self._driver.Error:
                     pass
-            c = pymysql.connect(*self._args, **self._kwargs)
+            c = self._driver.connect(*self._args, **self._kwargs)
             with self._lock:
                 self._all.append(c)
             self._local.conn = c
@@ -233,7 +237,7 @@ class _MySQLReads:
                     cur.execute(sql, params)
                     row = cur.fetchone()
                 break
-            except (pymysql.OperationalError, pymysql.InterfaceError):
+            except (self._driver.OperationalError, self._driver.InterfaceError):
                 if attempt == 1:
                     raise
         if row is None:
