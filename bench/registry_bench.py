@@ -360,6 +360,20 @@ def median(values: list[float]) -> float:
     return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
 
 
+def write_blob(path: Path, size_mib: int) -> str:
+    """Write a ``size_mib`` MiB test blob (16 MiB random blocks, alternately reversed) to ``path``;
+    return its ``sha256:`` digest."""
+    h = hashlib.sha256()
+    with open(path, "wb") as f:
+        block = os.urandom(16 << 20)
+        for i in range(size_mib // 16 or 1):
+            piece = block if i % 2 == 0 else block[::-1]
+            piece = piece[: size_mib << 20] if size_mib < 16 else piece
+            f.write(piece)
+            h.update(piece)
+    return "sha256:" + h.hexdigest()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mib", type=int, default=1024, help="blob size [1024]")
@@ -390,15 +404,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="regbench-", dir=args.workdir or "/var/tmp"))
     try:
         blob = work / "blob.bin"
-        h = hashlib.sha256()
-        with open(blob, "wb") as f:
-            block = os.urandom(16 << 20)
-            for i in range(args.size_mib // 16 or 1):
-                piece = block if i % 2 == 0 else block[::-1]
-                piece = piece[: args.size_mib << 20] if args.size_mib < 16 else piece
-                f.write(piece)
-                h.update(piece)
-        digest = "sha256:" + h.hexdigest()
+        digest = write_blob(blob, args.size_mib)
         print(f"# blob {blob.stat().st_size} bytes, chunk {args.chunk_mib} MiB, wrk {args.duration}s, "
               f"trustbox workers={args.workers} verify={args.verify_blobs}, {args.trials} trials "
               f"alternating from {args.order}, settle {args.settle}s",

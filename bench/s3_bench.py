@@ -22,7 +22,6 @@ Needs the Debian packages ceph-mon, ceph-osd, radosgw, docker-registry and wrk.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import sys
@@ -34,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from registry_bench import UNITS, Server, bench_one, free_port, median, trial_orders  # noqa: E402
+from registry_bench import UNITS, Server, bench_one, free_port, median, trial_orders, write_blob  # noqa: E402
 from tests.helpers.ceph import PACKAGES, S3Account, attach_or_start, missing_tools, start_cluster  # noqa: E402
 
 
@@ -102,15 +101,7 @@ def main() -> None:
         print(f"ceph.start {cluster.start_seconds:.2f} s", flush=True)
         account = cluster.account("s3bench", "s3bench-secret")
         blob = work / "blob.bin"
-        h = hashlib.sha256()
-        with open(blob, "wb") as f:
-            block = os.urandom(16 << 20)
-            for i in range(args.size_mib // 16 or 1):
-                piece = block if i % 2 == 0 else block[::-1]
-                piece = piece[: args.size_mib << 20] if args.size_mib < 16 else piece
-                f.write(piece)
-                h.update(piece)
-        digest = "sha256:" + h.hexdigest()
+        digest = write_blob(blob, args.size_mib)
         print(f"# radosgw {account.endpoint} ({args.objectstore}), blob {blob.stat().st_size} bytes, "
               f"chunk {args.chunk_mib} MiB, wrk {args.duration}s, trustbox workers={args.workers} "
               f"verify={args.verify_blobs}, {args.trials} trials alternating from {args.order}", flush=True)

@@ -30,6 +30,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the repository root: tests.* helpers
@@ -84,24 +85,22 @@ def new_repo(client: NotaryClient, gun: str) -> None:
     must(client.run("publish", "publish", gun), f"first publish of {gun}")
 
 
-def bench_all(servers: dict[str, ServerHandle], work: Path, rep: Report, args) -> None:
-    """Every measurement is taken for each server back to back, so load drift on a shared machine
-    affects both sides of a ratio alike."""
-    owners = {name: NotaryClient(work / f"{name}-owner", server) for name, server in servers.items()}
-
-    # GET throughput on a repository with 50 targets
+def bench_gets(servers: dict[str, Any], owners: dict[str, NotaryClient], rep: Report, args: Any,
+               gun: str = GET_GUN) -> None:
+    """GET throughput of timestamp.json and targets.json of a repository with 50 targets, each
+    server back to back per round (also used by ``trust_takeover_bench.py``)."""
     for owner in owners.values():
-        new_repo(owner, GET_GUN)
-        stage_targets(owner, GET_GUN, [f"t{i:03d}" for i in range(50)])
-        must(owner.run("publish 50", "publish", GET_GUN), "publish of the 50-target repository")
+        new_repo(owner, gun)
+        stage_targets(owner, gun, [f"t{i:03d}" for i in range(50)])
+        must(owner.run("publish 50", "publish", gun), "publish of the 50-target repository")
     for role in ("timestamp", "targets"):
         for server in servers.values():
-            run_wrk(f"{server.url}/v2/{GET_GUN}/_trust/tuf/{role}.json", 16, 1)  # warm-up
+            run_wrk(f"{server.url}/v2/{gun}/_trust/tuf/{role}.json", 16, 1)  # warm-up
         for conns in args.connections:
             results: dict[str, list] = {name: [] for name in servers}
             for _round in range(args.rounds):
                 for name, server in servers.items():
-                    url = f"{server.url}/v2/{GET_GUN}/_trust/tuf/{role}.json"
+                    url = f"{server.url}/v2/{gun}/_trust/tuf/{role}.json"
                     results[name].append(run_wrk(url, conns, args.duration))
             for name, runs in results.items():
                 rep.add_runs(f"{name}.get_{role}.c{conns}", [r.requests_per_sec for r in runs], "req/s")
@@ -113,6 +112,14 @@ def bench_all(servers: dict[str, ServerHandle], work: Path, rep: Report, args) -
                 errors = sum(r.non_2xx + r.socket_errors for r in runs)
                 if errors or any(r.requests == 0 for r in runs):
                     rep.add(f"{name}.get_{role}.c{conns}.errors", errors, "responses")
+
+
+def bench_all(servers: dict[str, ServerHandle], work: Path, rep: Report, args) -> None:
+    """Every measurement is taken for each server back to back, so load drift on a shared machine
+    affects both sides of a ratio alike."""
+    owners = {name: NotaryClient(work / f"{name}-owner", server) for name, server in servers.items()}
+
+    bench_gets(servers, owners, rep, args)
 
     # publish of N targets (only `notary publish` is timed). Small sizes: the runs add to one
     # repository; large sizes: every run publishes into a repository of its own (a run always

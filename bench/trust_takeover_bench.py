@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -29,11 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the repository root: tests.* helpers
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Report, run_wrk, timed  # noqa: E402
+from common import Report, timed  # noqa: E402
 from tests.helpers.notary_stack import Deployment, NotaryDatabase, database_reachable, have_notary_stack  # noqa: E402
 from tests.interop import clitools  # noqa: E402
 from tests.interop.clitools import NotaryClient  # noqa: E402
-from trust_bench import must, new_repo, stage_targets  # noqa: E402
+from trust_bench import bench_gets, must, new_repo, stage_targets  # noqa: E402
 
 GET_GUN = "bench.example.test/takeover-get"
 
@@ -80,26 +79,7 @@ def main() -> None:
               f"wrk {args.duration:g}s per run, {args.rounds} round(s); {os.cpu_count()} CPUs; "
               f"load average {os.getloadavg()[0]:.2f}", flush=True)
         owners = {name: NotaryClient(work / f"{name}-owner", h) for name, h in servers.items()}  # type: ignore[arg-type]
-        for owner in owners.values():
-            new_repo(owner, GET_GUN)
-            stage_targets(owner, GET_GUN, [f"t{i:03d}" for i in range(50)])
-            must(owner.run("publish 50", "publish", GET_GUN), "publish of the 50-target repository")
-        for role in ("timestamp", "targets"):
-            for h in servers.values():
-                run_wrk(f"{h.url}/v2/{GET_GUN}/_trust/tuf/{role}.json", 16, 1)  # warm-up
-            for conns in args.connections:
-                results: dict[str, list] = {name: [] for name in servers}
-                for _round in range(args.rounds):
-                    for name, h in servers.items():
-                        results[name].append(run_wrk(f"{h.url}/v2/{GET_GUN}/_trust/tuf/{role}.json", conns,
-                                                     args.duration))
-                for name, runs in results.items():
-                    rep.add_runs(f"{name}.get_{role}.c{conns}", [r.requests_per_sec for r in runs], "req/s")
-                    rep.add(f"{name}.get_{role}.c{conns}.latency_avg",
-                            statistics.median(r.latency_avg_ms for r in runs), "ms")
-                    errors = sum(r.non_2xx + r.socket_errors for r in runs)
-                    if errors or any(r.requests == 0 for r in runs):
-                        rep.add(f"{name}.get_{role}.c{conns}.errors", errors, "responses")
+        bench_gets(servers, owners, rep, args, GET_GUN)
         for size in args.sizes:
             gun = f"bench.example.test/takeover-publish-{size}"
             times: dict[str, list[float]] = {name: [] for name in servers}
