@@ -12,6 +12,9 @@ class TrustboxError(Exception):
     """Base class of every error trustbox raises on purpose."""
 
     exit_code = 1
+    #: the message is the complete line the command line prints (worded as docker prints it),
+    #: not prefixed with ``Error:``
+    complete_line = False
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)

@@ -1,28 +1,14 @@
-"""Run the auth command family standalone (``python run_cli.py serve auth ...``).
-
-``trustbox.cli.auth_cmd`` registers itself on the root CLI; until it is listed there, the tests
-mount it on a fresh group with the same ``register(cli, serve)`` call.
-"""
+"""Run the trustbox command line standalone (``python tests/auth/run_cli.py serve auth ...``)."""
 
 from __future__ import annotations
 
 import click
 
-from trustbox.cli.auth_cmd import register
+from trustbox.cli import cli
 
 
 def build() -> click.Group:
-    """A root group with ``serve`` and the auth commands registered."""
-
-    @click.group()
-    def cli() -> None:
-        """test root"""
-
-    @cli.group()
-    def serve() -> None:
-        """serve"""
-
-    register(cli, serve)
+    """The root ``trustbox`` group (``serve auth``, ``auth``, ``login`` and ``logout`` among its commands)."""
     return cli
 
 

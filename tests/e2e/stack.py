@@ -22,7 +22,6 @@ from tests.helpers.notary_server import have_notary_server, notary_server
 from tests.images.registries import (
     RunningRegistry,
     have_docker_registry,
-    have_trustbox_registry,
     trustbox_registry,
     upstream_registry,
 )
@@ -68,12 +67,6 @@ def missing(variant: str) -> str | None:
         if not have_docker_registry():
             return "docker-registry not installed"
         return None
-    try:
-        import trustbox.cli.serve_trust  # noqa: F401
-    except ModuleNotFoundError:
-        return "trustbox serve trust not available yet"
-    if not have_trustbox_registry():
-        return "trustbox serve registry not available yet"
     return None
 
 

@@ -97,15 +97,6 @@ def upstream_registry(workdir: Path) -> Iterator[RunningRegistry]:
         yield RunningRegistry("upstream", f"127.0.0.1:{port}", root, blob_file)
 
 
-def have_trustbox_registry() -> bool:
-    """Whether this checkout has ``trustbox serve registry``."""
-    try:
-        import trustbox.cli.serve_registry  # noqa: F401
-    except ModuleNotFoundError:
-        return False
-    return True
-
-
 @contextmanager
 def trustbox_registry(workdir: Path, args: Sequence[str] = ()) -> Iterator[RunningRegistry]:
     """``trustbox serve registry`` on plain HTTP with a storage directory (``args``: more options,

@@ -18,7 +18,6 @@ import pytest
 from tests.images.registries import (
     RunningRegistry,
     have_docker_registry,
-    have_trustbox_registry,
     trustbox_registry,
     upstream_registry,
 )
@@ -49,8 +48,6 @@ def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         with upstream_registry(tmp_path_factory.mktemp("upstream-registry")) as r:
             yield r
     else:
-        if not have_trustbox_registry():
-            pytest.skip("trustbox serve registry not available yet")
         with trustbox_registry(tmp_path_factory.mktemp("trustbox-registry")) as r:
             yield r
 

@@ -74,7 +74,3 @@ def import_cmd(ctx: click.Context, archive_path: Path, server: str, as_repo: str
                f"{result.snapshot_version}, timestamp {result.timestamp_version} ({result.updates} updates)")
     if result.new_root:
         click.echo(repin_instructions(result.gun, server))
-
-
-def register(cli: click.Group, serve: click.Group) -> None:
-    """The commands are on ``trustbox trust`` (registered by :mod:`trust_cmd`); nothing else to add."""

@@ -225,11 +225,3 @@ def logout_cmd(registry: str) -> None:
         click.echo(f"Removing login credentials for {key}")
     else:
         click.echo(f"Not logged in to {key}")
-
-
-def register(cli: click.Group, serve: click.Group) -> None:
-    """Add ``auth``, ``login``, ``logout`` and ``serve auth``."""
-    cli.add_command(auth_group)
-    cli.add_command(login_cmd)
-    cli.add_command(logout_cmd)
-    serve.add_command(serve_auth)

@@ -417,12 +417,3 @@ def copy_cmd(
             f"Copied {source} -> {where}@{result.digest} ({result.manifests} manifests; blobs: {s.blobs_copied} copied "
             f"({_mib(s.bytes_copied)}), {s.blobs_mounted} mounted, {s.blobs_present} already present{extra})"
         )
-
-
-def register(cli: click.Group, serve: click.Group) -> None:
-    """Add ``push``, ``pull``, ``verify``, ``resolve`` and ``copy`` to the root command."""
-    cli.add_command(push_cmd)
-    cli.add_command(pull_cmd)
-    cli.add_command(verify_cmd)
-    cli.add_command(resolve_cmd)
-    cli.add_command(copy_cmd)

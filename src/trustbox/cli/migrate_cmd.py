@@ -106,7 +106,3 @@ def migrate_cmd(
     _summary(outcomes, dry_run)
     if any(o.status == FAILED for o in outcomes):
         ctx.exit(1)
-
-
-def register(cli: click.Group, serve: click.Group) -> None:
-    """The command is on ``trustbox trust`` (registered by :mod:`trust_cmd`); nothing else to add."""

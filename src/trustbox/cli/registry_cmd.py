@@ -44,8 +44,3 @@ def gc(storage: str | None, config_file: str | None, s3_endpoint_url: str | None
         f"{len(report.removed)} blobs {verb} ({report.removed_bytes} bytes), {report.kept} kept, "
         f"{report.young} too young to collect, {len(report.uploads_removed)} stale uploads {verb}"
     )
-
-
-def register(cli: click.Group, serve: click.Group) -> None:
-    """Add the ``registry`` command family."""
-    cli.add_command(registry_group)

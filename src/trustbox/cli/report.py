@@ -1,6 +1,7 @@
 """The one error path of the command line: how an error becomes lines on stderr and an exit code.
 
-A :class:`~trustbox.client.errors.TrustError` is docker's complete line and is printed as it is
+An error whose message is a complete line (``complete_line``: the client's docker-worded
+:class:`~trustbox.client.errors.TrustError`) is printed as it is
 (``Error: remote trust data does not exist ...``, ``No valid trust data for v1``); any other
 trustbox error is printed as ``Error: <message>`` (a message already starting with ``Error:`` or
 ``Warning:`` is not prefixed again) followed by its ``Hint:`` line. The exit code is the error's
@@ -16,7 +17,6 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from trustbox.client.errors import TrustError
 from trustbox.errors import TrustboxError
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def error_line(message: str) -> str:
 
 def error_lines(exc: TrustboxError) -> list[str]:
     """What the command line prints for ``exc``: its line, then its hint if any."""
-    lines = [exc.message if isinstance(exc, TrustError) else error_line(exc.message)]
+    lines = [exc.message if exc.complete_line else error_line(exc.message)]
     if exc.hint:
         lines.append(f"Hint: {exc.hint}")
     return lines

@@ -192,8 +192,3 @@ def sample_image_cmd(directory: Path) -> None:
 
     write_sample_image(directory)
     click.echo(f"wrote a sample image to oci:{directory}:latest", err=True)
-
-
-def register(cli: click.Group, serve: click.Group) -> None:
-    """Add the ``sandbox`` command family."""
-    cli.add_command(sandbox_group)

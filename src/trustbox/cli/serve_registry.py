@@ -120,8 +120,3 @@ def configure_logging(level: str, formatter: str = "text", fields: dict[str, str
         fmt = "%(asctime)s %(name)s %(levelname)s %(message)s" + (f" {extra}" if extra else "")
         handler.setFormatter(logging.Formatter(fmt))
     logging.basicConfig(level=level.upper(), handlers=[handler])
-
-
-def register(cli: click.Group, serve: click.Group) -> None:
-    """Add ``trustbox serve registry``."""
-    serve.add_command(serve_registry)

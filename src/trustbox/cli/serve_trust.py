@@ -125,9 +125,3 @@ def serve_signer(**options: Any) -> None:
     if os.environ.get("TRUSTBOX_SIGNER_TOKEN"):
         values["signer_token"] = os.environ["TRUSTBOX_SIGNER_TOKEN"]
     run(ServerConfig(**values))
-
-
-def register(cli: click.Group, serve: click.Group) -> None:
-    """Attach ``serve trust`` and ``serve signer`` to the ``serve`` group."""
-    serve.add_command(serve_trust)
-    serve.add_command(serve_signer)

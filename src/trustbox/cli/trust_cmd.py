@@ -305,8 +305,3 @@ def key_rotate_cmd(ctx: click.Context, repo: str, role: str, server_managed: boo
 def refresh_cmd(ctx: click.Context, repos: tuple[str, ...], within_days: float, every: bool) -> None:
     """Re-sign, with a new expiry, the roles the local keys can sign that expire soon."""
     trustops.refresh(_ctx(ctx), repos, within_days, every=every)
-
-
-def register(cli: click.Group, serve: click.Group) -> None:
-    """Add the ``trust`` command family."""
-    cli.add_command(trust_group)

@@ -63,8 +63,3 @@ def verify_cmd(directory: Path, root_file: Path | None, at: str | None, gun: str
         bad = [e for e in report.entries if not e.ok]
         raise click.ClickException(f"{len(bad)} of {len(report.entries)} files failed verification")
     click.echo(f"all {len(report.entries)} files verified")
-
-
-def register(cli: click.Group, serve: click.Group) -> None:
-    """Add the ``tuf`` command family."""
-    cli.add_command(tuf_group)

@@ -114,6 +114,8 @@ class TrustError(TrustboxError):
     not be used) or ``config`` (the local configuration); image commands choose exit codes by it.
     """
 
+    complete_line = True
+
     def __init__(self, message: str, kind: str = "untrusted") -> None:
         super().__init__(message)
         self.kind = kind

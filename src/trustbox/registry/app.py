@@ -8,7 +8,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import anyio.to_thread
@@ -64,8 +64,10 @@ from trustbox.registry.notify import Notifier
 from trustbox.registry.ranges import parse_byte_range, parse_content_range
 from trustbox.registry.request import RegistryRequest, registry_request
 from trustbox.registry.storage import StorageDriver
-from trustbox.registry.trustpolicy import TrustPolicy, load_trust_policy
 from trustbox.registry.uploads import Upload, UploadStore
+
+if TYPE_CHECKING:
+    from trustbox.registry.trustpolicy import TrustPolicy
 
 log = logging.getLogger("trustbox.registry")
 
@@ -136,6 +138,9 @@ class Registry:
         #: None when no policy is configured: manifest reads then skip it entirely
         self.trust_policy: TrustPolicy | None = None
         if config.trust_policy:
+            # loaded by registries with a trust policy only (it brings the trust client's HTTP stack)
+            from trustbox.registry.trustpolicy import TrustPolicy, load_trust_policy
+
             self.trust_policy = TrustPolicy(load_trust_policy(Path(config.trust_policy)), driver, self.manifests)
         self._routes: dict[tuple[str, str], Handler] = {
             ("blobs/uploads", "POST"): self.upload_start,

@@ -21,8 +21,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from trustbox.errors import ConfigError
 
 log = logging.getLogger("trustbox.registry")
@@ -104,6 +102,8 @@ def _yaml_value(text: str, kind: Any) -> Any:
     """``text`` read as YAML into a field of ``kind`` (a string field keeps the text itself,
     as yaml.v2 does for a scalar that resolves to another type; so do the string lists of
     header maps, ``strmap``)."""
+    import yaml  # loaded by registries configured from YAML only
+
     try:
         if kind == "strmap":
             return yaml.load(text, Loader=yaml.BaseLoader) if text.strip() else None  # noqa: S506 (no objects)
@@ -597,6 +597,8 @@ def read_distribution_config(path: Path, env: Mapping[str, str]) -> dict[str, An
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    import yaml  # loaded by registries configured from YAML only
+
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:

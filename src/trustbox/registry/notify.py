@@ -21,13 +21,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from trustbox.registry.events import EVENTS_MEDIA_TYPE, envelope_bytes
 
+if TYPE_CHECKING:
+    import httpx
+
 log = logging.getLogger("trustbox.registry.notify")
+
+
+class _SendFailed(Exception):
+    """The endpoint's HTTP client failed (the message is the reason logged)."""
 
 
 @dataclass
@@ -117,9 +122,14 @@ class Endpoint:
             headers.extend((name, v) for v in values)
         if self.post is not None:
             return self.post(self.url, body, headers, self.timeout)
+        import httpx  # loaded by registries with a notification endpoint only
+
         if self._client is None:
             self._client = httpx.Client(follow_redirects=True)
-        resp = self._client.post(self.url, content=body, headers=headers, timeout=self.timeout)
+        try:
+            resp = self._client.post(self.url, content=body, headers=headers, timeout=self.timeout)
+        except httpx.HTTPError as exc:
+            raise _SendFailed(str(exc) or type(exc).__name__) from exc
         return resp.status_code
 
     def _run(self) -> None:
@@ -137,7 +147,7 @@ class Endpoint:
                 status = self._send(envelope_bytes([event]))
                 ok = 200 <= status < 400
                 why = f"status {status}"
-            except (httpx.HTTPError, OSError) as exc:
+            except (_SendFailed, OSError) as exc:
                 ok, why = False, str(exc) or type(exc).__name__
             with self._cond:
                 if ok:

@@ -16,7 +16,6 @@ from trustbox.trustserver.config import ServerConfig, split_listen
 from trustbox.trustserver.keys_at_rest import resolve_passphrase
 from trustbox.trustserver.notary_config import notary_signer_storage
 from trustbox.trustserver.notary_signer import NotarySignerKeys
-from trustbox.trustserver.remote_signer import RemoteSigner, SignerApp
 from trustbox.trustserver.service import TrustService
 from trustbox.trustserver.signer import LocalSigner, Signer
 from trustbox.trustserver.storage import Storage
@@ -24,6 +23,10 @@ from trustbox.tuf.timefmt import utcnow
 
 if TYPE_CHECKING:
     from trustbox.auth.middleware import AuthMiddleware
+    from trustbox.trustserver.remote_signer import SignerApp
+
+# The signing service's client and server (remote_signer, with httpx) are imported where they are
+# used: a trust server that signs in-process does not load them (nor httpx).
 
 ENV_CONFIG = "TRUSTBOX_TRUST_SERVER_CONFIG"
 ENV_SIGNER_CONFIG = "TRUSTBOX_SIGNER_SERVICE_CONFIG"
@@ -58,6 +61,8 @@ def build_app(config: ServerConfig, clock: Callable[[], datetime] = utcnow, migr
         if migrate:
             storage.migrate()
         if config.signer_url:
+            from trustbox.trustserver.remote_signer import RemoteSigner
+
             signer = RemoteSigner(config.signer_url, config.signer_token_value(), config.signer_ca)
         elif config.notary_signer_config:
             signer = notary_signer(config)
@@ -85,9 +90,11 @@ def with_auth(app: TrustServerApp, config: ServerConfig) -> TrustServerApp | Aut
 def prepare(config: ServerConfig) -> ServerConfig:
     """Check everything once in the parent process: schema, passphrase, auth; pin the passphrase source."""
     config.validate()
-    from trustbox.auth.middleware import authorizer_from_config
+    section = config.auth_section()
+    if section is not None:  # a server without auth does not load the auth modules
+        from trustbox.auth.middleware import authorizer_from_config
 
-    authorizer_from_config(config.auth_section())  # unreadable bundle / htpasswd: fail before serving
+        authorizer_from_config(section)  # unreadable bundle / htpasswd: fail before serving
     storage = Storage(config.db, config.table_prefix, notary_schema=config.notary_schema)
     try:
         storage.migrate()
@@ -182,6 +189,8 @@ def _serve_granian_rsgi(config: ServerConfig, host: str, port: int) -> None:
 
 def build_signer_app(config: ServerConfig, migrate: bool = True) -> SignerApp:
     """The signer service app: keys in ``config.db``, token from ``config.signer_token*``."""
+    from trustbox.trustserver.remote_signer import SignerApp
+
     storage = Storage(config.db, config.table_prefix)
     try:
         if migrate:

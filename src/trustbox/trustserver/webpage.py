@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import quote, urlsplit
 
-import httpx
-
 from trustbox.trustserver.inventory import InventoryCache, RepoInfo, RoleInfo, read_repo
 from trustbox.trustserver.storage import Storage
 from trustbox.tuf.keys import PublicKey
@@ -123,6 +121,8 @@ def fetch_registry_tags(
     registry_url: str, repo: str, authorization: str | None, timeout: float = 5.0, verify: bool | str = True
 ) -> RegistryView:
     """Tags and manifest digests of ``repo`` on the registry (never raises: errors go to ``error``)."""
+    import httpx  # only a server configured with a registry (--ui-registry-url) loads the HTTP client
+
     headers = {"Accept": "application/json"}
     if authorization and authorization.lower().startswith("basic "):
         headers["Authorization"] = authorization
