@@ -22,8 +22,10 @@ What a copy guarantees:
   whose ``subject`` is a copied manifest, for the top manifest and every child. A destination
   without the referrers API (distribution 2.8) gets them listed under the referrers tag schema.
 
-Manifests of all requested images are read, and their blobs copied, by a pool of ``jobs`` threads
-(a copy is mostly waiting on two registries); manifests are then written one image at a time.
+A copy is a pipeline (it is mostly waiting on two registries): images are read by a pool of
+``jobs`` threads, each image's blob transfers start in a second pool of ``jobs`` threads as soon as
+it is read, and each image's manifests are written, in request order, as soon as its own blobs are
+at the destination, while the other transfers go on.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -171,6 +173,10 @@ class ImageCopier:
         self.stats = CopyStats()
         self._source_tags: list[str] | None = None
         self._referrers_api = True
+        #: the blob transfers of the running :meth:`copy`, one per digest
+        self._blob_pool: ThreadPoolExecutor | None = None
+        self._blobs: dict[str, Future[None]] = {}
+        self._blob_lock = threading.Lock()
 
     # -- reading the source ------------------------------------------------------------
 
@@ -284,27 +290,40 @@ class ImageCopier:
         self.stats.count("copied", desc.size)
         self.reporter.info(f"{short_id(desc.digest)}: Copied")
 
-    def _copy_blobs(self, blobs: dict[str, Descriptor]) -> dict[str, TrustboxError]:
-        """Copy ``blobs`` with ``jobs`` threads; the failures by digest. A programming error or
-        an interrupt in a worker stops the pool and is raised."""
+    def _blob_futures(self, plan: _Plan) -> dict[str, Future[None]]:
+        """Start (or join) the transfers of ``plan``'s blobs (the image's unless it is present,
+        its attachments' always); one transfer per digest over the whole copy."""
+        descs = [d for a in plan.attachments for d in a.blobs()]
+        if not plan.present:
+            descs += [d for m in (*plan.children, plan.top) for d in m.blobs()]
+        futures: dict[str, Future[None]] = {}
+        with self._blob_lock:
+            for d in descs:
+                fut = self._blobs.get(d.digest)
+                if fut is None:
+                    assert self._blob_pool is not None
+                    fut = self._blobs[d.digest] = self._blob_pool.submit(self._copy_blob, d)
+                futures[d.digest] = fut
+        return futures
+
+    def _plan_and_start(self, result: CopyOutcome) -> tuple[_Plan | None, dict[str, Future[None]]]:
+        """Read one image (:meth:`_plan`) and start its blob transfers at once (run in the plan pool)."""
+        plan = self._plan(result)
+        return plan, self._blob_futures(plan) if plan is not None else {}
+
+    @staticmethod
+    def _blob_failures(futures: dict[str, Future[None]]) -> dict[str, TrustboxError]:
+        """Wait for the transfers ``futures`` (by digest); their TrustboxErrors by digest.
+        Anything else a transfer raised (a programming error) is raised."""
+        wait(futures.values())
         failures: dict[str, TrustboxError] = {}
-        if not blobs:
-            return failures
-        pool = ThreadPoolExecutor(max_workers=min(self.jobs, len(blobs)), thread_name_prefix="copy")
-        try:
-            futures: dict[Future[None], str] = {pool.submit(self._copy_blob, d): k for k, d in blobs.items()}
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for fut in done:
-                    exc = fut.exception()
-                    if exc is None:
-                        continue
-                    if not isinstance(exc, TrustboxError):
-                        raise exc
-                    failures[futures[fut]] = exc
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        for digest, fut in futures.items():
+            exc = fut.exception()
+            if exc is None:
+                continue
+            if not isinstance(exc, TrustboxError):
+                raise exc
+            failures[digest] = exc
         return failures
 
     # -- writing -----------------------------------------------------------------------
@@ -373,35 +392,38 @@ class ImageCopier:
         results = [CopyOutcome(r) for r in requests]
         if self.attachments:
             self._tags()  # listed once, before the threads
-        with ThreadPoolExecutor(max_workers=min(self.jobs, max(1, len(results))), thread_name_prefix="plan") as pool:
-            plans = list(pool.map(self._plan, results))
-        blobs: dict[str, Descriptor] = {}
-        for planned in plans:
-            if planned is None:
-                continue
-            for a in planned.attachments:
-                for d in a.blobs():
-                    blobs.setdefault(d.digest, d)
-            if not planned.present:
-                for m in (*planned.children, planned.top):
-                    for d in m.blobs():
-                        blobs.setdefault(d.digest, d)
-        failures = self._copy_blobs(blobs)
-        for result, done in zip(results, plans, strict=True):
-            if done is None:
-                continue
-            try:
-                if not done.present:
-                    _raise_blob_failure(done.children + [done.top], failures, done.label)
-                    result.manifests += self._write(done)
-                for a in done.attachments:
-                    _raise_blob_failure(a.children + [a.top], failures, a.label)
-                    result.manifests += self._write(a)
-                    result.attachments.append(a.request.tag or a.top.digest)
-                result.attachments.extend(self._referrers_tags(done.attachments))
-            except TrustboxError as exc:
-                result.error = exc
+        # A pipeline: images are read by the plan pool, each one's blob transfers start in the
+        # blob pool as soon as it is read, and its manifests are written (here, in request order)
+        # as soon as its own blobs are there, while the other transfers go on.
+        plan_pool = ThreadPoolExecutor(max_workers=min(self.jobs, max(1, len(results))), thread_name_prefix="plan")
+        self._blob_pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="copy")
+        self._blobs = {}
+        try:
+            planned = [plan_pool.submit(self._plan_and_start, r) for r in results]
+            for result, fut in zip(results, planned, strict=True):
+                done, blob_futures = fut.result()
+                if done is not None:
+                    self._write_image(result, done, self._blob_failures(blob_futures))
+        finally:
+            plan_pool.shutdown(wait=True, cancel_futures=True)
+            self._blob_pool.shutdown(wait=True, cancel_futures=True)
+            self._blob_pool = None
         return results
+
+    def _write_image(self, result: CopyOutcome, done: _Plan, failures: dict[str, TrustboxError]) -> None:
+        """Write one image's manifests and its attachments' (those whose blobs all arrived);
+        a failure goes to ``result.error``."""
+        try:
+            if not done.present:
+                _raise_blob_failure(done.children + [done.top], failures, done.label)
+                result.manifests += self._write(done)
+            for a in done.attachments:
+                _raise_blob_failure(a.children + [a.top], failures, a.label)
+                result.manifests += self._write(a)
+                result.attachments.append(a.request.tag or a.top.digest)
+            result.attachments.extend(self._referrers_tags(done.attachments))
+        except TrustboxError as exc:
+            result.error = exc
 
 
 def _raise_blob_failure(manifests: list[Manifest], failures: dict[str, TrustboxError], label: str) -> None:
