@@ -96,7 +96,11 @@ def open_response(client: httpx.Client, method: str, url: str, **kwargs: Any) ->
 
 def _encoding(resp: httpx.Response) -> str:
     """The response's content coding, ``""`` for none."""
-    value = resp.headers.get("content-encoding", "").strip().lower()
+    return _coding(resp.headers.get("content-encoding", ""))
+
+
+def _coding(value: str) -> str:
+    value = value.strip().lower()
     return "" if value == "identity" else value
 
 
@@ -112,14 +116,31 @@ def iter_capped(
     arrive, before reading when ``Content-Length`` announces more, or when the body is encoded.
 
     Transport errors while reading propagate as httpx.HTTPError."""
-    encoding = _encoding(resp)
+    return capped_chunks(resp.iter_bytes(chunk_size), resp.headers.get("content-length", ""),
+                         resp.headers.get("content-encoding", ""), limit, what, error=error)
+
+
+def capped_chunks(
+    chunks: Iterable[bytes],
+    content_length: str,
+    content_encoding: str,
+    limit: int,
+    what: str,
+    *,
+    error: ErrorFactory = ResponseTooLargeError,
+) -> Iterator[bytes]:
+    """The bounds of :func:`iter_capped` over a body read by any HTTP client (the registry
+    client's standard-library fast path for blobs too): the response's ``Content-Length`` and
+    ``Content-Encoding`` header values, then its chunks. Raises ``error(message)`` as
+    :func:`iter_capped` does; the chunks' own errors propagate."""
+    encoding = _coding(content_encoding)
     if encoding:
         raise error(f"{what}: the server sent a {encoding[:40]}-encoded body, which is not accepted")
-    announced = resp.headers.get("content-length", "")
+    announced = content_length.strip()
     if announced.isdigit() and int(announced) > limit:
         raise error(f"{what}: {announced[:40]} bytes announced, more than {limit}")
     received = 0
-    for chunk in resp.iter_bytes(chunk_size):
+    for chunk in chunks:
         received += len(chunk)
         if received > limit:
             raise error(f"{what}: more than {limit} bytes")

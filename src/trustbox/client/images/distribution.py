@@ -20,8 +20,10 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import re
 import ssl
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ from trustbox.client.capped import (
     LIST_BODY_LIMIT,
     ErrorFactory,
     ResponseTooLargeError,
+    capped_chunks,
     iter_capped,
     open_response,
     read_capped,
@@ -51,6 +54,7 @@ from trustbox.client.dockerenv import (
     tls_dir_files,
 )
 from trustbox.client.images.blobio import copy_verified, verify_chunks
+from trustbox.client.images.plainget import PlainBody, plain_get, uses_proxy
 from trustbox.client.transport import ChallengeAuth, TokenRefusedError, make_http_client
 from trustbox.errors import (
     ConfigError,
@@ -197,12 +201,23 @@ class RegistryClient:
         self.insecure = is_loopback(host) or host in self.options.insecure_registries
         self._base: str | None = None
         self._clients: dict[str, httpx.Client] = {}
+        self._tls: ssl.SSLContext | None = None
+        #: the client is shared by threads (a copy's pools): the first ping, the TLS settings and
+        #: the httpx clients are made once, under this lock
+        self._setup = threading.RLock()
         creds = self.options.credentials or load_credentials(host, self.options.docker_config)
         self.auth = ChallengeAuth(Credentials(*creds) if creds else None, token_source=f"token service of {host}")
 
     # -- connection --------------------------------------------------------------------
 
     def _ssl_context(self) -> ssl.SSLContext:
+        """The TLS settings for this host (built once; httpx and the blob fast path share them)."""
+        with self._setup:
+            if self._tls is None:
+                self._tls = self._make_ssl_context()
+            return self._tls
+
+    def _make_ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context()
         dirs = registry_tls_dirs(config=self.options.docker_config)[:1] + list(self.options.certs_d)
         found = tls_dir_files(self.host, dirs)
@@ -222,19 +237,24 @@ class RegistryClient:
 
     def _client(self, scheme: str) -> httpx.Client:
         c = self._clients.get(scheme)
-        if c is None:
-            kwargs: dict[str, Any] = {
-                "timeout": httpx.Timeout(self.options.timeout, connect=10.0),
-                "headers": {"User-Agent": USER_AGENT},
-                "follow_redirects": False,
-            }
-            if self.options.transport is not None:
-                kwargs["transport"] = self.options.transport
-            elif scheme == "https":
-                kwargs["verify"] = self._ssl_context()
-            c = httpx.Client(**kwargs)
-            self._clients[scheme] = c
-        return c
+        if c is not None:
+            return c
+        with self._setup:
+            c = self._clients.get(scheme)
+            if c is None:
+                kwargs: dict[str, Any] = {
+                    "timeout": httpx.Timeout(self.options.timeout, connect=10.0),
+                    "headers": {"User-Agent": USER_AGENT},
+                    "follow_redirects": False,
+                    # the http client never speaks TLS (https URLs go to the https client): no
+                    # certificate store loaded for it
+                    "verify": self._ssl_context() if scheme == "https" else False,
+                }
+                if self.options.transport is not None:
+                    kwargs["transport"] = self.options.transport
+                c = httpx.Client(**kwargs)
+                self._clients[scheme] = c
+            return c
 
     def close(self) -> None:
         """Close the HTTP connections."""
@@ -250,6 +270,12 @@ class RegistryClient:
 
     def ping(self) -> str:
         """Find the base URL (``https://host`` or, for insecure hosts, ``http://host``) via ``GET /v2/``."""
+        if self._base is not None:
+            return self._base
+        with self._setup:  # one ping for all threads
+            return self._ping()
+
+    def _ping(self) -> str:
         if self._base is not None:
             return self._base
         schemes = ["https", "http"] if self.insecure else ["https"]
@@ -538,31 +564,56 @@ class RegistryClient:
     @contextmanager
     def open_blob(self, repo: str, desc: Descriptor) -> Iterator[Iterator[bytes]]:
         """Stream a blob (following redirects); the chunks are verified against ``desc`` and
-        never more than ``desc.size`` bytes are read (raises DigestMismatchError beyond)."""
+        never more than ``desc.size`` bytes are read (raises DigestMismatchError beyond).
+
+        A plain ``200`` is read by the standard library's client (:mod:`.plainget`, the fast
+        path); anything else goes through httpx like every other request."""
         check_sha256(desc.digest)
+        what = f"blob {desc.digest}"
+        with self._plain_blob(repo, desc) as plain:
+            if plain is not None:
+                yield verify_chunks(self._blob_chunks(capped_chunks(
+                    plain.chunks(desc.size), plain.content_length, plain.content_encoding, desc.size, what,
+                    error=DigestMismatchError), desc), desc)
+                return
         with self._request("GET", f"/v2/{repo}/blobs/{desc.digest}", repo, follow=True) as resp:
             _expect_ok(
                 resp, f"blob {desc.digest} not found in {self.host}/{repo}",
                 f"GET blob {desc.digest} from {self.host}/{repo}",
             )
+            yield verify_chunks(self._blob_chunks(iter_capped(
+                resp, desc.size, what, error=DigestMismatchError, chunk_size=BLOB_CHUNK), desc), desc)
 
-            def chunks() -> Iterator[bytes]:
-                received = 0
-                try:
-                    for b in iter_capped(resp, desc.size, f"blob {desc.digest}", error=DigestMismatchError,
-                                         chunk_size=BLOB_CHUNK):
-                        received += len(b)
-                        yield b
-                except httpx.RemoteProtocolError as exc:
-                    # The body ended early (what distribution does when the stored file shrank:
-                    # docker reports "unexpected EOF"). Content, not connectivity, is wrong.
-                    raise DigestMismatchError(
-                        f"blob {desc.digest}: incomplete content from {self.host}: got {received} of {desc.size} bytes ({exc})"
-                    ) from None
-                except httpx.HTTPError as exc:
-                    raise NetworkError(f"download of blob {desc.digest} from {self.host} failed: {exc}") from None
+    @contextmanager
+    def _plain_blob(self, repo: str, desc: Descriptor) -> Iterator[PlainBody | None]:
+        """The blob's body from a plain ``GET`` with the credentials held (None: use httpx; see
+        :mod:`.plainget`). Not with a custom transport (tests, mocks) or through a proxy."""
+        url = self._url(f"/v2/{repo}/blobs/{desc.digest}")
+        if self.options.transport is not None or uses_proxy(url):
+            yield None
+            return
+        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity",
+                   **self._auth_header(self._scope_key(repo, False))}
+        context = self._ssl_context() if url.startswith("https:") else None
+        with plain_get(url, headers, context, self.options.timeout) as body:
+            yield body
 
-            yield verify_chunks(chunks(), desc)
+    def _blob_chunks(self, chunks: Iterator[bytes], desc: Descriptor) -> Iterator[bytes]:
+        """``chunks`` of a blob body with the transport's errors in trustbox's words: a body that
+        ends early is wrong content (DigestMismatchError, docker's "unexpected EOF"), any other
+        failure a NetworkError."""
+        received = 0
+        try:
+            for b in chunks:
+                received += len(b)
+                yield b
+        except (httpx.RemoteProtocolError, http.client.IncompleteRead) as exc:
+            # what distribution does when the stored file shrank: content, not connectivity, is wrong
+            raise DigestMismatchError(
+                f"blob {desc.digest}: incomplete content from {self.host}: got {received} of {desc.size} bytes ({exc})"
+            ) from None
+        except (httpx.HTTPError, http.client.HTTPException, OSError) as exc:
+            raise NetworkError(f"download of blob {desc.digest} from {self.host} failed: {exc}") from None
 
     def download_blob(self, repo: str, desc: Descriptor, dest: Path, progress: Progress | None = None) -> Path:
         """Download a blob to ``dest`` atomically, verifying digest and size while it streams."""
