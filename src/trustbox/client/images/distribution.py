@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import hashlib
-import http.client
 import re
 import ssl
 import threading
@@ -34,16 +33,21 @@ from urllib.parse import urlencode, urljoin
 import httpx
 
 from trustbox.client.capped import (
+    BODY_ENDED_EARLY,
+    BODY_READ_FAILED,
     LIST_BODY_LIMIT,
     ErrorFactory,
+    PlainBody,
     ResponseTooLargeError,
     capped_chunks,
     iter_capped,
     open_response,
+    plain_get,
     read_capped,
     read_head,
     release,
     send,
+    uses_proxy,
 )
 from trustbox.client.dockerenv import (
     Credentials,
@@ -54,7 +58,6 @@ from trustbox.client.dockerenv import (
     tls_dir_files,
 )
 from trustbox.client.images.blobio import copy_verified, verify_chunks
-from trustbox.client.images.plainget import PlainBody, plain_get, uses_proxy
 from trustbox.client.transport import ChallengeAuth, TokenRefusedError, make_http_client
 from trustbox.errors import (
     ConfigError,
@@ -202,6 +205,8 @@ class RegistryClient:
         self._base: str | None = None
         self._clients: dict[str, httpx.Client] = {}
         self._tls: ssl.SSLContext | None = None
+        #: blobs come from the registry itself (learnt from a first blob, see open_blob)
+        self._plain_blobs = False
         #: the client is shared by threads (a copy's pools): the first ping, the TLS settings and
         #: the httpx clients are made once, under this lock
         self._setup = threading.RLock()
@@ -566,8 +571,9 @@ class RegistryClient:
         """Stream a blob (following redirects); the chunks are verified against ``desc`` and
         never more than ``desc.size`` bytes are read (raises DigestMismatchError beyond).
 
-        A plain ``200`` is read by the standard library's client (:mod:`.plainget`, the fast
-        path); anything else goes through httpx like every other request."""
+        Once a blob came from this registry as a plain ``200`` (no redirect), the next ones are
+        read by the standard library's client (:func:`~trustbox.client.capped.plain_get`, the fast path); any other
+        answer there hands the request back to httpx, like every other request."""
         check_sha256(desc.digest)
         what = f"blob {desc.digest}"
         with self._plain_blob(repo, desc) as plain:
@@ -581,21 +587,27 @@ class RegistryClient:
                 resp, f"blob {desc.digest} not found in {self.host}/{repo}",
                 f"GET blob {desc.digest} from {self.host}/{repo}",
             )
+            # served by the registry itself (not redirected to storage): the fast path may take the next ones
+            self._plain_blobs = self.options.transport is None and resp.request.url == httpx.URL(
+                self._url(f"/v2/{repo}/blobs/{desc.digest}"))
             yield verify_chunks(self._blob_chunks(iter_capped(
                 resp, desc.size, what, error=DigestMismatchError, chunk_size=BLOB_CHUNK), desc), desc)
 
     @contextmanager
     def _plain_blob(self, repo: str, desc: Descriptor) -> Iterator[PlainBody | None]:
         """The blob's body from a plain ``GET`` with the credentials held (None: use httpx; see
-        :mod:`.plainget`). Not with a custom transport (tests, mocks) or through a proxy."""
+        :func:`~trustbox.client.capped.plain_get`). Only once a blob came from the registry itself through httpx, never
+        with a custom transport (tests, mocks) or through a proxy."""
         url = self._url(f"/v2/{repo}/blobs/{desc.digest}")
-        if self.options.transport is not None or uses_proxy(url):
+        if not self._plain_blobs or uses_proxy(url):
             yield None
             return
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity",
                    **self._auth_header(self._scope_key(repo, False))}
         context = self._ssl_context() if url.startswith("https:") else None
         with plain_get(url, headers, context, self.options.timeout) as body:
+            if body is None:  # a redirect, a new token, an error: httpx from now on
+                self._plain_blobs = False
             yield body
 
     def _blob_chunks(self, chunks: Iterator[bytes], desc: Descriptor) -> Iterator[bytes]:
@@ -607,12 +619,12 @@ class RegistryClient:
             for b in chunks:
                 received += len(b)
                 yield b
-        except (httpx.RemoteProtocolError, http.client.IncompleteRead) as exc:
+        except BODY_ENDED_EARLY as exc:
             # what distribution does when the stored file shrank: content, not connectivity, is wrong
             raise DigestMismatchError(
                 f"blob {desc.digest}: incomplete content from {self.host}: got {received} of {desc.size} bytes ({exc})"
             ) from None
-        except (httpx.HTTPError, http.client.HTTPException, OSError) as exc:
+        except BODY_READ_FAILED as exc:
             raise NetworkError(f"download of blob {desc.digest} from {self.host} failed: {exc}") from None
 
     def download_blob(self, repo: str, desc: Descriptor, dest: Path, progress: Progress | None = None) -> Path:
