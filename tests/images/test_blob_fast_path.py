@@ -17,6 +17,7 @@ import pytest
 
 from trustbox.client.capped import PLAIN_CHUNK
 from trustbox.client.images.distribution import (
+    PLAIN_MIN_SIZE,
     RegistryAuthError,
     RegistryClient,
     RegistryOptions,
@@ -190,3 +191,13 @@ def test_a_redirect_seen_by_the_fast_path_is_followed_by_httpx(registry: RawRegi
     registry.answers["/storage/blob"] = ok(DATA)
     slow, fast = both_paths(registry)
     assert slow == fast == DATA
+
+
+def test_small_blobs_keep_httpxs_kept_alive_connection(registry: RawRegistry) -> None:
+    small = b"s" * (PLAIN_MIN_SIZE - 1)
+    desc = Descriptor("application/octet-stream", "sha256:" + hashlib.sha256(small).hexdigest(), len(small))
+    registry.answers[f"/v2/r/blobs/{desc.digest}"] = ok(small)
+    with RegistryClient(registry.host, RegistryOptions()) as c:
+        assert _read(c, PRIMER_DESC) == PRIMER
+        assert _read(c, desc) == small
+    assert [accept for path, accept in registry.seen if path == f"/v2/r/blobs/{desc.digest}"] == [True]

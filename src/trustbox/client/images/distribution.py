@@ -82,6 +82,8 @@ DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
 MAX_REDIRECTS = 10  # Go's http.Client, which docker uses
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 BLOB_CHUNK = 1024 * 1024
+#: smallest blob read by the fast path (plain_get opens a connection per blob)
+PLAIN_MIN_SIZE = 1024 * 1024
 
 Progress = Callable[[int], None]
 
@@ -597,9 +599,10 @@ class RegistryClient:
     def _plain_blob(self, repo: str, desc: Descriptor) -> Iterator[PlainBody | None]:
         """The blob's body from a plain ``GET`` with the credentials held (None: use httpx; see
         :func:`~trustbox.client.capped.plain_get`). Only once a blob came from the registry itself through httpx, never
-        with a custom transport (tests, mocks) or through a proxy."""
+        with a custom transport (tests, mocks) or through a proxy, and not for blobs under
+        :data:`PLAIN_MIN_SIZE` (a connection of their own would cost more than httpx's kept-alive one)."""
         url = self._url(f"/v2/{repo}/blobs/{desc.digest}")
-        if not self._plain_blobs or uses_proxy(url):
+        if not self._plain_blobs or desc.size < PLAIN_MIN_SIZE or uses_proxy(url):
             yield None
             return
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity",
