@@ -64,3 +64,17 @@ def test_registry_process_loads_only_the_registry(tmp_path: Path) -> None:
                        tmp_path)
     assert "trustbox.registry.app" in modules
     assert _loaded(modules, (*NOT_IN_ANY_SERVER, "trustbox.trustserver")) == []
+
+
+def test_every_named_command_loads_under_its_name() -> None:
+    """The command table of the lazy CLI: each name loads a command of that name."""
+    import click
+
+    from trustbox.cli import ROOT_COMMANDS, SERVE_COMMANDS, cli, serve
+
+    for group, table in ((cli, ROOT_COMMANDS), (serve, SERVE_COMMANDS)):
+        ctx = click.Context(group)
+        assert set(table) <= set(group.list_commands(ctx))
+        for name in table:
+            command = group.get_command(ctx, name)
+            assert command is not None and command.name == name, name
