@@ -225,16 +225,14 @@ class PlainBody:
             http.client.IncompleteRead: the connection ended before ``Content-Length`` bytes.
             OSError, http.client.HTTPException: the connection failed or timed out.
         """
-        left = limit + 1
         received = 0
-        while left > 0:
-            b = self._resp.read(min(PLAIN_CHUNK, left))
+        while received <= limit:
+            b = self._resp.read(min(PLAIN_CHUNK, limit + 1 - received))
             if not b:
                 # http.client ends a body cut short quietly; httpx raises, and so does this
                 if self.content_length.isdigit() and received < int(self.content_length):
                     raise http.client.IncompleteRead(b"", int(self.content_length) - received)
                 return
-            left -= len(b)
             received += len(b)
             yield b
 

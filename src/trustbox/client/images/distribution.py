@@ -577,32 +577,31 @@ class RegistryClient:
         read by the standard library's client (:func:`~trustbox.client.capped.plain_get`, the fast path); any other
         answer there hands the request back to httpx, like every other request."""
         check_sha256(desc.digest)
-        what = f"blob {desc.digest}"
-        with self._plain_blob(repo, desc) as plain:
+        path, what = f"/v2/{repo}/blobs/{desc.digest}", f"blob {desc.digest}"
+        with self._plain_blob(repo, path, desc.size) as plain:
             if plain is not None:
                 yield verify_chunks(self._blob_chunks(capped_chunks(
                     plain.chunks(desc.size), plain.content_length, plain.content_encoding, desc.size, what,
                     error=DigestMismatchError), desc), desc)
                 return
-        with self._request("GET", f"/v2/{repo}/blobs/{desc.digest}", repo, follow=True) as resp:
+        with self._request("GET", path, repo, follow=True) as resp:
             _expect_ok(
                 resp, f"blob {desc.digest} not found in {self.host}/{repo}",
                 f"GET blob {desc.digest} from {self.host}/{repo}",
             )
             # served by the registry itself (not redirected to storage): the fast path may take the next ones
-            self._plain_blobs = self.options.transport is None and resp.request.url == httpx.URL(
-                self._url(f"/v2/{repo}/blobs/{desc.digest}"))
+            self._plain_blobs = self.options.transport is None and resp.request.url == httpx.URL(self._url(path))
             yield verify_chunks(self._blob_chunks(iter_capped(
                 resp, desc.size, what, error=DigestMismatchError, chunk_size=BLOB_CHUNK), desc), desc)
 
     @contextmanager
-    def _plain_blob(self, repo: str, desc: Descriptor) -> Iterator[PlainBody | None]:
+    def _plain_blob(self, repo: str, path: str, size: int) -> Iterator[PlainBody | None]:
         """The blob's body from a plain ``GET`` with the credentials held (None: use httpx; see
         :func:`~trustbox.client.capped.plain_get`). Only once a blob came from the registry itself through httpx, never
         with a custom transport (tests, mocks) or through a proxy, and not for blobs under
         :data:`PLAIN_MIN_SIZE` (a connection of their own would cost more than httpx's kept-alive one)."""
-        url = self._url(f"/v2/{repo}/blobs/{desc.digest}")
-        if not self._plain_blobs or desc.size < PLAIN_MIN_SIZE or uses_proxy(url):
+        url = self._url(path)
+        if not self._plain_blobs or size < PLAIN_MIN_SIZE or uses_proxy(url):
             yield None
             return
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity",
