@@ -241,6 +241,12 @@ def _uploads(registry: RunningRegistry) -> list[Path]:
     return [p for p in (registry.root / "uploads").rglob("*") if p.is_file()] if (registry.root / "uploads").exists() else []
 
 
+def _small_uploads() -> RegistryOptions:
+    """Destination options that upload a blob in one ``PUT`` up to 1 MiB, else in ``PATCH`` chunks
+    of 1 MiB: the tests' small and large blobs take both ways of sending, and both must stop."""
+    return RegistryOptions(monolithic_limit=1024 * 1024, chunk_size=1024 * 1024)
+
+
 @pytest.mark.parametrize("tamper", ["flip", "truncate"])
 @pytest.mark.parametrize("size", [100_000, 12 * 1024 * 1024], ids=["monolithic", "chunked"])
 def test_hostile_source_is_refused_and_nothing_is_tagged(
@@ -260,7 +266,7 @@ def test_hostile_source_is_refused_and_nothing_is_tagged(
         data += b"more"
     path.write_bytes(bytes(data))
     with pytest.raises(DigestMismatchError, match=victim.digest):
-        copy(f"{upstream.host}/{repo}:v1", f"{tbreg.host}/{repo}:v1")
+        copy(f"{upstream.host}/{repo}:v1", f"{tbreg.host}/{repo}:v1", destination=_small_uploads())
     with RegistryClient(tbreg.host) as c:
         assert c.head_manifest(repo, "v1") is None
         assert c.head_manifest(repo, top.digest) is None
@@ -281,7 +287,8 @@ def test_source_sending_more_than_the_descriptor_is_refused(tbreg: RunningRegist
     fake.corrupt_blob(victim.digest, fake.blobs[victim.digest] + b"appended")
     repo = f"hostile/longer-{size}"
     with pytest.raises(DigestMismatchError, match=f"{victim.digest}: more than {size} bytes"):
-        copy_image_ref(f"{fake.host}/hostile/longer:v1", f"{tbreg.host}/{repo}:v1", options=CopyOptions(source=source))
+        copy_image_ref(f"{fake.host}/hostile/longer:v1", f"{tbreg.host}/{repo}:v1",
+                       options=CopyOptions(source=source, destination=_small_uploads()))
     with RegistryClient(tbreg.host) as c:
         assert c.head_manifest(repo, "v1") is None and tags(c, repo) == []
         assert c.blob_size(repo, victim.digest) is None

@@ -4,7 +4,9 @@ a trust server) moved to a destination pair (trustbox's registry + trust server)
 Proves: every signed tag's digest copied byte for byte and verifiable with content trust at the
 destination (``verify_image``: signed and served), the delegation's own digests copied too,
 ``--dry-run`` changes nothing, a second run skips what is done after checking the destination,
-a missing image at the source fails that repository only (exit 1, the others moved), and a
+a missing image at the source fails that repository only (exit 1, the others moved), a rerun
+brings across what the source signed since (and refuses to replace what was signed at the
+destination), and a
 migration killed (SIGKILL) at random moments leaves the destination consistent (no trust data
 naming an image its registry lacks) and resumable to completion.
 """
@@ -164,6 +166,73 @@ def test_migrate_moves_signed_images_and_trust_then_skips(pairs: Pairs, tmp_path
     code, out, err = run(*base_args(pairs, state), repos[1])
     assert code == 0 and out.strip().endswith("1 moved"), out + err
     assert_migrated(pairs, "acme/tool", b, tmp_path / "fresh-c")
+
+
+def test_a_rerun_brings_across_what_the_source_signed_since(pairs: Pairs, tmp_path: Path) -> None:
+    """A repository done before is exported again on the next run: tags signed at the source since
+    are copied and their trust data published (byte for byte, versions above), and a consumer that
+    pinned the destination after the first run accepts it; once something was signed at the
+    destination, a change at the source is refused for that repository and replaces nothing."""
+    repo = "acme/resync"
+    src_gun, dst_gun = f"{pairs.src_registry.host}/{repo}", f"{pairs.dst_registry.host}/{repo}"
+    first = publish(pairs, repo, {"v1": (6_000, 3_000)})
+    state = tmp_path / "state.json"
+    code, out, err = run(*base_args(pairs, state), src_gun)
+    assert code == 0 and out.strip().endswith("1 moved"), out + err
+    pinned = tmp_path / "pinned"  # a consumer that pinned the destination after the first run
+    assert_migrated(pairs, repo, first, pinned)
+    code, out, err = run(*base_args(pairs, state), src_gun)
+    assert code == 0 and out.strip().endswith("1 skipped"), out + err
+    # signed at the source after the migration
+    second = publish(pairs, repo, {"v2": (7_000,)})
+    code, out, err = run(*base_args(pairs, state), "--dry-run", src_gun)
+    assert code == 0 and "1 of 2 images to copy, trust data to import" in out, out + err
+    code, out, err = run(*base_args(pairs, state), src_gun)
+    assert code == 0 and out.strip().endswith("1 moved") and "re-synced: targets changed at the source" in out, out + err
+    assert_migrated(pairs, repo, {**first, **second}, pinned)  # v2 exists only in the new data
+    assert_migrated(pairs, repo, {**first, **second}, tmp_path / "fresh")
+    code, out, err = run(*base_args(pairs, state), src_gun)
+    assert code == 0 and out.strip().endswith("1 skipped"), out + err
+    # signed at the destination (the repository's home now), then once more at the source
+    with RegistryClient(pairs.dst_registry.host) as c:
+        third = push_random_image(c, repo, "v3", (5_000,))
+    with TrustClient(dst_gun, pairs.dst_trust.url, trust_dir()) as tc:
+        tc.sign_target("v3", third.digest.split(":")[1], third.size)
+    publish(pairs, repo, {"v4": (4_000,)})
+    code, out, err = run(*base_args(pairs, state), src_gun)
+    assert code == 1 and "signed there after the import" in out + err and "nothing was uploaded" in out + err, out + err
+    assert_migrated(pairs, repo, {**first, **second, "v3": third}, pinned)
+    with TrustClient(dst_gun, pairs.dst_trust.url, tmp_path / "peek") as tc:
+        tc.update()
+        assert sorted(t.name for t in tc.list_signed_targets()) == ["v1", "v2", "v3"]
+
+
+def test_importing_a_newer_export_over_an_import_is_refused_before_uploading(pairs: Pairs, tmp_path: Path) -> None:
+    """``trust import`` alone does not know which targets the earlier import published: a server
+    serving other targets than the archive's is refused (nothing uploaded), not overwritten."""
+    repo = "acme/reimport"
+    src_gun, dst_gun = f"{pairs.src_registry.host}/{repo}", f"{pairs.dst_registry.host}/{repo}"
+    publish(pairs, repo, {"v1": (3_000,)})
+
+    def trust(*args: str) -> tuple[int, str]:
+        r = CliRunner().invoke(cli, ["trust", *args], catch_exceptions=False)
+        return r.exit_code, r.stdout + r.stderr
+
+    assert trust("export", src_gun, "--server", pairs.src_trust.url, "-o", str(tmp_path / "a.tar"))[0] == 0
+    code, out = trust("import", str(tmp_path / "a.tar"), "--server", pairs.dst_trust.url, "--as", dst_gun)
+    assert code == 0, out
+    publish(pairs, repo, {"v2": (3_000,)})
+    assert trust("export", src_gun, "--server", pairs.src_trust.url, "-o", str(tmp_path / "b.tar"))[0] == 0
+    with TrustClient(dst_gun, pairs.dst_trust.url, tmp_path / "before") as tc:
+        tc.update()
+        assert tc.collection.targets is not None
+        before = tc.collection.targets.to_bytes()
+    code, out = trust("import", str(tmp_path / "b.tar"), "--server", pairs.dst_trust.url, "--as", dst_gun)
+    assert code == 1 and "not the one imported earlier" in out and "nothing was uploaded" in out, out
+    assert len(out.strip().splitlines()) <= 2, out  # the message and its hint, no traceback
+    with TrustClient(dst_gun, pairs.dst_trust.url, tmp_path / "after") as tc:
+        tc.update()
+        assert tc.collection.targets is not None and tc.collection.targets.to_bytes() == before
 
 
 def _delete(c: RegistryClient, repo: str, digest: str) -> None:

@@ -76,8 +76,8 @@ from trustbox.oci.reference import ImageRef, is_loopback
 from trustbox.tuf.canonical import loads
 
 USER_AGENT = "trustbox (registry client)"
-DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
-DEFAULT_MONOLITHIC_LIMIT = 8 * 1024 * 1024
+DEFAULT_CHUNK_SIZE = 64 * 1024 * 1024
+DEFAULT_MONOLITHIC_LIMIT = 128 * 1024 * 1024
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
 MAX_REDIRECTS = 10  # Go's http.Client, which docker uses
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})

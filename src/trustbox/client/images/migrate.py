@@ -21,6 +21,13 @@ state file (written atomically after each step) records what is done: a second r
 repositories finished before, after checking the destination still has them (the trust server
 serves the archive's targets byte for byte and the registry every tag at its signed digest).
 A run killed at any moment leaves the destination untouched or resumable to completion.
+
+A repository done before is exported again (re-sync): when the source moved on (other targets,
+delegations or root versions, higher snapshot/timestamp versions), the new images are copied and
+the new export imported over the kept one, which tells the importer what the destination may
+hold; targets signed at the destination since are never replaced
+(:class:`~trustbox.client.trust.importer.DestinationChangedError`). A source that cannot be read
+any more leaves the kept archive as the reference.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ from trustbox.client.trust.repository import RELEASED_ROLES, walk_collection
 from trustbox.errors import ConfigError, FormatError, TrustboxError
 from trustbox.oci.descriptor import Descriptor
 from trustbox.oci.reference import ImageRef, parse_reference
+from trustbox.tuf.metadata import SNAPSHOT, TIMESTAMP, Metadata
 from trustbox.tuf.timefmt import utcnow
 from trustbox.tuf.verify import TrustedCollection
 
@@ -197,6 +205,23 @@ class RepoOutcome:
     copy_seconds: float = 0.0
 
 
+def _moved_on(fresh: TrustArchive, kept: TrustArchive) -> bool:
+    """Whether a new export holds what the kept one does not: other targets, delegations or root
+    versions, or higher snapshot/timestamp versions (which clients still pinned to the source
+    cache, so the destination must serve higher ones). A timestamp re-signed at the same version
+    is no change."""
+    def signed_roles(a: TrustArchive) -> dict[str, bytes]:
+        return {n: d for n, d in a.files.items() if n not in (f"{SNAPSHOT}.json", f"{TIMESTAMP}.json")}
+
+    if signed_roles(fresh) != signed_roles(kept):
+        return True
+    return any(_version_of(fresh, role) > _version_of(kept, role) for role in (SNAPSHOT, TIMESTAMP))
+
+
+def _version_of(archive: TrustArchive, role: str) -> int:
+    return int(Metadata.parse(archive.get(role), role).signed.version)
+
+
 def read_repo_list(path: Path) -> list[str]:
     """Repositories from a file: one per line, ``#`` comments and blank lines ignored.
 
@@ -270,26 +295,48 @@ class Migrator:
 
     # -- steps -------------------------------------------------------------------------
 
-    def _archive(self, gun: str, entry: dict[str, Any]) -> TrustArchive:
-        """The kept archive of an earlier run, else a fresh export (kept unless dry-run)."""
-        kept = self.state.archive_path(gun)
-        if entry.get("archive") and kept.exists():
+    def _archive(self, gun: str, entry: dict[str, Any]) -> tuple[TrustArchive, TrustArchive | None]:
+        """The archive to import, and the one an earlier run imported when this is a re-sync.
+
+        An unfinished repository continues with the archive kept by the run that started it. A
+        repository done before is exported again: when the source's targets, delegations, root or
+        versions moved on since, the new export is imported over the kept one (what was signed at
+        the source since is brought across); when the source cannot be read (e.g. it is shut down),
+        the kept archive is checked against the destination as before.
+        """
+        kept_path = self.state.archive_path(gun)
+        kept: TrustArchive | None = None
+        if entry.get("archive") and kept_path.exists():
             try:
-                return TrustArchive.read(kept)
+                kept = TrustArchive.read(kept_path)
             except FormatError:
                 pass  # a damaged copy: export again
+        if kept is not None and entry.get("status") != "done":
+            return kept, None
+        if kept is not None:
+            try:
+                fresh = self._export(gun)
+            except TrustboxError as exc:
+                self.reporter.info(f"{gun}: the source cannot be read ({exc.message}); "
+                                   "checking the destination against the archive of the earlier run")
+                return kept, None
+            return (kept, None) if not _moved_on(fresh, kept) else (fresh, kept)
+        archive = self._export(gun)
+        if not self.options.dry_run:
+            archive.write(kept_path)
+            self.state.mark(gun, status="exported", archive=kept_path.name)
+        return archive, None
+
+    def _export(self, gun: str) -> TrustArchive:
+        """A verified export of ``gun`` from the source server or the trust cache (errors of
+        :func:`export_repository` / :func:`export_from_cache`)."""
         opts = self.options
         when = opts.now or utcnow()
         if opts.from_cache:
             tdir = opts.trust_dir or dockerenv.trust_dir()
-            archive = export_from_cache(gun, tdir, when, warn=self.reporter.info)
-        else:
-            archive = export_repository(gun, server_url=opts.from_server, trust_dir=opts.trust_dir, now=when,
-                                        ca_files=opts.ca_files, warn=self.reporter.info)
-        if not opts.dry_run:
-            archive.write(kept)
-            self.state.mark(gun, status="exported", archive=kept.name)
-        return archive
+            return export_from_cache(gun, tdir, when, warn=self.reporter.info)
+        return export_repository(gun, server_url=opts.from_server, trust_dir=opts.trust_dir, now=when,
+                                 ca_files=opts.ca_files, warn=self.reporter.info)
 
     def _trust_present(self, archive: TrustArchive, dst_gun: str) -> bool:
         """Whether the destination trust server serves the archive's targets byte for byte."""
@@ -328,14 +375,14 @@ class Migrator:
         out.repo, out.destination = src.gun, dst.gun
         gun = src.gun
         entry = self.state.repos.get(gun, {})
-        archive = self._archive(gun, entry)
+        archive, previous = self._archive(gun, entry)
         images = signed_images(archive.verify(self.options.now or utcnow()))
         out.images = len(images.requests)
         same_repo = src_host == dst_host and src.path == dst.path
         say = self.reporter.info
         say(f"{gun}: {out.images} signed images" + (f" -> {dst.gun}" if dst.gun != gun else ""))
         if entry.get("status") == "done" or self.options.dry_run:
-            trust_ok = self._trust_present(archive, dst.gun)
+            trust_ok = previous is None and self._trust_present(archive, dst.gun)
             if same_repo:
                 present = total = out.images
             else:
@@ -347,7 +394,7 @@ class Migrator:
                     else "already at the destination"
                 return
             if self.options.dry_run:
-                out.status, out.trust = PLANNED, "present" if trust_ok else "to import"
+                out.status, out.trust = PLANNED, "present" if trust_ok else "to re-sync" if previous else "to import"
                 out.reason = f"{total - present} of {total} images to copy" + ("" if trust_ok else ", trust data to import")
                 return
         if images.requests and not same_repo:
@@ -367,15 +414,21 @@ class Migrator:
                 assert first.error is not None
                 raise TrustboxError(f"{len(failed)} of {len(results)} images not copied; "
                                     f"{first.request.describe()}: {first.error.message}")
-            self.state.mark(gun, status="copied", destination=dst.gun, images=len(results))
+            if previous is None:  # a re-sync stays "done" until it is: a rerun exports again
+                self.state.mark(gun, status="copied", destination=dst.gun, images=len(results))
         result = import_archive(archive, server_url=self.options.to_server,
                                 as_gun=dst.gun if dst.gun != gun else None, trust_dir=self.options.trust_dir,
                                 now=self.options.now, ca_files=self.options.ca_files,
-                                root_key=self.options.root_key, new_root=self.options.new_root)
+                                root_key=self.options.root_key, new_root=self.options.new_root, previous=previous)
         out.trust = "already imported" if result.already_done else f"root v{result.root_version}"
+        if previous is not None:
+            archive.write(self.state.archive_path(gun))
         self.state.mark(gun, status="done", destination=dst.gun, images=out.images)
         out.status = MOVED
         notes = [f"{len(images.not_images)} targets are not images"] if images.not_images else []
+        if previous is not None:
+            changed = ", ".join(result.synced) if result.synced else "versions"
+            notes.insert(0, f"re-synced: {changed} changed at the source since the earlier run")
         if same_repo:
             notes.append("images stay in the same registry repository")
         out.reason = "; ".join(notes)

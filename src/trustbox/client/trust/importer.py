@@ -26,6 +26,12 @@ for the new name with the same root key. Without the old root key the import is 
 anything is uploaded, unless ``new_root`` (a new root key; consumers must re-pin, see
 :func:`repin_instructions`).
 
+Importing again into a server that holds an earlier import of the same repository publishes
+only what changed: targets and delegations that differ from the server's, byte for byte, in one
+update, when the server's copies are those of the earlier import (``previous``, which ``trust
+migrate`` keeps) and older than the archive's; then the version chain continues as above. A
+server whose targets differ otherwise was signed there after the import: refused, nothing uploaded.
+
 Finally the result is read back as a client that cached the archive would read it (seeded with
 the archive's documents as its cache), and the import is reported done only if that client
 accepts the server's current data.
@@ -77,10 +83,12 @@ from trustbox.tuf.metadata import (
 from trustbox.tuf.timefmt import utcnow
 from trustbox.tuf.verify import MAX_ROOT_SIZE, MAX_TIMESTAMP_SIZE, TrustedCollection
 
-__all__ = ["ImportResult", "RootKeyMissingError", "WrongRootKeyError", "import_archive", "repin_instructions"]
+__all__ = ["DestinationChangedError", "ImportResult", "RootKeyMissingError", "WrongRootKeyError", "import_archive", "repin_instructions"]
 
 ROOT_EXPIRY = timedelta(days=3650)
 SNAPSHOT_EXPIRY = timedelta(days=3 * 365)
+#: the largest targets or delegation document read back from the server
+MAX_ROLE_BYTES = 100 * 1024 * 1024
 #: an import posts at most this many updates (root versions) to raise the server's snapshot and
 #: timestamp versions above the archive's; a second run continues where it stopped
 MAX_UPDATES = 100_000
@@ -92,6 +100,11 @@ class RootKeyMissingError(KeyStoreError):
 
 class WrongRootKeyError(KeyStoreError):
     """A root key was given that is not one of the archive's root keys: nothing was uploaded."""
+
+
+class DestinationChangedError(TrustboxError):
+    """The server holds targets or delegations for the repository that neither the archive nor the
+    earlier import it continues has: signed there since. Nothing was uploaded."""
 
 
 @dataclass
@@ -106,6 +119,8 @@ class ImportResult:
     updates: int
     new_root: bool = False
     already_done: bool = False
+    #: targets roles published again because they changed at the source (a re-sync)
+    synced: tuple[str, ...] = ()
 
 
 def repin_instructions(gun: str, server_url: str) -> str:
@@ -163,6 +178,8 @@ class _Importer:
         self.updates = 0
         #: the publisher's snapshot key(s), when the repository keeps signing its own snapshots
         self.snapshot_signers: list[tuple[str, Signer]] = []
+        #: the server's root as served, once :meth:`existing_root` found one
+        self.existing_root_bytes = b""
 
     # -- keys ----------------------------------------------------------------------------------
 
@@ -282,7 +299,38 @@ class _Importer:
         except MetaNotFoundError:
             return None
         md: Metadata[Root] = Metadata.parse(data, ROOT, expect=Root)
+        self.existing_root_bytes = data
         return md
+
+    def changed_parts(self, previous: TrustArchive | None) -> list[tuple[str, bytes]]:
+        """The archive's targets and delegations that the server does not serve byte for byte,
+        parents first: what a newer export of an imported repository brings. The server's copy of
+        each must be the one of ``previous`` (the archive the earlier import published) and older
+        than the archive's; anything else was signed at the destination since.
+
+        Raises:
+            DestinationChangedError: a role the server holds is neither this archive's nor
+                ``previous``'s (nothing is uploaded).
+            NetworkError, FormatError: reading the server failed.
+        """
+        out: list[tuple[str, bytes]] = []
+        for role, data in self.targets_parts():
+            try:
+                current = self.remote.get_sized(role, MAX_ROLE_BYTES)
+            except MetaNotFoundError:
+                out.append((role, data))  # a delegation added at the source since
+                continue
+            if current == data:
+                continue
+            before = previous.files.get(f"{role}.json") if previous is not None else None
+            if current != before or _version(current, role) >= _version(data, role):
+                raise DestinationChangedError(
+                    f"{self.remote.host} holds {role} version {_version(current, role)} of {self.archive.gun}, "
+                    f"which is not the one imported earlier: it was signed there after the import, and the "
+                    f"source's version {_version(data, role)} would replace it; nothing was uploaded",
+                    hint="sign the source's new tags at the destination instead (it is the repository's home now)")
+            out.append((role, data))
+        return out
 
 
 def _version(data: bytes, role: str) -> int:
@@ -303,8 +351,14 @@ def import_archive(
     environ: Mapping[str, str] | None = None,
     passphrase_retriever: PassphraseRetriever | None = None,
     progress: Callable[[str], None] | None = None,
+    previous: TrustArchive | None = None,
 ) -> ImportResult:
     """Publish ``archive`` to ``server_url`` (see the module docstring).
+
+    ``previous``: the archive an earlier import of the same repository published; the server's
+    targets and delegations may then be that archive's, and the ones that changed at the source
+    since are published byte for byte (a re-sync). Without it the server must serve the
+    archive's own.
 
     ``trust_dir`` (default ``$DOCKER_CONFIG/trust``) holds the root key unless ``root_key`` names
     a key file; passphrases come from ``passphrase_retriever`` (default: docker's and notary's
@@ -316,6 +370,7 @@ def import_archive(
         RootKeyMissingError / WrongRootKeyError / PassphraseError: no usable root key (nothing uploaded).
         TrustboxError (ServerRejectedError, NetworkError, UnauthorizedError, ...): the server refused
         or failed; an import that failed half-way is completed by running it again.
+        DestinationChangedError: the server holds targets signed after the earlier import.
         VerificationError: the server's result is not accepted by a client that cached the archive.
     """
     when = now or utcnow()
@@ -369,6 +424,17 @@ def import_archive(
         want_snap = 0 if fresh else _version(archive.get(SNAPSHOT), SNAPSHOT) + 1
         want_ts = 0 if fresh else _version(archive.get(TIMESTAMP), TIMESTAMP) + 1
         snap_v, ts_v = imp.server_versions() if existing is not None else (0, 0)
+        synced: tuple[str, ...] = ()
+        if existing is not None:
+            changed = imp.changed_parts(previous)
+            if changed:
+                say(f"publishing {', '.join(role for role, _ in changed)} (changed at the source since the import)")
+                parts = list(changed)
+                if imp.snapshot_signers:
+                    parts.append(imp.snapshot_part(snap_v + 1, imp.existing_root_bytes))
+                imp.publish_update(parts)
+                synced = tuple(role for role, _ in changed)
+                snap_v, ts_v = imp.server_versions()
         while version < last or snap_v < want_snap or ts_v < want_ts:
             if imp.updates >= MAX_UPDATES:
                 raise NetworkError(f"{remote.host} did not reach the archive's snapshot/timestamp versions "
@@ -393,7 +459,7 @@ def import_archive(
         if not fresh:
             _check_as_pinned_client(archive, remote, when)
         return ImportResult(gun, remote.server_url, version, snap_v, ts_v, imp.updates, new_root=generated,
-                            already_done=existing is not None and imp.updates == 0)
+                            already_done=existing is not None and imp.updates == 0, synced=synced)
     finally:
         remote.close()
 
