@@ -22,7 +22,6 @@ from trustbox.auth.middleware import AuthInfo
 from trustbox.auth.scopes import PULL, repository, satisfies
 from trustbox.errcode import go_json_line
 from trustbox.errors import FormatError
-from trustbox.heaptune import keep_stream_buffers
 from trustbox.httpnum import INT64_MIN, parse_decimal
 from trustbox.oci.digest import Digest
 from trustbox.oci.mediatypes import OCI_INDEX
@@ -705,7 +704,6 @@ class _FrontDoor:
 
 def create_app(config: RegistryConfig, driver: StorageDriver | None = None) -> Starlette:
     """The registry ASGI application for ``config`` (optionally on an explicit driver)."""
-    keep_stream_buffers()  # uploads: one buffer per received chunk (see trustbox.heaptune)
     registry = Registry(config, driver)
 
     async def not_found(request: Request) -> Response:
