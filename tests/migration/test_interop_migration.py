@@ -170,6 +170,54 @@ def test_export_import_keeps_pinned_clients(history: History, destinations: dict
     _check_pinned_clients(h, h.docker_dir, [h.pinned_v1, h.pinned_new], dest, "v4")
 
 
+def test_migrate_rerun_brings_new_source_signatures_to_pinned_clients(
+    history: History, destinations: dict[str, ServerHandle]
+) -> None:
+    """``trust migrate`` (trust data only: no registries given) from notary-server, then a signature
+    made on the source with ``notary`` after the migration: the next run brings it across, and a
+    notary client that pinned the source (and cached its newer versions) switches to the new server
+    with no cache fallback and sees it; docker trust inspect on the new server shows it. Then a
+    signature made at the destination is never replaced by a later one from the source."""
+    h = history
+    gun = "registry.example.test/team/resync"
+    src, dest = h.source, destinations["trustbox"]
+    owner = h.docker_dir / "trust"
+    add_server_ca(h.docker_dir, dest.url, dest.ca_path)
+    docker_ok(h.docker_dir, src.url, "trust", "signer", "add", "--key", str(h.root / "keys" / "alice.pub"), "alice", gun)
+
+    def sign(server: str, ca: Path, tag: str, login: tuple[str, str] | None, trust: Path = owner) -> tuple[str, str]:
+        digest, size = _digest(tag)
+        notary_ok(trust, server, ca, "addhash", gun, tag, size, "--sha256", digest,
+                  "-r", "targets/releases", "-r", "targets/alice", "-p", login=login)
+        return digest, size
+
+    sign(src.url, src.ca, "r1", LOGIN)
+    # the owner at the destination: the same keys and config in a folder of its own (docker and
+    # notary keep one cache per repository name, whichever server they talk to)
+    at_dest = h.copy("resync-docker", h.docker_dir)
+    pinned = h.root / "p-resync" / "trust"
+    notary_ok(pinned, src.url, src.ca, "list", gun, login=LOGIN)
+    state = h.root / "resync-state.json"
+    args = ("trust", "migrate", "--from-server", src.url, "--to-server", dest.url, "--state", str(state), "-q", gun)
+    res = trustbox_ok(h.docker_dir, *args)
+    assert res.out.strip().endswith("1 moved"), res.describe()
+    d2, n2 = sign(src.url, src.ca, "r2", LOGIN)
+    notary_ok(pinned, src.url, src.ca, "list", gun, login=LOGIN)  # the pinned client caches the newer versions
+    res = trustbox_ok(h.docker_dir, *args)
+    assert res.out.strip().endswith("1 moved") and "re-synced" in res.out, res.describe()
+    res = notary_ok(pinned, dest.url, dest.ca_path, "list", gun)
+    assert CACHED_TIMESTAMP not in res.out and ["r2", d2, n2] in [r[:3] for r in notary_rows(res.out)], res.describe()
+    res = docker_ok(at_dest, dest.url, "trust", "inspect", gun)
+    assert CACHED_TIMESTAMP not in res.err and signed_tags(res.out)["r2"] == (d2, ["alice"]), res.describe()
+    # signed at the destination, then at the source: refused, nothing replaced
+    sign(dest.url, dest.ca_path, "r3", None, at_dest / "trust")
+    sign(src.url, src.ca, "r4", LOGIN)
+    res = trustbox(h.docker_dir, *args)
+    assert res.rc == 1 and "signed there after the import" in res.out + res.err, res.describe()
+    res = notary_ok(pinned, dest.url, dest.ca_path, "list", gun)
+    assert sorted(r[0] for r in notary_rows(res.out)) == ["r1", "r2", "r3"], res.describe()
+
+
 def test_export_uses_credential_helpers(history: History) -> None:
     """The source's token auth gets the registry credentials from a docker credential helper; without
     credentials the export is refused in one line."""
