@@ -51,7 +51,7 @@ from trustbox.client.images.layout import Progress
 from trustbox.client.images.transfer import Reporter
 from trustbox.client.trust.archive import TrustArchive
 from trustbox.client.trust.export import export_from_cache, export_repository
-from trustbox.client.trust.importer import import_archive
+from trustbox.client.trust.importer import MAX_ROLE_BYTES, import_archive
 from trustbox.client.trust.remote import RemoteStore
 from trustbox.client.trust.repository import RELEASED_ROLES, walk_collection
 from trustbox.errors import ConfigError, FormatError, TrustboxError
@@ -65,7 +65,6 @@ STATE_FORMAT = "trustbox-migrate-state"
 STATE_VERSION = 1
 #: a target name that can be a registry tag (distribution's tag grammar)
 TAG_RE = re.compile(r"^[\w][\w.-]{0,127}$")
-MAX_TARGETS_BYTES = 100 * 1024 * 1024
 
 MOVED, SKIPPED, FAILED, PLANNED = "moved", "skipped", "failed", "would move"
 
@@ -344,7 +343,7 @@ class Migrator:
         remote = RemoteStore(self.options.to_server, dst_gun, ca_files=tls.ca_files, client_pairs=tls.client_pairs,
                              credentials=dockerenv.registry_credentials(parse_reference(dst_gun)))
         try:
-            return remote.get_sized("targets", MAX_TARGETS_BYTES) == archive.get("targets")
+            return remote.get_sized("targets", MAX_ROLE_BYTES) == archive.get("targets")
         except MetaNotFoundError:
             return False
         finally:
