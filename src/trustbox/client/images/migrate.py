@@ -57,7 +57,7 @@ from trustbox.client.trust.repository import RELEASED_ROLES, walk_collection
 from trustbox.errors import ConfigError, FormatError, TrustboxError
 from trustbox.oci.descriptor import Descriptor
 from trustbox.oci.reference import ImageRef, parse_reference
-from trustbox.tuf.metadata import SNAPSHOT, TIMESTAMP, Metadata
+from trustbox.tuf.metadata import SNAPSHOT, TIMESTAMP
 from trustbox.tuf.timefmt import utcnow
 from trustbox.tuf.verify import TrustedCollection
 
@@ -214,11 +214,7 @@ def _moved_on(fresh: TrustArchive, kept: TrustArchive) -> bool:
 
     if signed_roles(fresh) != signed_roles(kept):
         return True
-    return any(_version_of(fresh, role) > _version_of(kept, role) for role in (SNAPSHOT, TIMESTAMP))
-
-
-def _version_of(archive: TrustArchive, role: str) -> int:
-    return int(Metadata.parse(archive.get(role), role).signed.version)
+    return any(fresh.version(role) > kept.version(role) for role in (SNAPSHOT, TIMESTAMP))
 
 
 def read_repo_list(path: Path) -> list[str]:

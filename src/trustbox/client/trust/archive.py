@@ -119,6 +119,11 @@ class TrustArchive:
             raise ArchiveError(f"the archive of {self.gun} has no {role}.json")
         return data
 
+    def version(self, role: str) -> int:
+        """The version ``role``'s current document declares. Raises ArchiveError when the archive
+        lacks it, FormatError when it is not a TUF document of that role."""
+        return int(Metadata.parse(self.get(role), role).signed.version)
+
     def path(self, name: str) -> str:
         """The member name of a file (``<gun>/<name>``)."""
         return f"{self.gun}/{name}"

@@ -178,8 +178,6 @@ class _Importer:
         self.updates = 0
         #: the publisher's snapshot key(s), when the repository keeps signing its own snapshots
         self.snapshot_signers: list[tuple[str, Signer]] = []
-        #: the server's root as served, once :meth:`existing_root` found one
-        self.existing_root_bytes = b""
 
     # -- keys ----------------------------------------------------------------------------------
 
@@ -292,15 +290,15 @@ class _Importer:
         snap: Metadata[Snapshot] = Metadata.parse(snap_data, SNAPSHOT, expect=Snapshot)
         return int(snap.signed.version), int(ts.signed.version)
 
-    def existing_root(self) -> Metadata[Root] | None:
-        """The server's root of the GUN, None when it has none; raises NetworkError / FormatError."""
+    def existing_root(self) -> tuple[Metadata[Root], bytes] | None:
+        """The server's root of the GUN and its bytes as served, None when it has none; raises
+        NetworkError / FormatError."""
         try:
             data = self.remote.get_sized(ROOT, MAX_ROOT_SIZE)
         except MetaNotFoundError:
             return None
         md: Metadata[Root] = Metadata.parse(data, ROOT, expect=Root)
-        self.existing_root_bytes = data
-        return md
+        return md, data
 
     def changed_parts(self, previous: TrustArchive | None) -> list[tuple[str, bytes]]:
         """The archive's targets and delegations that the server does not serve byte for byte,
@@ -395,7 +393,8 @@ def import_archive(
                 raise
             signers = []
         base = tc.root.signed
-        existing = imp.existing_root()
+        found = imp.existing_root()
+        existing, existing_bytes = found if found is not None else (None, b"")
         if existing is not None:
             done = _already_imported(existing, base, renamed, new_root)
             if not done:
@@ -421,8 +420,8 @@ def import_archive(
         version = existing.signed.version if existing is not None else 0
         # clients refuse snapshot/timestamp versions below the ones they cached: keep extending the
         # chain (one more root version per update) until the server's versions pass the archive's
-        want_snap = 0 if fresh else _version(archive.get(SNAPSHOT), SNAPSHOT) + 1
-        want_ts = 0 if fresh else _version(archive.get(TIMESTAMP), TIMESTAMP) + 1
+        want_snap = 0 if fresh else archive.version(SNAPSHOT) + 1
+        want_ts = 0 if fresh else archive.version(TIMESTAMP) + 1
         snap_v, ts_v = imp.server_versions() if existing is not None else (0, 0)
         synced: tuple[str, ...] = ()
         if existing is not None:
@@ -431,7 +430,7 @@ def import_archive(
                 say(f"publishing {', '.join(role for role, _ in changed)} (changed at the source since the import)")
                 parts = list(changed)
                 if imp.snapshot_signers:
-                    parts.append(imp.snapshot_part(snap_v + 1, imp.existing_root_bytes))
+                    parts.append(imp.snapshot_part(snap_v + 1, existing_bytes))
                 imp.publish_update(parts)
                 synced = tuple(role for role, _ in changed)
                 snap_v, ts_v = imp.server_versions()
