@@ -111,6 +111,34 @@ def pss_kib(pid: int) -> int | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its process tree so far (0.0 for a process gone)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / tick
+
+
+def pids_with_argument(text: str) -> list[int]:
+    """The processes whose command line has an argument containing ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(text.encode() in a for a in argv):
+            found.append(int(entry.name))
+    return found
+
+
 @dataclass
 class TreeMemory:
     """Memory of a process tree, MiB: peaks (VmHWM) and current RSS and PSS, summed and largest."""

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -40,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
-from bench.common import Report  # noqa: E402
+from bench.common import Report, cpu_seconds, pids_with_argument  # noqa: E402
 from tests.helpers.net import free_port, stop_process, wait_http  # noqa: E402
 from tests.images.randimage import push_random_image  # noqa: E402
 from tests.images.registries import trustbox_registry, upstream_registry  # noqa: E402
@@ -73,14 +74,38 @@ def trust_server(workdir: Path) -> Iterator[str]:
         stop_process(proc)
 
 
+class CpuMeter:
+    """CPU seconds of this process (the client) and of the servers under ``work``, per phase."""
+
+    def __init__(self, work: Path) -> None:
+        self.pids = {name: pids_with_argument(str(work / name)) for name in ("src-registry", "dst-registry")}
+        self.pids["trust-servers"] = pids_with_argument(str(work / "src-trust")) + pids_with_argument(str(work / "dst-trust"))
+
+    def sample(self) -> dict[str, float]:
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        out = {"client": me.ru_utime + me.ru_stime}
+        out.update({name: sum(cpu_seconds(p) for p in pids) for name, pids in self.pids.items()})
+        return out
+
+    @contextmanager
+    def phase(self, label: str, mib: Callable[[], float]) -> Iterator[None]:
+        """Print CPU seconds per GiB of each process over the block (``mib``: MiB moved, read after it)."""
+        before = self.sample()
+        yield
+        after, gib = self.sample(), mib() / 1024
+        parts = [f"{k} {(after[k] - before[k]) / gib:.2f}" for k in after if after[k] - before[k] >= 0.05]
+        print(f"#   CPU s/GiB during {label}: " + ", ".join(parts), flush=True)
+
+
 def layer_sizes(image_mib: float, layers: int) -> list[int]:
     total = int(image_mib * MIB)
     base = total // layers
     return [base + (total - base * layers if i == 0 else 0) for i in range(layers)]
 
 
-def upload_rate(host: str, sizes: list[int], total: int, jobs: int) -> float:
-    """MiB/s of uploading ``total`` bytes of fresh random blobs (sizes cycled) with ``jobs`` threads."""
+def upload_rate(host: str, sizes: list[int], total: int, jobs: int, cpu: CpuMeter, label: str) -> float:
+    """MiB/s of uploading ``total`` bytes of fresh random blobs (sizes cycled) with ``jobs`` threads
+    (the CPU used while uploading printed as ``label``)."""
     blobs: list[bytes] = []
     n = 0
     while n < total:
@@ -93,7 +118,7 @@ def upload_rate(host: str, sizes: list[int], total: int, jobs: int) -> float:
     with RegistryClient(host, RegistryOptions()) as c:
         c.prepare("baseline/upload", push=True)
         started = time.monotonic()
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
+        with cpu.phase(label, lambda: n / MIB), ThreadPoolExecutor(max_workers=jobs) as pool:
             list(pool.map(lambda i: c.upload_blob("baseline/upload", descs[i], [blobs[i]]), range(len(blobs))))
         elapsed = time.monotonic() - started
     return n / MIB / elapsed
@@ -158,10 +183,11 @@ def main() -> int:
             # measured phase starts with no dirty page waiting to be written (os.sync): otherwise
             # the kernel's write-back of what the previous phase wrote (2 GB pushed by populate)
             # runs during the next one and is charged to it.
+            cpu = CpuMeter(work)
             os.sync()
-            up_runs = [upload_rate(src.host, sizes, baseline, args.jobs)]
+            up_runs = [upload_rate(src.host, sizes, baseline, args.jobs, cpu, "the upload to upstream")]
             os.sync()
-            tb_runs = [upload_rate(dst.host, sizes, baseline, args.jobs)]
+            tb_runs = [upload_rate(dst.host, sizes, baseline, args.jobs, cpu, "the upload to trustbox")]
             started = time.monotonic()
             pushed = populate(src.host, src_trust, work / "docker-config" / "trust", args.repos, args.tags, sizes, args.jobs)
             report.add("populate.time", time.monotonic() - started, "s")
@@ -170,16 +196,18 @@ def main() -> int:
                                      state_file=work / "state.json", jobs=args.jobs)
             repos = [f"{src.host}/bench/repo{r:03d}" for r in range(args.repos)]
             started = time.monotonic()
-            with Migrator(options, Reporter()) as m:
-                outcomes = [m.migrate(r) for r in repos]
+            outcomes = []
+            with cpu.phase("the migration", lambda: sum(o.bytes_copied for o in outcomes) / MIB), \
+                    Migrator(options, Reporter()) as m:
+                outcomes.extend(m.migrate(r) for r in repos)
             total = time.monotonic() - started
             failed = [o for o in outcomes if o.status != "moved"]
             for o in failed[:5]:
                 print(f"# FAILED {o.repo}: {o.reason}", flush=True)
             os.sync()
-            tb_runs.append(upload_rate(dst.host, sizes, baseline, args.jobs))
+            tb_runs.append(upload_rate(dst.host, sizes, baseline, args.jobs, cpu, "the upload to trustbox"))
             os.sync()
-            up_runs.append(upload_rate(src.host, sizes, baseline, args.jobs))
+            up_runs.append(upload_rate(src.host, sizes, baseline, args.jobs, cpu, "the upload to upstream"))
             up, tb = sum(up_runs) / 2, sum(tb_runs) / 2
             report.add("baseline.upstream_upload", up, "MiB/s")
             print(f"#   before {up_runs[0]:.1f}, after {up_runs[1]:.1f}", flush=True)

@@ -13,7 +13,9 @@ through :mod:`trustbox.client.capped`. Requests stay streamed; a 401 is released
 from __future__ import annotations
 
 import base64
+import os
 import ssl
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,23 +33,59 @@ DEFAULT_TIMEOUT = 30.0
 Challenge = tuple[str, dict[str, str]]
 
 
+#: built TLS contexts by what went into them (see :func:`ssl_context`)
+_contexts: dict[tuple[object, ...], ssl.SSLContext] = {}
+_contexts_lock = threading.Lock()
+_CONTEXTS_MAX = 32
+
+
+def _file_identity(path: Path) -> tuple[str, int, int]:
+    """A file's name, modification time and size (-1s when it cannot be read): a changed file
+    gets a new context."""
+    try:
+        st = path.stat()
+    except OSError:
+        return str(path), -1, -1
+    return str(path), st.st_mtime_ns, st.st_size
+
+
 def ssl_context(ca_files: Sequence[Path] = (), client_pairs: Sequence[tuple[Path, Path]] = ()) -> ssl.SSLContext:
     """System trust roots plus ``ca_files``; the first client certificate pair if any.
+
+    Contexts are built once per set of files (by name, modification time and size, and the
+    ``SSL_CERT_FILE``/``SSL_CERT_DIR`` in effect) and shared: loading the system roots costs
+    ~60 ms, and a migration opens trust clients for every repository. Callers must not change
+    the returned context.
 
     Raises:
         NetworkError: a CA file or client pair that cannot be loaded.
     """
+    pairs = tuple(client_pairs[:1])
+    key = (
+        os.environ.get("SSL_CERT_FILE"),
+        os.environ.get("SSL_CERT_DIR"),
+        tuple(_file_identity(ca) for ca in ca_files),
+        tuple((_file_identity(cert), _file_identity(k)) for cert, k in pairs),
+    )
+    with _contexts_lock:
+        ctx = _contexts.get(key)
+    if ctx is not None:
+        return ctx
     ctx = ssl.create_default_context()
     for ca in ca_files:
         try:
             ctx.load_verify_locations(cafile=str(ca))
         except (OSError, ssl.SSLError) as exc:
             raise NetworkError(f"cannot load CA certificate {ca}: {exc}") from exc
-    for cert, key in client_pairs[:1]:
+    for cert, k in pairs:
         try:
-            ctx.load_cert_chain(str(cert), str(key))
+            ctx.load_cert_chain(str(cert), str(k))
         except (OSError, ssl.SSLError) as exc:
             raise NetworkError(f"cannot load client certificate {cert}: {exc}") from exc
+    with _contexts_lock:
+        if len(_contexts) >= _CONTEXTS_MAX:
+            _contexts.clear()
+        _contexts[key] = ctx
     return ctx
 
 

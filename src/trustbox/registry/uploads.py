@@ -34,6 +34,7 @@ from typing import Any
 from trustbox.oci.digest import Digest
 from trustbox.registry.aio import in_thread
 from trustbox.registry.blobs import BlobStore
+from trustbox.registry.direct_io import DirectWriter, open_direct
 from trustbox.registry.errors import (
     BlobUploadUnknown,
     DigestInvalid,
@@ -215,12 +216,14 @@ class UploadStore:
         *,
         idle_timeout: float | None = None,
         clock: Callable[[], float] = time.time,
+        direct_io: bool = True,
     ) -> None:
         """``max_sessions``: open sessions per owner; ``idle_timeout``: seconds after the last
         chunk (or the start) that a session expires (None: never); ``clock``: wall-clock time,
         compared with file and object modification times. ``shared`` (default: when storage is
         remote) records sessions in the storage driver so that any replica can continue them
-        (see :mod:`trustbox.registry.sessions`)."""
+        (see :mod:`trustbox.registry.sessions`). ``direct_io``: write local spool files past the
+        page cache where the file system allows (see :mod:`trustbox.registry.direct_io`)."""
         self.blobs = blobs
         self.spool = blobs.driver.spool_dir
         self.max_sessions = max_sessions
@@ -230,6 +233,8 @@ class UploadStore:
         if shared is None:
             shared = not blobs.driver.cheap_io
         self.shared = SharedSessions(blobs.driver) if shared else None
+        # a shared session's chunks are read back at once to be stored: keep those in the cache
+        self.direct_io = direct_io and blobs.driver.cheap_io and self.shared is None
         self.owners = OwnerIndex(self.spool)
         self._hashes: dict[str, _HashState] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -400,7 +405,11 @@ class UploadStore:
         # write instead of their sum (sha256 without SHA-NI runs at only ~250 MB/s). A batch is
         # the list of received chunks as they came: copying them into one buffer cost a copy
         # of the whole upload plus a page fault for every fresh page of the buffers.
-        lanes = [_Lane(_Writer(f.fileno(), up.data, start))] + ([_Lane(_hash_all(hasher))] if hasher is not None else [])
+        direct_fd = open_direct(up.data) if self.direct_io else None
+        writer: _Writer | DirectWriter = (
+            _Writer(f.fileno(), up.data, start) if direct_fd is None else DirectWriter(f.fileno(), direct_fd, start)
+        )
+        lanes = [_Lane(writer)] + ([_Lane(_hash_all(hasher))] if hasher is not None else [])
         ok = False
         try:
             f.seek(start)
@@ -422,6 +431,8 @@ class UploadStore:
                     await lane.submit(buf)
             for lane in lanes:
                 await lane.drain()
+            if isinstance(writer, DirectWriter):
+                writer.finish()  # the partial last block: one small buffered write
             if expected is not None and written != expected:
                 raise SizeInvalid(
                     f"chunk length {written} does not match the declared length {expected}",
@@ -444,6 +455,8 @@ class UploadStore:
             # early writeback is not waited for: the commit's fsync is what makes the blob durable
             for lane in lanes:
                 await lane.drain(quiet=True)
+            if isinstance(writer, DirectWriter):
+                writer.close()
             if not ok:
                 f.truncate(start)
                 if state is not None and saved is not None:
