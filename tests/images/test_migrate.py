@@ -320,3 +320,35 @@ def test_root_key_outside_the_trust_folder(pairs: Pairs, tmp_path: Path) -> None
     code, out, err = run(*base_args(pairs, state), "--root-key", str(kept), gun)
     assert code == 0 and out.strip().endswith("1 moved"), out + err
     assert_migrated(pairs, "acme/offline-root", images, tmp_path / "fresh")
+
+
+def test_a_rerun_from_the_trust_cache_re_syncs(pairs: Pairs, tmp_path: Path) -> None:
+    """With no source server (``--from-cache``: docker's trust cache is the only copy), a rerun after
+    the cache learnt newer trust data (a pull before the server closed) brings the new tags across
+    and a consumer that pinned the destination accepts it; an unchanged cache is skipped."""
+    repo = "acme/cached"
+    src_gun = f"{pairs.src_registry.host}/{repo}"
+
+    def refresh_cache() -> None:  # what a docker pull with content trust leaves in the cache
+        with TrustClient(src_gun, pairs.src_trust.url, trust_dir()) as tc:
+            tc.update()
+
+    first = publish(pairs, repo, {"v1": (4_000, 2_000)})
+    refresh_cache()
+    state = tmp_path / "state.json"
+    args = ["--from-cache", "--to-server", pairs.dst_trust.url, "--to-registry", pairs.dst_registry.host,
+            "--state", str(state), "-q", src_gun]
+    code, out, err = run(*args)
+    assert code == 0 and out.strip().endswith("1 moved"), out + err
+    pinned = tmp_path / "pinned"
+    assert_migrated(pairs, repo, first, pinned)
+    code, out, err = run(*args)
+    assert code == 0 and out.strip().endswith("1 skipped"), out + err
+    second = publish(pairs, repo, {"v2": (3_000,)})
+    refresh_cache()
+    code, out, err = run(*args)
+    assert code == 0 and out.strip().endswith("1 moved") and "re-synced: targets changed at the source" in out, out + err
+    assert_migrated(pairs, repo, {**first, **second}, pinned)
+    assert_migrated(pairs, repo, {**first, **second}, tmp_path / "fresh")
+    code, out, err = run(*args)
+    assert code == 0 and out.strip().endswith("1 skipped"), out + err

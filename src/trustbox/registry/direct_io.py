@@ -28,7 +28,7 @@ ALIGN = 4096
 #: the aligned buffer each writer gathers chunks in
 BUFFER = 4 << 20
 O_DIRECT: int = getattr(os, "O_DIRECT", 0)
-_POOL_MAX = 8  # buffers kept for reuse: a fresh one costs a page fault per page
+_POOL_MAX = 4  # buffers kept for reuse: a fresh one costs a page fault per page
 
 _pool: list[mmap.mmap] = []
 _pool_lock = threading.Lock()

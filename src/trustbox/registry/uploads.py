@@ -3,8 +3,9 @@
 An upload lives in ``<spool>/<uuid>/`` (``data``, ``repo`` and ``owner``; layout in
 :mod:`trustbox.registry.spool`). Chunks are appended with the running sha256 kept in memory; if
 the in-memory state is missing or stale (another worker process took a chunk, or a restart) the
-hash is recomputed from the file. A failed or interrupted chunk is cut off again, so the session
-stays at its last good offset. Committing fsyncs the file, checks the digest, then renames it
+hash is recomputed from the file. On local storage the spool file is written past the page cache
+(:mod:`trustbox.registry.direct_io`: an upload is written once and rarely read back at once). A
+failed or interrupted chunk is cut off again, so the session stays at its last good offset. Committing fsyncs the file, checks the digest, then renames it
 into blob storage: nothing partial is ever visible.
 
 Open sessions are limited per owner (the authenticated user, else the repository), so one
