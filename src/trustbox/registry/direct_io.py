@@ -46,7 +46,10 @@ def _give_buffer(buf: mmap.mmap) -> None:
         if len(_pool) < _POOL_MAX:
             _pool.append(buf)
             return
-    buf.close()
+    try:
+        buf.close()
+    except BufferError:  # a view is still held (a failed write's traceback): unmapped when freed
+        pass
 
 
 def open_direct(path: Path) -> int | None:
@@ -114,8 +117,7 @@ class DirectWriter:
         whole = self.fill - self.fill % ALIGN
         if not whole:
             return
-        with memoryview(self.buf) as mv:
-            data = mv[:whole]
+        with memoryview(self.buf) as mv, mv[:whole] as data:
             written = 0
             if self.direct:
                 try:
@@ -126,7 +128,6 @@ class DirectWriter:
                     self.direct = False  # this file system wants other alignment: go buffered
             if written < whole:  # a short or refused direct write: the rest buffered
                 pwrite_all(self.fd, data[written:], self.pos + written)
-            data.release()
         self.pos += whole
         rest = self.fill - whole
         if rest:
@@ -136,10 +137,8 @@ class DirectWriter:
     def finish(self) -> None:
         """Write the partial last block (buffered). Raises OSError."""
         if self.fill and self.buf is not None:
-            with memoryview(self.buf) as mv:
-                data = mv[: self.fill]
+            with memoryview(self.buf) as mv, mv[: self.fill] as data:
                 pwrite_all(self.fd, data, self.pos)
-                data.release()
             self.pos += self.fill
             self.fill = 0
 
