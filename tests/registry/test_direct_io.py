@@ -149,6 +149,12 @@ def test_other_write_errors_are_raised(tmp_path: Path, monkeypatch: pytest.Monke
         write_batches(path, 0, [[b"x" * (2 * ALIGN)]])
 
 
+def test_a_write_making_no_progress_is_an_error_not_a_hang(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(direct_io.os, "pwrite", lambda fd, data, offset: 0)
+    with pytest.raises(OSError, match="made no progress"):
+        direct_io.pwrite_all(0, memoryview(b"abc"), 10)
+
+
 def test_no_o_direct_means_no_direct_descriptor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "data"
     path.write_bytes(b"")

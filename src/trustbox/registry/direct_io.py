@@ -65,9 +65,12 @@ def open_direct(path: Path) -> int | None:
 
 
 def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
-    """Write all of ``data`` at ``offset`` (short writes continued). Raises OSError."""
+    """Write all of ``data`` at ``offset`` (short writes continued). Raises OSError (also when
+    a write makes no progress)."""
     while data:
         n = os.pwrite(fd, data, offset)
+        if n <= 0:
+            raise OSError(errno.EIO, f"write at offset {offset} made no progress")
         data = data[n:]
         offset += n
 
