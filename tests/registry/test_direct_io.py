@@ -8,6 +8,7 @@ import errno
 import hashlib
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,22 @@ def direct_or_skip(path: Path) -> int:
     if fd is None:  # the file system of the temporary directory has no O_DIRECT
         pytest.skip(f"no direct I/O on the file system of {path}")
     return fd
+
+
+PwriteFn = Callable[[int, Any, int], int]
+
+
+def intercept_direct(monkeypatch: pytest.MonkeyPatch, path: Path, on_direct: Callable[[PwriteFn, Any, int], int]) -> int:
+    """A direct descriptor on ``path`` whose writes go through ``on_direct(real_pwrite, data, offset)``;
+    writes to any other descriptor are left alone."""
+    real = os.pwrite
+    dfd = direct_or_skip(path)
+
+    def pwrite(fd: int, data: Any, offset: int) -> int:
+        return on_direct(real, data, offset) if fd == dfd else real(fd, data, offset)
+
+    monkeypatch.setattr(direct_io.os, "pwrite", pwrite)
+    return dfd
 
 
 def write_batches(path: Path, start: int, batches: list[list[bytes]], writer_fd: int | None = None) -> DirectWriter:
@@ -74,16 +91,19 @@ def test_bytes_on_disk_are_the_bytes_sent_from_any_offset(tmp_path: Path, start:
 def test_whole_blocks_go_direct_and_only_head_and_tail_buffered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "data"
     path.write_bytes(b"h" * 100)
-    real = os.pwrite
     seen: list[tuple[str, int, int]] = []
-    holder: dict[str, int] = {}
+    real = os.pwrite
 
-    def spy(fd: int, data: Any, offset: int) -> int:
-        seen.append(("direct" if fd == holder["direct"] else "buffered", offset, len(data)))
+    def spy_buffered(fd: int, data: Any, offset: int) -> int:
+        seen.append(("buffered", offset, len(data)))
         return real(fd, data, offset)
 
-    monkeypatch.setattr(direct_io.os, "pwrite", spy)
-    holder["direct"] = dfd = direct_or_skip(path)
+    def spy_direct(pwrite: PwriteFn, data: Any, offset: int) -> int:  # pwrite: spy_buffered
+        seen.append(("direct", offset, len(data)))
+        return real(dfd, data, offset)
+
+    monkeypatch.setattr(direct_io.os, "pwrite", spy_buffered)
+    dfd = intercept_direct(monkeypatch, path, spy_direct)
     body = os.urandom(3 * ALIGN * 100 + 17)
     write_batches(path, 100, [[body[:5000], body[5000:70000]], [body[70000:]]], writer_fd=dfd)
     assert path.read_bytes() == b"h" * 100 + body
@@ -98,16 +118,11 @@ def test_whole_blocks_go_direct_and_only_head_and_tail_buffered(tmp_path: Path, 
 def test_a_file_system_refusing_the_alignment_gets_buffered_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "data"
     path.write_bytes(b"")
-    real = os.pwrite
-    holder: dict[str, int] = {}
 
-    def refuse_direct(fd: int, data: Any, offset: int) -> int:
-        if fd == holder["direct"]:
-            raise OSError(errno.EINVAL, "Invalid argument")
-        return real(fd, data, offset)
+    def refuse(pwrite: PwriteFn, data: Any, offset: int) -> int:
+        raise OSError(errno.EINVAL, "Invalid argument")
 
-    monkeypatch.setattr(direct_io.os, "pwrite", refuse_direct)
-    holder["direct"] = dfd = direct_or_skip(path)
+    dfd = intercept_direct(monkeypatch, path, refuse)
     batches = random_batches(random.Random(7), BUFFER + 999)
     w = write_batches(path, 0, batches, writer_fd=dfd)
     assert not w.direct
@@ -117,16 +132,11 @@ def test_a_file_system_refusing_the_alignment_gets_buffered_writes(tmp_path: Pat
 def test_a_short_direct_write_is_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "data"
     path.write_bytes(b"")
-    real = os.pwrite
-    holder: dict[str, int] = {}
 
-    def short(fd: int, data: Any, offset: int) -> int:
-        if fd == holder["direct"] and len(data) > ALIGN:
-            return real(fd, memoryview(data)[:ALIGN], offset)
-        return real(fd, data, offset)
+    def short(pwrite: PwriteFn, data: Any, offset: int) -> int:
+        return pwrite(dfd, memoryview(data)[:ALIGN] if len(data) > ALIGN else data, offset)
 
-    monkeypatch.setattr(direct_io.os, "pwrite", short)
-    holder["direct"] = dfd = direct_or_skip(path)
+    dfd = intercept_direct(monkeypatch, path, short)
     body = os.urandom(10 * ALIGN + 3)
     write_batches(path, 0, [[body]], writer_fd=dfd)
     assert path.read_bytes() == body

@@ -120,6 +120,12 @@ class _Writer:
         self.flushed = self.end = offset
         self._flushing: threading.Thread | None = None
 
+    def finish(self) -> None:
+        """Nothing is held back: every batch went to the descriptor."""
+
+    def close(self) -> None:
+        """Nothing to release (the descriptor is the caller's)."""
+
     def __call__(self, batch: list[bytes]) -> None:
         _write_all(self.fd, batch)
         self.end += sum(len(c) for c in batch)
@@ -432,8 +438,7 @@ class UploadStore:
                     await lane.submit(buf)
             for lane in lanes:
                 await lane.drain()
-            if isinstance(writer, DirectWriter):
-                writer.finish()  # the partial last block: one small buffered write
+            writer.finish()  # direct I/O: the partial last block, one small buffered write
             if expected is not None and written != expected:
                 raise SizeInvalid(
                     f"chunk length {written} does not match the declared length {expected}",
@@ -456,8 +461,7 @@ class UploadStore:
             # early writeback is not waited for: the commit's fsync is what makes the blob durable
             for lane in lanes:
                 await lane.drain(quiet=True)
-            if isinstance(writer, DirectWriter):
-                writer.close()
+            writer.close()
             if not ok:
                 f.truncate(start)
                 if state is not None and saved is not None:
